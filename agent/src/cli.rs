@@ -1,0 +1,125 @@
+//! Command-line interface: one subcommand per verb, parsed with clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rprof-agent",
+    version,
+    about = "pprof profiles of any native Linux process, taken from the outside",
+    long_about = "Samples, unwinds and symbolizes a running process (C, C++, Rust, Go: anything \
+                  ELF) without restarting or instrumenting it, and writes profiles that \
+                  `go tool pprof`, `pprof -http` and Speedscope open like a Go profile."
+)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record a CPU profile of a running process (--pid) or of a command (after --).
+    Record(RecordArgs),
+    /// Snapshot every thread: name, state, wait channel, syscall and symbolized stack.
+    Threads(ThreadsArgs),
+    /// Print the top functions of any pprof file.
+    Top(TopArgs),
+}
+
+/// How `threads` prints the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThreadsFormat {
+    /// One block per thread, like Go's goroutine?debug=2 dump.
+    Text,
+    /// {"pid", "pause_us", "threads": [...]} for scripts.
+    Json,
+    /// Gzipped pprof, threads/count aggregated by stack, labels state and thread.
+    Pprof,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadsArgs {
+    /// Process to snapshot.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ThreadsFormat::Text)]
+    pub format: ThreadsFormat,
+
+    /// Output file [default: stdout; for pprof rprof-threads-<pid>-<time>.pb.gz].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Never stop the target: stacks only for threads blocked in a system call.
+    #[arg(long)]
+    pub nonblocking: bool,
+}
+
+/// Which file `record` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormat {
+    /// Gzipped pprof protobuf, as Go's CPU profile.
+    Pprof,
+    /// SVG flamegraph.
+    Flamegraph,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Process to profile.
+    #[arg(short, long, conflicts_with = "command", required_unless_present = "command")]
+    pub pid: Option<u32>,
+
+    /// How long to record; Ctrl-C stops earlier and still writes the profile.
+    #[arg(short, long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+
+    /// Samples per second per thread on CPU.
+    #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: u64,
+
+    /// Output file [default: rprof-cpu-<pid>-<time>.pb.gz, or .svg for a flamegraph].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Pprof)]
+    pub format: RecordFormat,
+
+    /// Also record kernel frames (needs perf_event_paranoid <= 1 or CAP_PERFMON/CAP_SYS_ADMIN).
+    #[arg(long)]
+    pub kernel: bool,
+
+    /// Bytes of user stack copied with each sample [default: the most a sample can carry, ~64 KiB].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65_528))]
+    pub stack_size: Option<u32>,
+
+    /// Number of functions in the table printed at the end (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+
+    /// Command to launch and profile (instead of --pid).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// A pprof file (gzipped or not).
+    pub file: PathBuf,
+
+    /// Number of rows.
+    #[arg(short, long, default_value_t = 10)]
+    pub n: usize,
+
+    /// Sample value to rank by (index or type name, e.g. "cpu"); default: the profile's default.
+    #[arg(long)]
+    pub sample_index: Option<String>,
+}

@@ -1,0 +1,58 @@
+//! SVG flamegraphs (inferno) from any pprof profile.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use rprof_proto::Profile;
+
+/// Renders `profile` (first sample value) as an SVG flamegraph titled `title`.
+pub fn svg(profile: &Profile, title: &str) -> Result<Vec<u8>> {
+    let lines = collapsed(profile);
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_string();
+    options.count_name = "samples".to_string();
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
+        .context("cannot render the flamegraph")?;
+    Ok(svg)
+}
+
+/// Folded stacks, root first, one line per distinct stack: `root;caller;leaf count`.
+fn collapsed(profile: &Profile) -> Vec<String> {
+    let locations: HashMap<u64, &rprof_proto::Location> = profile.location.iter().map(|l| (l.id, l)).collect();
+    let functions: HashMap<u64, &str> = profile
+        .function
+        .iter()
+        .map(|f| (f.id, string(profile, f.name)))
+        .collect();
+    let mut folded: HashMap<String, i64> = HashMap::new();
+    for sample in &profile.sample {
+        let mut frames: Vec<String> = Vec::new();
+        for id in &sample.location_id {
+            let Some(location) = locations.get(id) else { continue };
+            if location.line.is_empty() {
+                frames.push(format!("{:#x}", location.address));
+            }
+            // Lines are innermost first; the stack is leaf first: pushing in order keeps it so.
+            for line in &location.line {
+                let name = functions.get(&line.function_id).copied().unwrap_or("?");
+                frames.push(name.replace(';', ":"));
+            }
+        }
+        frames.reverse();
+        let value = sample.value.first().copied().unwrap_or(0);
+        *folded.entry(frames.join(";")).or_insert(0) += value;
+    }
+    folded
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
+}
+
+fn string(profile: &Profile, index: i64) -> &str {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| profile.string_table.get(i))
+        .map_or("", String::as_str)
+}

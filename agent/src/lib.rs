@@ -1,0 +1,20 @@
+//! rprof-agent: sampling, unwinding, snapshots and pprof output for a running process.
+//!
+//! Pipeline stages: [`sampler`] (perf_event ring buffers) and [`snapshot`] (ptrace pause) capture
+//! raw registers and stacks; [`unwind`] turns them into return addresses with framehop;
+//! [`profile`] symbolizes and writes pprof. One module per verb: [`record`], [`threads`], [`top`].
+
+pub mod cli;
+pub mod flamegraph;
+pub mod frames;
+pub mod kallsyms;
+pub mod profile;
+// pub mod record; (enabled once the sampler lands)
+pub mod sampler;
+pub mod snapshot;
+pub mod stop;
+pub mod target;
+pub mod threads;
+pub mod timestamp;
+pub mod top;
+pub mod unwind;

@@ -1,0 +1,44 @@
+//! The `rprof-agent` binary: parse the command line, run one verb, turn errors into one line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rprof_agent::cli::{Cli, Command};
+use rprof_agent::stop::StopFlag;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line a person can act on: the chain of causes, outermost first.
+            let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("rprof-agent: error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Record(_) => { let _ = StopFlag::install()?; anyhow::bail!("record: not wired yet") }
+        Command::Threads(args) => rprof_agent::threads::run(args),
+        Command::Top(args) => rprof_agent::top::run(args),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

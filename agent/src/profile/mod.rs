@@ -1,0 +1,9 @@
+//! pprof output: turning unwound stacks into symbolized locations, and the profiles built on them.
+
+mod cpu;
+mod locations;
+mod write;
+
+pub use cpu::{CpuProfile, CpuProfileMeta};
+pub use locations::{LocationTable, PseudoFrame};
+pub use write::write_atomically;

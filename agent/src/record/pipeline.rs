@@ -1,0 +1,157 @@
+//! The unwinding stage: a thread of its own that turns raw samples into aggregated stacks, so the
+//! thread draining the ring buffers never falls behind the kernel.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::profile::CpuProfile;
+use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
+
+/// Samples in flight between the drain and the unwinder; past this the drain blocks and the
+/// kernel's ring buffer absorbs (and counts) the overflow.
+const QUEUE_DEPTH: usize = 1024;
+
+/// What the drain hands to the unwinder.
+pub enum Event {
+    Sample {
+        tid: u32,
+        regs: Registers,
+        stack: Vec<u8>,
+        kernel: Vec<u64>,
+    },
+    Lost(u64),
+    ThreadName { tid: u32, name: String },
+    /// The target mapped executable code (dlopen, exec, JIT): module list is stale.
+    CodeMapped,
+}
+
+/// Counters the progress line reads while the unwinder runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub samples: AtomicU64,
+    pub lost: AtomicU64,
+    pub truncated: AtomicU64,
+}
+
+/// The running unwinder thread.
+pub struct Pipeline {
+    sender: Option<SyncSender<Event>>,
+    handle: Option<JoinHandle<(CpuProfile, StackUnwinder)>>,
+    counters: Arc<Counters>,
+}
+
+impl Pipeline {
+    pub fn start(pid: u32, unwinder: StackUnwinder) -> std::io::Result<Self> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
+        let counters = Arc::new(Counters::default());
+        let stage = Stage::new(pid, unwinder, counters.clone());
+        let handle = std::thread::Builder::new()
+            .name("rprof-unwind".into())
+            .spawn(move || stage.run(receiver))?;
+        Ok(Pipeline {
+            sender: Some(sender),
+            handle: Some(handle),
+            counters,
+        })
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub fn send(&self, event: Event) {
+        if let Some(sender) = &self.sender {
+            // Fails only if the unwinder thread died; its panic surfaces in finish().
+            let _ = sender.send(event);
+        }
+    }
+
+    /// Waits for every queued sample to be unwound and returns the aggregate.
+    pub fn finish(mut self) -> anyhow::Result<(CpuProfile, StackUnwinder)> {
+        self.sender = None;
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("unwinder already finished"))?;
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("internal error: the unwinder thread panicked"))
+    }
+}
+
+struct Stage {
+    pid: u32,
+    unwinder: StackUnwinder,
+    profile: CpuProfile,
+    counters: Arc<Counters>,
+    named: HashSet<u32>,
+    frames: Vec<u64>,
+}
+
+impl Stage {
+    fn new(pid: u32, unwinder: StackUnwinder, counters: Arc<Counters>) -> Self {
+        Stage {
+            pid,
+            unwinder,
+            profile: CpuProfile::default(),
+            counters,
+            named: HashSet::new(),
+            frames: Vec::with_capacity(256),
+        }
+    }
+
+    fn run(mut self, events: Receiver<Event>) -> (CpuProfile, StackUnwinder) {
+        for event in events {
+            self.handle(event);
+        }
+        (self.profile, self.unwinder)
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Sample { tid, regs, stack, kernel } => self.sample(tid, regs, &stack, &kernel),
+            Event::Lost(count) => {
+                self.profile.add_lost(count);
+                self.counters.lost.fetch_add(count, Ordering::Relaxed);
+            }
+            Event::ThreadName { tid, name } => {
+                self.named.insert(tid);
+                self.profile.set_thread_name(tid, &name);
+            }
+            Event::CodeMapped => {
+                self.unwinder.refresh_modules();
+            }
+        }
+    }
+
+    fn sample(&mut self, tid: u32, regs: Registers, stack: &[u8], kernel: &[u64]) {
+        if self.named.insert(tid) {
+            if let Some(name) = thread_name(self.pid, tid) {
+                self.profile.set_thread_name(tid, &name);
+            }
+        }
+        let end = if regs.ip == 0 {
+            // No user registers (a sample taken in a kernel-only context): kernel frames only.
+            self.frames.clear();
+            UnwindEnd::Complete
+        } else {
+            self.unwinder
+                .unwind(regs, &StackMemory::new(regs.sp, stack), &mut self.frames)
+        };
+        self.profile.add(tid, kernel, &self.frames, end);
+        self.counters.samples.fetch_add(1, Ordering::Relaxed);
+        if end == UnwindEnd::Truncated {
+            self.counters.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A thread's current name, read once when its first sample arrives (a thread renamed later
+/// reports itself through a COMM record).
+pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
+    let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+    Some(name.trim_end_matches('\n').chars().take(64).collect())
+}

@@ -1,0 +1,116 @@
+//! What to sample and how often, and which perf event ended up doing it.
+
+use std::fmt;
+
+use super::error::SamplerError;
+use super::record::SAMPLE_FIXED_BYTES;
+
+/// 100 Hz, like Go's CPU profiler: enough for a profile, cheap for the target.
+pub const DEFAULT_FREQUENCY: u64 = 100;
+
+/// The largest user-stack copy the kernel accepts (`sample_stack_user` must be below
+/// `u16::MAX` and a multiple of 8).
+pub const MAX_STACK_BYTES: u32 = (u16::MAX as u32) & !7;
+
+/// The largest stack copy whose sample still fits one record (record sizes are `u16`), so that
+/// deep stacks reach the thread root. A smaller copy truncates them (perf's 8 KiB default does).
+pub const DEFAULT_STACK_BYTES: u32 = (u16::MAX as u32 - SAMPLE_FIXED_BYTES) & !7;
+
+/// What to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerConfig {
+    /// The process; all its threads are sampled.
+    pub pid: u32,
+    /// Samples per second of CPU time, per thread.
+    pub frequency: u64,
+    /// User stack bytes copied per sample, from the stack pointer up. A multiple of 8, at most
+    /// [`MAX_STACK_BYTES`]; the kernel trims it further if the record would exceed 64 KiB.
+    pub stack_bytes: u32,
+    /// Also record kernel call chains (needs more privilege: kernel samples are not excluded).
+    pub kernel: bool,
+}
+
+impl SamplerConfig {
+    /// The defaults for `pid`: [`DEFAULT_FREQUENCY`], [`DEFAULT_STACK_BYTES`], user space only.
+    pub fn new(pid: u32) -> Self {
+        SamplerConfig {
+            pid,
+            frequency: DEFAULT_FREQUENCY,
+            stack_bytes: DEFAULT_STACK_BYTES,
+            kernel: false,
+        }
+    }
+
+    /// Rejects settings the kernel would refuse with a bare EINVAL.
+    pub(crate) fn validate(&self) -> Result<(), SamplerError> {
+        if self.frequency == 0 {
+            return Err(invalid("frequency must be at least 1 Hz"));
+        }
+        if self.stack_bytes == 0 || self.stack_bytes % 8 != 0 || self.stack_bytes > MAX_STACK_BYTES
+        {
+            return Err(invalid(&format!(
+                "stack_bytes must be a multiple of 8 between 8 and {MAX_STACK_BYTES}, not {}",
+                self.stack_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: &str) -> SamplerError {
+    SamplerError::InvalidConfig(reason.to_owned())
+}
+
+/// The event that drives sampling: hardware cycles where a PMU exists, else the cpu-clock
+/// timer (VMs without a virtual PMU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Cycles,
+    CpuClock,
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventKind::Cycles => "cycles",
+            EventKind::CpuClock => "cpu-clock",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_stack_fills_a_record_exactly() {
+        assert_eq!(DEFAULT_STACK_BYTES % 8, 0);
+        assert!(SAMPLE_FIXED_BYTES + DEFAULT_STACK_BYTES <= u32::from(u16::MAX));
+        assert!(SAMPLE_FIXED_BYTES + DEFAULT_STACK_BYTES + 8 > u32::from(u16::MAX));
+        assert_eq!(MAX_STACK_BYTES, 65528);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        SamplerConfig::new(1).validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let mut config = SamplerConfig::new(1);
+        config.stack_bytes = 100;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("stack_bytes"), "{error}");
+        config.stack_bytes = MAX_STACK_BYTES + 8;
+        assert!(config.validate().is_err());
+        config = SamplerConfig::new(1);
+        config.frequency = 0;
+        assert!(config.validate().unwrap_err().to_string().contains("frequency"));
+    }
+
+    #[test]
+    fn event_kinds_display_like_perf_names_them() {
+        assert_eq!(EventKind::Cycles.to_string(), "cycles");
+        assert_eq!(EventKind::CpuClock.to_string(), "cpu-clock");
+    }
+}

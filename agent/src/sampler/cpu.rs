@@ -1,0 +1,80 @@
+//! Everything the sampler has on one CPU: the ring buffer, the events writing into it, and
+//! which of those events to poll.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::errno::Errno;
+
+use super::event::PerfEvent;
+use super::ring::Ring;
+
+pub(crate) struct CpuEvents {
+    cpu: u32,
+    ring: Ring,
+    /// Events of other threads on this CPU, redirected into `ring`.
+    events: Vec<PerfEvent>,
+    /// poll(2) reports POLLHUP, at once and for good, on an event whose thread exited and left
+    /// no inherited copies. Such an event can tell us nothing more, so another event of the
+    /// ring is polled instead (every event of a ring is woken when it fills).
+    owner_hung_up: bool,
+}
+
+impl CpuEvents {
+    pub(crate) fn new(cpu: u32, ring: Ring) -> Self {
+        CpuEvents {
+            cpu,
+            ring,
+            events: Vec::new(),
+            owner_hung_up: false,
+        }
+    }
+
+    pub(crate) fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub(crate) fn ring_mut(&mut self) -> &mut Ring {
+        &mut self.ring
+    }
+
+    /// Redirects `event` (opened on this CPU) into the ring and keeps it.
+    pub(crate) fn connect(&self, event: &PerfEvent) -> Result<(), Errno> {
+        event.set_output(self.ring.owner())
+    }
+
+    pub(crate) fn keep(&mut self, event: PerfEvent) {
+        self.events.push(event);
+    }
+
+    /// The event to poll for this ring, if any can still report data.
+    pub(crate) fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        if self.owner_hung_up {
+            self.events.first().map(AsFd::as_fd)
+        } else {
+            Some(self.ring.owner().as_fd())
+        }
+    }
+
+    /// The polled event hung up: poll the next one. A hung-up non-owner event is closed; the
+    /// owner stays open because the other events redirect their output to it.
+    pub(crate) fn retire_poll_fd(&mut self) {
+        if !self.owner_hung_up {
+            self.owner_hung_up = true;
+        } else if !self.events.is_empty() {
+            self.events.swap_remove(0);
+        }
+    }
+
+    /// Stops sampling on this CPU, inherited copies included.
+    pub(crate) fn disable(&self) {
+        // Failures only mean an event is already gone; teardown continues regardless.
+        let _ = self.ring.owner().disable();
+        for event in &self.events {
+            let _ = event.disable();
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! One perf event: a (thread, CPU) pair counted and sampled by the kernel, behind a file
+//! descriptor. Opening it and the ioctls the sampler uses.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use perf_event_open_sys::bindings::{self as sys, perf_event_attr};
+use perf_event_open_sys::{ioctls, perf_event_open};
+
+pub(crate) struct PerfEvent {
+    fd: OwnedFd,
+}
+
+impl PerfEvent {
+    /// Opens an event for thread `tid` on `cpu`, as `attr` describes it.
+    pub(crate) fn open(attr: &perf_event_attr, tid: u32, cpu: u32) -> Result<PerfEvent, Errno> {
+        let tid = i32::try_from(tid).map_err(|_| Errno::ESRCH)?;
+        let cpu = i32::try_from(cpu).map_err(|_| Errno::EINVAL)?;
+        // The kernel may write the size it supports back into the attr (E2BIG): give it a copy.
+        let mut attr = *attr;
+        // SAFETY: `attr` is a valid perf_event_attr whose `size` matches its type; the kernel
+        // reads it and may write `size` back, nothing else.
+        let fd = unsafe {
+            perf_event_open(&mut attr, tid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into())
+        };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: perf_event_open returned a new descriptor that nothing else owns.
+        Ok(PerfEvent {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub(crate) fn enable(&self) -> Result<(), Errno> {
+        // SAFETY: ENABLE takes no pointer; the fd is a perf event we own.
+        Errno::result(unsafe { ioctls::ENABLE(self.raw(), 0) }).map(drop)
+    }
+
+    pub(crate) fn disable(&self) -> Result<(), Errno> {
+        // SAFETY: DISABLE takes no pointer; the fd is a perf event we own.
+        Errno::result(unsafe { ioctls::DISABLE(self.raw(), 0) }).map(drop)
+    }
+
+    /// Sends this event's records to `target`'s ring buffer (same CPU required).
+    pub(crate) fn set_output(&self, target: &PerfEvent) -> Result<(), Errno> {
+        // SAFETY: SET_OUTPUT takes another perf event fd, which `target` keeps open.
+        Errno::result(unsafe { ioctls::SET_OUTPUT(self.raw(), target.raw()) }).map(drop)
+    }
+
+    /// The id the kernel stamps on this event's records (and on those of its inherited copies).
+    pub(crate) fn id(&self) -> Result<u64, Errno> {
+        let mut id = 0u64;
+        // SAFETY: ID writes one u64 through the pointer, which points at `id`.
+        Errno::result(unsafe { ioctls::ID(self.raw(), &mut id) })?;
+        Ok(id)
+    }
+
+    fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for PerfEvent {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

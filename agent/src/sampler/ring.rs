@@ -1,0 +1,439 @@
+//! The mmapped perf ring buffer of one CPU: every event on that CPU writes into it (the first
+//! one owns the mapping, the others are redirected with PERF_EVENT_IOC_SET_OUTPUT).
+//!
+//! The kernel advances `data_head` after writing records; we read the records between our
+//! `data_tail` and that head, then publish the new tail so the kernel may reuse the space. The
+//! mapping is writable, which is what tells the kernel not to overwrite unread data (it counts
+//! the records it drops instead, and reports them with PERF_RECORD_LOST).
+
+use std::marker::PhantomData;
+use std::mem::offset_of;
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use perf_event_open_sys::bindings::perf_event_mmap_page;
+
+use super::event::PerfEvent;
+
+/// A ring buffer and the event that owns its mapping.
+pub(crate) struct Ring {
+    mapping: Mapping,
+    data_offset: usize,
+    data_size: usize,
+    /// Records that wrap around the end of the data area are copied here to be contiguous.
+    scratch: Vec<u8>,
+    /// Other events on this CPU redirect their output to this one, so it stays open as long as
+    /// the ring exists, even after its thread exits.
+    owner: PerfEvent,
+}
+
+impl Ring {
+    /// Maps `data_bytes` (a power-of-two number of pages) of ring buffer for `owner`.
+    pub(crate) fn map(owner: PerfEvent, data_bytes: usize, page_size: usize) -> Result<Ring, (PerfEvent, Errno)> {
+        let mapping = match Mapping::new(&owner, page_size + data_bytes) {
+            Ok(mapping) => mapping,
+            Err(errno) => return Err((owner, errno)),
+        };
+        let mut ring = Ring {
+            mapping,
+            data_offset: page_size,
+            data_size: data_bytes,
+            scratch: Vec::new(),
+            owner,
+        };
+        // Since Linux 4.1 the kernel says where the data area is; older kernels leave zeros
+        // and use the layout assumed above.
+        let offset = ring.meta(offset_of!(perf_event_mmap_page, data_offset)).load(Ordering::Relaxed);
+        let size = ring.meta(offset_of!(perf_event_mmap_page, data_size)).load(Ordering::Relaxed);
+        if let (Ok(offset), Ok(size)) = (usize::try_from(offset), usize::try_from(size)) {
+            if size != 0 && offset.checked_add(size) == Some(ring.mapping.len) {
+                ring.data_offset = offset;
+                ring.data_size = size;
+            }
+        }
+        Ok(ring)
+    }
+
+    pub(crate) fn owner(&self) -> &PerfEvent {
+        &self.owner
+    }
+
+    pub(crate) fn data_size(&self) -> usize {
+        self.data_size
+    }
+
+    /// Reads the records published so far; the space is handed back to the kernel when the
+    /// cursor is dropped.
+    pub(crate) fn cursor(&mut self) -> RingCursor<'_> {
+        // Acquire pairs with the kernel's release of data_head: records before it are complete.
+        let head = self.meta(offset_of!(perf_event_mmap_page, data_head)).load(Ordering::Acquire);
+        // Only we write data_tail.
+        let tail = self.meta(offset_of!(perf_event_mmap_page, data_tail)).load(Ordering::Relaxed);
+        let data = self.mapping.ptr.as_ptr().wrapping_add(self.data_offset);
+        // SAFETY: the data area lies inside the mapping, which lives as long as the `&mut self`
+        // borrow held by the cursor. The kernel only writes past `head` until we move data_tail,
+        // which the cursor does on drop, after the last record borrowed from it is gone.
+        let area = unsafe { DataArea::from_raw(data, self.data_size) };
+        let tail_field = self.meta(offset_of!(perf_event_mmap_page, data_tail));
+        RingCursor {
+            records: RecordCursor::new(area, tail, head, &mut self.scratch),
+            tail: tail_field,
+        }
+    }
+
+    /// A u64 field of the metadata page, which the kernel reads and writes concurrently.
+    fn meta(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: the field offsets come from perf_event_mmap_page, which fills the first page
+        // of the mapping, and are 8-byte aligned within a page-aligned mapping; the reference
+        // cannot outlive the mapping because it borrows `self`.
+        unsafe { &*self.mapping.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+}
+
+/// Iterates the published records of one ring; publishes the new tail when dropped.
+pub(crate) struct RingCursor<'r> {
+    records: RecordCursor<'r>,
+    tail: &'r AtomicU64,
+}
+
+impl<'r> RingCursor<'r> {
+    pub(crate) fn records(&mut self) -> &mut RecordCursor<'r> {
+        &mut self.records
+    }
+}
+
+impl Drop for RingCursor<'_> {
+    fn drop(&mut self) {
+        // Release: our reads of the records happen before the kernel may overwrite them.
+        self.tail.store(self.records.position(), Ordering::Release);
+    }
+}
+
+/// Walks whole records between two positions of a ring's data area.
+pub(crate) struct RecordCursor<'a> {
+    area: DataArea<'a>,
+    position: u64,
+    head: u64,
+    scratch: &'a mut Vec<u8>,
+    /// Size of the record at `position`, once `peek` has checked it.
+    current: Option<u64>,
+    /// The position whose record `scratch` holds.
+    scratch_holds: Option<u64>,
+    /// Bytes skipped because they did not form a valid record.
+    skipped: u64,
+}
+
+impl<'a> RecordCursor<'a> {
+    pub(crate) fn new(area: DataArea<'a>, tail: u64, head: u64, scratch: &'a mut Vec<u8>) -> Self {
+        let mut cursor = RecordCursor {
+            area,
+            position: tail,
+            head,
+            scratch,
+            current: None,
+            scratch_holds: None,
+            skipped: 0,
+        };
+        // The kernel never publishes more than the area holds; if it seems to, resynchronise.
+        if head.wrapping_sub(tail) > area.len as u64 {
+            cursor.skip_to_head();
+        }
+        cursor
+    }
+
+    /// The record at the cursor, contiguous even if it wraps around the end of the area.
+    pub(crate) fn peek(&mut self) -> Option<&[u8]> {
+        let size = match self.current {
+            Some(size) => size,
+            None => self.check_record()?,
+        };
+        let len = usize::try_from(size).ok()?;
+        let offset = self.offset();
+        if let Some(bytes) = self.area.slice(offset, len) {
+            return Some(bytes);
+        }
+        if self.scratch_holds != Some(self.position) {
+            if !self.area.copy_wrapped(offset, len, self.scratch) {
+                self.skip_to_head();
+                return None;
+            }
+            self.scratch_holds = Some(self.position);
+        }
+        Some(self.scratch.as_slice())
+    }
+
+    /// Moves past the record at the cursor.
+    pub(crate) fn advance(&mut self) {
+        if let Some(size) = self.current.take().or_else(|| self.check_record()) {
+            self.position = self.position.wrapping_add(size);
+            self.current = None;
+        }
+    }
+
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub(crate) fn skipped_bytes(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Reads and checks the header at the cursor; returns the record size.
+    fn check_record(&mut self) -> Option<u64> {
+        let available = self.head.wrapping_sub(self.position);
+        if available == 0 {
+            return None;
+        }
+        let mut header = [0u8; 8];
+        if !self.area.read_wrapped(self.offset(), &mut header) {
+            self.skip_to_head();
+            return None;
+        }
+        let size = u64::from(u16::from_ne_bytes([header[6], header[7]]));
+        // A record holds at least its header and cannot extend past what was published; after
+        // a bad size nothing further can be trusted to start on a record boundary.
+        if size < 8 || size > available {
+            self.skip_to_head();
+            return None;
+        }
+        self.current = Some(size);
+        Some(size)
+    }
+
+    fn skip_to_head(&mut self) {
+        self.skipped += self.head.wrapping_sub(self.position);
+        self.position = self.head;
+        self.current = None;
+    }
+
+    fn offset(&self) -> usize {
+        // `len` fits in usize, so the remainder does too.
+        (self.position % self.area.len.max(1) as u64) as usize
+    }
+}
+
+/// A ring buffer's data area: read through raw pointers because the kernel writes to the parts
+/// we are not reading.
+#[derive(Clone, Copy)]
+pub(crate) struct DataArea<'a> {
+    start: NonNull<u8>,
+    len: usize,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl<'a> DataArea<'a> {
+    /// # Safety
+    /// `start` must be valid for reads of `len` bytes during `'a`, and no byte range handed out
+    /// by `slice` or copied by `copy_wrapped`/`read_wrapped` may be written while `'a` lasts.
+    pub(crate) unsafe fn from_raw(start: *mut u8, len: usize) -> Self {
+        DataArea {
+            start: NonNull::new(start).unwrap_or(NonNull::dangling()),
+            len: if start.is_null() { 0 } else { len },
+            _borrow: PhantomData,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_slice(bytes: &'a [u8]) -> Self {
+        // SAFETY: a shared slice is readable and immutable for 'a.
+        unsafe { Self::from_raw(bytes.as_ptr().cast_mut(), bytes.len()) }
+    }
+
+    /// `len` bytes at `offset` if they do not wrap around the end.
+    fn slice(&self, offset: usize, len: usize) -> Option<&'a [u8]> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above); stability of these bytes is the caller's promise
+        // in `from_raw`.
+        Some(unsafe { std::slice::from_raw_parts(self.start.as_ptr().add(offset), len) })
+    }
+
+    /// Copies `len` bytes starting at `offset`, continuing at the start of the area.
+    fn copy_wrapped(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if len > self.len || offset >= self.len {
+            return false;
+        }
+        let first = len.min(self.len - offset);
+        let (Some(end), Some(start)) = (self.slice(offset, first), self.slice(0, len - first)) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(end);
+        out.extend_from_slice(start);
+        true
+    }
+
+    fn read_wrapped(&self, offset: usize, out: &mut [u8]) -> bool {
+        if out.len() > self.len || offset >= self.len {
+            return false;
+        }
+        let first = out.len().min(self.len - offset);
+        let (Some(end), Some(start)) = (self.slice(offset, first), self.slice(0, out.len() - first))
+        else {
+            return false;
+        };
+        out[..first].copy_from_slice(end);
+        out[first..].copy_from_slice(start);
+        true
+    }
+}
+
+/// A shared, writable mapping of a perf event fd.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(event: &PerfEvent, len: usize) -> Result<Mapping, Errno> {
+        // SAFETY: a fresh mapping chosen by the kernel; nothing else refers to that range.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                event.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::EINVAL)?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; every borrow of it ended with the `Ring`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is owned by one `Ring` and only read or written through it; the kernel
+// side does not care which thread reads.
+unsafe impl Send for Mapping {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::record::tests::{sample_record, RecordBuilder};
+    use perf_event_open_sys::bindings as sys;
+
+    fn lost_record(count: u64) -> Vec<u8> {
+        RecordBuilder::new(sys::PERF_RECORD_LOST, 0)
+            .u64(1)
+            .u64(count)
+            .trailer(1, 1, 1, 1)
+            .build()
+    }
+
+    /// Writes `records` into an area of `size` bytes starting at `tail`, as the kernel would.
+    fn ring_with(size: usize, tail: u64, records: &[Vec<u8>]) -> (Vec<u8>, u64) {
+        let mut area = vec![0xAAu8; size];
+        let mut head = tail;
+        for record in records {
+            for &byte in record {
+                area[(head % size as u64) as usize] = byte;
+                head += 1;
+            }
+        }
+        (area, head)
+    }
+
+    fn collect(area: &[u8], tail: u64, head: u64) -> (Vec<Vec<u8>>, u64, u64) {
+        let mut scratch = Vec::new();
+        let mut cursor = RecordCursor::new(DataArea::from_slice(area), tail, head, &mut scratch);
+        let mut out = Vec::new();
+        while let Some(bytes) = cursor.peek() {
+            out.push(bytes.to_vec());
+            cursor.advance();
+        }
+        (out, cursor.position(), cursor.skipped_bytes())
+    }
+
+    #[test]
+    fn records_are_read_in_order() {
+        let records = vec![lost_record(1), sample_record(5, 2, &[1; 16], 8), lost_record(3)];
+        let (area, head) = ring_with(512, 0, &records);
+        let (read, position, skipped) = collect(&area, 0, head);
+        assert_eq!(read, records);
+        assert_eq!((position, skipped), (head, 0));
+    }
+
+    #[test]
+    fn a_record_wrapping_the_end_comes_out_contiguous() {
+        let sample = sample_record(5, 2, &[9; 40], 40);
+        // Start 24 bytes before the end: the header and ids are at the end, the rest at the start.
+        let size = 256;
+        let tail = 3 * size as u64 - 24;
+        let records = vec![sample.clone(), lost_record(4)];
+        let (area, head) = ring_with(size, tail, &records);
+        let (read, position, skipped) = collect(&area, tail, head);
+        assert_eq!(read, records);
+        assert_eq!((position, skipped), (head, 0));
+    }
+
+    #[test]
+    fn peeking_twice_gives_the_same_record() {
+        let records = vec![sample_record(5, 2, &[9; 40], 40)];
+        let (area, head) = ring_with(128, 100, &records);
+        let mut scratch = Vec::new();
+        let mut cursor = RecordCursor::new(DataArea::from_slice(&area), 100, head, &mut scratch);
+        let first = cursor.peek().unwrap().to_vec();
+        assert_eq!(cursor.peek().unwrap(), first.as_slice());
+        cursor.advance();
+        assert!(cursor.peek().is_none());
+    }
+
+    #[test]
+    fn a_bad_size_skips_to_the_head_without_panicking() {
+        let mut zero = lost_record(1);
+        zero[6..8].copy_from_slice(&0u16.to_ne_bytes());
+        let (area, head) = ring_with(256, 0, &[lost_record(7), zero, lost_record(2)]);
+        let (read, position, skipped) = collect(&area, 0, head);
+        assert_eq!(read, vec![lost_record(7)]);
+        assert_eq!(position, head);
+        assert_eq!(skipped, head - lost_record(7).len() as u64);
+    }
+
+    #[test]
+    fn a_record_longer_than_what_was_published_is_skipped() {
+        let record = sample_record(5, 2, &[9; 40], 40);
+        let (area, head) = ring_with(256, 0, std::slice::from_ref(&record));
+        let (read, position, skipped) = collect(&area, 0, head - 8);
+        assert!(read.is_empty());
+        assert_eq!((position, skipped), (head - 8, head - 8));
+    }
+
+    #[test]
+    fn a_head_beyond_the_area_resynchronises() {
+        let (area, _) = ring_with(64, 0, &[]);
+        let (read, position, skipped) = collect(&area, 0, 1000);
+        assert!(read.is_empty());
+        assert_eq!((position, skipped), (1000, 1000));
+    }
+
+    #[test]
+    fn garbage_areas_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2_000 {
+            let size = 8 * (1 + (next() % 32) as usize);
+            let area: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+            let tail = next() % 10_000;
+            let head = tail + next() % (size as u64 + 16);
+            let _ = collect(&area, tail, head);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Orchestrating the pause: seize every thread, stop them all, copy registers and stacks, resume.
+//!
+//! Order of work, chosen to keep the pause short: the mappings are read and every thread is seized
+//! (which does not stop it) before the first `PTRACE_INTERRUPT`; each thread's registers and stack
+//! are copied as soon as it reports its stop, while the others are still stopping; every thread is
+//! detached right after the last copy. Procfs facts are read by the caller once threads run again.
+//!
+//! No thread is ever left stopped, in three layers:
+//! 1. every thread that stopped is detached explicitly, on the normal path and from
+//!    `Session::drop` on an early return or a panic;
+//! 2. the pause runs on a dedicated OS thread, and when a tracer thread exits the kernel detaches
+//!    all its tracees (ptrace is per tracer thread). This also releases threads that were
+//!    interrupted but had not stopped by the deadline, which `PTRACE_DETACH` cannot reach since it
+//!    only works on a stopped tracee;
+//! 3. threads are seized without `PTRACE_O_EXITKILL`, so if the whole agent dies (SIGKILL) the
+//!    kernel detaches them and they resume.
+
+use std::collections::HashSet;
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use tracing::debug;
+
+use super::permission;
+use super::procinfo;
+use super::ptrace::{self, StopEvent};
+use super::stack::{StackCapture, StackReader};
+use super::SnapshotOptions;
+
+/// Most rescans of the task list for threads created while we were seizing. Once every known
+/// thread is interrupted no new one can appear (clone fails with a pending interrupt and is
+/// restarted later), so this converges in one or two rounds; the bound guards against a process
+/// that creates threads faster than we can seize them.
+const MAX_RESCANS: usize = 16;
+
+/// Polls of the stop status without progress before backing off from yielding to sleeping.
+const YIELDS_BEFORE_SLEEP: u32 = 16;
+const BACKOFF_SLEEP: Duration = Duration::from_micros(50);
+
+/// What the stop-the-world phase produced.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub(crate) stacks: Vec<StackCapture>,
+    pub(crate) pause: Duration,
+    /// Why there are no stacks at all.
+    pub(crate) error: Option<String>,
+}
+
+impl Captured {
+    /// No stacks, for the given reason; nothing was stopped.
+    pub(crate) fn refused(reason: String) -> Captured {
+        Captured {
+            stacks: Vec::new(),
+            pause: Duration::ZERO,
+            error: Some(reason),
+        }
+    }
+}
+
+/// Stops every thread of `pid` (starting from `tids`), copies registers and stacks, resumes them.
+/// Runs on a thread of its own whose exit is the last-resort detach (see the module docs).
+pub(crate) fn stop_and_capture(
+    pid: u32,
+    tids: &[u32],
+    opts: &SnapshotOptions,
+) -> io::Result<Captured> {
+    thread::scope(|scope| {
+        let worker = thread::Builder::new()
+            .name("rprof-snapshot".into())
+            .spawn_scoped(scope, || capture_on_this_thread(pid, tids, opts))?;
+        // A panic is a bug: Session::drop has already detached, so surface it unchanged.
+        Ok(worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+fn capture_on_this_thread(pid: u32, tids: &[u32], opts: &SnapshotOptions) -> Captured {
+    // Reading the maps can take milliseconds for big processes: do it before anything stops.
+    let mut reader = StackReader::new(pid, opts.max_stack_bytes);
+    let mut session = Session::new(pid);
+    if session.seize(tids).is_err() {
+        return Captured::refused(permission::explain(pid, "ptrace"));
+    }
+    if session.tracees.is_empty() {
+        return Captured::refused("no thread could be stopped: the process is exiting".into());
+    }
+    let started = Instant::now();
+    session.interrupt_all();
+    session.adopt_new_threads();
+    let stacks = session.collect_stops(started + opts.stop_timeout, |tid| {
+        let regs = ptrace::registers(tid).ok()?;
+        Some(reader.capture(tid, regs))
+    });
+    session.release_all();
+    Captured {
+        stacks,
+        pause: started.elapsed(),
+        error: None,
+    }
+}
+
+/// The first thread could not be seized for lack of permission.
+struct PermissionDenied;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Traced but running.
+    Seized,
+    /// Asked to stop, not stopped yet.
+    Interrupted,
+    /// In a ptrace-stop; `signal` must be passed back at detach.
+    Stopped { signal: i32 },
+    /// Detached, exited, or otherwise no longer ours to release.
+    Released,
+}
+
+struct Tracee {
+    tid: u32,
+    phase: Phase,
+}
+
+/// The threads this tracer thread has seized. Dropping it releases every stopped one.
+struct Session {
+    pid: u32,
+    tracees: Vec<Tracee>,
+    /// Every tid seen, seized or not, so rescans only try new threads.
+    known: HashSet<u32>,
+}
+
+impl Session {
+    fn new(pid: u32) -> Session {
+        Session {
+            pid,
+            tracees: Vec::new(),
+            known: HashSet::new(),
+        }
+    }
+
+    /// Seizes the listed threads. EPERM on the first live thread means we may not trace this
+    /// process at all; later failures (a thread that exited, or is traced by someone else) only
+    /// skip that thread.
+    fn seize(&mut self, tids: &[u32]) -> Result<(), PermissionDenied> {
+        for &tid in tids {
+            self.known.insert(tid);
+            match ptrace::seize(tid) {
+                Ok(()) => self.tracees.push(Tracee {
+                    tid,
+                    phase: Phase::Seized,
+                }),
+                // ptrace also refuses an exited thread (a zombie main thread) with EPERM.
+                Err(Errno::EPERM)
+                    if self.tracees.is_empty() && !procinfo::is_exiting(self.pid, tid) =>
+                {
+                    return Err(PermissionDenied);
+                }
+                Err(err) => debug!(tid, %err, "thread not seized"),
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupt_all(&mut self) {
+        for tracee in &mut self.tracees {
+            interrupt(tracee);
+        }
+    }
+
+    /// Seizes and interrupts threads created since the task list was read.
+    fn adopt_new_threads(&mut self) {
+        for _ in 0..MAX_RESCANS {
+            let Ok(tids) = procinfo::thread_ids(self.pid) else {
+                return;
+            };
+            let fresh: Vec<u32> = tids.into_iter().filter(|&t| self.known.insert(t)).collect();
+            if fresh.is_empty() {
+                return;
+            }
+            for tid in fresh {
+                if ptrace::seize(tid).is_ok() {
+                    let mut tracee = Tracee {
+                        tid,
+                        phase: Phase::Seized,
+                    };
+                    interrupt(&mut tracee);
+                    self.tracees.push(tracee);
+                }
+            }
+        }
+    }
+
+    /// Waits until every interrupted thread has stopped or exited, or until `deadline`, calling
+    /// `on_stop` for each thread as soon as it stops.
+    fn collect_stops(
+        &mut self,
+        deadline: Instant,
+        mut on_stop: impl FnMut(u32) -> Option<StackCapture>,
+    ) -> Vec<StackCapture> {
+        let mut stacks = Vec::with_capacity(self.tracees.len());
+        let mut idle_polls = 0;
+        loop {
+            let mut waiting = false;
+            let mut progressed = false;
+            for tracee in &mut self.tracees {
+                if tracee.phase != Phase::Interrupted {
+                    continue;
+                }
+                match ptrace::poll_stop(tracee.tid) {
+                    Ok(StopEvent::Stopped { signal }) => {
+                        tracee.phase = Phase::Stopped { signal };
+                        stacks.extend(on_stop(tracee.tid));
+                        progressed = true;
+                    }
+                    Ok(StopEvent::NotYet) | Err(Errno::EINTR) => waiting = true,
+                    // ECHILD: no longer our tracee (it exited and was reaped by the kernel).
+                    Ok(StopEvent::Exited) | Err(_) => {
+                        tracee.phase = Phase::Released;
+                        progressed = true;
+                    }
+                }
+            }
+            if !waiting || Instant::now() >= deadline {
+                return stacks;
+            }
+            back_off(&mut idle_polls, progressed);
+        }
+    }
+
+    /// Detaches every stopped thread, then gives stragglers (interrupted, not stopped by the
+    /// deadline) one last look. Whatever remains is released by the kernel when this thread exits.
+    fn release_all(&mut self) {
+        for tracee in &mut self.tracees {
+            detach_if_stopped(tracee);
+        }
+        let mut stragglers = 0;
+        for tracee in &mut self.tracees {
+            if tracee.phase == Phase::Interrupted {
+                if let Ok(StopEvent::Stopped { signal }) = ptrace::poll_stop(tracee.tid) {
+                    tracee.phase = Phase::Stopped { signal };
+                    detach_if_stopped(tracee);
+                }
+            }
+            stragglers += usize::from(tracee.phase != Phase::Released);
+        }
+        if stragglers > 0 {
+            debug!(
+                pid = self.pid,
+                stragglers, "threads did not stop in time; released when the snapshot thread exits"
+            );
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}
+
+fn interrupt(tracee: &mut Tracee) {
+    tracee.phase = match ptrace::interrupt(tracee.tid) {
+        Ok(()) => Phase::Interrupted,
+        // ESRCH: it exited, and the trace went with it.
+        Err(_) => Phase::Released,
+    };
+}
+
+fn detach_if_stopped(tracee: &mut Tracee) {
+    if let Phase::Stopped { signal } = tracee.phase {
+        // ESRCH here means it was killed while stopped: nothing left to release.
+        if let Err(err) = ptrace::detach(tracee.tid, signal) {
+            debug!(tid = tracee.tid, %err, "detach failed");
+        }
+        tracee.phase = Phase::Released;
+    }
+}
+
+/// Between polls: yield first (the threads we wait for need a CPU to reach their stop), then sleep
+/// briefly so that a thread stuck in uninterruptible sleep does not cost a spinning core.
+fn back_off(idle_polls: &mut u32, progressed: bool) {
+    if progressed {
+        *idle_polls = 0;
+        return;
+    }
+    *idle_polls += 1;
+    if *idle_polls < YIELDS_BEFORE_SLEEP {
+        thread::yield_now();
+    } else {
+        thread::sleep(BACKOFF_SLEEP);
+    }
+}

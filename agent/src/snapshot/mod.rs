@@ -1,0 +1,158 @@
+//! Thread snapshots: stop every thread briefly with ptrace, copy registers and stacks, resume.
+//!
+//! This is the analog of Go's goroutine dump for any native process: for every thread, its
+//! procfs facts (name, state, wait channel, syscall, CPU times) and a raw copy of its user stack
+//! that the caller unwinds and symbolizes.
+//!
+//! The target is never harmed: threads are stopped with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`
+//! (never `PTRACE_ATTACH`/`SIGSTOP`, never `PTRACE_O_EXITKILL`), stopped only for as long as it
+//! takes to copy registers and stack, and the whole pause runs on a dedicated OS thread whose exit
+//! makes the kernel detach anything left behind. Target memory is only ever read.
+//!
+//! Layout: `procinfo` (thread facts from procfs), `ptrace` (seize, interrupt, registers, detach),
+//! `memory` (reading target memory), `stack` (registers and stack copies), `capture`
+//! (orchestrating the pause), `nonblocking` (stacks without stopping anything).
+
+mod capture;
+mod maps;
+mod memory;
+mod nonblocking;
+mod permission;
+mod procfile;
+mod procinfo;
+mod ptrace;
+mod stack;
+mod state;
+mod syscall;
+mod syscall_names;
+
+use std::io;
+use std::time::Duration;
+
+pub use procinfo::{thread_ids, thread_info, ThreadInfo};
+pub use stack::{Registers, StackCapture};
+pub use state::ThreadState;
+pub use syscall::SyscallInfo;
+
+/// How a snapshot is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Most bytes of stack copied per thread, starting at its stack pointer. The copy also stops at
+    /// the end of the mapping that holds the stack pointer, so real copies are usually far smaller.
+    pub max_stack_bytes: usize,
+    /// Never stop the target: stacks only for threads blocked in the kernel, whose user stack
+    /// pointer `/proc/PID/task/TID/syscall` reveals. Running threads get no stack.
+    pub nonblocking: bool,
+    /// How long to wait for a thread to stop after `PTRACE_INTERRUPT`. A thread that has not
+    /// stopped by then (uninterruptible sleep, vfork) is skipped and gets no stack.
+    pub stop_timeout: Duration,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            max_stack_bytes: 256 * 1024,
+            nonblocking: false,
+            stop_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Every thread of a process at one moment, with the raw stacks that could be captured.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub pid: u32,
+    /// Procfs facts, read right after the threads resumed; main thread first, then by tid.
+    pub threads: Vec<ThreadInfo>,
+    /// Raw stacks, in the same order as `threads`. May be fewer: threads that exited, did not stop
+    /// in time, or (nonblocking) were running.
+    pub stacks: Vec<StackCapture>,
+    /// How long the target was stopped: from the first `PTRACE_INTERRUPT` to the last
+    /// `PTRACE_DETACH`. Zero in nonblocking mode.
+    pub pause: Duration,
+    /// Why stacks are missing altogether, as one actionable line (e.g. ptrace not permitted).
+    pub stack_error: Option<String>,
+}
+
+/// Why no snapshot could be taken at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("no process with PID {0}")]
+    NoSuchProcess(u32),
+    #[error("PID {0} is a kernel thread: it has no user-space threads to snapshot")]
+    KernelThread(u32),
+    #[error("snapshot I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Takes a snapshot of every thread of `pid`: see the module documentation for the guarantees.
+pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, SnapshotError> {
+    check_target(pid)?;
+    let tids = thread_ids(pid).map_err(|e| process_error(pid, e))?;
+    if tids.is_empty() {
+        return Err(SnapshotError::NoSuchProcess(pid));
+    }
+    let clock = procinfo::Clock::read();
+    let mut snapshot = if opts.nonblocking {
+        nonblocking::snapshot(pid, &tids, opts, &clock)
+    } else {
+        stopped_snapshot(pid, &tids, opts, &clock)?
+    };
+    sort_main_thread_first(&mut snapshot);
+    Ok(snapshot)
+}
+
+/// Stops every thread, copies stacks, resumes, and only then reads procfs: during the pause every
+/// thread would read as "tracing stop".
+fn stopped_snapshot(
+    pid: u32,
+    tids: &[u32],
+    opts: &SnapshotOptions,
+    clock: &procinfo::Clock,
+) -> Result<Snapshot, SnapshotError> {
+    let captured = if pid == std::process::id() {
+        capture::Captured::refused(permission::own_process())
+    } else {
+        capture::stop_and_capture(pid, tids, opts)?
+    };
+    let mut all_tids: Vec<u32> = tids.to_vec();
+    all_tids.extend(captured.stacks.iter().map(|s| s.tid));
+    all_tids.sort_unstable();
+    all_tids.dedup();
+    let threads = all_tids
+        .iter()
+        .filter_map(|&tid| procinfo::thread_info_at(pid, tid, clock))
+        .collect();
+    Ok(Snapshot {
+        pid,
+        threads,
+        stacks: captured.stacks,
+        pause: captured.pause,
+        stack_error: captured.error,
+    })
+}
+
+/// Refuses targets that cannot have user stacks, before anything touches them.
+fn check_target(pid: u32) -> Result<(), SnapshotError> {
+    match procinfo::is_kernel_thread(pid) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(SnapshotError::KernelThread(pid)),
+        Err(e) => Err(process_error(pid, e)),
+    }
+}
+
+/// A /proc read that fails because the process is gone means "no such process", not I/O trouble.
+fn process_error(pid: u32, err: io::Error) -> SnapshotError {
+    let gone = err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH);
+    if gone {
+        SnapshotError::NoSuchProcess(pid)
+    } else {
+        SnapshotError::Io(err)
+    }
+}
+
+fn sort_main_thread_first(snapshot: &mut Snapshot) {
+    let pid = snapshot.pid;
+    snapshot.threads.sort_by_key(|t| (t.tid != pid, t.tid));
+    snapshot.stacks.sort_by_key(|s| (s.tid != pid, s.tid));
+}

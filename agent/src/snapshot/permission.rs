@@ -1,0 +1,90 @@
+//! Explaining, in one actionable line, why the kernel refuses to let us read a target's stacks.
+
+use std::path::Path;
+
+use super::procfile::{read_bounded, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
+use super::procinfo;
+
+/// `CAP_SYS_PTRACE` (include/uapi/linux/capability.h).
+const CAP_SYS_PTRACE: u32 = 19;
+
+const GRANT_CAPABILITY: &str = "run as root or the target's user, or grant CAP_SYS_PTRACE \
+    (container: --cap-add SYS_PTRACE; Kubernetes: securityContext.capabilities.add: [SYS_PTRACE])";
+
+/// Why `action` (which needs ptrace access to `pid`) was refused with EPERM/EACCES, and what to do.
+pub(crate) fn explain(pid: u32, action: &str) -> String {
+    let cause = match procinfo::tracer_pid(pid).filter(|&tracer| tracer != 0) {
+        Some(tracer) => {
+            format!("it is already traced by PID {tracer}: detach that debugger or tracer first")
+        }
+        None => advice(yama_ptrace_scope(), has_cap_sys_ptrace()),
+    };
+    format!("{action} of PID {pid} not permitted, so no stacks: {cause}")
+}
+
+/// A tracer cannot trace its own thread group.
+pub(crate) fn own_process() -> String {
+    "rprof cannot stop the threads of its own process: take the snapshot from another process"
+        .to_owned()
+}
+
+fn advice(yama_scope: Option<u32>, has_capability: bool) -> String {
+    match (yama_scope, has_capability) {
+        (Some(3), _) => {
+            "kernel.yama.ptrace_scope is 3, which forbids ptrace for everyone until reboot".into()
+        }
+        (Some(1), false) => format!(
+            "kernel.yama.ptrace_scope is 1 (only descendants may be traced): {GRANT_CAPABILITY}, \
+             or set /proc/sys/kernel/yama/ptrace_scope to 0"
+        ),
+        (Some(2), false) => {
+            format!("kernel.yama.ptrace_scope is 2 (admin only): {GRANT_CAPABILITY}")
+        }
+        (_, false) => GRANT_CAPABILITY.into(),
+        (_, true) => "CAP_SYS_PTRACE is present, so a security module (SELinux, AppArmor) or a \
+            user-namespace boundary refuses it: run the agent in the target's namespace"
+            .into(),
+    }
+}
+
+/// The Yama LSM setting, `None` when Yama is not built in.
+fn yama_ptrace_scope() -> Option<u32> {
+    let path = Path::new("/proc/sys/kernel/yama/ptrace_scope");
+    let text = read_bounded(path, SMALL_FILE_LIMIT).ok()?;
+    std::str::from_utf8(&text).ok()?.trim().parse().ok()
+}
+
+/// Whether this process has CAP_SYS_PTRACE in its effective set (`CapEff:` is hexadecimal).
+fn has_cap_sys_ptrace() -> bool {
+    let Ok(status) = read_bounded(Path::new("/proc/self/status"), STATUS_FILE_LIMIT) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&status);
+    let effective = text
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    effective.is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_names_the_setting_and_the_capability() {
+        assert!(advice(Some(1), false).contains("ptrace_scope is 1"));
+        assert!(advice(Some(1), false).contains("--cap-add SYS_PTRACE"));
+        assert!(advice(Some(2), false).contains("CAP_SYS_PTRACE"));
+        assert!(advice(Some(3), true).contains("until reboot"));
+        assert!(advice(None, false).contains("CAP_SYS_PTRACE"));
+        assert!(advice(Some(0), true).contains("security module"));
+    }
+
+    #[test]
+    fn explanations_are_one_line() {
+        let text = explain(std::process::id(), "ptrace");
+        assert!(!text.contains('\n'));
+        assert!(text.starts_with("ptrace of PID"));
+    }
+}

@@ -1,0 +1,108 @@
+//! A thread's registers and the copy of its stack that an unwinder walks.
+
+use super::maps::ReadableRanges;
+use super::memory::read_memory;
+
+/// The registers an unwinder starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registers {
+    /// Instruction pointer.
+    pub ip: u64,
+    /// Stack pointer.
+    pub sp: u64,
+    /// Frame pointer (`rbp` on x86-64, `x29` on aarch64); 0 when unknown.
+    pub bp: u64,
+}
+
+/// One thread's registers and raw stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackCapture {
+    pub tid: u32,
+    pub regs: Registers,
+    /// Copy of target memory starting at `regs.sp`, up to the end of its mapping or the size
+    /// limit, whichever comes first. Empty when nothing was readable there.
+    pub stack: Vec<u8>,
+}
+
+/// Copies stacks, each bounded by the size limit and by the end of the mapping it lives in.
+pub(crate) struct StackReader {
+    pid: u32,
+    max_bytes: usize,
+    ranges: ReadableRanges,
+    refreshed: bool,
+}
+
+impl StackReader {
+    /// Reads the target's mappings now, so that copying a stack later costs one system call.
+    pub(crate) fn new(pid: u32, max_bytes: usize) -> StackReader {
+        StackReader {
+            pid,
+            max_bytes,
+            ranges: ReadableRanges::read(pid).unwrap_or_default(),
+            refreshed: false,
+        }
+    }
+
+    /// A capture of the stack at `regs.sp`.
+    pub(crate) fn capture(&mut self, tid: u32, regs: Registers) -> StackCapture {
+        StackCapture {
+            tid,
+            regs,
+            stack: self.copy(regs.sp),
+        }
+    }
+
+    /// Copies from `sp` up to the end of its mapping, at most `max_bytes`.
+    fn copy(&mut self, sp: u64) -> Vec<u8> {
+        let Some(end) = self.mapping_end(sp) else {
+            return Vec::new();
+        };
+        let available = usize::try_from(end - sp).unwrap_or(usize::MAX);
+        read_memory(self.pid, sp, available.min(self.max_bytes))
+    }
+
+    /// The end of the mapping holding `sp`. A stack created after the maps were read (a new
+    /// thread, or the main stack grown down) is not in them: read them once more, but only once
+    /// per snapshot, since this may run while the target is stopped.
+    fn mapping_end(&mut self, sp: u64) -> Option<u64> {
+        if let Some(range) = self.ranges.containing(sp) {
+            return Some(range.end);
+        }
+        if self.refreshed {
+            return None;
+        }
+        self.refreshed = true;
+        self.ranges = ReadableRanges::read(self.pid).unwrap_or_default();
+        self.ranges.containing(sp).map(|range| range.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_sp() -> u64 {
+        let local = 0u8;
+        std::hint::black_box(&local) as *const u8 as u64
+    }
+
+    #[test]
+    fn copies_up_to_the_end_of_the_stack_mapping() {
+        let pid = std::process::id();
+        let sp = own_sp();
+        let end = ReadableRanges::read(pid).unwrap().containing(sp).unwrap().end;
+        let mut reader = StackReader::new(pid, usize::MAX);
+        let capture = reader.capture(7, Registers { ip: 1, sp, bp: 0 });
+        assert_eq!(capture.stack.len() as u64, end - sp);
+        assert_eq!((capture.tid, capture.regs.sp), (7, sp));
+    }
+
+    #[test]
+    fn honours_the_size_limit_and_unmapped_stack_pointers() {
+        let pid = std::process::id();
+        let mut reader = StackReader::new(pid, 100);
+        assert_eq!(reader.copy(own_sp()).len(), 100);
+        assert!(reader.copy(0).is_empty());
+        assert!(reader.copy(u64::MAX).is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! `rprof-agent top FILE`, and the table `record` prints when it finishes.
+
+use std::fmt::Write;
+
+use anyhow::{bail, Context, Result};
+use rprof_proto::Profile;
+
+use crate::cli::TopArgs;
+
+pub fn run(args: &TopArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let profile = rprof_proto::decode(&bytes)
+        .with_context(|| format!("{} is not a pprof profile", args.file.display()))?;
+    let index = sample_index(&profile, args.sample_index.as_deref())?;
+    print!("{}", table(&profile, index, args.n));
+    Ok(())
+}
+
+/// Resolves `--sample_index`: a number, or a sample type name; default: the profile's default
+/// sample type, else the last one (pprof's rule).
+fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
+    let types: Vec<&str> = profile
+        .sample_type
+        .iter()
+        .map(|t| string(profile, t.r#type))
+        .collect();
+    if types.is_empty() {
+        bail!("the profile has no sample types");
+    }
+    let wanted = wanted.or_else(|| Some(string(profile, profile.default_sample_type)).filter(|s| !s.is_empty()));
+    match wanted {
+        None => Ok(types.len() - 1),
+        Some(w) => match w.parse::<usize>() {
+            Ok(i) if i < types.len() => Ok(i),
+            _ => types
+                .iter()
+                .position(|t| *t == w)
+                .with_context(|| format!("no sample type {w:?}; the profile has {}", types.join(", "))),
+        },
+    }
+}
+
+fn string(profile: &Profile, index: i64) -> &str {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| profile.string_table.get(i))
+        .map_or("", String::as_str)
+}
+
+/// The top `n` functions by flat value, formatted like `go tool pprof -top`.
+pub fn table(profile: &Profile, sample_index: usize, n: usize) -> String {
+    let (kind, unit) = profile
+        .sample_type
+        .get(sample_index)
+        .map_or(("", ""), |t| (string(profile, t.r#type), string(profile, t.unit)));
+    let mut out = String::new();
+    let _ = writeln!(out, "{:>10} {:>7} {:>10} {:>7}  function ({kind}/{unit})", "flat", "flat%", "cum", "cum%");
+    for row in rprof_proto::pprof_top(profile, sample_index, n) {
+        let _ = writeln!(
+            out,
+            "{:>10} {:>6.2}% {:>10} {:>6.2}%  {}",
+            format_value(row.flat, unit),
+            row.flat_pct,
+            format_value(row.cum, unit),
+            row.cum_pct,
+            row.name
+        );
+    }
+    out
+}
+
+/// Values in the profile's unit, nanoseconds shown as seconds or milliseconds like pprof does.
+fn format_value(value: i64, unit: &str) -> String {
+    if unit != "nanoseconds" {
+        return value.to_string();
+    }
+    let secs = value as f64 / 1e9;
+    if secs.abs() >= 1.0 {
+        format!("{secs:.2}s")
+    } else {
+        format!("{:.0}ms", secs * 1e3)
+    }
+}

@@ -1,0 +1,102 @@
+//! User-space stack unwinding of sampled or captured stacks, with framehop over the target's own
+//! unwind information (.eh_frame, .eh_frame_hdr, .debug_frame; frame pointers as fallback).
+
+mod modules;
+mod stack;
+
+pub use modules::ModuleSet;
+pub use stack::StackMemory;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::Unwinder;
+use rprof_symbolizer::Bytes;
+
+/// A stack deeper than this many frames is cut (and counted as truncated): it bounds the work a
+/// corrupt stack can cause, far above what real programs reach within a 64 KiB stack copy.
+pub const MAX_FRAMES: usize = 4096;
+
+/// Registers the unwinder starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registers {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+/// How an unwind ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnwindEnd {
+    /// The unwinder reached the thread's root frame.
+    Complete,
+    /// Unwinding stopped early (stack copy too short, no unwind info, corrupt stack).
+    Truncated,
+}
+
+/// Unwinds stacks of one target process. Holds framehop's unwinder and cache; the module list is
+/// refreshed when the process maps new code.
+pub struct StackUnwinder {
+    unwinder: UnwinderX86_64<Bytes>,
+    cache: CacheX86_64,
+    modules: ModuleSet,
+}
+
+impl StackUnwinder {
+    pub fn new(modules: ModuleSet) -> Self {
+        let mut unwinder = UnwinderX86_64::new();
+        for module in modules.framehop_modules() {
+            unwinder.add_module(module);
+        }
+        StackUnwinder {
+            unwinder,
+            cache: CacheX86_64::new(),
+            modules,
+        }
+    }
+
+    pub fn modules(&self) -> &ModuleSet {
+        &self.modules
+    }
+
+    /// Gives the module set back (to symbolize what was unwound).
+    pub fn into_modules(self) -> ModuleSet {
+        self.modules
+    }
+
+    /// Re-reads the target's mappings (rate-limited) and tells framehop about added and removed
+    /// modules. Returns false when nothing could be read (the target is gone).
+    pub fn refresh_modules(&mut self) -> bool {
+        let Some(change) = self.modules.refresh() else {
+            return false;
+        };
+        for start in change.removed {
+            self.unwinder.remove_module(start);
+        }
+        for module in change.added {
+            self.unwinder.add_module(module);
+        }
+        true
+    }
+
+    /// Unwinds one stack into `out` as lookup addresses: the instruction pointer first, then each
+    /// caller's return address minus one (so it falls inside the call instruction, which is what
+    /// symbolization and pprof locations want).
+    pub fn unwind(&mut self, regs: Registers, stack: &StackMemory<'_>, out: &mut Vec<u64>) -> UnwindEnd {
+        out.clear();
+        if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
+            self.refresh_modules();
+        }
+        let mut read = |addr: u64| stack.read_u64(addr);
+        let unwind_regs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+        let mut frames = self
+            .unwinder
+            .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
+        while out.len() < MAX_FRAMES {
+            match frames.next() {
+                Ok(Some(frame)) => out.push(frame.address_for_lookup()),
+                Ok(None) => return UnwindEnd::Complete,
+                Err(_) => return UnwindEnd::Truncated,
+            }
+        }
+        UnwindEnd::Truncated
+    }
+}

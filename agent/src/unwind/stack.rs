@@ -1,0 +1,41 @@
+//! The copy of a thread's stack that the unwinder reads instead of the target's memory.
+
+/// Stack bytes copied from the target, starting at the stack pointer at the time of the copy.
+#[derive(Debug, Clone, Copy)]
+pub struct StackMemory<'a> {
+    sp: u64,
+    bytes: &'a [u8],
+}
+
+impl<'a> StackMemory<'a> {
+    pub fn new(sp: u64, bytes: &'a [u8]) -> Self {
+        StackMemory { sp, bytes }
+    }
+
+    /// Reads the 8-byte little-endian word at target address `addr`, if it lies inside the copy.
+    /// Anything outside it (below sp, past the copy, overflowing) is an error, which ends the
+    /// unwind as truncated rather than inventing frames from stale memory.
+    pub fn read_u64(&self, addr: u64) -> Result<u64, ()> {
+        let offset = usize::try_from(addr.checked_sub(self.sp).ok_or(())?).map_err(|_| ())?;
+        let end = offset.checked_add(8).ok_or(())?;
+        let word = self.bytes.get(offset..end).ok_or(())?;
+        let word: [u8; 8] = word.try_into().map_err(|_| ())?;
+        Ok(u64::from_le_bytes(word))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_inside_the_copy() {
+        let bytes: Vec<u8> = (0u8..24).collect();
+        let stack = StackMemory::new(0x1000, &bytes);
+        assert_eq!(stack.read_u64(0x1000), Ok(0x0706_0504_0302_0100));
+        assert_eq!(stack.read_u64(0x1010), Ok(0x1716_1514_1312_1110));
+        assert_eq!(stack.read_u64(0x1011), Err(()));
+        assert_eq!(stack.read_u64(0x0ff8), Err(()));
+        assert_eq!(stack.read_u64(u64::MAX), Err(()));
+    }
+}

@@ -1,0 +1,57 @@
+/*
+ * leaf_ratio: two identical leaf functions called 3:1.
+ *
+ * Claim under test: a CPU profile attributes time to the right function.
+ * leaf_a and leaf_b have the same body and so cost the same per call;
+ * main calls leaf_a three times for every call of leaf_b, so a correct
+ * profile puts 75 % of the leaf samples in leaf_a. Built with
+ * -O2 -fomit-frame-pointer, so stacks only reach main through .eh_frame.
+ *
+ * Usage: leaf_ratio [SECONDS]   (runs forever without an argument)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* Iterations per call: a few hundred microseconds, so that the 3:1 mix
+ * interleaves many times within every sampling period. */
+#define WORK 200000UL
+
+static volatile unsigned long sink;
+
+/* noipa: no inlining, cloning or identical-code folding, which would
+ * otherwise merge the two bodies into one symbol. */
+__attribute__((noipa)) void leaf_a(void)
+{
+    for (unsigned long i = 0; i < WORK; i++)
+        sink += i * i;
+}
+
+__attribute__((noipa)) void leaf_b(void)
+{
+    for (unsigned long i = 0; i < WORK; i++)
+        sink += i * i;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? atof(argv[1]) : 0;
+    double deadline = now() + seconds;
+
+    printf("ready\n");
+    fflush(stdout);
+    while (seconds <= 0 || now() < deadline) {
+        leaf_a();
+        leaf_a();
+        leaf_a();
+        leaf_b();
+    }
+    return 0;
+}

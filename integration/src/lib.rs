@@ -1,0 +1,36 @@
+//! Helpers for the end-to-end tests: build the test programs, start them, run the agent.
+//!
+//! The tests under `tests/` profile real programs (the sources in `programs/`) with the real
+//! `rprof-agent` binary and check real figures in the profiles it writes. This crate holds
+//! everything they share:
+//!
+//! - [`toolchain`]: finds gcc, g++, rustc and go, and builds the test programs into a
+//!   content-addressed cache under the cargo target directory;
+//! - [`process`]: starts a test program and waits until it says `ready`, runs a command with a
+//!   deadline, signals it, and never leaves a process behind;
+//! - [`agent`]: builds `rprof-agent` once per test process and records profiles with it;
+//! - [`profile`]: reads a pprof profile and answers questions about its stacks and labels;
+//! - [`elf`]: checks the premises of a test on the binary itself (no DWARF, no .eh_frame...).
+
+pub mod agent;
+pub mod elf;
+pub mod process;
+pub mod profile;
+pub mod toolchain;
+
+pub use agent::{
+    agent_bin, agent_command, assert_success, exclusive_cpu, record, record_full, run_agent,
+    Recording,
+};
+pub use process::{Finished, Running, Target};
+pub use profile::{
+    decode_profile, frames_of, label, leaf_share, leaf_split, read_profile, share_of, string,
+    top_leaves, total_samples, Fraction, Stacks,
+};
+pub use toolchain::{
+    build_c, build_cpp, build_go, build_rust, go_tool_pprof, programs_dir, strip_debug,
+    target_dir, workspace_root,
+};
+
+/// What the toolchain panics say: where to get what is missing.
+pub const SETUP_HINT: &str = "run scripts/setup to install the integration-test toolchain";

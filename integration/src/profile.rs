@@ -1,0 +1,224 @@
+//! Reading pprof profiles and asking questions about their stacks.
+//!
+//! The tests decode the agent's files themselves (gunzip, then prost) rather than through the
+//! proto crate's reader, so that a bug shared by rprof's writer and reader cannot cancel out.
+//!
+//! A sample's "frames" are function names from leaf to root: each location's `line[]` in order
+//! (inlined callee first, physical function last), location after location. Samples are
+//! weighted by their count (`value[0]`), as pprof weighs them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use prost::Message;
+use rprof_proto::pb::{Function, Location, Profile, Sample};
+
+/// The frame name of a location without symbol information.
+pub const UNKNOWN: &str = "[unknown]";
+
+/// Decodes a profile from gzipped (or plain) protobuf bytes; panics if they are neither.
+pub fn decode_profile(bytes: &[u8]) -> Profile {
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut raw = Vec::new();
+        MultiGzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .unwrap_or_else(|err| panic!("the profile is not valid gzip: {err}"));
+        raw
+    } else {
+        bytes.to_vec()
+    };
+    Profile::decode(raw.as_slice())
+        .unwrap_or_else(|err| panic!("the profile is not a valid profile.proto message: {err}"))
+}
+
+/// Reads and decodes the profile at `path`.
+pub fn read_profile(path: &Path) -> Profile {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    decode_profile(&bytes)
+}
+
+/// The string at `index` in the profile's string table ("" when out of range, so that a broken
+/// index fails the assertion that uses it rather than the helper).
+pub fn string(profile: &Profile, index: i64) -> &str {
+    usize::try_from(index)
+        .ok()
+        .and_then(|index| profile.string_table.get(index))
+        .map_or("", String::as_str)
+}
+
+/// A sample's weight: its count.
+fn weight(sample: &Sample) -> i64 {
+    sample.value.first().copied().unwrap_or(0)
+}
+
+/// The number of samples in the profile (the sum of the counts).
+pub fn total_samples(profile: &Profile) -> i64 {
+    profile.sample.iter().map(weight).sum()
+}
+
+/// Locations and functions by id, for walking many samples' stacks.
+pub struct Stacks<'p> {
+    profile: &'p Profile,
+    locations: HashMap<u64, &'p Location>,
+    functions: HashMap<u64, &'p Function>,
+}
+
+impl<'p> Stacks<'p> {
+    pub fn new(profile: &'p Profile) -> Stacks<'p> {
+        Stacks {
+            profile,
+            locations: profile.location.iter().map(|l| (l.id, l)).collect(),
+            functions: profile.function.iter().map(|f| (f.id, f)).collect(),
+        }
+    }
+
+    /// The sample's locations, leaf first. Panics on an id that names no location.
+    pub fn locations(&self, sample: &Sample) -> Vec<&'p Location> {
+        let location = |id: &u64| -> &'p Location {
+            self.locations
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| panic!("a sample refers to location {id}, which is missing"))
+        };
+        sample.location_id.iter().map(location).collect()
+    }
+
+    /// The function with `id`. Panics on an id that names no function.
+    pub fn function(&self, id: u64) -> &'p Function {
+        self.functions
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| panic!("a line refers to function {id}, which is missing"))
+    }
+
+    /// The function names of a location's lines: inlined callee first, physical function last.
+    pub fn location_frames(&self, location: &Location) -> Vec<&'p str> {
+        if location.line.is_empty() {
+            return vec![UNKNOWN];
+        }
+        let name = |line: &rprof_proto::pb::Line| {
+            string(self.profile, self.function(line.function_id).name)
+        };
+        location.line.iter().map(name).collect()
+    }
+
+    /// The sample's function names, leaf to root, inline frames expanded.
+    pub fn frames(&self, sample: &Sample) -> Vec<&'p str> {
+        let locations = self.locations(sample);
+        locations
+            .into_iter()
+            .flat_map(|location| self.location_frames(location))
+            .collect()
+    }
+
+    /// Weighs the samples for which `among(frames, sample)` holds and, of those, the ones for
+    /// which `having(frames)` holds too.
+    pub fn fraction(
+        &self,
+        among: impl Fn(&[&str], &Sample) -> bool,
+        having: impl Fn(&[&str]) -> bool,
+    ) -> Fraction {
+        let mut fraction = Fraction::default();
+        for sample in &self.profile.sample {
+            let frames = self.frames(sample);
+            if among(&frames, sample) {
+                fraction.total += weight(sample);
+                if having(&frames) {
+                    fraction.hits += weight(sample);
+                }
+            }
+        }
+        fraction
+    }
+}
+
+/// A weighed part of a set of samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fraction {
+    pub hits: i64,
+    pub total: i64,
+}
+
+impl Fraction {
+    /// hits / total, or 0 for an empty set.
+    pub fn ratio(self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        self.hits as f64 / self.total as f64
+    }
+}
+
+impl fmt::Display for Fraction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} ({:.1} %)", self.hits, self.total, 100.0 * self.ratio())
+    }
+}
+
+/// The function names of `sample`, leaf to root, inline frames expanded.
+pub fn frames_of(profile: &Profile, sample: &Sample) -> Vec<String> {
+    let stacks = Stacks::new(profile);
+    stacks.frames(sample).into_iter().map(str::to_owned).collect()
+}
+
+/// The fraction of all samples whose stack contains `function` (by exact name).
+pub fn share_of(profile: &Profile, function: &str) -> f64 {
+    let stacks = Stacks::new(profile);
+    stacks
+        .fraction(|_, _| true, |frames| frames.contains(&function))
+        .ratio()
+}
+
+/// The fraction of all samples whose leaf frame is `function` (by exact name).
+pub fn leaf_share(profile: &Profile, function: &str) -> f64 {
+    let stacks = Stacks::new(profile);
+    stacks
+        .fraction(|_, _| true, |frames| frames.first() == Some(&function))
+        .ratio()
+}
+
+/// Of the samples whose leaf is `a` or `b`, those whose leaf is `a`.
+pub fn leaf_split(profile: &Profile, a: &str, b: &str) -> Fraction {
+    let stacks = Stacks::new(profile);
+    let leaf_is = |name: &str, frames: &[&str]| frames.first() == Some(&name);
+    stacks.fraction(
+        |frames, _| leaf_is(a, frames) || leaf_is(b, frames),
+        |frames| leaf_is(a, frames),
+    )
+}
+
+/// The string value of the sample's label `key`.
+pub fn label<'p>(profile: &'p Profile, sample: &Sample, key: &str) -> Option<&'p str> {
+    sample
+        .label
+        .iter()
+        .find(|label| string(profile, label.key) == key)
+        .map(|label| string(profile, label.str))
+}
+
+/// The `n` heaviest leaf functions, as "count name" lines: what a failed assertion shows so
+/// that its reader sees what the profile held instead.
+pub fn top_leaves(profile: &Profile, n: usize) -> String {
+    let stacks = Stacks::new(profile);
+    let mut by_leaf: HashMap<&str, i64> = HashMap::new();
+    for sample in &profile.sample {
+        let leaf = stacks.frames(sample).first().copied().unwrap_or(UNKNOWN);
+        *by_leaf.entry(leaf).or_default() += weight(sample);
+    }
+    let mut leaves: Vec<(&str, i64)> = by_leaf.into_iter().collect();
+    leaves.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+    let lines: Vec<String> = leaves
+        .iter()
+        .take(n)
+        .map(|(name, count)| format!("{count:>8} {name}"))
+        .collect();
+    format!(
+        "{} samples; top leaves:\n{}",
+        total_samples(profile),
+        lines.join("\n")
+    )
+}

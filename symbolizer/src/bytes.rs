@@ -1,0 +1,157 @@
+//! [`Bytes`]: cheaply clonable, immutable byte buffers shared between the parser, gimli and
+//! framehop.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// Where the bytes of a [`Bytes`] live.
+enum Storage {
+    /// A read-only mapping of a file: large binaries are paged in on demand, never copied.
+    Mmap(memmap2::Mmap),
+    /// Owned memory: decompressed sections, the vdso image read from the target, test data.
+    Vec(Vec<u8>),
+}
+
+impl Storage {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Storage::Mmap(map) => map,
+            Storage::Vec(vec) => vec,
+        }
+    }
+}
+
+/// Cheaply clonable, immutable bytes: an `Arc`'d file mapping or vector plus a sub-range.
+///
+/// Cloning and slicing never copy the data, so section data handed to framehop or gimli keeps
+/// the underlying file mapping alive for exactly as long as anyone uses it.
+#[derive(Clone)]
+pub struct Bytes {
+    storage: Arc<Storage>,
+    // Invariant: start <= end <= storage.as_slice().len().
+    start: usize,
+    end: usize,
+}
+
+impl Bytes {
+    /// An empty buffer.
+    pub fn empty() -> Bytes {
+        Bytes::from_vec(Vec::new())
+    }
+
+    /// Takes ownership of `vec`.
+    pub fn from_vec(vec: Vec<u8>) -> Bytes {
+        let end = vec.len();
+        Bytes {
+            storage: Arc::new(Storage::Vec(vec)),
+            start: 0,
+            end,
+        }
+    }
+
+    /// Maps `file` read-only (private mapping).
+    ///
+    /// As with every mmap-based reader, the file must not be truncated while mapped: binaries
+    /// that are being executed cannot be written to (ETXTBSY), and installers replace shared
+    /// libraries by rename, so in practice the mapped inode is immutable.
+    pub fn map_file(file: &File) -> io::Result<Bytes> {
+        let len = file.metadata()?.len();
+        if len == 0 {
+            // mmap(2) rejects zero-length mappings.
+            return Ok(Bytes::empty());
+        }
+        // SAFETY: the mapping is read-only and private; see the note above about truncation.
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        let end = map.len();
+        Ok(Bytes {
+            storage: Arc::new(Storage::Mmap(map)),
+            start: 0,
+            end,
+        })
+    }
+
+    /// The sub-range `range` of this buffer (relative to its start), or `None` when it is out
+    /// of bounds. Shares the storage.
+    pub fn slice(&self, range: Range<usize>) -> Option<Bytes> {
+        if range.start > range.end || range.end > self.len() {
+            return None;
+        }
+        Some(Bytes {
+            storage: Arc::clone(&self.storage),
+            start: self.start + range.start,
+            end: self.start + range.end,
+        })
+    }
+
+    /// Like [`Bytes::slice`] with a 64-bit file offset and size, as found in ELF headers.
+    pub fn slice_at(&self, offset: u64, size: u64) -> Option<Bytes> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        self.slice(start..end)
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // In bounds by the struct invariant; `get` keeps this panic-free regardless.
+        self.storage
+            .as_slice()
+            .get(self.start..self.end)
+            .unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(vec: Vec<u8>) -> Bytes {
+        Bytes::from_vec(vec)
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match *self.storage {
+            Storage::Mmap(_) => "mmap",
+            Storage::Vec(_) => "vec",
+        };
+        f.debug_struct("Bytes")
+            .field("storage", &kind)
+            .field("range", &(self.start..self.end))
+            .finish()
+    }
+}
+
+// SAFETY: the bytes live in an `Arc` whose contents are never mutated or moved (a `Vec` that is
+// never touched again or a mapping), so the slice returned by `deref` has the same address for
+// every clone of a `Bytes`, as long as any clone lives.
+unsafe impl gimli::StableDeref for Bytes {}
+// SAFETY: see above; clones share the `Arc`.
+unsafe impl gimli::CloneStableDeref for Bytes {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_share_storage_and_check_bounds() {
+        let bytes = Bytes::from_vec((0u8..10).collect());
+        let mid = bytes.slice(2..6).unwrap();
+        assert_eq!(&*mid, &[2, 3, 4, 5]);
+        assert_eq!(&*mid.slice(1..3).unwrap(), &[3, 4]);
+        assert!(mid.slice(3..5).is_none());
+        assert!(bytes.slice_at(8, 3).is_none());
+        assert!(bytes.slice_at(u64::MAX, 1).is_none());
+        assert_eq!(bytes.slice_at(9, 1).unwrap().len(), 1);
+    }
+}

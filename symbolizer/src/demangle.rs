@@ -1,0 +1,113 @@
+//! Turning linkage names into the names people wrote.
+
+use std::fmt::Write;
+
+/// Names longer than this are left mangled: real ones are far shorter, and the demanglers'
+/// work grows with the input.
+const MAX_DEMANGLE_LEN: usize = 4096;
+/// Bound on a demangled name, whatever the input claims.
+const MAX_DEMANGLED_LEN: usize = 16 * 1024;
+
+/// Demangles a Rust (legacy `_ZN...17h<hash>E` or v0 `_R`) or C++ (`_Z`) name; other names
+/// (C, Go, already demangled DWARF names) come back unchanged.
+///
+/// `language` is the DWARF unit's language when known; without it, the name's shape decides.
+pub fn demangle(raw: &str, language: Option<gimli::DwLang>) -> String {
+    if raw.len() > MAX_DEMANGLE_LEN {
+        return raw.to_owned();
+    }
+    let rust_first = match language {
+        Some(gimli::DW_LANG_Rust) => true,
+        Some(_) => false,
+        None => looks_like_rust(raw),
+    };
+    let demangled = if rust_first {
+        demangle_rust(raw).or_else(|| demangle_cpp(raw))
+    } else {
+        demangle_cpp(raw).or_else(|| demangle_rust(raw))
+    };
+    demangled.unwrap_or_else(|| raw.to_owned())
+}
+
+/// Legacy Rust symbols are valid Itanium C++ names too; what sets them apart is the trailing
+/// `17h<16 hex digits>E` hash (possibly followed by an LLVM `.llvm.NNN` suffix).
+fn looks_like_rust(raw: &str) -> bool {
+    if raw.starts_with("_R") {
+        return true;
+    }
+    let base = raw.split('.').next().unwrap_or(raw);
+    base.starts_with("_ZN")
+        && base
+            .strip_suffix('E')
+            .and_then(|rest| rest.get(rest.len().checked_sub(19)?..))
+            .is_some_and(|hash| {
+                hash.starts_with("17h") && hash[3..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+}
+
+fn demangle_rust(raw: &str) -> Option<String> {
+    let demangled = rustc_demangle::try_demangle(raw).ok()?;
+    let mut out = BoundedString::default();
+    // `{:#}` omits the hash.
+    write!(out, "{demangled:#}").ok()?;
+    Some(out.0)
+}
+
+fn demangle_cpp(raw: &str) -> Option<String> {
+    if !raw.starts_with("_Z") {
+        return None;
+    }
+    let symbol = cpp_demangle::Symbol::new(raw).ok()?;
+    let options = cpp_demangle::DemangleOptions::new().recursion_limit(128);
+    let mut out = BoundedString::default();
+    symbol.structured_demangle(&mut out, &options).ok()?;
+    Some(out.0)
+}
+
+/// A `fmt::Write` sink that fails instead of growing past [`MAX_DEMANGLED_LEN`]: some mangled
+/// names (back-references to back-references) expand exponentially.
+#[derive(Default)]
+struct BoundedString(String);
+
+impl Write for BoundedString {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.0.len().saturating_add(s.len()) > MAX_DEMANGLED_LEN {
+            return Err(std::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_legacy_and_v0_lose_their_hash() {
+        assert_eq!(
+            demangle("_ZN4core9panicking5panic17h0123456789abcdefE", None),
+            "core::panicking::panic"
+        );
+        assert_eq!(
+            demangle("_ZN3foo3bar17h0123456789abcdefE.llvm.1234", None),
+            "foo::bar"
+        );
+        assert_eq!(demangle("_RNvCs1234_7mycrate3foo", None), "mycrate::foo");
+    }
+
+    #[test]
+    fn cpp_and_plain_names() {
+        assert_eq!(
+            demangle("_ZN2ns6Widget7computeEi", None),
+            "ns::Widget::compute(int)"
+        );
+        assert_eq!(
+            demangle("_ZN2ns6Widget7computeEi", Some(gimli::DW_LANG_C_plus_plus)),
+            "ns::Widget::compute(int)"
+        );
+        assert_eq!(demangle("main", None), "main");
+        assert_eq!(demangle("runtime.mallocgc", None), "runtime.mallocgc");
+        assert_eq!(demangle("_Zgarbage", None), "_Zgarbage");
+    }
+}

@@ -1,0 +1,39 @@
+//! Everything about a target's binaries: where they are, what they contain, and what their
+//! addresses mean.
+//!
+//! [`Symbolizer::modules`] lists the ELF objects a process maps (found through
+//! `/proc/PID/map_files` and the target's own root, the vdso read from its memory), each with
+//! its load bias and a shared, lazily parsed [`ObjectInfo`]. An `ObjectInfo` answers
+//! [`ObjectInfo::symbolize`] (DWARF with inline frames, then symbol tables; separate debug
+//! files and MiniDebugInfo included) and provides the [`UnwindSections`] framehop needs.
+//!
+//! Everything read from the target is untrusted: reads, loops and decompression are bounded,
+//! and malformed input yields errors or fewer names, never a panic.
+
+mod bytes;
+mod debug_files;
+mod demangle;
+mod dwarf;
+mod elf;
+mod error;
+mod frame;
+mod frame_cache;
+mod load_bias;
+pub mod maps;
+mod minidebuginfo;
+mod module;
+mod object_cache;
+mod object_info;
+mod symbol_table;
+mod symbolizer;
+mod target_fs;
+mod unwind;
+
+pub use bytes::Bytes;
+pub use demangle::demangle;
+pub use error::Error;
+pub use frame::Frame;
+pub use module::MappedModule;
+pub use object_info::{DebugAltLink, DebugLink, ObjectInfo};
+pub use symbolizer::Symbolizer;
+pub use unwind::UnwindSections;

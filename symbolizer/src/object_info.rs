@@ -1,0 +1,341 @@
+//! [`ObjectInfo`]: one parsed ELF file, symbolized lazily and shared between processes.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use object::Object;
+
+use crate::bytes::Bytes;
+use crate::dwarf::{self, DwarfContext};
+use crate::elf::{self, Elf, LoadSegment};
+use crate::error::Error;
+use crate::frame::Frame;
+use crate::frame_cache::FrameCache;
+use crate::load_bias;
+use crate::minidebuginfo;
+use crate::symbol_table::{SymbolTable, SymbolTableBuilder};
+use crate::unwind::UnwindSections;
+
+/// Where a file's separate debug information should be, per its `.gnu_debuglink`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugLink {
+    /// File name (no directory) of the debug file.
+    pub file_name: String,
+    /// CRC-32 of the whole debug file.
+    pub crc: u32,
+}
+
+/// The dwz supplementary file named by `.gnu_debugaltlink`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugAltLink {
+    /// Path, absolute or relative to the directory of the file that names it.
+    pub path: String,
+    pub build_id: Vec<u8>,
+}
+
+/// One parsed ELF file. Cheap to create: headers and notes are read up front; the symbol
+/// table, DWARF and unwind sections are read on first use. Internally synchronized, so one
+/// instance serves all threads (and all processes that map the same file).
+pub struct ObjectInfo {
+    name: String,
+    data: Bytes,
+    build_id: Option<Vec<u8>>,
+    go_build_id: Option<String>,
+    is_go: bool,
+    segments: Vec<LoadSegment>,
+    debug_link: Option<DebugLink>,
+    debug_alt_link: Option<DebugAltLink>,
+    own_dwarf: bool,
+    /// Separate debug information (build-id directory, debuglink).
+    debug_file: Option<Arc<ObjectInfo>>,
+    /// dwz supplementary DWARF referenced by this file's DWARF.
+    supplementary: Option<Arc<ObjectInfo>>,
+    unwind: OnceLock<UnwindSections>,
+    symbols: OnceLock<SymbolTable>,
+    dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
+    frames: Mutex<FrameCache>,
+}
+
+impl std::fmt::Debug for ObjectInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectInfo")
+            .field("name", &self.name)
+            .field("size", &self.data.len())
+            .field("build_id", &self.build_id_hex())
+            .field("debug_file", &self.debug_file.as_ref().map(|d| &d.name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectInfo {
+    /// Parses the headers of the ELF image `data`. `name` is for messages only. No I/O.
+    pub fn from_bytes(name: &str, data: Bytes) -> Result<ObjectInfo, Error> {
+        let headers = Headers::read(name, &data)?;
+        Ok(ObjectInfo {
+            name: name.to_owned(),
+            data,
+            build_id: headers.build_id,
+            go_build_id: headers.go_build_id,
+            is_go: headers.is_go,
+            segments: headers.segments,
+            debug_link: headers.debug_link,
+            debug_alt_link: headers.debug_alt_link,
+            own_dwarf: headers.own_dwarf,
+            debug_file: None,
+            supplementary: None,
+            unwind: OnceLock::new(),
+            symbols: OnceLock::new(),
+            dwarf: OnceLock::new(),
+            frames: Mutex::default(),
+        })
+    }
+
+    /// Attaches separate debug information (DWARF, full `.symtab`, `.debug_frame`) found for
+    /// this file. The caller is responsible for having checked that it matches (build id or
+    /// debuglink CRC).
+    pub fn with_debug_file(mut self, debug_file: Arc<ObjectInfo>) -> ObjectInfo {
+        self.debug_file = Some(debug_file);
+        self
+    }
+
+    /// Attaches the dwz supplementary file named by [`ObjectInfo::debug_alt_link`].
+    pub fn with_supplementary_file(mut self, supplementary: Arc<ObjectInfo>) -> ObjectInfo {
+        self.supplementary = Some(supplementary);
+        self
+    }
+
+    /// The name given at creation (usually the path as the target sees it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole file image.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The GNU build-id note.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// The GNU build id as lowercase hex, the form debuginfod and pprof use.
+    pub fn build_id_hex(&self) -> Option<String> {
+        self.build_id.as_deref().map(hex)
+    }
+
+    /// The Go toolchain's build id (`.note.go.buildid`), for Go binaries.
+    pub fn go_build_id(&self) -> Option<&str> {
+        self.go_build_id.as_deref()
+    }
+
+    /// Built by the Go toolchain.
+    pub fn is_go(&self) -> bool {
+        self.is_go
+    }
+
+    pub fn debug_link(&self) -> Option<&DebugLink> {
+        self.debug_link.as_ref()
+    }
+
+    pub fn debug_alt_link(&self) -> Option<&DebugAltLink> {
+        self.debug_alt_link.as_ref()
+    }
+
+    /// The separate debug file attached with [`ObjectInfo::with_debug_file`].
+    pub fn debug_file(&self) -> Option<&Arc<ObjectInfo>> {
+        self.debug_file.as_ref()
+    }
+
+    /// Has DWARF debug information, itself or in its separate debug file.
+    pub fn has_dwarf(&self) -> bool {
+        self.dwarf_source().is_some()
+    }
+
+    /// Has at least one function symbol (`.symtab`, `.dynsym`, debug file, MiniDebugInfo).
+    pub fn has_symbols(&self) -> bool {
+        !self.symbols().is_empty()
+    }
+
+    /// The load bias of this file when mapped from `map_offset` at address `map_start`
+    /// (`avma = svma + bias`, wrapping), or `None` if no `PT_LOAD` covers that offset.
+    pub fn load_bias(&self, map_offset: u64, map_start: u64) -> Option<u64> {
+        load_bias::load_bias(&self.segments, map_offset, map_start)
+    }
+
+    /// The address the file's first `PT_LOAD` asks for (0 for PIE and shared objects).
+    pub fn first_load_svma(&self) -> Option<u64> {
+        self.segments.iter().map(|s| s.vaddr).min()
+    }
+
+    /// Sections framehop needs. `debug_frame` comes from the separate debug file when the
+    /// binary has none.
+    pub fn unwind_sections(&self) -> UnwindSections {
+        self.unwind
+            .get_or_init(|| {
+                let Ok(elf) = self.parse() else {
+                    return UnwindSections::default();
+                };
+                let mut sections = UnwindSections::read(&elf, &self.data, &self.segments);
+                if sections.debug_frame.is_none() {
+                    sections.debug_frame = self
+                        .debug_file
+                        .as_ref()
+                        .and_then(|debug| debug.unwind_sections().debug_frame);
+                }
+                sections
+            })
+            .clone()
+    }
+
+    /// The frames at `svma`: innermost (inlined callee) first, the physical function last.
+    /// DWARF first (own or separate debug file), then symbol tables. Empty when nothing is
+    /// known about the address.
+    pub fn symbolize(&self, svma: u64) -> Vec<Frame> {
+        if let Some(frames) = lock(&self.frames).get(svma) {
+            return frames;
+        }
+        let frames = self.lookup(svma);
+        lock(&self.frames).insert(svma, frames.clone());
+        frames
+    }
+
+    fn lookup(&self, svma: u64) -> Vec<Frame> {
+        let mut frames = self
+            .dwarf_source()
+            .map(|source| source.dwarf_frames(svma))
+            .unwrap_or_default();
+        let symbol = || self.symbols().lookup(svma).map(|(_, name)| name);
+        match frames.last_mut() {
+            None => symbol()
+                .map(|name| vec![Frame::from_symbol(name, None)])
+                .unwrap_or_default(),
+            Some(physical) => {
+                if physical.function.is_none() {
+                    if let Some(name) = symbol() {
+                        let named = Frame::from_symbol(name, None);
+                        physical.function = named.function;
+                        physical.system_name = named.system_name;
+                    }
+                }
+                frames
+            }
+        }
+    }
+
+    /// The object whose DWARF describes this file: itself, or its separate debug file.
+    fn dwarf_source(&self) -> Option<&ObjectInfo> {
+        if self.own_dwarf {
+            return Some(self);
+        }
+        self.debug_file.as_deref().filter(|debug| debug.own_dwarf)
+    }
+
+    fn dwarf_frames(&self, svma: u64) -> Vec<Frame> {
+        let context = self.dwarf.get_or_init(|| {
+            let elf = self.parse().ok()?;
+            let sup = self.supplementary.as_deref();
+            let sup_elf = sup.and_then(|sup| sup.parse().ok());
+            let sup = sup.zip(sup_elf.as_ref()).map(|(sup, elf)| (elf, &sup.data));
+            DwarfContext::new(&elf, &self.data, sup).map(Mutex::new)
+        });
+        match context {
+            Some(context) => lock(context).frames(svma),
+            None => Vec::new(),
+        }
+    }
+
+    fn symbols(&self) -> &SymbolTable {
+        self.symbols.get_or_init(|| {
+            let Ok(elf) = self.parse() else {
+                return SymbolTable::default();
+            };
+            let mut builder = SymbolTableBuilder::default();
+            builder.add(&elf, false);
+            if let Some(debug) = &self.debug_file {
+                if let Ok(debug_elf) = debug.parse() {
+                    builder.add(&debug_elf, false);
+                }
+            }
+            if let Some(mini) = minidebuginfo::extract(&elf, &self.data) {
+                if let Ok(mini_elf) = elf::parse(&self.name, &mini) {
+                    builder.add(&mini_elf, false);
+                }
+            }
+            builder.add(&elf, true);
+            builder.build()
+        })
+    }
+
+    /// Re-parses the ELF headers (cheap: no allocation proportional to the file) to reach
+    /// lazily used parts.
+    fn parse(&self) -> Result<Elf<'_>, Error> {
+        elf::parse(&self.name, &self.data)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the caches half-updated in a harmful way.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// What [`ObjectInfo::from_bytes`] reads eagerly: small, and needed to find and cache files.
+struct Headers {
+    build_id: Option<Vec<u8>>,
+    go_build_id: Option<String>,
+    is_go: bool,
+    segments: Vec<LoadSegment>,
+    debug_link: Option<DebugLink>,
+    debug_alt_link: Option<DebugAltLink>,
+    own_dwarf: bool,
+}
+
+impl Headers {
+    fn read(name: &str, data: &[u8]) -> Result<Headers, Error> {
+        let elf = elf::parse(name, data)?;
+        Ok(Headers {
+            build_id: elf.build_id().ok().flatten().map(<[u8]>::to_vec),
+            go_build_id: elf::go_build_id(&elf),
+            is_go: elf::is_go(&elf),
+            segments: elf::load_segments(&elf),
+            debug_link: debug_link(&elf),
+            debug_alt_link: debug_alt_link(&elf),
+            own_dwarf: dwarf::has_dwarf(&elf),
+        })
+    }
+}
+
+fn debug_link(elf: &Elf<'_>) -> Option<DebugLink> {
+    let (file_name, crc) = elf.gnu_debuglink().ok()??;
+    let file_name = std::str::from_utf8(file_name).ok()?;
+    // A bare file name: anything with a directory part could point outside the search paths.
+    let valid = !file_name.is_empty() && !file_name.contains('/') && file_name != "..";
+    valid.then(|| DebugLink {
+        file_name: file_name.to_owned(),
+        crc,
+    })
+}
+
+fn debug_alt_link(elf: &Elf<'_>) -> Option<DebugAltLink> {
+    let (path, build_id) = elf.gnu_debugaltlink().ok()??;
+    Some(DebugAltLink {
+        path: std::str::from_utf8(path).ok()?.to_owned(),
+        build_id: build_id.to_vec(),
+    })
+}
+
+// The agent shares objects between its sampling and symbolizing threads.
+const _: () = {
+    const fn check<T: Send + Sync>() {}
+    check::<ObjectInfo>();
+    check::<Bytes>();
+};

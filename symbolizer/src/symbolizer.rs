@@ -1,0 +1,203 @@
+//! [`Symbolizer`]: from a PID to its mapped modules, with parsed objects cached across calls
+//! and processes.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::bytes::Bytes;
+use crate::debug_files::attach_debug_files;
+use crate::error::Error;
+use crate::maps::{self, MapEntry};
+use crate::module::{group_mappings, MappedModule, MappingGroup};
+use crate::object_cache::{CacheKey, FileIdentity, ObjectCache};
+use crate::object_info::ObjectInfo;
+use crate::target_fs::{self, TargetRoot};
+
+/// Finds and parses the ELF objects mapped by processes. Holds the per-file cache; share one
+/// instance (it is `Send + Sync`) for the life of the agent.
+#[derive(Default)]
+pub struct Symbolizer {
+    cache: Mutex<ObjectCache>,
+}
+
+impl std::fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Symbolizer").finish_non_exhaustive()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All ELF modules mapped in `pid` with at least one executable mapping: the main binary
+    /// first, then in address order. Files that cannot be opened or parsed are skipped (logged
+    /// at debug level); only failing to read the maps is an error.
+    pub fn modules(&self, pid: u32) -> Result<Vec<MappedModule>, Error> {
+        let maps_path = PathBuf::from(format!("/proc/{pid}/maps"));
+        let entries =
+            maps::read_maps(pid).map_err(|err| Error::from_proc_io(pid, maps_path, err))?;
+        let main = MainExecutable::of(pid);
+        let root = TargetRoot::of_process(pid);
+        let mut modules = Vec::new();
+        let mut found_main = false;
+        for group in group_mappings(&entries) {
+            match self.load_module(pid, &root, &group) {
+                Ok(mut module) => {
+                    module.is_main = !found_main && !module.is_vdso && main.matches(&group);
+                    found_main |= module.is_main;
+                    modules.push(module);
+                }
+                Err(err) => {
+                    let path = group.first().map_or("", |e| e.path.as_str());
+                    tracing::debug!(pid, path, %err, "skipping mapped file");
+                }
+            }
+        }
+        // Stable: the rest stays in address order.
+        modules.sort_by_key(|module| !module.is_main);
+        Ok(modules)
+    }
+
+    /// Loads an ELF file from our own filesystem (tools, tests), with its separate debug
+    /// information; cached like mapped files.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<ObjectInfo>, Error> {
+        let path = path.as_ref();
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = fs::File::open(path).map_err(io_err)?;
+        let name = path.to_string_lossy();
+        self.load_opened(&TargetRoot::host(), &name, &file)
+    }
+
+    fn load_module(
+        &self,
+        pid: u32,
+        root: &TargetRoot,
+        group: &MappingGroup,
+    ) -> Result<MappedModule, Error> {
+        let (Some(first), Some(exec)) = (group.first(), group.first_exec()) else {
+            return Err(Error::parse("mapping", "no executable mapping"));
+        };
+        let is_vdso = group.is_vdso();
+        let object = if is_vdso {
+            self.load_vdso(pid, exec)?
+        } else {
+            let file = target_fs::open_mapped_file(pid, root, exec)
+                .map_err(|err| Error::from_proc_io(pid, PathBuf::from(&exec.path), err))?;
+            self.load_opened(root, &exec.path, &file)?
+        };
+        let bias = object.load_bias(exec.offset, exec.start).ok_or_else(|| {
+            Error::parse(
+                &exec.path,
+                format!("no PT_LOAD covers offset {:#x}", exec.offset),
+            )
+        })?;
+        Ok(MappedModule {
+            path: first.path.clone(),
+            avma: group.avma(),
+            exec_avma: group.exec_avma(),
+            file_offset: first.offset,
+            bias,
+            object,
+            is_vdso,
+            is_main: false,
+        })
+    }
+
+    /// The vdso image, read from the target's memory; cached by build id.
+    fn load_vdso(&self, pid: u32, entry: &MapEntry) -> Result<Arc<ObjectInfo>, Error> {
+        let image = target_fs::read_vdso(pid, entry).map_err(|err| {
+            Error::from_proc_io(pid, PathBuf::from(format!("/proc/{pid}/mem")), err)
+        })?;
+        let object = ObjectInfo::from_bytes(crate::module::VDSO_PATH, Bytes::from_vec(image))?;
+        let Some(build_id) = object.build_id().map(<[u8]>::to_vec) else {
+            return Ok(Arc::new(object));
+        };
+        let key = CacheKey::BuildId(build_id);
+        if let Some(cached) = self.cache().get(&key) {
+            return Ok(cached);
+        }
+        let object = Arc::new(object);
+        self.cache().insert(key, Arc::clone(&object));
+        Ok(object)
+    }
+
+    /// The object for an opened file known to the target as `path`: from the cache by file
+    /// identity or build id, else parsed and given its separate debug files.
+    fn load_opened(
+        &self,
+        root: &TargetRoot,
+        path: &str,
+        file: &fs::File,
+    ) -> Result<Arc<ObjectInfo>, Error> {
+        let io_err = |source| Error::Io {
+            path: PathBuf::from(path),
+            source,
+        };
+        let identity = CacheKey::File(FileIdentity::of(&file.metadata().map_err(io_err)?));
+        if let Some(cached) = self.cache().get(&identity) {
+            return Ok(cached);
+        }
+        let object = ObjectInfo::from_bytes(path, Bytes::map_file(file).map_err(io_err)?)?;
+        let build_id = object.build_id().map(|id| CacheKey::BuildId(id.to_vec()));
+        if let Some(cached) = build_id.as_ref().and_then(|key| self.cache().get(key)) {
+            self.cache().insert(identity, Arc::clone(&cached));
+            return Ok(cached);
+        }
+        // Parsing happened outside the lock; so does the (I/O-bound) debug file lookup.
+        let object = Arc::new(attach_debug_files(root, path, object));
+        let mut cache = self.cache();
+        cache.insert(identity, Arc::clone(&object));
+        if let Some(key) = build_id {
+            cache.insert(key, Arc::clone(&object));
+        }
+        Ok(object)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ObjectCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What `/proc/PID/exe` points at, to recognize the main binary among the mappings.
+struct MainExecutable {
+    path: Option<String>,
+    inode: Option<(u32, u32, u64)>,
+}
+
+impl MainExecutable {
+    fn of(pid: u32) -> MainExecutable {
+        let exe = format!("/proc/{pid}/exe");
+        let path = fs::read_link(&exe).ok().map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            match target.strip_suffix(" (deleted)") {
+                Some(stripped) => stripped.to_owned(),
+                None => target,
+            }
+        });
+        let inode = fs::metadata(&exe)
+            .ok()
+            .map(|m| (libc::major(m.dev()), libc::minor(m.dev()), m.ino()));
+        MainExecutable { path, inode }
+    }
+
+    fn matches(&self, group: &MappingGroup) -> bool {
+        let Some(entry) = group.first() else {
+            return false;
+        };
+        let same_inode = self.inode == Some((entry.dev_major, entry.dev_minor, entry.inode));
+        same_inode || self.path.as_deref() == Some(entry.path.as_str())
+    }
+}
+
+const _: () = {
+    const fn check<T: Send + Sync>() {}
+    check::<Symbolizer>();
+    check::<MappedModule>();
+};
