@@ -74,7 +74,12 @@ pub enum RecordFormat {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Process to profile.
-    #[arg(short, long, conflicts_with = "command", required_unless_present = "command")]
+    #[arg(
+        short,
+        long,
+        conflicts_with = "command",
+        required_unless_present = "command"
+    )]
     pub pid: Option<u32>,
 
     /// How long to record; Ctrl-C stops earlier and still writes the profile.
@@ -98,7 +103,7 @@ pub struct RecordArgs {
     pub kernel: bool,
 
     /// Bytes of user stack copied with each sample [default: the most a sample can carry, ~64 KiB].
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65_528))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8..=65_440))]
     pub stack_size: Option<u32>,
 
     /// Number of functions in the table printed at the end (0: none).

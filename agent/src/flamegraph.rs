@@ -19,7 +19,8 @@ pub fn svg(profile: &Profile, title: &str) -> Result<Vec<u8>> {
 
 /// Folded stacks, root first, one line per distinct stack: `root;caller;leaf count`.
 fn collapsed(profile: &Profile) -> Vec<String> {
-    let locations: HashMap<u64, &rprof_proto::Location> = profile.location.iter().map(|l| (l.id, l)).collect();
+    let locations: HashMap<u64, &rprof_proto::Location> =
+        profile.location.iter().map(|l| (l.id, l)).collect();
     let functions: HashMap<u64, &str> = profile
         .function
         .iter()
@@ -29,7 +30,9 @@ fn collapsed(profile: &Profile) -> Vec<String> {
     for sample in &profile.sample {
         let mut frames: Vec<String> = Vec::new();
         for id in &sample.location_id {
-            let Some(location) = locations.get(id) else { continue };
+            let Some(location) = locations.get(id) else {
+                continue;
+            };
             if location.line.is_empty() {
                 frames.push(format!("{:#x}", location.address));
             }

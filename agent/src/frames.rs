@@ -22,12 +22,22 @@ pub struct NamedFrame {
 /// Expands `addresses` (leaf first) into named frames (leaf first, inlined callees before their
 /// physical caller).
 pub fn name_stack(modules: &ModuleSet, addresses: &[u64]) -> Vec<NamedFrame> {
-    addresses.iter().flat_map(|&a| name_address(modules, a)).collect()
+    addresses
+        .iter()
+        .flat_map(|&a| name_address(modules, a))
+        .collect()
 }
 
 fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
     let Some(module) = modules.find(address) else {
-        return vec![NamedFrame { address, function: None, file: None, line: None, inlined: false, module: None }];
+        return vec![NamedFrame {
+            address,
+            function: None,
+            file: None,
+            line: None,
+            inlined: false,
+            module: None,
+        }];
     };
     let frames = module.object.symbolize(address.wrapping_sub(module.bias));
     if frames.is_empty() {

@@ -35,14 +35,18 @@ impl KernelSymbols {
     /// The function containing `addr`: the closest symbol at or below it.
     pub fn name(&self, addr: u64) -> Option<&str> {
         let idx = self.symbols.partition_point(|(start, _)| *start <= addr);
-        self.symbols.get(idx.checked_sub(1)?).map(|(_, name)| name.as_str())
+        self.symbols
+            .get(idx.checked_sub(1)?)
+            .map(|(_, name)| name.as_str())
     }
 }
 
 /// "ffffffff81000000 T _text [module]": text symbols only, address must be visible (non-zero).
 fn parse_line(line: &str) -> Option<(u64, String)> {
     let mut fields = line.split_whitespace();
-    let addr = u64::from_str_radix(fields.next()?, 16).ok().filter(|&a| a != 0)?;
+    let addr = u64::from_str_radix(fields.next()?, 16)
+        .ok()
+        .filter(|&a| a != 0)?;
     let kind = fields.next()?;
     if !matches!(kind, "T" | "t") {
         return None;
@@ -56,7 +60,8 @@ mod tests {
 
     #[test]
     fn finds_the_enclosing_text_symbol() {
-        let text = "ffffffff81000000 T _text\nffffffff81000100 t helper\nffffffff81000200 D data\nzzz\n";
+        let text =
+            "ffffffff81000000 T _text\nffffffff81000100 t helper\nffffffff81000200 D data\nzzz\n";
         let syms = KernelSymbols::parse(text.as_bytes()).expect("symbols");
         assert_eq!(syms.name(0xffff_ffff_8100_0150), Some("helper"));
         assert_eq!(syms.name(0xffff_ffff_8100_0000), Some("_text"));

@@ -9,7 +9,7 @@ pub mod flamegraph;
 pub mod frames;
 pub mod kallsyms;
 pub mod profile;
-// pub mod record; (enabled once the sampler lands)
+pub mod record;
 pub mod sampler;
 pub mod snapshot;
 pub mod stop;

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Record(_) => { let _ = StopFlag::install()?; anyhow::bail!("record: not wired yet") }
+        Command::Record(args) => rprof_agent::record::run(args, &StopFlag::install()?),
         Command::Threads(args) => rprof_agent::threads::run(args),
         Command::Top(args) => rprof_agent::top::run(args),
     }

@@ -26,12 +26,17 @@ impl Target {
     /// An existing process, checked to be there and alive.
     pub fn attach(pid: u32) -> Result<Self> {
         check_pid(pid)?;
-        Ok(Target { pid, launched: None })
+        Ok(Target {
+            pid,
+            launched: None,
+        })
     }
 
     /// Forks `command`, leaving the child blocked before exec until [`Target::start`].
     pub fn launch(command: &[String]) -> Result<Self> {
-        let (program, args) = command.split_first().ok_or_else(|| anyhow!("no command to launch"))?;
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| anyhow!("no command to launch"))?;
         let (gate_read, gate_write) = nix::unistd::pipe().context("pipe")?;
         let (read_fd, write_fd) = (gate_read.as_raw_fd(), gate_write.as_raw_fd());
         let mut cmd = Command::new(program);
@@ -48,11 +53,17 @@ impl Target {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start {program}"))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {program}"))?;
         drop(gate_read);
         Ok(Target {
             pid: child.id(),
-            launched: Some(Launched { child, gate: Some(gate_write), exited: false }),
+            launched: Some(Launched {
+                child,
+                gate: Some(gate_write),
+                exited: false,
+            }),
         })
     }
 
@@ -88,7 +99,9 @@ impl Target {
     /// Ends a launched command that outlived the recording window: SIGTERM, then SIGKILL after
     /// a grace period. An attached process is never touched.
     pub fn finish(&mut self) {
-        let Some(launched) = &mut self.launched else { return };
+        let Some(launched) = &mut self.launched else {
+            return;
+        };
         launched.gate = None;
         if launched.exited || !matches!(launched.child.try_wait(), Ok(None)) {
             return;
@@ -119,8 +132,12 @@ pub fn check_pid(pid: u32) -> Result<()> {
         bail!("no such process: PID 0 is not a process");
     }
     match process_state(pid) {
-        None => bail!("no such process: PID {pid} (check the PID, and that /proc shows this PID namespace)"),
-        Some('Z') => bail!("process {pid} is a zombie: it has exited and has no code left to profile"),
+        None => bail!(
+            "no such process: PID {pid} (check the PID, and that /proc shows this PID namespace)"
+        ),
+        Some('Z') => {
+            bail!("process {pid} is a zombie: it has exited and has no code left to profile")
+        }
         Some('X') => bail!("process {pid} is exiting"),
         Some(_) => Ok(()),
     }

@@ -8,7 +8,8 @@ use rprof_proto::Profile;
 use crate::cli::TopArgs;
 
 pub fn run(args: &TopArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let profile = rprof_proto::decode(&bytes)
         .with_context(|| format!("{} is not a pprof profile", args.file.display()))?;
     let index = sample_index(&profile, args.sample_index.as_deref())?;
@@ -27,15 +28,15 @@ fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
     if types.is_empty() {
         bail!("the profile has no sample types");
     }
-    let wanted = wanted.or_else(|| Some(string(profile, profile.default_sample_type)).filter(|s| !s.is_empty()));
+    let wanted = wanted
+        .or_else(|| Some(string(profile, profile.default_sample_type)).filter(|s| !s.is_empty()));
     match wanted {
         None => Ok(types.len() - 1),
         Some(w) => match w.parse::<usize>() {
             Ok(i) if i < types.len() => Ok(i),
-            _ => types
-                .iter()
-                .position(|t| *t == w)
-                .with_context(|| format!("no sample type {w:?}; the profile has {}", types.join(", "))),
+            _ => types.iter().position(|t| *t == w).with_context(|| {
+                format!("no sample type {w:?}; the profile has {}", types.join(", "))
+            }),
         },
     }
 }
@@ -49,12 +50,15 @@ fn string(profile: &Profile, index: i64) -> &str {
 
 /// The top `n` functions by flat value, formatted like `go tool pprof -top`.
 pub fn table(profile: &Profile, sample_index: usize, n: usize) -> String {
-    let (kind, unit) = profile
-        .sample_type
-        .get(sample_index)
-        .map_or(("", ""), |t| (string(profile, t.r#type), string(profile, t.unit)));
+    let (kind, unit) = profile.sample_type.get(sample_index).map_or(("", ""), |t| {
+        (string(profile, t.r#type), string(profile, t.unit))
+    });
     let mut out = String::new();
-    let _ = writeln!(out, "{:>10} {:>7} {:>10} {:>7}  function ({kind}/{unit})", "flat", "flat%", "cum", "cum%");
+    let _ = writeln!(
+        out,
+        "{:>10} {:>7} {:>10} {:>7}  function ({kind}/{unit})",
+        "flat", "flat%", "cum", "cum%"
+    );
     for row in rprof_proto::pprof_top(profile, sample_index, n) {
         let _ = writeln!(
             out,

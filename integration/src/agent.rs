@@ -41,7 +41,11 @@ fn build_agent() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     let binary = target_dir().join("release").join("rprof-agent");
-    assert!(binary.is_file(), "{} is missing after the build", binary.display());
+    assert!(
+        binary.is_file(),
+        "{} is missing after the build",
+        binary.display()
+    );
     binary
 }
 
@@ -106,7 +110,10 @@ pub fn record_full(pid: u32, seconds: u32, extra_args: &[&str]) -> Recording {
     let finished = run_agent(&args, Duration::from_secs(seconds.into()) + AGENT_OVERHEAD);
     assert_success(&finished, "rprof-agent record");
     let bytes = fs::read(&out).unwrap_or_else(|err| {
-        panic!("the agent exited 0 but {} is unreadable: {err}", out.display())
+        panic!(
+            "the agent exited 0 but {} is unreadable: {err}",
+            out.display()
+        )
     });
     Recording {
         profile: decode_profile(&bytes),

@@ -6,6 +6,7 @@
 //!
 //! - [`toolchain`]: finds gcc, g++, rustc and go, and builds the test programs into a
 //!   content-addressed cache under the cargo target directory;
+//! - [`programs`]: one function per test program, building it with the flags its claim needs;
 //! - [`process`]: starts a test program and waits until it says `ready`, runs a command with a
 //!   deadline, signals it, and never leaves a process behind;
 //! - [`agent`]: builds `rprof-agent` once per test process and records profiles with it;
@@ -16,20 +17,21 @@ pub mod agent;
 pub mod elf;
 pub mod process;
 pub mod profile;
+pub mod programs;
 pub mod toolchain;
 
 pub use agent::{
     agent_bin, agent_command, assert_success, exclusive_cpu, record, record_full, run_agent,
     Recording,
 };
-pub use process::{Finished, Running, Target};
+pub use process::{cpu_time, Finished, Running, Target};
 pub use profile::{
     decode_profile, frames_of, label, leaf_share, leaf_split, read_profile, share_of, string,
     top_leaves, total_samples, Fraction, Stacks,
 };
 pub use toolchain::{
-    build_c, build_cpp, build_go, build_rust, go_tool_pprof, programs_dir, strip_debug,
-    target_dir, workspace_root,
+    build_c, build_cpp, build_go, build_rust, go_tool_pprof, programs_dir, strip_debug, target_dir,
+    workspace_root,
 };
 
 /// What the toolchain panics say: where to get what is missing.

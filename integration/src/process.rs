@@ -31,6 +31,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// Starts `path` without arguments and returns once it has printed its `ready` line.
+    pub fn start(path: &Path) -> Target {
+        Target::spawn::<&str>(path, &[])
+    }
+
     /// Starts `path ARGS` and returns once it has printed its `ready` line.
     pub fn spawn<S: AsRef<OsStr>>(path: &Path, args: &[S]) -> Target {
         let mut child = Command::new(path)
@@ -84,6 +89,11 @@ impl Target {
         &self.path
     }
 
+    /// The CPU time the program has used so far, all threads included.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(self.pid)
+    }
+
     /// Whether the program has exited (and been reaped).
     pub fn has_exited(&self) -> bool {
         self.reaper.as_ref().is_none_or(JoinHandle::is_finished)
@@ -104,6 +114,33 @@ impl Drop for Target {
     }
 }
 
+/// The CPU time (user + system) process `pid` has used so far, all threads included.
+///
+/// What a CPU profile's sample count should be measured against: on a loaded machine a target
+/// gets less than the wall-clock time, and so yields fewer samples through no fault of the
+/// profiler.
+pub fn cpu_time(pid: u32) -> Duration {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+    // Field 2, the command name, is in parentheses and may hold spaces: count from after it.
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = |index: usize| -> u64 {
+        fields
+            .get(index)
+            .and_then(|field| field.parse().ok())
+            .unwrap_or_else(|| panic!("{path} has no field {}: {stat}", index + 3))
+    };
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(
+        ticks_per_second > 0,
+        "sysconf(_SC_CLK_TCK) = {ticks_per_second}"
+    );
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / ticks_per_second as f64)
+}
+
 /// Sends the first line of `stdout` to `ready`, then keeps reading so that the program can
 /// never block on, or die of, a full or closed pipe.
 fn drain_stdout(stdout: ChildStdout, ready: mpsc::Sender<String>) {
@@ -117,7 +154,8 @@ fn drain_stdout(stdout: ChildStdout, ready: mpsc::Sender<String>) {
 }
 
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -196,16 +234,20 @@ impl Running {
         // SAFETY: kill has no memory-safety preconditions. The pid is still ours: the child is
         // only reaped by `finish`, which takes `self`.
         let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}): {}", io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            io::Error::last_os_error()
+        );
     }
 
     /// Waits for the command to exit, panicking (after killing it) if it runs past `timeout`.
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let status = self.wait_until(self.started + timeout);
         let elapsed = self.started.elapsed();
-        let status = status.unwrap_or_else(|| {
-            panic!("{} still runs after {timeout:?}; killed it", self.what)
-        });
+        let status = status
+            .unwrap_or_else(|| panic!("{} still runs after {timeout:?}; killed it", self.what));
         let grace_end = Instant::now() + OUTPUT_GRACE;
         Finished {
             status,

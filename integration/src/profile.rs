@@ -36,8 +36,7 @@ pub fn decode_profile(bytes: &[u8]) -> Profile {
 
 /// Reads and decodes the profile at `path`.
 pub fn read_profile(path: &Path) -> Profile {
-    let bytes =
-        std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
     decode_profile(&bytes)
 }
 
@@ -155,14 +154,24 @@ impl Fraction {
 
 impl fmt::Display for Fraction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} ({:.1} %)", self.hits, self.total, 100.0 * self.ratio())
+        write!(
+            f,
+            "{}/{} ({:.1} %)",
+            self.hits,
+            self.total,
+            100.0 * self.ratio()
+        )
     }
 }
 
 /// The function names of `sample`, leaf to root, inline frames expanded.
 pub fn frames_of(profile: &Profile, sample: &Sample) -> Vec<String> {
     let stacks = Stacks::new(profile);
-    stacks.frames(sample).into_iter().map(str::to_owned).collect()
+    stacks
+        .frames(sample)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The fraction of all samples whose stack contains `function` (by exact name).

@@ -69,7 +69,11 @@ pub fn build_c(name: &str, flags: &[&str]) -> PathBuf {
     let gcc = find_tool("gcc", "build the C test programs");
     compile(&gcc, name, flags, &source, |out| {
         let mut cmd = Command::new(&gcc);
-        cmd.args(flags).arg("-pthread").arg("-o").arg(out).arg(&source);
+        cmd.args(flags)
+            .arg("-pthread")
+            .arg("-o")
+            .arg(out)
+            .arg(&source);
         cmd
     })
 }
@@ -80,7 +84,11 @@ pub fn build_cpp(name: &str, flags: &[&str]) -> PathBuf {
     let gxx = find_tool("g++", "build the C++ test programs");
     compile(&gxx, name, flags, &source, |out| {
         let mut cmd = Command::new(&gxx);
-        cmd.args(flags).arg("-pthread").arg("-o").arg(out).arg(&source);
+        cmd.args(flags)
+            .arg("-pthread")
+            .arg("-o")
+            .arg(out)
+            .arg(&source);
         cmd
     })
 }
@@ -154,7 +162,8 @@ pub fn go_tool_pprof(args: &[&OsStr]) -> Finished {
     let home = tempfile::tempdir().expect("create a HOME for go tool pprof");
     let mut cmd = Command::new(go);
     cmd.args(["tool", "pprof"]).args(args);
-    cmd.env("HOME", home.path()).env("PPROF_TMPDIR", home.path());
+    cmd.env("HOME", home.path())
+        .env("PPROF_TMPDIR", home.path());
     configure_go(&mut cmd);
     Running::spawn(cmd, "go tool pprof").finish(Duration::from_secs(120))
 }
@@ -244,7 +253,11 @@ fn input_files(input: &Path) -> Vec<PathBuf> {
 
 /// The tool's self-reported version (`go version`, `<tool> --version` otherwise).
 fn tool_version(tool: &Path) -> Vec<u8> {
-    let arg = if tool.ends_with("go") { "version" } else { "--version" };
+    let arg = if tool.ends_with("go") {
+        "version"
+    } else {
+        "--version"
+    };
     let output = Command::new(tool)
         .arg(arg)
         .output()

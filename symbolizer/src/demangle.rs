@@ -40,9 +40,8 @@ fn looks_like_rust(raw: &str) -> bool {
         && base
             .strip_suffix('E')
             .and_then(|rest| rest.get(rest.len().checked_sub(19)?..))
-            .is_some_and(|hash| {
-                hash.starts_with("17h") && hash[3..].bytes().all(|b| b.is_ascii_hexdigit())
-            })
+            .and_then(|hash| hash.strip_prefix("17h"))
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn demangle_rust(raw: &str) -> Option<String> {

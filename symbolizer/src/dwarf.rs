@@ -40,6 +40,10 @@ impl DwarfContext {
     /// Frames for `svma`, innermost first. Empty when no unit covers the address. Frames
     /// without a function name are kept (the caller may name them from the symbol table).
     pub fn frames(&self, svma: u64) -> Vec<Frame> {
+        // addr2line probes [svma, svma + 1), which overflows for the last address.
+        if svma == u64::MAX {
+            return Vec::new();
+        }
         let mut iter = match self.context.find_frames(svma).skip_all_loads() {
             Ok(iter) => iter,
             Err(err) => {

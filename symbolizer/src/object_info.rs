@@ -194,9 +194,20 @@ impl ObjectInfo {
         if let Some(frames) = lock(&self.frames).get(svma) {
             return frames;
         }
-        let frames = self.lookup(svma);
+        let frames = self.lookup_guarded(svma);
         lock(&self.frames).insert(svma, frames.clone());
         frames
+    }
+
+    /// [`ObjectInfo::lookup`], with a last line of defence: the DWARF parser and demanglers
+    /// are third-party code fed untrusted input, and one bad file must cost its names, not the
+    /// profiler.
+    fn lookup_guarded(&self, svma: u64) -> Vec<Frame> {
+        let lookup = std::panic::AssertUnwindSafe(|| self.lookup(svma));
+        std::panic::catch_unwind(lookup).unwrap_or_else(|_| {
+            tracing::warn!(object = %self.name, svma, "symbolization panicked; address left unnamed");
+            Vec::new()
+        })
     }
 
     fn lookup(&self, svma: u64) -> Vec<Frame> {

@@ -160,7 +160,8 @@ impl SymbolTable {
     /// The symbol containing `svma`: its start address and name.
     pub fn lookup(&self, svma: u64) -> Option<(u64, &str)> {
         let after = self.entries.partition_point(|e| e.start <= svma);
-        self.entries[..after]
+        self.entries
+            .get(..after)?
             .iter()
             .rev()
             .take(MAX_BACKTRACK)

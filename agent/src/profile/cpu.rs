@@ -80,7 +80,12 @@ impl CpuProfile {
 
     /// Builds the pprof profile: sample types samples/count and cpu/nanoseconds, period type
     /// cpu/nanoseconds, period 1e9/Hz, values [n, n*period], labels thread and tid.
-    pub fn build(&self, modules: &ModuleSet, kernel_symbols: Option<&KernelSymbols>, meta: &CpuProfileMeta) -> Profile {
+    pub fn build(
+        &self,
+        modules: &ModuleSet,
+        kernel_symbols: Option<&KernelSymbols>,
+        meta: &CpuProfileMeta,
+    ) -> Profile {
         let period = 1_000_000_000 / i64::try_from(meta.frequency.max(1)).unwrap_or(i64::MAX);
         let mut builder = ProfileBuilder::new(
             &[("samples", "count"), ("cpu", "nanoseconds")],
@@ -119,7 +124,9 @@ impl CpuProfile {
         let mut ids: Vec<u64> = key
             .kernel
             .iter()
-            .map(|&addr| table.kernel_location(builder, addr, kernel_symbols.and_then(|k| k.name(addr))))
+            .map(|&addr| {
+                table.kernel_location(builder, addr, kernel_symbols.and_then(|k| k.name(addr)))
+            })
             .collect();
         ids.extend(table.user_stack(builder, &key.user));
         if key.truncated {

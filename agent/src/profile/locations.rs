@@ -51,7 +51,12 @@ impl<'m> LocationTable<'m> {
         let mapping_ids = modules
             .all()
             .iter()
-            .map(|module| (Arc::as_ptr(module), builder.add_mapping(mapping_spec(module).as_spec())))
+            .map(|module| {
+                (
+                    Arc::as_ptr(module),
+                    builder.add_mapping(mapping_spec(module).as_spec()),
+                )
+            })
             .collect();
         LocationTable {
             modules,
@@ -64,7 +69,10 @@ impl<'m> LocationTable<'m> {
 
     /// Location ids for a user stack given as lookup addresses (leaf first).
     pub fn user_stack(&mut self, builder: &mut ProfileBuilder, addresses: &[u64]) -> Vec<u64> {
-        addresses.iter().map(|&a| self.user_location(builder, a)).collect()
+        addresses
+            .iter()
+            .map(|&a| self.user_location(builder, a))
+            .collect()
     }
 
     pub fn user_location(&mut self, builder: &mut ProfileBuilder, address: u64) -> u64 {
@@ -73,7 +81,11 @@ impl<'m> LocationTable<'m> {
         }
         let id = match self.modules.find(address) {
             Some(module) => {
-                let mapping_id = self.mapping_ids.get(&Arc::as_ptr(module)).copied().unwrap_or(0);
+                let mapping_id = self
+                    .mapping_ids
+                    .get(&Arc::as_ptr(module))
+                    .copied()
+                    .unwrap_or(0);
                 let frames = module.object.symbolize(address.wrapping_sub(module.bias));
                 add_symbolized(builder, mapping_id, address, &frames)
             }
@@ -84,7 +96,12 @@ impl<'m> LocationTable<'m> {
     }
 
     /// A kernel frame, named by `name` when the kernel's symbols are readable.
-    pub fn kernel_location(&mut self, builder: &mut ProfileBuilder, address: u64, name: Option<&str>) -> u64 {
+    pub fn kernel_location(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        address: u64,
+        name: Option<&str>,
+    ) -> u64 {
         if let Some(&id) = self.kernel.get(&address) {
             return id;
         }
@@ -92,26 +109,52 @@ impl<'m> LocationTable<'m> {
             name: name.unwrap_or(PseudoFrame::Kernel.name()),
             ..Default::default()
         };
-        let id = builder.add_location(0, address, &[LineSpec { function, ..Default::default() }]);
+        let id = builder.add_location(
+            0,
+            address,
+            &[LineSpec {
+                function,
+                ..Default::default()
+            }],
+        );
         self.kernel.insert(address, id);
         id
     }
 
     pub fn pseudo_location(&mut self, builder: &mut ProfileBuilder, frame: PseudoFrame) -> u64 {
         *self.pseudo.entry(frame).or_insert_with(|| {
-            let function = FunctionSpec { name: frame.name(), ..Default::default() };
-            builder.add_location(0, 0, &[LineSpec { function, ..Default::default() }])
+            let function = FunctionSpec {
+                name: frame.name(),
+                ..Default::default()
+            };
+            builder.add_location(
+                0,
+                0,
+                &[LineSpec {
+                    function,
+                    ..Default::default()
+                }],
+            )
         })
     }
 }
 
 /// Inline frames come innermost first with the physical function last, exactly pprof's order for
 /// `Location.line`.
-fn add_symbolized(builder: &mut ProfileBuilder, mapping_id: u64, address: u64, frames: &[Frame]) -> u64 {
+fn add_symbolized(
+    builder: &mut ProfileBuilder,
+    mapping_id: u64,
+    address: u64,
+    frames: &[Frame],
+) -> u64 {
     let lines: Vec<LineSpec<'_>> = frames
         .iter()
         .map(|frame| {
-            let name = frame.function.as_deref().or(frame.system_name.as_deref()).unwrap_or("");
+            let name = frame
+                .function
+                .as_deref()
+                .or(frame.system_name.as_deref())
+                .unwrap_or("");
             LineSpec {
                 function: FunctionSpec {
                     name,
@@ -141,7 +184,10 @@ fn mapping_spec(module: &Arc<MappedModule>) -> OwnedMapping {
         (None, Some(go)) => go.to_string(),
         (None, None) => String::new(),
     };
-    OwnedMapping { module: module.clone(), build_id }
+    OwnedMapping {
+        module: module.clone(),
+        build_id,
+    }
 }
 
 impl OwnedMapping {

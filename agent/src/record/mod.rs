@@ -40,19 +40,31 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     let config = SamplerConfig {
         pid,
         frequency: args.frequency,
-        stack_bytes: args.stack_size.unwrap_or(crate::sampler::MAX_STACK_BYTES),
+        stack_bytes: args
+            .stack_size
+            .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
         kernel: args.kernel,
     };
     let mut sampler = Sampler::open(&config)?;
     let symbolizer = Arc::new(Symbolizer::new());
-    let modules = ModuleSet::load(pid, symbolizer).with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-    let pipeline = Pipeline::start(pid, StackUnwinder::new(modules)).context("cannot start the unwinder thread")?;
+    let modules = ModuleSet::load(pid, symbolizer)
+        .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+    let pipeline = Pipeline::start(pid, StackUnwinder::new(modules))
+        .context("cannot start the unwinder thread")?;
     let event = sampler.event_kind().to_string();
 
     let started = SystemTime::now();
     let clock = Instant::now();
     target.start();
-    let outcome = sample_until_done(args, stop, &mut target, &mut sampler, &pipeline, clock, &event);
+    let outcome = sample_until_done(
+        args,
+        stop,
+        &mut target,
+        &mut sampler,
+        &pipeline,
+        clock,
+        &event,
+    );
     let duration = clock.elapsed();
     drain(&mut sampler, &pipeline);
     let stats = sampler.stats();
@@ -60,25 +72,43 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     target.finish();
 
     let (profile, unwinder) = pipeline.finish()?;
-    let kernel_symbols = if args.kernel { KernelSymbols::load() } else { None };
+    let kernel_symbols = if args.kernel {
+        KernelSymbols::load()
+    } else {
+        None
+    };
     let meta = CpuProfileMeta {
         frequency: args.frequency,
         start: started,
         duration,
         comments: vec![
-            format!("rprof-agent {} record, PID {pid}", env!("CARGO_PKG_VERSION")),
+            format!(
+                "rprof-agent {} record, PID {pid}",
+                env!("CARGO_PKG_VERSION")
+            ),
             format!("event: {event} at {} Hz", args.frequency),
-            format!("samples: {}, lost: {}, truncated stacks: {}", profile.samples(), profile.lost(), profile.truncated()),
-            format!("threads attached: {}", stats.threads),
+            format!(
+                "samples: {}, lost: {}, truncated stacks: {}",
+                profile.samples(),
+                profile.lost(),
+                profile.truncated()
+            ),
+            format!(
+                "threads: {} attached, {} inherited",
+                stats.threads_attached, stats.threads_inherited
+            ),
         ],
     };
     let pprof = profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta);
     let output = output_path(args, pid);
     let bytes = match args.format {
         RecordFormat::Pprof => rprof_proto::encode_gzip(&pprof),
-        RecordFormat::Flamegraph => crate::flamegraph::svg(&pprof, &format!("rprof-agent: PID {pid}, {event}"))?,
+        RecordFormat::Flamegraph => {
+            crate::flamegraph::svg(&pprof, &format!("rprof-agent: PID {pid}, {event}"))?
+        }
     };
-    write_atomically(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+    write_atomically(&output, &bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
     report(&output, &profile, &meta, &event, outcome, &pprof, args.top);
     Ok(())
 }
@@ -136,9 +166,17 @@ fn drain(sampler: &mut Sampler, pipeline: &Pipeline) {
         let event = match record {
             Record::Sample(s) => {
                 let regs = if s.user_regs_available {
-                    Registers { ip: s.ip, sp: s.sp, bp: s.bp }
+                    Registers {
+                        ip: s.ip,
+                        sp: s.sp,
+                        bp: s.bp,
+                    }
                 } else {
-                    Registers { ip: 0, sp: 0, bp: 0 }
+                    Registers {
+                        ip: 0,
+                        sp: 0,
+                        bp: 0,
+                    }
                 };
                 Event::Sample {
                     tid: s.tid,
@@ -148,7 +186,10 @@ fn drain(sampler: &mut Sampler, pipeline: &Pipeline) {
                 }
             }
             Record::Lost { count } => Event::Lost(count),
-            Record::Comm { tid, name, .. } => Event::ThreadName { tid, name: name.to_string() },
+            Record::Comm { tid, name, .. } => Event::ThreadName {
+                tid,
+                name: name.to_string(),
+            },
             Record::Mmap { exec: true, .. } => Event::CodeMapped,
             _ => return,
         };
@@ -164,7 +205,10 @@ fn output_path(args: &RecordArgs, pid: u32) -> PathBuf {
         RecordFormat::Pprof => "pb.gz",
         RecordFormat::Flamegraph => "svg",
     };
-    PathBuf::from(format!("rprof-cpu-{pid}-{}.{extension}", crate::timestamp::compact_utc(SystemTime::now())))
+    PathBuf::from(format!(
+        "rprof-cpu-{pid}-{}.{extension}",
+        crate::timestamp::compact_utc(SystemTime::now())
+    ))
 }
 
 /// One summary line, then the top functions, so a result is visible without any other tool.

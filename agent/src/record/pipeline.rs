@@ -23,7 +23,10 @@ pub enum Event {
         kernel: Vec<u64>,
     },
     Lost(u64),
-    ThreadName { tid: u32, name: String },
+    ThreadName {
+        tid: u32,
+        name: String,
+    },
     /// The target mapped executable code (dlopen, exec, JIT): module list is stale.
     CodeMapped,
 }
@@ -112,7 +115,12 @@ impl Stage {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Sample { tid, regs, stack, kernel } => self.sample(tid, regs, &stack, &kernel),
+            Event::Sample {
+                tid,
+                regs,
+                stack,
+                kernel,
+            } => self.sample(tid, regs, &stack, &kernel),
             Event::Lost(count) => {
                 self.profile.add_lost(count);
                 self.counters.lost.fetch_add(count, Ordering::Relaxed);

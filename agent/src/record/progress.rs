@@ -14,8 +14,10 @@ pub struct Progress {
 impl Progress {
     pub fn new(pid: u32, seconds: u64, event: &str) -> Self {
         let bar = ProgressBar::with_draw_target(Some(seconds), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:24} {pos}/{len}s {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:24} {pos}/{len}s {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_prefix(format!("recording PID {pid} ({event})"));
         Progress { bar }

@@ -63,23 +63,23 @@ pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
 /// Builds the attr for `config`; events start disabled and are enabled once wired to a ring.
 /// `wakeup_bytes` is how much unread data makes poll(2) report the ring readable.
 pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) -> perf_event_attr {
-    let mut attr = perf_event_attr::default();
-    attr.size = std::mem::size_of::<perf_event_attr>() as u32;
-    (attr.type_, attr.config) = match spec.kind {
-        EventKind::Cycles => (
-            sys::PERF_TYPE_HARDWARE,
-            u64::from(sys::PERF_COUNT_HW_CPU_CYCLES),
-        ),
-        EventKind::CpuClock => (
-            sys::PERF_TYPE_SOFTWARE,
-            u64::from(sys::PERF_COUNT_SW_CPU_CLOCK),
-        ),
+    let (type_, event) = match spec.kind {
+        EventKind::Cycles => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES),
+        EventKind::CpuClock => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_CLOCK),
+    };
+    let mut attr = perf_event_attr {
+        size: std::mem::size_of::<perf_event_attr>() as u32,
+        type_,
+        config: u64::from(event),
+        sample_type: sample_type(config),
+        sample_regs_user: USER_REGS.iter().map(|&bit| 1u64 << bit).sum(),
+        sample_stack_user: config.stack_bytes,
+        // Stamp records with CLOCK_MONOTONIC so their times compare with the sampler's clock.
+        clockid: libc::CLOCK_MONOTONIC,
+        ..perf_event_attr::default()
     };
     attr.set_freq(1);
     attr.sample_freq = config.frequency;
-    attr.sample_type = sample_type(config);
-    attr.sample_regs_user = USER_REGS.iter().map(|&bit| 1u64 << bit).sum();
-    attr.sample_stack_user = config.stack_bytes;
     attr.set_disabled(1);
     // New threads of a sampled thread get copies of its events, writing to the same rings.
     attr.set_inherit(1);
@@ -100,9 +100,7 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
     // Every record carries its time (to merge rings in order), task and event id (to drop the
     // copies written for a thread sampled twice).
     attr.set_sample_id_all(1);
-    // Stamp records with CLOCK_MONOTONIC so their times compare with the sampler's clock.
     attr.set_use_clockid(1);
-    attr.clockid = libc::CLOCK_MONOTONIC;
     attr.set_watermark(1);
     attr.wakeup_watermark = wakeup_bytes;
     attr

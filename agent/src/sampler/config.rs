@@ -46,7 +46,7 @@ impl SamplerConfig {
         if self.frequency == 0 {
             return Err(invalid("frequency must be at least 1 Hz"));
         }
-        if self.stack_bytes == 0 || self.stack_bytes % 8 != 0 || self.stack_bytes > MAX_STACK_BYTES
+        if self.stack_bytes == 0 || self.stack_bytes & 7 != 0 || self.stack_bytes > MAX_STACK_BYTES
         {
             return Err(invalid(&format!(
                 "stack_bytes must be a multiple of 8 between 8 and {MAX_STACK_BYTES}, not {}",
@@ -105,7 +105,11 @@ mod tests {
         assert!(config.validate().is_err());
         config = SamplerConfig::new(1);
         config.frequency = 0;
-        assert!(config.validate().unwrap_err().to_string().contains("frequency"));
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("frequency"));
     }
 
     #[test]

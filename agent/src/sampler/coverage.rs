@@ -93,7 +93,10 @@ mod tests {
         assert!(!coverage.needs_attach(10));
         assert!(!coverage.needs_attach(11));
         assert!(coverage.needs_attach(12));
-        assert_eq!((coverage.attached_total(), coverage.inherited_total()), (1, 1));
+        assert_eq!(
+            (coverage.attached_total(), coverage.inherited_total()),
+            (1, 1)
+        );
     }
 
     #[test]

@@ -41,11 +41,12 @@ impl CpuEvents {
         &mut self.ring
     }
 
-    /// Redirects `event` (opened on this CPU) into the ring and keeps it.
+    /// Redirects `event` (opened on this CPU) into the ring.
     pub(crate) fn connect(&self, event: &PerfEvent) -> Result<(), Errno> {
         event.set_output(self.ring.owner())
     }
 
+    /// Keeps a connected event open for as long as sampling lasts.
     pub(crate) fn keep(&mut self, event: PerfEvent) {
         self.events.push(event);
     }

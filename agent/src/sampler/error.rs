@@ -1,6 +1,5 @@
 //! Why sampling could not start, each said in one line that tells the user what to do.
 
-use std::fmt::Write as _;
 use std::io;
 
 use nix::errno::Errno;
@@ -12,7 +11,9 @@ pub enum SamplerError {
     #[error("no process with PID {0} (it may have exited); check it with `ps -p {0}`")]
     NoSuchProcess(u32),
 
-    #[error("PID {0} is a kernel thread: it has no user-space stacks to sample; pick a user process")]
+    #[error(
+        "PID {0} is a kernel thread: it has no user-space stacks to sample; pick a user process"
+    )]
     KernelThread(u32),
 
     #[error("{}", permission_denied_message(*.pid, *.paranoid, *.in_container))]
@@ -108,9 +109,9 @@ fn permission_denied_message(pid: u32, paranoid: Option<i64>, in_container: bool
     );
     if in_container {
         // Docker's default seccomp profile only lets perf_event_open through with CAP_PERFMON.
-        let _ = write!(
-            message,
-            "; in a container add --cap-add PERFMON (and a seccomp profile allowing perf_event_open)"
+        message.push_str(
+            "; in a container add --cap-add PERFMON (and a seccomp profile allowing \
+             perf_event_open)",
         );
     }
     message

@@ -20,9 +20,8 @@ impl PerfEvent {
         let mut attr = *attr;
         // SAFETY: `attr` is a valid perf_event_attr whose `size` matches its type; the kernel
         // reads it and may write `size` back, nothing else.
-        let fd = unsafe {
-            perf_event_open(&mut attr, tid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into())
-        };
+        let fd =
+            unsafe { perf_event_open(&mut attr, tid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into()) };
         if fd < 0 {
             return Err(Errno::last());
         }

@@ -17,7 +17,13 @@ pub(crate) fn online_cpus() -> io::Result<Vec<u32>> {
     let stat = fs::read_to_string("/proc/stat")?;
     let cpus: Vec<u32> = stat
         .lines()
-        .filter_map(|line| line.split_whitespace().next()?.strip_prefix("cpu")?.parse().ok())
+        .filter_map(|line| {
+            line.split_whitespace()
+                .next()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
         .collect();
     if cpus.is_empty() {
         return Err(io::Error::other("no online CPU listed in /proc/stat"));

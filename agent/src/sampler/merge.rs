@@ -24,7 +24,9 @@ pub(crate) fn in_time_order(cursors: &mut [&mut RecordCursor<'_>], mut visit: im
 }
 
 fn next_key(cursor: &mut RecordCursor<'_>) -> Option<u64> {
-    cursor.peek().map(|bytes| record::timestamp(bytes).unwrap_or(0))
+    cursor
+        .peek()
+        .map(|bytes| record::timestamp(bytes).unwrap_or(0))
 }
 
 fn earliest(keys: &[Option<u64>]) -> Option<usize> {

@@ -1,1 +1,34 @@
 //! Sampling a process with perf_event_open: one event per thread and CPU, shared ring buffers.
+//!
+//! [`Sampler::open`] attaches an event to every thread of the target on every online CPU
+//! (hardware cycles, or the cpu-clock timer where there is no PMU). Events are inherited by the
+//! threads those threads create, and all events of a CPU write into that CPU's ring buffer.
+//! Each sample carries the user registers and a copy of the user stack for the unwinder;
+//! side-band records report new executable mappings, thread names, thread creation and exit.
+//!
+//! The owner of a `Sampler` loops: [`Sampler::wait`], [`Sampler::drain`] (records in time
+//! order), [`Sampler::refresh_threads`], until [`Sampler::target_alive`] turns false or the
+//! profile is long enough.
+
+mod attr;
+mod config;
+mod coverage;
+mod cpu;
+mod error;
+mod event;
+mod host;
+mod merge;
+mod poll;
+mod record;
+mod ring;
+mod session;
+mod stats;
+mod threads;
+
+pub use config::{
+    EventKind, SamplerConfig, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+};
+pub use error::SamplerError;
+pub use record::{Record, Sample};
+pub use session::Sampler;
+pub use stats::SamplerStats;

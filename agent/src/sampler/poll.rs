@@ -15,7 +15,10 @@ pub(crate) struct Readiness {
 
 /// Waits until one of `fds` is readable or hung up, or `timeout` passes. `None` on timeout or
 /// when a signal interrupted the wait (the caller's loop comes back anyway).
-pub(crate) fn poll(fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<Option<Vec<Readiness>>, Errno> {
+pub(crate) fn poll(
+    fds: &[BorrowedFd<'_>],
+    timeout: Duration,
+) -> Result<Option<Vec<Readiness>>, Errno> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {

@@ -18,7 +18,7 @@ const HEADER_BYTES: usize = 8;
 const TRAILER_BYTES: usize = 24;
 
 /// Call-chain entries at or above this are context markers (`PERF_CONTEXT_*`), not addresses.
-const CONTEXT_MARKER_MIN: u64 = sys::PERF_CONTEXT_MAX as u64;
+const CONTEXT_MARKER_MIN: u64 = sys::PERF_CONTEXT_MAX;
 
 /// What the sample records of these events carry beyond the fixed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +257,7 @@ fn collect_kernel_frames(chain: &[u8], out: &mut Vec<u64>) {
     let mut in_kernel = false;
     for entry in chain.chunks_exact(8).filter_map(|bytes| read_u64(bytes, 0)) {
         if entry >= CONTEXT_MARKER_MIN {
-            in_kernel = entry == sys::PERF_CONTEXT_KERNEL as u64;
+            in_kernel = entry == sys::PERF_CONTEXT_KERNEL;
         } else if in_kernel {
             out.push(entry);
         }
@@ -304,7 +304,11 @@ fn decode_mmap2<'a>(body: &'a [u8], text: &'a mut String) -> Result<Record<'a>, 
     })
 }
 
-fn decode_mmap<'a>(body: &'a [u8], misc: u32, text: &'a mut String) -> Result<Record<'a>, Malformed> {
+fn decode_mmap<'a>(
+    body: &'a [u8],
+    misc: u32,
+    text: &'a mut String,
+) -> Result<Record<'a>, Malformed> {
     let mut fields = Fields::new(body);
     let (pid, tid) = (fields.u32()?, fields.u32()?);
     let (addr, len, pgoff) = (fields.u64()?, fields.u64()?, fields.u64()?);
@@ -319,7 +323,11 @@ fn decode_mmap<'a>(body: &'a [u8], misc: u32, text: &'a mut String) -> Result<Re
     })
 }
 
-fn decode_comm<'a>(body: &'a [u8], misc: u32, text: &'a mut String) -> Result<Record<'a>, Malformed> {
+fn decode_comm<'a>(
+    body: &'a [u8],
+    misc: u32,
+    text: &'a mut String,
+) -> Result<Record<'a>, Malformed> {
     let mut fields = Fields::new(body);
     let (pid, tid) = (fields.u32()?, fields.u32()?);
     Ok(Record::Comm {
@@ -457,7 +465,7 @@ pub(crate) mod tests {
         pub(crate) fn string(mut self, text: &[u8]) -> Self {
             self.bytes.extend_from_slice(text);
             self.bytes.push(0);
-            while self.bytes.len() % 8 != 0 {
+            while self.bytes.len() & 7 != 0 {
                 self.bytes.push(0);
             }
             self
@@ -540,7 +548,8 @@ pub(crate) mod tests {
             .u64(0) // stack size 0: no data, no dyn_size
             .build();
         let mut scratch = DecodeScratch::default();
-        let Decoded::Record(Record::Sample(sample), _) = decode(&bytes, USER, &mut scratch).unwrap()
+        let Decoded::Record(Record::Sample(sample), _) =
+            decode(&bytes, USER, &mut scratch).unwrap()
         else {
             panic!("not a sample");
         };
@@ -551,8 +560,8 @@ pub(crate) mod tests {
 
     #[test]
     fn kernel_callchain_skips_context_markers_and_user_frames() {
-        let kernel = sys::PERF_CONTEXT_KERNEL as u64;
-        let user = sys::PERF_CONTEXT_USER as u64;
+        let kernel = sys::PERF_CONTEXT_KERNEL;
+        let user = sys::PERF_CONTEXT_USER;
         let bytes = RecordBuilder::new(sys::PERF_RECORD_SAMPLE, 1)
             .u64(1)
             .u64(0xffff_ffff_8100_0010)
@@ -603,12 +612,15 @@ pub(crate) mod tests {
             .trailer(100, 101, 7, 3)
             .build();
         assert_eq!(timestamp(&mmap2), Some(7));
-        let comm = RecordBuilder::new(sys::PERF_RECORD_COMM, sys::PERF_RECORD_MISC_COMM_EXEC as u16)
-            .u32(100)
-            .u32(100)
-            .string(b"server")
-            .trailer(100, 100, 8, 3)
-            .build();
+        let comm = RecordBuilder::new(
+            sys::PERF_RECORD_COMM,
+            sys::PERF_RECORD_MISC_COMM_EXEC as u16,
+        )
+        .u32(100)
+        .u32(100)
+        .string(b"server")
+        .trailer(100, 100, 8, 3)
+        .build();
         let fork = RecordBuilder::new(sys::PERF_RECORD_FORK, 0)
             .u32(100)
             .u32(100)
@@ -706,7 +718,8 @@ pub(crate) mod tests {
             .trailer(1, 1, 1, 1)
             .build();
         let mut scratch = DecodeScratch::default();
-        let Decoded::Record(Record::Comm { name, .. }, _) = decode(&comm, USER, &mut scratch).unwrap()
+        let Decoded::Record(Record::Comm { name, .. }, _) =
+            decode(&comm, USER, &mut scratch).unwrap()
         else {
             panic!("not a comm");
         };

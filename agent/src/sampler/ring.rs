@@ -7,7 +7,7 @@
 //! the records it drops instead, and reports them with PERF_RECORD_LOST).
 
 use std::marker::PhantomData;
-use std::mem::offset_of;
+use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_mmap_page;
 
+use super::error::SamplerError;
 use super::event::PerfEvent;
+
+/// How much ring buffer to map per CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingPlan {
+    pub preferred_bytes: usize,
+    /// The smallest size worth trying when the locked-memory limit refuses the preferred one.
+    pub minimum_bytes: usize,
+}
+
+impl RingPlan {
+    /// 2 MiB holds 32 samples with full-size stack copies, 320 ms of a busy CPU at 100 Hz;
+    /// 512 KiB is what perf_event_mlock_kb lets an unprivileged user lock per CPU by default.
+    pub(crate) const DEFAULT: RingPlan = RingPlan {
+        preferred_bytes: 2 << 20,
+        minimum_bytes: 512 << 10,
+    };
+}
 
 /// A ring buffer and the event that owns its mapping.
 pub(crate) struct Ring {
@@ -30,8 +48,37 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
+    /// Maps the largest ring of `plan` the locked-memory limit allows for `owner`, halving the
+    /// size after EPERM (over the limit) or ENOMEM.
+    pub(crate) fn map_within(
+        owner: PerfEvent,
+        plan: RingPlan,
+        page_size: usize,
+    ) -> Result<Ring, SamplerError> {
+        let minimum = whole_pages(plan.minimum_bytes, page_size);
+        let mut bytes = whole_pages(plan.preferred_bytes, page_size).max(minimum);
+        let mut owner = owner;
+        loop {
+            match Ring::map(owner, bytes, page_size) {
+                Ok(ring) => return Ok(ring),
+                Err((event, Errno::EPERM | Errno::ENOMEM)) if bytes > minimum => {
+                    owner = event;
+                    bytes /= 2;
+                }
+                Err((_, Errno::EPERM)) => return Err(SamplerError::mlock_limit(bytes)),
+                Err((_, errno)) => {
+                    return Err(SamplerError::io("mmap of the perf ring buffer", errno))
+                }
+            }
+        }
+    }
+
     /// Maps `data_bytes` (a power-of-two number of pages) of ring buffer for `owner`.
-    pub(crate) fn map(owner: PerfEvent, data_bytes: usize, page_size: usize) -> Result<Ring, (PerfEvent, Errno)> {
+    fn map(
+        owner: PerfEvent,
+        data_bytes: usize,
+        page_size: usize,
+    ) -> Result<Ring, (PerfEvent, Errno)> {
         let mapping = match Mapping::new(&owner, page_size + data_bytes) {
             Ok(mapping) => mapping,
             Err(errno) => return Err((owner, errno)),
@@ -45,8 +92,14 @@ impl Ring {
         };
         // Since Linux 4.1 the kernel says where the data area is; older kernels leave zeros
         // and use the layout assumed above.
-        let offset = ring.meta(offset_of!(perf_event_mmap_page, data_offset)).load(Ordering::Relaxed);
-        let size = ring.meta(offset_of!(perf_event_mmap_page, data_size)).load(Ordering::Relaxed);
+        let offset = ring
+            .mapping
+            .meta(offset_of!(perf_event_mmap_page, data_offset))
+            .load(Ordering::Relaxed);
+        let size = ring
+            .mapping
+            .meta(offset_of!(perf_event_mmap_page, data_size))
+            .load(Ordering::Relaxed);
         if let (Ok(offset), Ok(size)) = (usize::try_from(offset), usize::try_from(size)) {
             if size != 0 && offset.checked_add(size) == Some(ring.mapping.len) {
                 ring.data_offset = offset;
@@ -68,28 +121,35 @@ impl Ring {
     /// cursor is dropped.
     pub(crate) fn cursor(&mut self) -> RingCursor<'_> {
         // Acquire pairs with the kernel's release of data_head: records before it are complete.
-        let head = self.meta(offset_of!(perf_event_mmap_page, data_head)).load(Ordering::Acquire);
+        let head = self
+            .mapping
+            .meta(offset_of!(perf_event_mmap_page, data_head))
+            .load(Ordering::Acquire);
         // Only we write data_tail.
-        let tail = self.meta(offset_of!(perf_event_mmap_page, data_tail)).load(Ordering::Relaxed);
+        let tail = self
+            .mapping
+            .meta(offset_of!(perf_event_mmap_page, data_tail))
+            .load(Ordering::Relaxed);
         let data = self.mapping.ptr.as_ptr().wrapping_add(self.data_offset);
         // SAFETY: the data area lies inside the mapping, which lives as long as the `&mut self`
         // borrow held by the cursor. The kernel only writes past `head` until we move data_tail,
         // which the cursor does on drop, after the last record borrowed from it is gone.
         let area = unsafe { DataArea::from_raw(data, self.data_size) };
-        let tail_field = self.meta(offset_of!(perf_event_mmap_page, data_tail));
+        let tail_field = self
+            .mapping
+            .meta(offset_of!(perf_event_mmap_page, data_tail));
         RingCursor {
             records: RecordCursor::new(area, tail, head, &mut self.scratch),
             tail: tail_field,
         }
     }
+}
 
-    /// A u64 field of the metadata page, which the kernel reads and writes concurrently.
-    fn meta(&self, offset: usize) -> &AtomicU64 {
-        // SAFETY: the field offsets come from perf_event_mmap_page, which fills the first page
-        // of the mapping, and are 8-byte aligned within a page-aligned mapping; the reference
-        // cannot outlive the mapping because it borrows `self`.
-        unsafe { &*self.mapping.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
-    }
+/// `bytes` rounded down to a power-of-two number of pages (the kernel requires it), at least one.
+fn whole_pages(bytes: usize, page_size: usize) -> usize {
+    let pages = (bytes / page_size.max(1)).max(1);
+    let pages = 1usize << (usize::BITS - 1 - pages.leading_zeros());
+    pages * page_size
 }
 
 /// Iterates the published records of one ring; publishes the new tail when dropped.
@@ -257,7 +317,8 @@ impl<'a> DataArea<'a> {
             return false;
         }
         let first = len.min(self.len - offset);
-        let (Some(end), Some(start)) = (self.slice(offset, first), self.slice(0, len - first)) else {
+        let (Some(end), Some(start)) = (self.slice(offset, first), self.slice(0, len - first))
+        else {
             return false;
         };
         out.clear();
@@ -271,7 +332,8 @@ impl<'a> DataArea<'a> {
             return false;
         }
         let first = out.len().min(self.len - offset);
-        let (Some(end), Some(start)) = (self.slice(offset, first), self.slice(0, out.len() - first))
+        let (Some(end), Some(start)) =
+            (self.slice(offset, first), self.slice(0, out.len() - first))
         else {
             return false;
         };
@@ -305,6 +367,18 @@ impl Mapping {
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::EINVAL)?;
         Ok(Mapping { ptr, len })
+    }
+}
+
+impl Mapping {
+    /// A u64 field of the metadata page at the start of the mapping, which the kernel reads and
+    /// writes concurrently. `offset` is a field offset of perf_event_mmap_page.
+    fn meta(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset & 7 == 0 && offset + 8 <= size_of::<perf_event_mmap_page>());
+        // SAFETY: perf_event_mmap_page fills the start of the (page-aligned, longer than a page)
+        // mapping and its u64 fields are 8-byte aligned; the reference borrows `self`, so it
+        // cannot outlive the mapping.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 }
 
@@ -358,8 +432,20 @@ mod tests {
     }
 
     #[test]
+    fn ring_sizes_are_power_of_two_pages() {
+        assert_eq!(whole_pages(2 << 20, 4096), 2 << 20);
+        assert_eq!(whole_pages(3 << 20, 4096), 2 << 20);
+        assert_eq!(whole_pages(100, 4096), 4096);
+        assert_eq!(whole_pages(512 << 10, 65536), 512 << 10);
+    }
+
+    #[test]
     fn records_are_read_in_order() {
-        let records = vec![lost_record(1), sample_record(5, 2, &[1; 16], 8), lost_record(3)];
+        let records = vec![
+            lost_record(1),
+            sample_record(5, 2, &[1; 16], 8),
+            lost_record(3),
+        ];
         let (area, head) = ring_with(512, 0, &records);
         let (read, position, skipped) = collect(&area, 0, head);
         assert_eq!(read, records);

@@ -1,8 +1,9 @@
 //! The target process as /proc shows it: whether it can be sampled, its threads, whether it is
 //! still alive.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::AsRawFd;
 
 use procfs::process::{Process, Stat};
 use procfs::ProcError;
@@ -17,6 +18,9 @@ pub(crate) struct Target {
     /// Holds /proc/PID open: if the process dies and its PID is reused, reads through this
     /// handle fail instead of describing the newcomer.
     process: Process,
+    /// /proc/PID again, for listing tasks through /proc/self/fd with the same guarantee
+    /// (procfs's own task iterator opens every task directory, too costly to rescan often).
+    dir: File,
     /// Start time in clock ticks after boot, a second guard against PID reuse.
     start_time: u64,
 }
@@ -25,15 +29,23 @@ impl Target {
     /// Checks that `pid` is a live user process.
     pub(crate) fn inspect(pid: u32) -> Result<Target, SamplerError> {
         let no_such_process = || SamplerError::NoSuchProcess(pid);
-        let raw_pid = i32::try_from(pid).ok().filter(|&p| p > 0).ok_or_else(no_such_process)?;
+        let raw_pid = i32::try_from(pid)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(no_such_process)?;
         let process = Process::new(raw_pid).map_err(|e| proc_error(pid, e))?;
         let stat = process.stat().map_err(|e| proc_error(pid, e))?;
+        let dir = File::open(format!("/proc/{pid}")).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => no_such_process(),
+            _ => SamplerError::io("open /proc/PID", e),
+        })?;
         if stat.flags & PF_KTHREAD != 0 {
             return Err(SamplerError::KernelThread(pid));
         }
         let target = Target {
             pid,
             process,
+            dir,
             start_time: stat.starttime,
         };
         if is_dead(&stat) {
@@ -56,7 +68,8 @@ impl Target {
 
     /// The thread ids listed in /proc/PID/task now. Empty once the process is gone.
     pub(crate) fn tasks(&self) -> Vec<u32> {
-        let Ok(entries) = fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+        let task_dir = format!("/proc/self/fd/{}/task", self.dir.as_raw_fd());
+        let Ok(entries) = fs::read_dir(task_dir) else {
             return Vec::new();
         };
         entries
@@ -100,7 +113,7 @@ fn is_dead(stat: &Stat) -> bool {
 fn proc_error(pid: u32, error: ProcError) -> SamplerError {
     match error {
         ProcError::NotFound(_) => SamplerError::NoSuchProcess(pid),
-        other => SamplerError::io("reading /proc", io::Error::other(other)),
+        other => SamplerError::io("read /proc/PID/stat", io::Error::other(other)),
     }
 }
 
@@ -116,8 +129,31 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_process_has_no_tasks_and_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let target = Target::inspect(child.id()).unwrap();
+        assert_eq!(target.tasks(), vec![child.id()]);
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, which is not alive either.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while target.alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!target.alive());
+        child.wait().unwrap();
+        assert!(!target.alive());
+        assert!(target.tasks().is_empty());
+    }
+
+    #[test]
     fn pid_zero_and_out_of_range_pids_do_not_exist() {
-        assert!(matches!(Target::inspect(0), Err(SamplerError::NoSuchProcess(0))));
+        assert!(matches!(
+            Target::inspect(0),
+            Err(SamplerError::NoSuchProcess(0))
+        ));
         assert!(matches!(
             Target::inspect(u32::MAX),
             Err(SamplerError::NoSuchProcess(_))

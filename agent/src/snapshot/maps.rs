@@ -80,9 +80,18 @@ garbage line
     fn finds_the_mapping_of_an_address() {
         let maps = ReadableRanges::parse(MAPS.as_bytes()).unwrap();
         assert_eq!(maps.ranges.len(), 4);
-        assert_eq!(maps.containing(0x7f3b1d900000), Some(0x7f3b1d800000..0x7f3b1e000000));
-        assert_eq!(maps.containing(0x7ffd2f1e8a70), Some(0x7ffd2f1c9000..0x7ffd2f1ea000));
-        assert_eq!(maps.containing(0x55d0c0a00000), Some(0x55d0c0a00000..0x55d0c0a01000));
+        assert_eq!(
+            maps.containing(0x7f3b1d900000),
+            Some(0x7f3b1d800000..0x7f3b1e000000)
+        );
+        assert_eq!(
+            maps.containing(0x7ffd2f1e8a70),
+            Some(0x7ffd2f1c9000..0x7ffd2f1ea000)
+        );
+        assert_eq!(
+            maps.containing(0x55d0c0a00000),
+            Some(0x55d0c0a00000..0x55d0c0a01000)
+        );
     }
 
     #[test]

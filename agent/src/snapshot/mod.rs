@@ -62,7 +62,7 @@ impl Default for SnapshotOptions {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub pid: u32,
-    /// Procfs facts, read right after the threads resumed; main thread first, then by tid.
+    /// Procfs facts, read just before the pause; main thread first, then by tid.
     pub threads: Vec<ThreadInfo>,
     /// Raw stacks, in the same order as `threads`. May be fewer: threads that exited, did not stop
     /// in time, or (nonblocking) were running.
@@ -102,27 +102,27 @@ pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, Snaps
     Ok(snapshot)
 }
 
-/// Stops every thread, copies stacks, resumes, and only then reads procfs: during the pause every
-/// thread would read as "tracing stop".
+/// Reads procfs, then stops every thread to copy its stack, and resumes.
+///
+/// Procfs is read *before* the pause: during it every thread reads as "tracing stop", and right
+/// after it the threads show what the pause did to them (still runnable, or in
+/// `restart_syscall` instead of the sleep they were interrupted in).
 fn stopped_snapshot(
     pid: u32,
     tids: &[u32],
     opts: &SnapshotOptions,
     clock: &procinfo::Clock,
 ) -> Result<Snapshot, SnapshotError> {
+    let mut threads = read_threads(pid, tids, clock);
     let captured = if pid == std::process::id() {
         capture::Captured::refused(permission::own_process())
     } else {
         capture::stop_and_capture(pid, tids, opts)?
     };
-    let mut all_tids: Vec<u32> = tids.to_vec();
-    all_tids.extend(captured.stacks.iter().map(|s| s.tid));
-    all_tids.sort_unstable();
-    all_tids.dedup();
-    let threads = all_tids
-        .iter()
-        .filter_map(|&tid| procinfo::thread_info_at(pid, tid, clock))
-        .collect();
+    // Threads born after the procfs read were captured too: describe them now.
+    let mut born: Vec<u32> = captured.stacks.iter().map(|s| s.tid).collect();
+    born.retain(|tid| tids.binary_search(tid).is_err());
+    threads.extend(read_threads(pid, &born, clock));
     Ok(Snapshot {
         pid,
         threads,
@@ -130,6 +130,12 @@ fn stopped_snapshot(
         pause: captured.pause,
         stack_error: captured.error,
     })
+}
+
+fn read_threads(pid: u32, tids: &[u32], clock: &procinfo::Clock) -> Vec<ThreadInfo> {
+    tids.iter()
+        .filter_map(|&tid| procinfo::thread_info_at(pid, tid, clock))
+        .collect()
 }
 
 /// Refuses targets that cannot have user stacks, before anything touches them.

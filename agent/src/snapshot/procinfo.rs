@@ -8,9 +8,7 @@ use std::fs;
 use std::io;
 use std::time::Duration;
 
-use super::procfile::{
-    process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT,
-};
+use super::procfile::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 use super::state::ThreadState;
 use super::syscall::{parse_syscall, SyscallInfo};
 
@@ -184,7 +182,10 @@ fn parse_wchan(text: &[u8]) -> Option<String> {
 
 /// The first field of /proc/uptime: seconds since boot, with a fraction.
 fn parse_uptime(text: &[u8]) -> Option<Duration> {
-    let first = std::str::from_utf8(text).ok()?.split_ascii_whitespace().next()?;
+    let first = std::str::from_utf8(text)
+        .ok()?
+        .split_ascii_whitespace()
+        .next()?;
     Duration::try_from_secs_f64(first.parse().ok()?).ok()
 }
 
@@ -228,7 +229,10 @@ mod tests {
     fn wchan_zero_means_none() {
         assert_eq!(parse_wchan(b"0"), None);
         assert_eq!(parse_wchan(b""), None);
-        assert_eq!(parse_wchan(b"futex_wait_queue\n").as_deref(), Some("futex_wait_queue"));
+        assert_eq!(
+            parse_wchan(b"futex_wait_queue\n").as_deref(),
+            Some("futex_wait_queue")
+        );
     }
 
     #[test]

@@ -101,13 +101,22 @@ pub(crate) fn detach(tid: u32, signal: i32) -> Result<(), Errno> {
     // Raw rather than nix's detach, which only accepts the signals of its enum (no real-time ones).
     // SAFETY: PTRACE_DETACH dereferences nothing: `addr` is ignored and `data` is the signal
     // number passed by value.
-    let ret = unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, std::ptr::null_mut::<c_void>(), data) };
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_DETACH,
+            pid,
+            std::ptr::null_mut::<c_void>(),
+            data,
+        )
+    };
     Errno::result(ret).map(drop)
 }
 
 /// Thread ids above `i32::MAX` cannot exist.
 fn pid(tid: u32) -> Result<Pid, Errno> {
-    i32::try_from(tid).map(Pid::from_raw).map_err(|_| Errno::ESRCH)
+    i32::try_from(tid)
+        .map(Pid::from_raw)
+        .map_err(|_| Errno::ESRCH)
 }
 
 #[cfg(test)]
@@ -124,15 +133,25 @@ mod tests {
         let interrupt = stop_status(libc::SIGTRAP, libc::PTRACE_EVENT_STOP);
         let group_stop = stop_status(libc::SIGSTOP, libc::PTRACE_EVENT_STOP);
         let realtime = stop_status(libc::SIGRTMIN() + 3, 0);
-        assert_eq!(decode_wait_status(interrupt), StopEvent::Stopped { signal: 0 });
-        assert_eq!(decode_wait_status(group_stop), StopEvent::Stopped { signal: 0 });
+        assert_eq!(
+            decode_wait_status(interrupt),
+            StopEvent::Stopped { signal: 0 }
+        );
+        assert_eq!(
+            decode_wait_status(group_stop),
+            StopEvent::Stopped { signal: 0 }
+        );
         assert_eq!(
             decode_wait_status(stop_status(libc::SIGCHLD, 0)),
-            StopEvent::Stopped { signal: libc::SIGCHLD }
+            StopEvent::Stopped {
+                signal: libc::SIGCHLD
+            }
         );
         assert_eq!(
             decode_wait_status(realtime),
-            StopEvent::Stopped { signal: libc::SIGRTMIN() + 3 }
+            StopEvent::Stopped {
+                signal: libc::SIGRTMIN() + 3
+            }
         );
     }
 

@@ -90,7 +90,11 @@ mod tests {
     fn copies_up_to_the_end_of_the_stack_mapping() {
         let pid = std::process::id();
         let sp = own_sp();
-        let end = ReadableRanges::read(pid).unwrap().containing(sp).unwrap().end;
+        let end = ReadableRanges::read(pid)
+            .unwrap()
+            .containing(sp)
+            .unwrap()
+            .end;
         let mut reader = StackReader::new(pid, usize::MAX);
         let capture = reader.capture(7, Registers { ip: 1, sp, bp: 0 });
         assert_eq!(capture.stack.len() as u64, end - sp);

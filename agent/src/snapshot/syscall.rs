@@ -72,7 +72,10 @@ mod tests {
     fn parses_a_thread_blocked_outside_a_syscall() {
         let info = parse_syscall(b"-1 0x7ffd2f1e8a70 0x401136\n").unwrap();
         assert_eq!((info.nr, info.name), (-1, None));
-        assert_eq!((info.sp, info.pc, info.args), (0x7ffd2f1e8a70, 0x401136, [0; 6]));
+        assert_eq!(
+            (info.sp, info.pc, info.args),
+            (0x7ffd2f1e8a70, 0x401136, [0; 6])
+        );
     }
 
     #[test]

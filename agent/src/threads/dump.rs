@@ -35,9 +35,14 @@ pub struct ThreadDump {
 
 /// Takes the snapshot, then unwinds and symbolizes after the target runs again. Modules are
 /// loaded before the pause so that no file I/O happens while the target is stopped.
-pub fn take_dump(pid: u32, symbolizer: Arc<Symbolizer>, options: &SnapshotOptions) -> Result<ThreadDump> {
+pub fn take_dump(
+    pid: u32,
+    symbolizer: Arc<Symbolizer>,
+    options: &SnapshotOptions,
+) -> Result<ThreadDump> {
     crate::target::check_pid(pid)?;
-    let modules = ModuleSet::load(pid, symbolizer).with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+    let modules = ModuleSet::load(pid, symbolizer)
+        .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
     let snapshot = take_snapshot(pid, options)?;
     let mut unwinder = StackUnwinder::new(modules);
     let threads = snapshot
@@ -57,13 +62,31 @@ pub fn take_dump(pid: u32, symbolizer: Arc<Symbolizer>, options: &SnapshotOption
     })
 }
 
-fn dump_thread(unwinder: &mut StackUnwinder, info: ThreadInfo, capture: Option<&StackCapture>) -> DumpedThread {
+fn dump_thread(
+    unwinder: &mut StackUnwinder,
+    info: ThreadInfo,
+    capture: Option<&StackCapture>,
+) -> DumpedThread {
     let Some(capture) = capture else {
-        return DumpedThread { info, addresses: Vec::new(), frames: Vec::new(), has_stack: false, truncated: false };
+        return DumpedThread {
+            info,
+            addresses: Vec::new(),
+            frames: Vec::new(),
+            has_stack: false,
+            truncated: false,
+        };
     };
-    let regs = Registers { ip: capture.regs.ip, sp: capture.regs.sp, bp: capture.regs.bp };
+    let regs = Registers {
+        ip: capture.regs.ip,
+        sp: capture.regs.sp,
+        bp: capture.regs.bp,
+    };
     let mut addresses = Vec::new();
-    let end = unwinder.unwind(regs, &StackMemory::new(regs.sp, &capture.stack), &mut addresses);
+    let end = unwinder.unwind(
+        regs,
+        &StackMemory::new(regs.sp, &capture.stack),
+        &mut addresses,
+    );
     let frames = name_stack(unwinder.modules(), &addresses);
     DumpedThread {
         info,

@@ -56,7 +56,11 @@ fn thread(t: &DumpedThread) -> Thread<'_> {
         name: &info.name,
         state: info.state,
         wchan: info.wchan.as_deref(),
-        syscall: info.syscall.as_ref().map(|s| Syscall { nr: s.nr, name: s.name, args: s.args }),
+        syscall: info.syscall.as_ref().map(|s| Syscall {
+            nr: s.nr,
+            name: s.name,
+            args: s.args,
+        }),
         utime_ms: info.utime.as_millis(),
         stime_ms: info.stime.as_millis(),
         voluntary_ctxt_switches: info.voluntary_ctxt_switches,

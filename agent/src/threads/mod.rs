@@ -34,18 +34,22 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
     }
     let bytes = render(&dump, args.format, taken)?;
     match &args.output {
-        Some(path) => write_atomically(path, &bytes).with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => write_atomically(path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display())),
         None if args.format == ThreadsFormat::Pprof => {
             let path = std::path::PathBuf::from(format!(
                 "rprof-threads-{}-{}.pb.gz",
                 args.pid,
                 crate::timestamp::compact_utc(taken)
             ));
-            write_atomically(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            write_atomically(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             println!("wrote {}: {} threads", path.display(), dump.threads.len());
             Ok(())
         }
-        None => std::io::stdout().write_all(&bytes).context("cannot write to stdout"),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .context("cannot write to stdout"),
     }
 }
 

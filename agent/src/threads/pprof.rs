@@ -16,7 +16,11 @@ pub fn build(dump: &ThreadDump, taken: SystemTime) -> Profile {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
     );
-    builder.add_comment(&format!("rprof-agent thread snapshot of PID {}, pause {} us", dump.pid, dump.pause.as_micros()));
+    builder.add_comment(&format!(
+        "rprof-agent thread snapshot of PID {}, pause {} us",
+        dump.pid,
+        dump.pause.as_micros()
+    ));
     if let Some(why) = &dump.stack_error {
         builder.add_comment(&format!("stacks unavailable: {why}"));
     }
@@ -29,7 +33,10 @@ pub fn build(dump: &ThreadDump, taken: SystemTime) -> Profile {
             ids.push(table.pseudo_location(&mut builder, PseudoFrame::Truncated));
         }
         let state = thread.info.state.to_string();
-        let labels = [LabelSpec::str("state", &state), LabelSpec::str("thread", &thread.info.name)];
+        let labels = [
+            LabelSpec::str("state", &state),
+            LabelSpec::str("thread", &thread.info.name),
+        ];
         builder.add_sample(&ids, &[1], &labels);
     }
     builder.build()

@@ -10,7 +10,11 @@ use crate::frames::NamedFrame;
 
 pub fn render(dump: &ThreadDump) -> String {
     let mut out = String::new();
-    let states: Vec<String> = dump.state_counts().iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let states: Vec<String> = dump
+        .state_counts()
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
     let _ = writeln!(
         out,
         "PID {}: {} threads ({}); paused {:.3} ms",
@@ -31,11 +35,18 @@ pub fn render(dump: &ThreadDump) -> String {
 
 fn render_thread(out: &mut String, thread: &DumpedThread, stacks_refused: bool) {
     let info = &thread.info;
-    let _ = writeln!(out, "thread {} \"{}\" [{}, {}]:", info.tid, info.name, info.state, age(info.age));
-    let syscall = info
-        .syscall
-        .as_ref()
-        .map(|s| s.name.map_or_else(|| format!("syscall {}", s.nr), str::to_string));
+    let _ = writeln!(
+        out,
+        "thread {} \"{}\" [{}, {}]:",
+        info.tid,
+        info.name,
+        info.state,
+        age(info.age)
+    );
+    let syscall = info.syscall.as_ref().map(|s| {
+        s.name
+            .map_or_else(|| format!("syscall {}", s.nr), str::to_string)
+    });
     let _ = writeln!(
         out,
         "# wchan: {}  syscall: {}  cpu: user {:.2}s sys {:.2}s  switches: {} voluntary, {} involuntary",
@@ -48,7 +59,10 @@ fn render_thread(out: &mut String, thread: &DumpedThread, stacks_refused: bool) 
     );
     if !thread.has_stack {
         if !stacks_refused {
-            let _ = writeln!(out, "# no stack captured (thread running or not stopped in time)");
+            let _ = writeln!(
+                out,
+                "# no stack captured (thread running or not stopped in time)"
+            );
         }
         return;
     }
@@ -56,7 +70,10 @@ fn render_thread(out: &mut String, thread: &DumpedThread, stacks_refused: bool) 
         render_frame(out, frame);
     }
     if thread.truncated {
-        let _ = writeln!(out, "...\n\t(stack truncated: unwinding stopped before the thread's root)");
+        let _ = writeln!(
+            out,
+            "...\n\t(stack truncated: unwinding stopped before the thread's root)"
+        );
     }
 }
 

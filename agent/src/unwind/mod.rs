@@ -80,16 +80,21 @@ impl StackUnwinder {
     /// Unwinds one stack into `out` as lookup addresses: the instruction pointer first, then each
     /// caller's return address minus one (so it falls inside the call instruction, which is what
     /// symbolization and pprof locations want).
-    pub fn unwind(&mut self, regs: Registers, stack: &StackMemory<'_>, out: &mut Vec<u64>) -> UnwindEnd {
+    pub fn unwind(
+        &mut self,
+        regs: Registers,
+        stack: &StackMemory<'_>,
+        out: &mut Vec<u64>,
+    ) -> UnwindEnd {
         out.clear();
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
-        let mut read = |addr: u64| stack.read_u64(addr);
+        let mut read = |addr: u64| stack.read_u64(addr).ok_or(());
         let unwind_regs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
-        let mut frames = self
-            .unwinder
-            .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
+        let mut frames =
+            self.unwinder
+                .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
         while out.len() < MAX_FRAMES {
             match frames.next() {
                 Ok(Some(frame)) => out.push(frame.address_for_lookup()),

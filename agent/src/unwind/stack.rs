@@ -15,12 +15,10 @@ impl<'a> StackMemory<'a> {
     /// Reads the 8-byte little-endian word at target address `addr`, if it lies inside the copy.
     /// Anything outside it (below sp, past the copy, overflowing) is an error, which ends the
     /// unwind as truncated rather than inventing frames from stale memory.
-    pub fn read_u64(&self, addr: u64) -> Result<u64, ()> {
-        let offset = usize::try_from(addr.checked_sub(self.sp).ok_or(())?).map_err(|_| ())?;
-        let end = offset.checked_add(8).ok_or(())?;
-        let word = self.bytes.get(offset..end).ok_or(())?;
-        let word: [u8; 8] = word.try_into().map_err(|_| ())?;
-        Ok(u64::from_le_bytes(word))
+    pub fn read_u64(&self, addr: u64) -> Option<u64> {
+        let offset = usize::try_from(addr.checked_sub(self.sp)?).ok()?;
+        let word = self.bytes.get(offset..offset.checked_add(8)?)?;
+        Some(u64::from_le_bytes(word.try_into().ok()?))
     }
 }
 
@@ -32,10 +30,10 @@ mod tests {
     fn reads_only_inside_the_copy() {
         let bytes: Vec<u8> = (0u8..24).collect();
         let stack = StackMemory::new(0x1000, &bytes);
-        assert_eq!(stack.read_u64(0x1000), Ok(0x0706_0504_0302_0100));
-        assert_eq!(stack.read_u64(0x1010), Ok(0x1716_1514_1312_1110));
-        assert_eq!(stack.read_u64(0x1011), Err(()));
-        assert_eq!(stack.read_u64(0x0ff8), Err(()));
-        assert_eq!(stack.read_u64(u64::MAX), Err(()));
+        assert_eq!(stack.read_u64(0x1000), Some(0x0706_0504_0302_0100));
+        assert_eq!(stack.read_u64(0x1010), Some(0x1716_1514_1312_1110));
+        assert_eq!(stack.read_u64(0x1011), None);
+        assert_eq!(stack.read_u64(0x0ff8), None);
+        assert_eq!(stack.read_u64(u64::MAX), None);
     }
 }

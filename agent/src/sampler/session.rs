@@ -1,0 +1,555 @@
+//! The sampling stage: events on every thread of the target and every online CPU, one ring
+//! buffer per CPU, records handed out in time order.
+
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use perf_event_open_sys::bindings::perf_event_attr;
+
+use super::attr::{self, EventSpec, SPECS};
+use super::config::{EventKind, SamplerConfig};
+use super::coverage::Coverage;
+use super::cpu::CpuEvents;
+use super::error::SamplerError;
+use super::event::PerfEvent;
+use super::host;
+use super::merge;
+use super::poll;
+use super::record::{self, DecodeScratch, Decoded, Record, SampleFormat, SAMPLE_FIXED_BYTES};
+use super::ring::{RecordCursor, Ring, RingPlan};
+use super::stats::SamplerStats;
+use super::threads::Target;
+
+/// Room for a kernel call chain in a sample: perf_event_max_stack (127) frames, context
+/// markers and the entry count.
+const CALLCHAIN_BYTES: u32 = 130 * 8;
+
+/// Samples one process. Dropping it stops sampling and releases every event and buffer.
+pub struct Sampler {
+    target: Target,
+    kind: EventKind,
+    attr: perf_event_attr,
+    format: SampleFormat,
+    cpus: Vec<CpuEvents>,
+    coverage: Coverage,
+    scratch: DecodeScratch,
+    stats: SamplerStats,
+}
+
+impl Sampler {
+    /// Starts sampling every thread of `config.pid`: hardware cycles where the CPU has a PMU,
+    /// else the cpu-clock timer.
+    pub fn open(config: &SamplerConfig) -> Result<Sampler, SamplerError> {
+        Self::open_with(config, RingPlan::DEFAULT)
+    }
+
+    pub(crate) fn open_with(
+        config: &SamplerConfig,
+        plan: RingPlan,
+    ) -> Result<Sampler, SamplerError> {
+        config.validate()?;
+        check_frequency(config.frequency)?;
+        let target = Target::inspect(config.pid)?;
+        if let Err(error) = host::raise_nofile_limit() {
+            tracing::debug!(%error, "could not raise the open-file limit");
+        }
+        let cpu_list = host::online_cpus()
+            .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
+        let wakeup = wakeup_bytes(config, plan);
+        let tids = target.tasks();
+        let (spec, first_tid, first_events, rest) =
+            first_thread(&target, config, &tids, &cpu_list, wakeup)?;
+        let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
+        let mut cpus = Vec::with_capacity(cpu_list.len());
+        for (&cpu, event) in cpu_list.iter().zip(first_events) {
+            cpus.push(CpuEvents::new(
+                cpu,
+                Ring::map_within(event, plan, page_size)?,
+            ));
+        }
+        let mut sampler = Sampler {
+            target,
+            kind: spec.kind,
+            attr: attr::build(config, spec, wakeup),
+            format: attr::sample_format(config),
+            cpus,
+            coverage: Coverage::default(),
+            scratch: DecodeScratch::default(),
+            stats: SamplerStats::default(),
+        };
+        let owners: Vec<&PerfEvent> = sampler.cpus.iter().map(|cpu| cpu.ring().owner()).collect();
+        start(&mut sampler.coverage, first_tid, &owners)?;
+        for &tid in rest {
+            sampler.attach_thread(tid)?;
+        }
+        sampler.report_small_rings(plan);
+        Ok(sampler)
+    }
+
+    /// The event that drives sampling.
+    pub fn event_kind(&self) -> EventKind {
+        self.kind
+    }
+
+    /// Waits (poll(2) on the rings, at most `timeout`) until a ring holds a few samples.
+    /// `Ok(false)` on timeout; the rings may still hold some records then.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, SamplerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.poll_rings(remaining)? {
+                Polled::Readable => return Ok(true),
+                Polled::TimedOut => return Ok(false),
+                // The hung-up events were replaced: poll the others for the time left.
+                Polled::HungUp if !remaining.is_zero() => {}
+                Polled::HungUp => return Ok(false),
+            }
+        }
+    }
+
+    /// Decodes every record published so far in every ring and hands each to `f`, in time
+    /// order, then gives the space back to the kernel.
+    pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) {
+        let Sampler {
+            target,
+            format,
+            cpus,
+            coverage,
+            scratch,
+            stats,
+            ..
+        } = self;
+        let mut rings: Vec<_> = cpus.iter_mut().map(|cpu| cpu.ring_mut().cursor()).collect();
+        let mut cursors: Vec<&mut RecordCursor<'_>> =
+            rings.iter_mut().map(|ring| ring.records()).collect();
+        let mut dispatch = Dispatch {
+            pid: target.pid(),
+            format: *format,
+            coverage,
+            scratch,
+            stats,
+        };
+        merge::in_time_order(&mut cursors, |bytes| dispatch.record(bytes, f));
+        let resyncs = cursors
+            .iter()
+            .filter(|cursor| cursor.skipped_bytes() > 0)
+            .count();
+        dispatch.stats.malformed += resyncs as u64;
+    }
+
+    /// Attaches the threads of the target that are not sampled yet: neither attached nor
+    /// created by a sampled thread since (those inherit its events). Returns how many were
+    /// attached. A target that has exited is not an error: see [`Sampler::target_alive`].
+    pub fn refresh_threads(&mut self) -> Result<usize, SamplerError> {
+        let mut attached = 0;
+        for tid in self.target.tasks() {
+            if self.coverage.needs_attach(tid) && self.attach_thread(tid)? {
+                attached += 1;
+            }
+        }
+        Ok(attached)
+    }
+
+    /// Whether the target process still exists (and is not a zombie).
+    pub fn target_alive(&self) -> bool {
+        self.target.alive()
+    }
+
+    /// Counters since `open`.
+    pub fn stats(&self) -> SamplerStats {
+        SamplerStats {
+            threads_attached: self.coverage.attached_total(),
+            threads_inherited: self.coverage.inherited_total(),
+            cpus: self.cpus.len(),
+            ring_bytes: self.cpus.iter().map(|cpu| cpu.ring().data_size()).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Opens `tid`'s events on every CPU, wires them to the rings and enables them. `Ok(false)`
+    /// if the thread exited first.
+    fn attach_thread(&mut self, tid: u32) -> Result<bool, SamplerError> {
+        let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
+        let events = match open_on_cpus(&self.attr, tid, &cpu_list) {
+            Ok(Some(events)) => events,
+            Ok(None) => return Ok(false),
+            Err(errno) => return Err(self.open_error(errno)),
+        };
+        for (cpu, event) in self.cpus.iter().zip(&events) {
+            cpu.connect(event)
+                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT)", e))?;
+        }
+        start(&mut self.coverage, tid, &events.iter().collect::<Vec<_>>())?;
+        for (cpu, event) in self.cpus.iter_mut().zip(events) {
+            cpu.keep(event);
+        }
+        Ok(true)
+    }
+
+    /// One poll(2) on each ring's current poll event.
+    fn poll_rings(&mut self, timeout: Duration) -> Result<Polled, SamplerError> {
+        let (indexes, fds): (Vec<usize>, Vec<_>) = self
+            .cpus
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cpu)| Some((index, cpu.poll_fd()?)))
+            .unzip();
+        if fds.is_empty() {
+            // Every thread has exited: nothing will wake us, just honour the timeout.
+            std::thread::sleep(timeout);
+            return Ok(Polled::TimedOut);
+        }
+        let readiness = poll::poll(&fds, timeout).map_err(|e| SamplerError::io("poll", e))?;
+        drop(fds);
+        let Some(readiness) = readiness else {
+            return Ok(Polled::TimedOut);
+        };
+        let mut readable = false;
+        for (index, ready) in indexes.into_iter().zip(readiness) {
+            readable |= ready.readable;
+            if ready.hung_up {
+                self.cpus[index].retire_poll_fd();
+            }
+        }
+        Ok(if readable {
+            Polled::Readable
+        } else {
+            Polled::HungUp
+        })
+    }
+
+    fn open_error(&self, errno: Errno) -> SamplerError {
+        open_error(
+            errno,
+            self.target.pid(),
+            self.coverage.attached_total() + 1,
+            self.cpus.len(),
+        )
+    }
+
+    fn report_small_rings(&self, plan: RingPlan) {
+        let smallest = self
+            .cpus
+            .iter()
+            .map(|cpu| cpu.ring().data_size())
+            .min()
+            .unwrap_or(0);
+        if smallest < plan.preferred_bytes {
+            tracing::warn!(
+                ring_kib = smallest / 1024,
+                "the locked-memory limit shrank the perf ring buffers: samples may be lost; raise \
+                 `ulimit -l` or grant CAP_IPC_LOCK"
+            );
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // Stop the kernel writing before the rings are unmapped and the events closed.
+        for cpu in &self.cpus {
+            cpu.disable();
+        }
+    }
+}
+
+/// What one poll of the rings found.
+enum Polled {
+    Readable,
+    TimedOut,
+    /// Only hang-ups: events whose thread exited, now replaced by other events of their ring.
+    HungUp,
+}
+
+/// Decides each record's fate: dropped as a duplicate or foreign, counted, or handed out.
+struct Dispatch<'s> {
+    pid: u32,
+    format: SampleFormat,
+    coverage: &'s mut Coverage,
+    scratch: &'s mut DecodeScratch,
+    stats: &'s mut SamplerStats,
+}
+
+impl Dispatch<'_> {
+    fn record(&mut self, bytes: &[u8], f: &mut dyn FnMut(Record<'_>)) {
+        let (record, emitter) = match record::decode(bytes, self.format, self.scratch) {
+            Ok(Decoded::Record(record, emitter)) => (record, emitter),
+            Ok(Decoded::Throttle) => {
+                self.stats.throttled += 1;
+                return;
+            }
+            Ok(Decoded::Other) => return,
+            Err(malformed) => {
+                tracing::debug!(reason = malformed.0, "skipped a malformed perf record");
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if emitter.is_some_and(|emitter| self.coverage.is_duplicate(emitter)) {
+            self.stats.duplicates_dropped += 1;
+            return;
+        }
+        if record_pid(&record).is_some_and(|pid| pid != self.pid) {
+            self.stats.foreign_dropped += 1;
+            return;
+        }
+        match record {
+            Record::Sample(_) => self.stats.samples += 1,
+            Record::Lost { count } => self.stats.lost += count,
+            Record::Fork { tid, .. } => self.coverage.forked(tid),
+            Record::Exit { tid, .. } => self.coverage.exited(tid),
+            Record::Mmap { .. } | Record::Comm { .. } => {}
+        }
+        f(record);
+    }
+}
+
+/// The process a record is about (`None`: about the sampler itself).
+fn record_pid(record: &Record<'_>) -> Option<u32> {
+    match *record {
+        Record::Sample(sample) => Some(sample.pid),
+        Record::Mmap { pid, .. }
+        | Record::Comm { pid, .. }
+        | Record::Fork { pid, .. }
+        | Record::Exit { pid, .. } => Some(pid),
+        Record::Lost { .. } => None,
+    }
+}
+
+/// The thread whose events create the rings, the event spec they opened with, and the threads
+/// left to attach. Tries the event specs in order on the first thread still alive.
+type FirstThread<'t> = (EventSpec, u32, Vec<PerfEvent>, &'t [u32]);
+
+fn first_thread<'t>(
+    target: &Target,
+    config: &SamplerConfig,
+    tids: &'t [u32],
+    cpus: &[u32],
+    wakeup: u32,
+) -> Result<FirstThread<'t>, SamplerError> {
+    for (index, &tid) in tids.iter().enumerate() {
+        if let Some((spec, events)) = probe(target, config, tid, cpus, wakeup)? {
+            return Ok((spec, tid, events, &tids[index + 1..]));
+        }
+    }
+    Err(SamplerError::NoSuchProcess(target.pid()))
+}
+
+/// Opens `tid`'s events with the first spec the kernel accepts. `Ok(None)` if the thread exited.
+fn probe(
+    target: &Target,
+    config: &SamplerConfig,
+    tid: u32,
+    cpus: &[u32],
+    wakeup: u32,
+) -> Result<Option<(EventSpec, Vec<PerfEvent>)>, SamplerError> {
+    let mut last = Errno::ENOENT;
+    for (index, &spec) in SPECS.iter().enumerate() {
+        let attr = attr::build(config, spec, wakeup);
+        match open_on_cpus(&attr, tid, cpus) {
+            Ok(Some(events)) => return Ok(Some((spec, events))),
+            Ok(None) => return Ok(None),
+            // No such event here, or an attr feature this kernel lacks: try the next spec.
+            Err(errno)
+                if unsupported(errno) || (errno == Errno::EINVAL && index + 1 < SPECS.len()) =>
+            {
+                tracing::debug!(?spec, %errno, "perf event not available");
+                last = errno;
+            }
+            Err(errno) => return Err(open_error(errno, target.pid(), 1, cpus.len())),
+        }
+    }
+    Err(open_error(last, target.pid(), 1, cpus.len()))
+}
+
+/// Opens one event per CPU for `tid`. `Ok(None)` if the thread exited meanwhile.
+fn open_on_cpus(
+    attr: &perf_event_attr,
+    tid: u32,
+    cpus: &[u32],
+) -> Result<Option<Vec<PerfEvent>>, Errno> {
+    let mut events = Vec::with_capacity(cpus.len());
+    for &cpu in cpus {
+        match PerfEvent::open(attr, tid, cpu) {
+            Ok(event) => events.push(event),
+            Err(Errno::ESRCH) => return Ok(None),
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(Some(events))
+}
+
+/// Records the event ids of `tid`, then enables its events (one per CPU, already wired to the
+/// rings, so nothing they write is dropped).
+fn start(coverage: &mut Coverage, tid: u32, events: &[&PerfEvent]) -> Result<(), SamplerError> {
+    let ids = events
+        .iter()
+        .map(|event| event.id())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ID)", e))?;
+    let enabled_at = host::monotonic_ns();
+    for event in events {
+        event
+            .enable()
+            .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
+    }
+    coverage.attached(tid, &ids, enabled_at);
+    Ok(())
+}
+
+/// The errors that mean "this kind of event does not exist here".
+fn unsupported(errno: Errno) -> bool {
+    matches!(errno, Errno::ENOENT | Errno::EOPNOTSUPP | Errno::ENODEV)
+}
+
+fn open_error(errno: Errno, pid: u32, threads: usize, cpus: usize) -> SamplerError {
+    match errno {
+        Errno::EACCES | Errno::EPERM => SamplerError::permission_denied(pid),
+        Errno::EMFILE | Errno::ENFILE => SamplerError::too_many_files(threads, cpus),
+        errno if unsupported(errno) => SamplerError::EventNotSupported { errno },
+        errno => SamplerError::io("perf_event_open", errno),
+    }
+}
+
+/// The kernel refuses frequencies above perf_event_max_sample_rate with a bare EINVAL.
+fn check_frequency(frequency: u64) -> Result<(), SamplerError> {
+    match host::kernel_sysctl("perf_event_max_sample_rate").and_then(|max| u64::try_from(max).ok())
+    {
+        Some(max) if frequency > max => Err(SamplerError::FrequencyTooHigh {
+            requested: frequency,
+            max,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Unread bytes that make poll(2) wake us: about four samples, at most half the smallest ring
+/// so a wakeup always comes before the ring is full.
+fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
+    let callchain = if config.kernel { CALLCHAIN_BYTES } else { 0 };
+    let sample = SAMPLE_FIXED_BYTES + config.stack_bytes + callchain;
+    let half_ring = u32::try_from(plan.minimum_bytes / 2).unwrap_or(u32::MAX);
+    sample.saturating_mul(4).min(half_ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+
+    /// CPU time of a thread of this process, from its schedstat.
+    fn cpu_time(tid: u32) -> Duration {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+        Duration::from_nanos(text.split_whitespace().next().unwrap().parse().unwrap())
+    }
+
+    #[test]
+    fn a_thread_attached_twice_is_sampled_once() {
+        const FREQUENCY: u64 = 200;
+        let config = SamplerConfig {
+            frequency: FREQUENCY,
+            ..SamplerConfig::new(std::process::id())
+        };
+        let mut sampler = Sampler::open(&config).unwrap();
+        // Created by a sampled thread, the spinner inherits that thread's events...
+        let stop = Arc::new(AtomicBool::new(false));
+        let (send, receive) = mpsc::channel();
+        let spinner = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                send.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+                let mut sum = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    sum = black_box(sum.wrapping_add(1));
+                }
+            }
+        });
+        let tid = receive.recv().unwrap();
+        // ...and attaching it as well, as a refresh racing with its FORK record would, gives it
+        // a second set of events.
+        let cpu_before = cpu_time(tid);
+        assert!(sampler.attach_thread(tid).unwrap());
+        let mut samples = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            sampler.wait(Duration::from_millis(100)).unwrap();
+            sampler.drain(&mut |record| {
+                if matches!(record, Record::Sample(sample) if sample.tid == tid) {
+                    samples += 1;
+                }
+            });
+        }
+        let cpu = cpu_time(tid) - cpu_before;
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        let expected = FREQUENCY as f64 * cpu.as_secs_f64();
+        let ratio = samples as f64 / expected;
+        assert!(
+            (0.5..=1.3).contains(&ratio),
+            "{samples} samples, {expected:.0} expected for {cpu:?} of CPU"
+        );
+        assert!(sampler.stats().duplicates_dropped > 0);
+    }
+
+    #[test]
+    fn sampler_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Sampler>();
+    }
+
+    #[test]
+    fn wakeup_is_a_few_samples_within_half_a_ring() {
+        let mut config = SamplerConfig::new(1);
+        let full_sample = SAMPLE_FIXED_BYTES + config.stack_bytes;
+        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * full_sample);
+        config.stack_bytes = 1024;
+        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * (88 + 1024));
+        config.stack_bytes = crate::sampler::MAX_STACK_BYTES;
+        config.kernel = true;
+        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 256 << 10);
+    }
+
+    #[test]
+    fn open_errors_map_to_actionable_errors() {
+        assert!(matches!(
+            open_error(Errno::EACCES, 1, 1, 2),
+            SamplerError::PermissionDenied { pid: 1, .. }
+        ));
+        assert!(matches!(
+            open_error(Errno::EMFILE, 1, 3, 2),
+            SamplerError::TooManyFiles {
+                threads: 3,
+                cpus: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            open_error(Errno::ENODEV, 1, 1, 2),
+            SamplerError::EventNotSupported {
+                errno: Errno::ENODEV
+            }
+        ));
+        assert!(matches!(
+            open_error(Errno::EINVAL, 1, 1, 2),
+            SamplerError::Io {
+                syscall: "perf_event_open",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn frequencies_above_the_kernel_limit_are_refused() {
+        let Some(max) = host::kernel_sysctl("perf_event_max_sample_rate") else {
+            return;
+        };
+        let max = u64::try_from(max).unwrap();
+        assert!(check_frequency(max).is_ok());
+        assert!(matches!(
+            check_frequency(max + 1),
+            Err(SamplerError::FrequencyTooHigh { .. })
+        ));
+    }
+}

@@ -1,0 +1,49 @@
+//! The test programs, each built the way its claim needs (see the comment atop each source).
+
+use std::path::PathBuf;
+
+use crate::toolchain::{build_c, build_cpp, build_go, build_rust, strip_debug};
+
+/// Optimized, with DWARF, without frame pointers: only unwind tables can unwind it.
+const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
+
+/// `leaf_ratio [SECONDS]`: leaf_a and leaf_b, same body, called 3:1 from main.
+pub fn leaf_ratio() -> PathBuf {
+    build_c("leaf_ratio", C_FLAGS)
+}
+
+/// `deep_stack [DEPTH]`: a thread spinning in deep_leaf under DEPTH (94) 272-byte frames.
+pub fn deep_stack() -> PathBuf {
+    build_c("deep_stack", C_FLAGS)
+}
+
+/// `late_threads [DELAY]`: threads "late-1" and "late-2" start DELAY (1) seconds after ready.
+pub fn late_threads() -> PathBuf {
+    build_c("late_threads", C_FLAGS)
+}
+
+/// `exits_soon`: spins in spin_until for 1.5 s and exits 0.
+pub fn exits_soon() -> PathBuf {
+    build_c("exits_soon", C_FLAGS)
+}
+
+/// `nodwarf [SECONDS]`: leaf_ratio's workload with static leaves, built without -g and then
+/// stripped of any debug section: names come only from .symtab, unwinding from .eh_frame.
+pub fn nodwarf() -> PathBuf {
+    strip_debug(&build_c("nodwarf", &["-O2", "-fomit-frame-pointer"]))
+}
+
+/// `inline_cpp`: rprof_test::Hot::step always inlined into rprof_test::run_hot.
+pub fn inline_cpp() -> PathBuf {
+    build_cpp("inline_cpp", &["-O2", "-g"])
+}
+
+/// `rust_target [THREADS]`: threads "worker-N" calling hot_a and hot_b 3:1.
+pub fn rust_target() -> PathBuf {
+    build_rust("rust_target", &["-C", "opt-level=3", "-C", "debuginfo=1"])
+}
+
+/// `go_target [GOROUTINES]`: goroutines calling main.hotA and main.hotB 3:1.
+pub fn go_target() -> PathBuf {
+    build_go("go_target", &[])
+}

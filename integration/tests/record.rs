@@ -1,0 +1,732 @@
+//! `rprof-agent record`, end to end: real programs, real profiles, real figures.
+//!
+//! Each test starts a program from `programs/` whose source states the claim it exercises,
+//! records it with the release agent and checks the profile. The tests hold the CPU lock
+//! throughout: every program spins, and a two-core machine with several spinning at once
+//! would starve the agent.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use rprof_integration::elf::build_id;
+use rprof_integration::{
+    agent_bin, assert_success, exclusive_cpu, go_tool_pprof, label, leaf_split, programs,
+    read_profile, record_full, run_agent, share_of, string, top_leaves, total_samples, Recording,
+    Running, Stacks, Target,
+};
+use rprof_proto::pb::Profile;
+
+/// Sampling rate of the recordings: 2.5 × the default, for tighter ratios in a few seconds.
+const HZ: u32 = 250;
+/// HZ as `record` arguments (the shape test's period assertion catches a mismatch).
+const HZ_ARG: &[&str] = &["-F", "250"];
+/// The sampling period that goes with HZ, in nanoseconds.
+const PERIOD: i64 = 1_000_000_000 / HZ as i64;
+
+/// Takes the CPU lock, then makes sure the agent is built before any program starts spinning.
+fn exclusive() -> MutexGuard<'static, ()> {
+    let guard = exclusive_cpu();
+    agent_bin();
+    guard
+}
+
+/// A recording of a live target, with the CPU time the target used meanwhile.
+struct Measured {
+    recording: Recording,
+    cpu: Duration,
+}
+
+impl Measured {
+    fn record(target: &Target, seconds: u32) -> Measured {
+        let before = target.cpu_time();
+        let recording = record_full(target.pid(), seconds, HZ_ARG);
+        let cpu = target.cpu_time().saturating_sub(before);
+        Measured { recording, cpu }
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.recording.profile
+    }
+
+    /// Asserts that the profile holds at least half the samples the target's CPU time is worth
+    /// at HZ. The time is measured over the agent's whole run, start-up included, hence the
+    /// leeway; far fewer samples means the agent lost them.
+    fn assert_sample_floor(&self) {
+        let expected = self.cpu.as_secs_f64() * f64::from(HZ);
+        let total = total_samples(self.profile());
+        assert!(
+            total as f64 >= expected / 2.0,
+            "{total} samples for {:?} of target CPU time at {HZ} Hz, expected about {expected:.0}\n{}",
+            self.cpu,
+            top_leaves(self.profile(), 10)
+        );
+    }
+}
+
+/// Asserts that leaf `a` holds `expected ± tolerance` of the samples whose leaf is `a` or `b`.
+fn assert_leaf_ratio(profile: &Profile, a: &str, b: &str, expected: f64, tolerance: f64) {
+    let split = leaf_split(profile, a, b);
+    assert!(
+        split.total >= 100,
+        "only {split} leaf samples in {a} or {b}\n{}",
+        top_leaves(profile, 10)
+    );
+    assert!(
+        (split.ratio() - expected).abs() <= tolerance,
+        "{a} holds {split} of the {a}+{b} leaf samples, expected {:.0} ± {:.0} %\n{}",
+        100.0 * expected,
+        100.0 * tolerance,
+        top_leaves(profile, 10)
+    );
+}
+
+/// Asserts that at least `minimum` of all samples have `function` in their stack.
+fn assert_reach(profile: &Profile, function: &str, minimum: f64) {
+    let stacks = Stacks::new(profile);
+    let reach = stacks.fraction(|_, _| true, |frames| frames.contains(&function));
+    assert!(
+        reach.ratio() >= minimum,
+        "{reach} of the samples reach {function}, expected ≥ {:.0} %\n{}",
+        100.0 * minimum,
+        top_leaves(profile, 10)
+    );
+}
+
+fn function_names(profile: &Profile) -> Vec<&str> {
+    profile
+        .function
+        .iter()
+        .map(|f| string(profile, f.name))
+        .collect()
+}
+
+fn thread_label_count(profile: &Profile, thread: &str) -> i64 {
+    profile
+        .sample
+        .iter()
+        .filter(|sample| label(profile, sample, "thread") == Some(thread))
+        .map(|sample| sample.value[0])
+        .sum()
+}
+
+/// One 5 s recording of leaf_ratio, shared by the tests that read it in different ways.
+struct LeafRatioRun {
+    measured: Measured,
+    seconds: u32,
+    pid: u32,
+    comm: String,
+    binary: PathBuf,
+}
+
+fn leaf_ratio_run() -> &'static LeafRatioRun {
+    static RUN: OnceLock<LeafRatioRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let binary = programs::leaf_ratio();
+        let target = Target::start(&binary);
+        let comm = fs::read_to_string(format!("/proc/{}/comm", target.pid()))
+            .expect("read the target's comm")
+            .trim_end()
+            .to_owned();
+        let seconds = 5;
+        LeafRatioRun {
+            measured: Measured::record(&target, seconds),
+            seconds,
+            pid: target.pid(),
+            comm,
+            binary,
+        }
+    })
+}
+
+/// Writes the shared recording's bytes, exactly as the agent wrote them, into `dir`.
+fn leaf_ratio_file(dir: &Path) -> PathBuf {
+    let path = dir.join("cpu.pb.gz");
+    fs::write(&path, &leaf_ratio_run().measured.recording.bytes).expect("write the profile");
+    path
+}
+
+#[test]
+fn leaf_ratio_time_goes_3_to_1_to_identical_leaves() {
+    let _cpu = exclusive();
+    let run = leaf_ratio_run();
+    let profile = &run.measured.recording.profile;
+    run.measured.assert_sample_floor();
+    assert_leaf_ratio(profile, "leaf_a", "leaf_b", 0.75, 0.05);
+}
+
+#[test]
+fn leaf_ratio_stacks_reach_main_without_frame_pointers() {
+    let _cpu = exclusive();
+    assert_reach(&leaf_ratio_run().measured.recording.profile, "main", 0.95);
+}
+
+#[test]
+fn leaf_ratio_profile_has_the_shape_of_a_go_cpu_profile() {
+    let _cpu = exclusive();
+    let run = leaf_ratio_run();
+    let profile = &run.measured.recording.profile;
+    let value_type =
+        |t: &rprof_proto::pb::ValueType| (string(profile, t.r#type), string(profile, t.unit));
+    let types: Vec<_> = profile.sample_type.iter().map(value_type).collect();
+    assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+    assert_eq!(
+        profile.period_type.as_ref().map(value_type),
+        Some(("cpu", "nanoseconds"))
+    );
+    assert_eq!(profile.period, PERIOD);
+    assert_eq!(profile.string_table.first().map(String::as_str), Some(""));
+    for sample in &profile.sample {
+        assert_eq!(sample.value.len(), 2, "{sample:?}");
+        assert!(sample.value[0] >= 1, "{sample:?}");
+        assert_eq!(sample.value[1], sample.value[0] * PERIOD, "{sample:?}");
+    }
+    assert_recording_times(&run.measured.recording, run.seconds);
+}
+
+/// time_nanos is when the recording started, duration_nanos how long it lasted.
+fn assert_recording_times(recording: &Recording, seconds: u32) {
+    // Leeway for an agent that derives wall-clock time from another clock.
+    const SLACK: Duration = Duration::from_secs(1);
+    let profile = &recording.profile;
+    let started = recording
+        .started_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("the clock is past 1970");
+    let time = Duration::from_nanos(u64::try_from(profile.time_nanos).unwrap_or(0));
+    assert!(
+        time + SLACK >= started && time <= started + recording.elapsed + SLACK,
+        "time_nanos {time:?} is not within the agent's run, which started at {started:?} \
+         and took {:?}",
+        recording.elapsed
+    );
+    let duration = Duration::from_nanos(u64::try_from(profile.duration_nanos).unwrap_or(0));
+    let requested = Duration::from_secs(seconds.into());
+    assert!(
+        duration >= requested.mul_f64(0.9) && duration <= recording.elapsed,
+        "duration_nanos {duration:?} for a {requested:?} recording that took {:?}",
+        recording.elapsed
+    );
+}
+
+#[test]
+fn leaf_ratio_main_mapping_is_the_program_with_its_build_id() {
+    let _cpu = exclusive();
+    let run = leaf_ratio_run();
+    let profile = &run.measured.recording.profile;
+    let main = profile.mapping.first().expect("the profile has mappings");
+    let binary = fs::canonicalize(&run.binary).expect("canonicalize the program path");
+    assert_eq!(Path::new(string(profile, main.filename)), binary);
+    let expected = build_id(&binary).expect("gcc gave the program a build id");
+    assert_eq!(
+        string(profile, main.build_id).to_ascii_lowercase(),
+        expected
+    );
+    assert!(
+        main.has_functions,
+        "mapping[0] does not claim functions: {main:?}"
+    );
+    assert!(
+        main.memory_start < main.memory_limit,
+        "mapping[0] has an empty range: {main:?}"
+    );
+}
+
+#[test]
+fn leaf_ratio_ids_are_unique_and_references_resolve() {
+    let _cpu = exclusive();
+    let profile = &leaf_ratio_run().measured.recording.profile;
+    let unique = |ids: Vec<u64>| {
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted.len() == ids.len() && !ids.contains(&0)
+    };
+    assert!(
+        unique(profile.mapping.iter().map(|m| m.id).collect()),
+        "mapping ids"
+    );
+    assert!(
+        unique(profile.location.iter().map(|l| l.id).collect()),
+        "location ids"
+    );
+    assert!(
+        unique(profile.function.iter().map(|f| f.id).collect()),
+        "function ids"
+    );
+    let mapping_ids: Vec<u64> = profile.mapping.iter().map(|m| m.id).collect();
+    for location in &profile.location {
+        assert!(
+            mapping_ids.contains(&location.mapping_id),
+            "location {} names mapping {}",
+            location.id,
+            location.mapping_id
+        );
+    }
+    // Stacks::frames panics on a dangling location or function id.
+    let stacks = Stacks::new(profile);
+    for sample in &profile.sample {
+        assert!(
+            !stacks.frames(sample).is_empty(),
+            "a sample without a stack: {sample:?}"
+        );
+    }
+}
+
+#[test]
+fn leaf_ratio_samples_carry_thread_and_tid_labels() {
+    let _cpu = exclusive();
+    let run = leaf_ratio_run();
+    let profile = &run.measured.recording.profile;
+    let pid = run.pid.to_string();
+    for sample in &profile.sample {
+        // A single-threaded program: its one thread is the process, with the program's comm.
+        assert_eq!(
+            label(profile, sample, "thread"),
+            Some(run.comm.as_str()),
+            "{sample:?}"
+        );
+        assert_eq!(
+            label(profile, sample, "tid"),
+            Some(pid.as_str()),
+            "{sample:?}"
+        );
+    }
+}
+
+#[test]
+fn record_prints_a_summary_with_the_top_functions() {
+    let _cpu = exclusive();
+    let stdout = &leaf_ratio_run().measured.recording.stdout;
+    for function in ["leaf_a", "leaf_b"] {
+        assert!(
+            stdout.contains(function),
+            "stdout lacks {function}:\n{stdout}"
+        );
+    }
+    let lines = stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count();
+    assert!(lines >= 3, "expected a summary line and a table:\n{stdout}");
+}
+
+#[test]
+fn top_command_reads_the_profile() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let file = leaf_ratio_file(dir.path());
+    let top = run_agent(
+        &[OsString::from("top"), file.into()],
+        Duration::from_secs(30),
+    );
+    assert_success(&top, "rprof-agent top");
+    assert!(
+        top.stdout.contains("leaf_a"),
+        "no leaf_a in:\n{}",
+        top.stdout
+    );
+}
+
+#[test]
+fn go_tool_pprof_reads_the_profile_without_resymbolizing() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let file = leaf_ratio_file(dir.path());
+
+    let raw = go_tool_pprof(&["-raw".as_ref(), file.as_os_str()]);
+    assert_success(&raw, "go tool pprof -raw");
+    assert!(
+        raw.stdout.starts_with("PeriodType: cpu nanoseconds"),
+        "{}",
+        raw.stdout
+    );
+    assert!(
+        raw.stdout.contains(&format!("Period: {PERIOD}")),
+        "{}",
+        raw.stdout
+    );
+    assert!(
+        raw.stdout.contains("samples/count cpu/nanoseconds"),
+        "{}",
+        raw.stdout
+    );
+
+    let top = go_tool_pprof(&["-top".as_ref(), file.as_os_str()]);
+    assert_success(&top, "go tool pprof -top");
+    assert!(
+        top.stdout.contains("leaf_a"),
+        "no leaf_a in:\n{}",
+        top.stdout
+    );
+    // pprof only tries to symbolize (locally, or by POSTing to the profile's source) mappings
+    // that do not say they have functions: it must find nothing to do.
+    for output in [&raw, &top] {
+        let stderr = output.stderr.to_lowercase();
+        assert!(
+            !stderr.contains("symboliz") && !stderr.contains("http"),
+            "pprof tried to symbolize:\n{}",
+            output.stderr
+        );
+    }
+}
+
+#[test]
+fn flamegraph_format_writes_an_svg() {
+    let _cpu = exclusive();
+    let target = Target::start(&programs::leaf_ratio());
+    let dir = tempfile::tempdir().expect("create a directory");
+    let svg_path = dir.path().join("cpu.svg");
+    let pid = target.pid().to_string();
+    let flags = [
+        "record",
+        "--pid",
+        &pid,
+        "--seconds",
+        "2",
+        "--format",
+        "flamegraph",
+        "-o",
+    ];
+    let mut args = Vec::from(flags.map(OsString::from));
+    args.push(svg_path.into_os_string());
+    let finished = run_agent(&args, Duration::from_secs(60));
+    assert_success(&finished, "rprof-agent record --format flamegraph");
+    let svg = fs::read_to_string(dir.path().join("cpu.svg")).expect("read the SVG");
+    assert!(
+        svg.contains("<svg"),
+        "not an SVG:\n{}",
+        &svg[..svg.len().min(500)]
+    );
+    assert!(svg.contains("leaf_a"), "the flame graph has no leaf_a");
+}
+
+#[test]
+fn deep_stacks_unwind_to_the_thread_root() {
+    const DEPTH: usize = 94;
+    /// What a thread's outermost frames may be called: its start routine, or glibc's.
+    const THREAD_ROOTS: &[&str] = &["deep_thread", "start_thread", "clone3", "__clone3"];
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::deep_stack(), &[DEPTH.to_string()]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+
+    // The deep thread is the only one running (main sleeps in pthread_join), and all of its
+    // time is spent under deep_root: every sample, wherever in the recursion it lands, must
+    // unwind to the root. The deep_leaf samples are the ones with the full 25 KiB below them.
+    let stacks = Stacks::new(profile);
+    let in_deep_leaf = |frames: &[&str], _: &_| frames.contains(&"deep_leaf");
+    let deep = stacks.fraction(in_deep_leaf, |_| true);
+    assert!(
+        deep.total >= 100,
+        "only {deep} samples in deep_leaf\n{}",
+        top_leaves(profile, 10)
+    );
+    let rooted = |frames: &[&str]| {
+        frames.contains(&"deep_root") && frames.iter().any(|f| THREAD_ROOTS.contains(f))
+    };
+    for (among, fraction) in [
+        ("deep_leaf", stacks.fraction(in_deep_leaf, rooted)),
+        ("all", stacks.fraction(|_, _| true, rooted)),
+    ] {
+        assert!(
+            fraction.ratio() >= 0.99,
+            "{fraction} of the {among} samples reach deep_root and the thread's root\n{}",
+            top_leaves(profile, 10)
+        );
+    }
+    // Complete, not just rooted: every level of the recursion is there (DEPTH..=0).
+    let complete = stacks.fraction(in_deep_leaf, |frames| {
+        frames.iter().filter(|f| **f == "descend").count() == DEPTH + 1
+    });
+    assert!(
+        complete.ratio() >= 0.99,
+        "{complete} of the deep_leaf samples show all {} descend frames",
+        DEPTH + 1
+    );
+}
+
+#[test]
+fn inlined_cpp_method_is_an_inline_frame_with_a_demangled_name() {
+    const STEP: &str = "rprof_test::Hot::step(unsigned long)";
+    const RUN_HOT: &str = "rprof_test::run_hot(unsigned long)";
+    let _cpu = exclusive();
+    let target = Target::start(&programs::inline_cpp());
+    let measured = Measured::record(&target, 3);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+
+    let stacks = Stacks::new(profile);
+    let inlined = profile.location.iter().find(|location| {
+        let frames = stacks.location_frames(location);
+        frames.len() >= 2 && frames.first() == Some(&STEP) && frames.last() == Some(&RUN_HOT)
+    });
+    let inlined = inlined.unwrap_or_else(|| {
+        panic!(
+            "no location has {STEP} inlined into {RUN_HOT}; functions: {:?}",
+            function_names(profile)
+        )
+    });
+    let step = stacks.function(inlined.line[0].function_id);
+    let physical = inlined.line.last().expect("an inline location has lines");
+    let run_hot = stacks.function(physical.function_id);
+    assert_eq!(
+        string(profile, step.system_name),
+        "_ZN10rprof_test3Hot4stepEm"
+    );
+    assert_eq!(
+        string(profile, run_hot.system_name),
+        "_ZN10rprof_test7run_hotEm"
+    );
+    let share = share_of(profile, STEP);
+    assert!(
+        share >= 0.5,
+        "{STEP} is in only {:.1} % of the stacks",
+        100.0 * share
+    );
+    assert!(
+        profile.mapping[0].has_inline_frames,
+        "mapping[0] does not claim inline frames"
+    );
+}
+
+#[test]
+fn binary_without_dwarf_is_named_from_its_symtab() {
+    let _cpu = exclusive();
+    let target = Target::start(&programs::nodwarf());
+    let measured = Measured::record(&target, 5);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    let names = function_names(profile);
+    for function in ["leaf_a", "leaf_b", "main"] {
+        assert!(names.contains(&function), "no {function} among {names:?}");
+    }
+    assert_leaf_ratio(profile, "leaf_a", "leaf_b", 0.75, 0.05);
+    assert_reach(profile, "main", 0.95);
+}
+
+#[test]
+fn threads_started_during_the_recording_are_sampled() {
+    let _cpu = exclusive();
+    // The late threads start 2 s after ready, well after the agent has attached.
+    let target = Target::spawn(&programs::late_threads(), &["2"]);
+    let tasks = fs::read_dir(format!("/proc/{}/task", target.pid())).expect("list threads");
+    assert_eq!(tasks.count(), 1, "late_threads started its threads early");
+    let measured = Measured::record(&target, 5);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+
+    let stacks = Stacks::new(profile);
+    let pid = target.pid().to_string();
+    let mut tids = Vec::new();
+    for thread in ["late-1", "late-2"] {
+        let samples = thread_label_count(profile, thread);
+        // Each runs ~3 s at up to one core: hundreds of samples; 20 proves it was followed.
+        assert!(
+            samples >= 20,
+            "{samples} samples for thread {thread}\n{}",
+            top_leaves(profile, 10)
+        );
+        let of_thread = |_: &[&str], sample: &_| label(profile, sample, "thread") == Some(thread);
+        let working = stacks.fraction(of_thread, |frames| frames.contains(&"late_work"));
+        assert!(
+            working.ratio() >= 0.95,
+            "{working} of {thread}'s samples are in late_work"
+        );
+        let tid = profile
+            .sample
+            .iter()
+            .find(|sample| label(profile, sample, "thread") == Some(thread))
+            .and_then(|sample| label(profile, sample, "tid"))
+            .expect("a tid label");
+        assert!(
+            tid.parse::<u32>().is_ok() && tid != pid,
+            "{thread} has tid {tid:?}"
+        );
+        tids.push(tid);
+    }
+    assert_ne!(tids[0], tids[1], "late-1 and late-2 share a tid");
+}
+
+/// A demangled name that still carries a legacy (`::h0123…`) or v0 (`[0123…]`) hash.
+fn has_rust_hash(name: &str) -> bool {
+    let hex_run = |s: &str| s.chars().take_while(char::is_ascii_hexdigit).count();
+    let legacy = name
+        .match_indices("::h")
+        .any(|(at, _)| hex_run(&name[at + 3..]) == 16);
+    let v0 = name.match_indices('[').any(|(at, _)| {
+        name[at + 1..]
+            .find(']')
+            .is_some_and(|end| end > 0 && hex_run(&name[at + 1..]) == end)
+    });
+    legacy || v0
+}
+
+#[test]
+fn rust_functions_are_demangled_without_hash_and_timed_right() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::rust_target(), &["2"]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+
+    let names = function_names(profile);
+    for function in ["rust_target::hot_a", "rust_target::hot_b"] {
+        assert!(names.contains(&function), "no {function} among {names:?}");
+    }
+    let mangled: Vec<&&str> = names
+        .iter()
+        .filter(|name| name.starts_with("_ZN") || name.starts_with("_R") || has_rust_hash(name))
+        .collect();
+    assert!(
+        mangled.is_empty(),
+        "names left mangled or hashed: {mangled:?}"
+    );
+    assert_leaf_ratio(
+        profile,
+        "rust_target::hot_a",
+        "rust_target::hot_b",
+        0.75,
+        0.05,
+    );
+    for thread in ["worker-0", "worker-1"] {
+        assert!(
+            thread_label_count(profile, thread) > 0,
+            "no samples for thread {thread}"
+        );
+    }
+}
+
+#[test]
+fn go_binary_is_unwound_from_its_debug_frame() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::go_target(), &["2"]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    let names = function_names(profile);
+    for function in ["main.hotA", "main.hotB"] {
+        assert!(names.contains(&function), "no {function} among {names:?}");
+    }
+    assert_leaf_ratio(profile, "main.hotA", "main.hotB", 0.75, 0.06);
+}
+
+#[test]
+fn launch_mode_records_the_program_it_starts() {
+    let _cpu = exclusive();
+    let binary = programs::leaf_ratio();
+    let dir = binary.parent().expect("the program is in a directory");
+    let out = tempfile::tempdir().expect("create a directory");
+    let out_file = out.path().join("cpu.pb.gz");
+    let mut cmd = rprof_integration::agent_command(&["record", "--seconds", "2", "-o"]);
+    // The program outlives the 2 s recording but ends on its own soon after, whatever the
+    // agent does with it then.
+    cmd.arg(&out_file)
+        .args(["--", "./leaf_ratio", "4"])
+        .current_dir(dir);
+    let finished =
+        Running::spawn(cmd, "rprof-agent record -- ./leaf_ratio").finish(Duration::from_secs(60));
+    assert_success(&finished, "rprof-agent record -- ./leaf_ratio 4");
+    let profile = read_profile(&out_file);
+    assert!(
+        total_samples(&profile) > 0,
+        "launch mode recorded no samples"
+    );
+    assert!(
+        share_of(&profile, "leaf_a") > 0.0,
+        "no leaf_a\n{}",
+        top_leaves(&profile, 10)
+    );
+}
+
+#[test]
+fn target_exit_ends_the_recording_early() {
+    let _cpu = exclusive();
+    // exits_soon spins for 1.5 s after ready, then exits 0.
+    let target = Target::start(&programs::exits_soon());
+    let recording = record_full(target.pid(), 30, HZ_ARG);
+    assert!(
+        recording.elapsed < Duration::from_secs(5),
+        "the agent took {:?} to notice its target exit",
+        recording.elapsed
+    );
+    assert!(
+        total_samples(&recording.profile) > 0,
+        "nothing recorded before the exit"
+    );
+    assert!(
+        share_of(&recording.profile, "spin_until") > 0.5,
+        "{}",
+        top_leaves(&recording.profile, 10)
+    );
+}
+
+/// Stops a 30 s recording with `signal` after 2 s: the agent must write what it has and exit 0.
+fn stops_early_on(signal: libc::c_int) {
+    let _cpu = exclusive();
+    let target = Target::start(&programs::leaf_ratio());
+    let dir = tempfile::tempdir().expect("create a directory");
+    let out = dir.path().join("cpu.pb.gz");
+    let mut cmd = rprof_integration::agent_command(&["record", "--seconds", "30", "-F", "250"]);
+    cmd.arg("--pid")
+        .arg(target.pid().to_string())
+        .arg("-o")
+        .arg(&out);
+    let agent = Running::spawn(cmd, "rprof-agent record");
+    thread::sleep(Duration::from_secs(2));
+    agent.signal(signal);
+    let signalled = Instant::now();
+    let finished = agent.finish(Duration::from_secs(20));
+    let stopping = signalled.elapsed();
+    assert_success(&finished, "rprof-agent record, signalled");
+    assert!(
+        stopping < Duration::from_secs(5),
+        "the agent took {stopping:?} to stop"
+    );
+    let profile = read_profile(&out);
+    assert!(
+        total_samples(&profile) > 0,
+        "the early stop kept no samples"
+    );
+    let duration = Duration::from_nanos(u64::try_from(profile.duration_nanos).unwrap_or(0));
+    assert!(
+        duration < Duration::from_secs(10),
+        "duration_nanos says {duration:?}"
+    );
+}
+
+#[test]
+fn sigint_stops_the_recording_and_keeps_it() {
+    stops_early_on(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_the_recording_and_keeps_it() {
+    stops_early_on(libc::SIGTERM);
+}
+
+#[test]
+fn missing_pid_is_one_clear_line() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let flags = ["record", "--pid", "999999999", "--seconds", "1", "-o"];
+    let mut args = Vec::from(flags.map(OsString::from));
+    args.push(dir.path().join("cpu.pb.gz").into_os_string());
+    let finished = run_agent(&args, Duration::from_secs(30));
+    assert!(!finished.status.success(), "exit 0 for a missing pid");
+    let stderr = finished.stderr.trim();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line on stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("no such process"),
+        "stderr does not say no such process: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "the agent panicked: {stderr}");
+}

@@ -1,0 +1,309 @@
+//! C programs at -O2 -g: names, files and lines from DWARF, the symbol table after
+//! `strip --strip-debug`, separate debug files via `.gnu_debuglink`, compressed DWARF, and
+//! MiniDebugInfo.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::{compile, marker_line, nm_symbol, run, Scratch};
+use rprof_symbolizer::{Bytes, Frame, ObjectInfo, Symbolizer};
+
+const FUNCTIONS: [(&str, &str); 3] = [
+    ("compute_sum", "MARK_COMPUTE_SUM"),
+    ("scramble", "MARK_SCRAMBLE"),
+    ("main", "MARK_MAIN"),
+];
+
+fn source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/sample.c")
+}
+
+/// Builds sample.c at -O2 -g (plus `flags`) into the scratch directory.
+fn build(scratch: &Scratch, name: &str, flags: &[&str]) -> PathBuf {
+    let binary = scratch.path(name);
+    let mut all = vec!["-O2", "-g"];
+    all.extend_from_slice(flags);
+    compile("gcc", &source(), &binary, &all);
+    binary
+}
+
+fn load(path: &Path) -> Arc<ObjectInfo> {
+    Symbolizer::new().load_file(path).expect("load binary")
+}
+
+/// The frame DWARF must give for the entry of a non-inlined function.
+fn dwarf_frame(name: &str, marker: &str) -> Frame {
+    Frame {
+        function: Some(name.to_owned()),
+        system_name: Some(name.to_owned()),
+        file: Some(source().to_str().unwrap().to_owned()),
+        line: Some(marker_line(&source(), marker)),
+        inlined: false,
+    }
+}
+
+fn symbol_frame(name: &str) -> Frame {
+    Frame {
+        function: Some(name.to_owned()),
+        system_name: Some(name.to_owned()),
+        file: None,
+        line: None,
+        inlined: false,
+    }
+}
+
+#[test]
+fn dwarf_gives_name_file_and_line() {
+    let scratch = Scratch::new();
+    let binary = build(&scratch, "sample", &[]);
+    let object = load(&binary);
+    assert!(object.has_dwarf());
+    assert!(object.has_symbols());
+    assert!(!object.is_go());
+    assert_eq!(
+        object.build_id_hex().unwrap(),
+        common::readelf_build_id(&binary)
+    );
+    for (name, marker) in FUNCTIONS {
+        let (address, size) = nm_symbol(&binary, name);
+        assert_eq!(
+            object.symbolize(address),
+            vec![dwarf_frame(name, marker)],
+            "{name}"
+        );
+        // Inside the body: same function, and exactly what binutils' addr2line says.
+        let inside = address + size / 2;
+        let frames = object.symbolize(inside);
+        let expected = common::binutils_addr2line(&binary, inside);
+        let actual: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                (
+                    f.function.clone().unwrap(),
+                    f.file.clone().unwrap(),
+                    f.line.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(actual, expected, "{name} + {:#x}", size / 2);
+        assert_eq!(frames.last().unwrap().function.as_deref(), Some(name));
+    }
+    // Outside any function: nothing.
+    assert_eq!(object.symbolize(0x10), vec![]);
+    assert_eq!(object.symbolize(u64::MAX), vec![]);
+}
+
+#[test]
+fn repeated_lookups_are_cached_and_identical() {
+    let scratch = Scratch::new();
+    let binary = build(&scratch, "sample", &[]);
+    let object = load(&binary);
+    let (address, _) = nm_symbol(&binary, "scramble");
+    let first = object.symbolize(address);
+    for _ in 0..1000 {
+        assert_eq!(object.symbolize(address), first);
+    }
+}
+
+#[test]
+fn symtab_names_after_strip_debug() {
+    let scratch = Scratch::new();
+    let binary = build(&scratch, "sample", &[]);
+    let stripped = scratch.path("sample.nodebug");
+    run(Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&binary)
+        .arg(&stripped));
+    let object = load(&stripped);
+    assert!(!object.has_dwarf());
+    assert!(object.has_symbols());
+    for (name, _) in FUNCTIONS {
+        let (address, size) = nm_symbol(&binary, name);
+        assert_eq!(object.symbolize(address), vec![symbol_frame(name)]);
+        assert_eq!(
+            object.symbolize(address + size - 1),
+            vec![symbol_frame(name)]
+        );
+    }
+}
+
+/// `objcopy --only-keep-debug` + `strip` + `--add-gnu-debuglink`, the debug file put at
+/// `debug_dir` (relative to the binary's directory).
+fn split_debug(scratch: &Scratch, debug_dir: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let binary = build(scratch, "sample", &[]);
+    let debug = scratch.path("sample.debug");
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&binary)
+        .arg(&debug));
+    let stripped = scratch.path("sample.stripped");
+    run(Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&binary));
+    // --add-gnu-debuglink reads the debug file (for its CRC) at the path given.
+    run(Command::new("objcopy")
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(&stripped)
+        .current_dir(scratch.path("")));
+    let placed = scratch.path(debug_dir).join("sample.debug");
+    if placed != debug {
+        std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+        std::fs::rename(&debug, &placed).unwrap();
+    }
+    (binary, stripped, placed)
+}
+
+#[test]
+fn debuglink_beside_the_binary() {
+    let scratch = Scratch::new();
+    let (binary, stripped, _) = split_debug(&scratch, "");
+    let object = load(&stripped);
+    assert!(object.debug_link().is_some());
+    assert!(object.debug_file().is_some(), "debug file not found");
+    assert!(object.has_dwarf());
+    for (name, marker) in FUNCTIONS {
+        let (address, _) = nm_symbol(&binary, name);
+        assert_eq!(object.symbolize(address), vec![dwarf_frame(name, marker)]);
+    }
+}
+
+#[test]
+fn debuglink_in_dot_debug_directory() {
+    let scratch = Scratch::new();
+    let (binary, stripped, _) = split_debug(&scratch, ".debug");
+    let object = load(&stripped);
+    let (address, _) = nm_symbol(&binary, "scramble");
+    assert_eq!(
+        object.symbolize(address),
+        vec![dwarf_frame("scramble", "MARK_SCRAMBLE")]
+    );
+}
+
+#[test]
+fn debuglink_with_wrong_crc_is_rejected() {
+    let scratch = Scratch::new();
+    let (binary, stripped, debug) = split_debug(&scratch, "");
+    // Still a valid ELF file, but not the one the CRC names.
+    let mut bytes = std::fs::read(&debug).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    std::fs::write(&debug, bytes).unwrap();
+    let object = load(&stripped);
+    assert!(object.debug_file().is_none());
+    assert!(!object.has_dwarf());
+    // `scramble` is static: only the (rejected) debug file knew it.
+    let (address, _) = nm_symbol(&binary, "scramble");
+    assert_eq!(object.symbolize(address), vec![]);
+}
+
+#[test]
+fn compressed_dwarf() {
+    let scratch = Scratch::new();
+    // SHF_COMPRESSED sections from the compiler, and legacy `.zdebug_*` sections from objcopy.
+    let shf_compressed = build(&scratch, "sample.gz", &["-gz=zlib"]);
+    let zdebug = scratch.path("sample.zdebug");
+    run(Command::new("objcopy")
+        .arg("--compress-debug-sections=zlib-gnu")
+        .arg(build(&scratch, "sample", &[]))
+        .arg(&zdebug));
+    let sections = run(Command::new("readelf").arg("-S").arg("-W").arg(&zdebug));
+    assert!(sections.contains(".zdebug_info"), "{sections}");
+    for binary in [shf_compressed, zdebug] {
+        let object = load(&binary);
+        assert!(object.has_dwarf(), "{}", binary.display());
+        for (name, marker) in FUNCTIONS {
+            let (address, _) = nm_symbol(&binary, name);
+            assert_eq!(
+                object.symbolize(address),
+                vec![dwarf_frame(name, marker)],
+                "{}",
+                binary.display()
+            );
+        }
+    }
+}
+
+/// The recipe from gdb's manual (and Fedora's find-debuginfo): the functions `.dynsym` lacks,
+/// xz-compressed into `.gnu_debugdata` of a fully stripped binary.
+#[test]
+fn minidebuginfo_names_static_functions() {
+    let scratch = Scratch::new();
+    let binary = build(&scratch, "sample", &[]);
+    let keep = scratch.path("keep_symbols");
+    std::fs::write(&keep, "compute_sum\nscramble\nmain\n").unwrap();
+    let mini = scratch.path("mini_debuginfo");
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&binary)
+        .arg(scratch.path("full.debug")));
+    run(Command::new("objcopy")
+        .args(["-S", "--remove-section", ".comment"])
+        .arg(format!("--keep-symbols={}", keep.display()))
+        .arg(scratch.path("full.debug"))
+        .arg(&mini));
+    run(Command::new("xz").arg("-k").arg(&mini));
+    let stripped = scratch.path("sample.mini");
+    run(Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&binary));
+    run(Command::new("objcopy")
+        .arg(format!(
+            "--add-section=.gnu_debugdata={}.xz",
+            mini.display()
+        ))
+        .arg(&stripped));
+    let object = load(&stripped);
+    assert!(!object.has_dwarf());
+    for (name, _) in FUNCTIONS {
+        let (address, size) = nm_symbol(&binary, name);
+        assert_eq!(
+            object.symbolize(address + size / 2),
+            vec![symbol_frame(name)]
+        );
+    }
+}
+
+#[test]
+fn unwind_sections_of_a_c_binary() {
+    let scratch = Scratch::new();
+    let binary = build(&scratch, "sample", &[]);
+    let object =
+        ObjectInfo::from_bytes("sample", Bytes::from_vec(std::fs::read(&binary).unwrap())).unwrap();
+    let sections = object.unwind_sections();
+    let headers = run(Command::new("readelf").arg("-S").arg("-W").arg(&binary));
+    let section_addr = |name: &str| -> (u64, u64) {
+        let line = headers
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == name))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        // [Nr] Name Type Address Off Size ...
+        let fields: Vec<&str> = line.split(']').nth(1).unwrap().split_whitespace().collect();
+        (
+            u64::from_str_radix(fields[2], 16).unwrap(),
+            u64::from_str_radix(fields[4], 16).unwrap(),
+        )
+    };
+    let range = |name| {
+        let (start, size) = section_addr(name);
+        start..start + size
+    };
+    assert_eq!(sections.base_svma, 0);
+    assert_eq!(sections.text_svma, Some(range(".text")));
+    assert_eq!(sections.eh_frame_svma, Some(range(".eh_frame")));
+    assert_eq!(sections.eh_frame_hdr_svma, Some(range(".eh_frame_hdr")));
+    assert_eq!(sections.got_svma, Some(range(".got")));
+    let text = sections.text.unwrap();
+    assert_eq!(text.len() as u64, range(".text").end - range(".text").start);
+    assert_eq!(
+        sections.eh_frame.unwrap().len() as u64,
+        section_addr(".eh_frame").1
+    );
+    // gcc on x86-64 emits .eh_frame, not .debug_frame.
+    assert!(sections.debug_frame.is_none());
+}
