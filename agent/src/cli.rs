@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Record a CPU profile of a running process (--pid) or of a command (after --).
+    /// Record a CPU (or threadcreate) profile of a running process (--pid) or of a command
+    /// (after --).
     Record(RecordArgs),
     /// Snapshot every thread: name, state, wait channel, syscall and symbolized stack.
     Threads(ThreadsArgs),
@@ -71,6 +72,25 @@ pub enum RecordFormat {
     Flamegraph,
 }
 
+/// A profile `record` can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum ProfileKind {
+    /// Where CPU time goes (samples/count, cpu/nanoseconds), as Go's CPU profile.
+    Cpu,
+    /// The stacks that created threads in the window (threadcreate/count), and the churn.
+    Threadcreate,
+}
+
+impl ProfileKind {
+    /// The name used on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "cpu",
+            ProfileKind::Threadcreate => "threadcreate",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Process to profile.
@@ -86,11 +106,17 @@ pub struct RecordArgs {
     #[arg(short, long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub seconds: u64,
 
-    /// Samples per second per thread on CPU.
+    /// Samples per second per thread on CPU (cpu profile).
     #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
 
-    /// Output file [default: rprof-cpu-<pid>-<time>.pb.gz, or .svg for a flamegraph].
+    /// Profiles to record, in the same window: cpu, threadcreate, or both (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+    pub profile: Vec<ProfileKind>,
+
+    /// Output file [default: rprof-<profile>-<pid>-<time>.pb.gz, or .svg for a flamegraph].
+    /// With several profiles, each file gets its profile's name before the extension
+    /// (prof.pb.gz: prof.cpu.pb.gz, prof.threadcreate.pb.gz).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 
@@ -98,7 +124,8 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = RecordFormat::Pprof)]
     pub format: RecordFormat,
 
-    /// Also record kernel frames (needs perf_event_paranoid <= 1 or CAP_PERFMON/CAP_SYS_ADMIN).
+    /// Also record kernel frames in the cpu profile (needs perf_event_paranoid <= 1 or
+    /// CAP_PERFMON/CAP_SYS_ADMIN).
     #[arg(long)]
     pub kernel: bool,
 

@@ -14,6 +14,7 @@ pub mod sampler;
 pub mod snapshot;
 pub mod stop;
 pub mod target;
+pub mod threadcreate;
 pub mod threads;
 pub mod timestamp;
 pub mod top;

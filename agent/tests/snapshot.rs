@@ -79,9 +79,9 @@ int main(void) {
 }
 "#;
 
-/// N threads doing a bit of everything (sleeping, spinning, waiting on a condition variable,
-/// reading a pipe) and a counter thread that writes an increasing number to the file argv[2]
-/// every millisecond, so a test can see the process make progress.
+/// argv[1] threads doing a bit of everything (sleeping, spinning, waiting on a condition variable,
+/// reading a pipe, creating and ending threads) and a counter thread that writes an increasing
+/// number to the file argv[2] every millisecond, so a test can see the process make progress.
 const BUSY_THREADS_C: &str = r#"
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -96,9 +96,12 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tick = PTHREAD_COND_INITIALIZER;
 static int pipe_fds[2];
 
+static void *short_lived(void *arg) { return arg; }
+
 static void *worker(void *arg) {
-    long kind = (long)arg % 4;
+    long kind = (long)arg % 5;
     char c;
+    pthread_t child;
     for (;;) {
         if (kind == 0) usleep(500);
         if (kind == 1) {
@@ -108,6 +111,8 @@ static void *worker(void *arg) {
         }
         if (kind == 2) for (volatile int i = 0; i < 100000; i++) {}
         if (kind == 3 && read(pipe_fds[0], &c, 1) < 0) return arg;
+        if (kind == 4 && pthread_create(&child, NULL, short_lived, NULL) == 0)
+            pthread_join(child, NULL);
     }
 }
 
@@ -228,6 +233,32 @@ int main(void) {
     printf("ready\n");
     fflush(stdout);
     for (;;) pause();
+}
+"#;
+
+/// The main thread exits with pthread_exit() and stays a zombie while a "sleeper" thread lives on
+/// (for a minute at most, so that it cannot outlive a crashed test for long).
+const ZOMBIE_LEADER_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static void *sleeper(void *arg) {
+    pthread_setname_np(pthread_self(), "sleeper");
+    struct timespec minute = {60, 0};
+    nanosleep(&minute, NULL);
+    exit(0);
+    return arg;
+}
+
+int main(void) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, sleeper, NULL) != 0) return 1;
+    printf("ready\n");
+    fflush(stdout);
+    pthread_exit(NULL);
 }
 "#;
 
@@ -357,6 +388,38 @@ fn a_thread_that_cannot_stop_is_skipped_and_later_released() {
 }
 
 #[test]
+fn snapshot_of_a_process_whose_main_thread_exited_captures_the_others() {
+    let target = Target::spawn(&program("zombie_leader", ZOMBIE_LEADER_C), &[]);
+    let pid = target.pid();
+    let settled = || {
+        let leader = thread_info(pid, pid).map(|t| t.state);
+        let threads = thread_ids(pid)
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| thread_info(pid, t));
+        let sleeping = |t: &ThreadInfo| t.name == "sleeper" && t.syscall.is_some();
+        leader == Some(ThreadState::Zombie) && threads.into_iter().any(|t| sleeping(&t))
+    };
+    wait_for(Duration::from_secs(5), "zombie main thread", settled);
+
+    let snapshot = take_snapshot(pid, &SnapshotOptions::default()).unwrap();
+
+    assert_eq!(snapshot.stack_error, None);
+    let sleeper = thread_named(&snapshot, "sleeper");
+    assert!(!stack_of(&snapshot, sleeper.tid).stack.is_empty());
+    assert!(
+        snapshot.stacks.iter().all(|s| s.tid != pid),
+        "a zombie has no stack"
+    );
+    assert!(
+        snapshot.pause < Duration::from_secs(1),
+        "{:?}",
+        snapshot.pause
+    );
+    assert_left_running_and_untraced(pid);
+}
+
+#[test]
 fn snapshot_of_a_stopped_process_leaves_it_stopped() {
     let target = Target::spawn(&program("blocked_threads", BLOCKED_THREADS_C), &[]);
     let pid = target.pid();
@@ -392,7 +455,7 @@ fn signals_arriving_during_snapshots_are_all_delivered() {
     let mut target = Target::spawn(&program("signals", SIGNALS_C), &[&SIGNALS.to_string()]);
     let pid = target.pid();
     let done = AtomicBool::new(false);
-    let snapshots = thread::scope(|scope| {
+    let (report, snapshots) = thread::scope(|scope| {
         let looper = scope.spawn(|| {
             let mut count = 0;
             while !done.load(Ordering::Relaxed) && take_snapshot(pid, &Default::default()).is_ok() {
@@ -400,11 +463,13 @@ fn signals_arriving_during_snapshots_are_all_delivered() {
             }
             count
         });
-        let report = target.next_line(Duration::from_secs(30));
+        let report = target.try_next_line(Duration::from_secs(30));
+        // Before any assertion: the scope waits for the looper, even when panicking.
         done.store(true, Ordering::Relaxed);
-        assert_eq!(report, format!("sent {SIGNALS} received {SIGNALS}"));
-        looper.join().unwrap()
+        (report, looper.join().unwrap())
     });
+    let expected = format!("sent {SIGNALS} received {SIGNALS}");
+    assert_eq!(report.as_deref(), Some(expected.as_str()));
     assert!(
         snapshots > 10,
         "only {snapshots} snapshots overlapped the signals"
@@ -413,9 +478,34 @@ fn signals_arriving_during_snapshots_are_all_delivered() {
 }
 
 #[test]
+fn snapshots_of_a_process_creating_and_ending_threads_succeed() {
+    let dir = TempDir::new("churn-test");
+    let counter = dir.0.join("counter");
+    let args = ["20", counter.to_str().unwrap()];
+    let target = Target::spawn(&program("busy_threads", BUSY_THREADS_C), &args);
+    let pid = target.pid();
+    for _ in 0..50 {
+        let snapshot = take_snapshot(pid, &SnapshotOptions::default()).unwrap();
+        assert_eq!(snapshot.stack_error, None);
+        assert!(
+            snapshot.stacks.len() >= 19,
+            "{} stacks",
+            snapshot.stacks.len()
+        );
+        assert!(
+            snapshot.threads.len() >= 19,
+            "{} threads",
+            snapshot.threads.len()
+        );
+    }
+    assert_left_running_and_untraced(pid);
+    assert_makes_progress(&counter, "after 50 snapshots");
+}
+
+#[test]
 fn killing_the_agent_mid_snapshot_leaves_the_target_running() {
-    let dir = scratch_dir(&format!("kill-test-{}", std::process::id()));
-    let counter = dir.join("counter");
+    let dir = TempDir::new("kill-test");
+    let counter = dir.0.join("counter");
     let counter_arg = counter.to_str().unwrap();
     let target = Target::spawn(
         &program("busy_threads", BUSY_THREADS_C),
@@ -423,7 +513,7 @@ fn killing_the_agent_mid_snapshot_leaves_the_target_running() {
     );
     let pid = target.pid();
     wait_for(Duration::from_secs(5), "50 threads", || {
-        thread_ids(pid).unwrap().len() == 50
+        thread_ids(pid).unwrap().len() >= 50
     });
     let seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -454,6 +544,65 @@ fn snapshot_loop_helper() {
         take_snapshot(pid, &SnapshotOptions::default()),
         Err(SnapshotError::NoSuchProcess(_))
     ) {}
+}
+
+#[test]
+fn snapshot_without_ptrace_permission_lists_threads_and_says_why() {
+    if !running_as_root() {
+        eprintln!("needs root, to run the agent as an unprivileged user against its target");
+        return;
+    }
+    let target = Target::spawn(&program("blocked_threads", BLOCKED_THREADS_C), &[]);
+    let pid = target.pid();
+    wait_until_blocked(pid);
+    // setuid away from root drops every capability, CAP_SYS_PTRACE included.
+    let unprivileged: &[&str] = &[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let output = helper_command(Some(unprivileged), "snapshot_once_helper")
+        .env(SNAPSHOT_ONCE_PID, pid.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(REPORT).map(|(_, report)| report))
+        .collect();
+    assert_eq!(reports.len(), 2, "{stdout}");
+    for report in reports {
+        assert!(report.contains("threads=6 stacks=0 error="), "{report}");
+        assert!(
+            report.contains("not permitted") && report.contains("CAP_SYS_PTRACE"),
+            "{report}"
+        );
+    }
+    assert_left_running_and_untraced(pid);
+}
+
+/// Not a test on its own: the body of the unprivileged agent process that the permission test
+/// spawns, which reports one snapshot in each mode.
+#[test]
+fn snapshot_once_helper() {
+    let Ok(pid) = std::env::var(SNAPSHOT_ONCE_PID) else {
+        return;
+    };
+    let pid: u32 = pid.parse().unwrap();
+    for nonblocking in [false, true] {
+        let opts = SnapshotOptions {
+            nonblocking,
+            ..SnapshotOptions::default()
+        };
+        let snapshot = take_snapshot(pid, &opts).unwrap();
+        println!(
+            "{REPORT}threads={} stacks={} error={}",
+            snapshot.threads.len(),
+            snapshot.stacks.len(),
+            snapshot.stack_error.unwrap_or_default()
+        );
+    }
 }
 
 #[test]
@@ -613,6 +762,13 @@ fn task_files(pid: u32, name: &str) -> Vec<String> {
     tids.into_iter().filter_map(read).collect()
 }
 
+/// Whether the effective uid (second field of `Uid:` in /proc/self/status) is 0.
+fn running_as_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    uid_line.split_whitespace().nth(2) == Some("0")
+}
+
 fn is_kernel_thread(pid: u32) -> bool {
     const PF_KTHREAD: u64 = 0x0020_0000;
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -709,7 +865,8 @@ impl Target {
             exe: exe.to_owned(),
             lines,
         };
-        assert_eq!(target.next_line(Duration::from_secs(10)), "ready");
+        let first = target.try_next_line(Duration::from_secs(10));
+        assert_eq!(first.as_deref(), Some("ready"), "from {}", exe.display());
         target
     }
 
@@ -721,10 +878,8 @@ impl Target {
         &self.exe
     }
 
-    fn next_line(&mut self, timeout: Duration) -> String {
-        self.lines
-            .recv_timeout(timeout)
-            .unwrap_or_else(|e| panic!("no output from {}: {e}", self.exe.display()))
+    fn try_next_line(&mut self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
     }
 }
 
@@ -750,6 +905,8 @@ fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
 }
 
 const SNAPSHOT_LOOP_PID: &str = "SNAPSHOT_LOOP_PID";
+const SNAPSHOT_ONCE_PID: &str = "SNAPSHOT_ONCE_PID";
+const REPORT: &str = "snapshot report: ";
 const LOOPING: &str = "snapshot loop running";
 
 /// This test binary re-executed as an agent that takes snapshots of a PID in a loop.
@@ -759,13 +916,7 @@ struct SnapshotLoop {
 
 impl SnapshotLoop {
     fn spawn(pid: u32) -> SnapshotLoop {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "snapshot_loop_helper",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = helper_command(None, "snapshot_loop_helper")
             .env(SNAPSHOT_LOOP_PID, pid.to_string())
             .stdout(Stdio::piped())
             .spawn()
@@ -805,6 +956,22 @@ impl Drop for SnapshotLoop {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// This test binary, re-executed to run only the helper "test" `name`, optionally behind a
+/// launcher (such as setpriv).
+fn helper_command(launcher: Option<&[&str]>, name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = match launcher {
+        Some([program, args @ ..]) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        _ => Command::new(exe),
+    };
+    command.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    command
 }
 
 fn send_signal(pid: u32, signal: &str) {
@@ -849,6 +1016,21 @@ fn compile(name: &str, source: &str) -> PathBuf {
     assert!(output.status.success(), "gcc failed for {name}:\n{stderr}");
     fs::rename(&partial, &exe).unwrap();
     exe
+}
+
+/// A directory of this test process, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        TempDir(scratch_dir(&format!("{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A directory under the target directory that cargo provides for integration tests.

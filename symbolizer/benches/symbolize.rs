@@ -31,30 +31,39 @@ fn bench_binary() -> PathBuf {
     std::env::current_exe().expect("current exe")
 }
 
-/// Mid-function addresses of text symbols (per `nm`), spread evenly over the binary.
+/// `count` distinct addresses inside text symbols (per `nm`): up to 8 per function, spread
+/// evenly over the binary.
 fn addresses(binary: &Path, count: usize) -> Vec<u64> {
+    const PER_FUNCTION: u64 = 8;
     let output = Command::new("nm")
         .args(["-S", "--defined-only"])
         .arg(binary)
         .output()
         .expect("nm is needed by this benchmark");
     let text = String::from_utf8_lossy(&output.stdout);
-    let all: Vec<u64> = text
+    let mut all: Vec<u64> = text
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                [addr, size, kind, _] if kind.eq_ignore_ascii_case("t") => {
-                    let addr = u64::from_str_radix(addr, 16).ok()?;
-                    let size = u64::from_str_radix(size, 16).ok()?;
-                    Some(addr + size / 2)
-                }
+                [addr, size, kind, _] if kind.eq_ignore_ascii_case("t") => Some((
+                    u64::from_str_radix(addr, 16).ok()?,
+                    u64::from_str_radix(size, 16).ok()?,
+                )),
                 _ => None,
             }
         })
+        .flat_map(|(addr, size)| (0..PER_FUNCTION).map(move |k| addr + size * k / PER_FUNCTION))
         .collect();
-    assert!(!all.is_empty(), "no text symbols in {}", binary.display());
-    let step = (all.len() / count).max(1);
+    all.sort_unstable();
+    all.dedup();
+    assert!(
+        all.len() >= count,
+        "{} has only {} distinct code addresses",
+        binary.display(),
+        all.len()
+    );
+    let step = all.len() / count;
     all.into_iter().step_by(step).take(count).collect()
 }
 

@@ -8,11 +8,16 @@ const MAX_DEMANGLE_LEN: usize = 4096;
 /// Bound on a demangled name, whatever the input claims.
 const MAX_DEMANGLED_LEN: usize = 16 * 1024;
 
-/// Demangles a Rust (legacy `_ZN...17h<hash>E` or v0 `_R`) or C++ (`_Z`) name; other names
-/// (C, Go, already demangled DWARF names) come back unchanged.
-///
-/// `language` is the DWARF unit's language when known; without it, the name's shape decides.
-pub fn demangle(raw: &str, language: Option<gimli::DwLang>) -> String {
+/// Demangles a Rust (legacy `_ZN...17h<hash>E` or v0 `_R`) or C++ (`_Z`) name, without the Rust
+/// hash; other names (C, Go, already demangled names) come back unchanged. For names from
+/// symbol tables and JIT perf maps.
+pub fn demangle(raw: &str) -> String {
+    demangle_as(raw, None)
+}
+
+/// [`demangle`], with the DWARF unit's language when known; without it, the name's shape
+/// decides.
+pub(crate) fn demangle_as(raw: &str, language: Option<gimli::DwLang>) -> String {
     if raw.len() > MAX_DEMANGLE_LEN {
         return raw.to_owned();
     }
@@ -85,28 +90,28 @@ mod tests {
     #[test]
     fn rust_legacy_and_v0_lose_their_hash() {
         assert_eq!(
-            demangle("_ZN4core9panicking5panic17h0123456789abcdefE", None),
+            demangle("_ZN4core9panicking5panic17h0123456789abcdefE"),
             "core::panicking::panic"
         );
         assert_eq!(
-            demangle("_ZN3foo3bar17h0123456789abcdefE.llvm.1234", None),
+            demangle("_ZN3foo3bar17h0123456789abcdefE.llvm.1234"),
             "foo::bar"
         );
-        assert_eq!(demangle("_RNvCs1234_7mycrate3foo", None), "mycrate::foo");
+        assert_eq!(demangle("_RNvCs1234_7mycrate3foo"), "mycrate::foo");
     }
 
     #[test]
     fn cpp_and_plain_names() {
         assert_eq!(
-            demangle("_ZN2ns6Widget7computeEi", None),
+            demangle("_ZN2ns6Widget7computeEi"),
             "ns::Widget::compute(int)"
         );
         assert_eq!(
-            demangle("_ZN2ns6Widget7computeEi", Some(gimli::DW_LANG_C_plus_plus)),
+            demangle_as("_ZN2ns6Widget7computeEi", Some(gimli::DW_LANG_C_plus_plus)),
             "ns::Widget::compute(int)"
         );
-        assert_eq!(demangle("main", None), "main");
-        assert_eq!(demangle("runtime.mallocgc", None), "runtime.mallocgc");
-        assert_eq!(demangle("_Zgarbage", None), "_Zgarbage");
+        assert_eq!(demangle("main"), "main");
+        assert_eq!(demangle("runtime.mallocgc"), "runtime.mallocgc");
+        assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
     }
 }

@@ -1,5 +1,7 @@
 //! DWARF line and inline information, through addr2line, read straight from [`Bytes`].
 
+use std::collections::HashMap;
+
 use object::Object;
 
 use crate::bytes::Bytes;
@@ -12,9 +14,15 @@ pub(crate) type Reader = gimli::EndianReader<gimli::RunTimeEndian, Bytes>;
 /// Inline nesting deeper than this is cut (real code rarely exceeds 20 levels).
 const MAX_INLINE_DEPTH: usize = 128;
 
+/// Demangled names kept per file. Functions have many addresses, and demangling a long Rust or
+/// C++ name costs more than the rest of a lookup; when full, the map starts over.
+const MAX_CACHED_NAMES: usize = 64 * 1024;
+
 /// A lazily built addr2line context for one file's DWARF.
 pub(crate) struct DwarfContext {
     context: addr2line::Context<Reader>,
+    /// Raw linkage name -> demangled name.
+    demangled: HashMap<String, String>,
 }
 
 impl DwarfContext {
@@ -29,7 +37,10 @@ impl DwarfContext {
             }
         }
         match addr2line::Context::from_dwarf(dwarf) {
-            Ok(context) => Some(DwarfContext { context }),
+            Ok(context) => Some(DwarfContext {
+                context,
+                demangled: HashMap::new(),
+            }),
             Err(err) => {
                 tracing::debug!(%err, "unusable DWARF");
                 None
@@ -39,7 +50,7 @@ impl DwarfContext {
 
     /// Frames for `svma`, innermost first. Empty when no unit covers the address. Frames
     /// without a function name are kept (the caller may name them from the symbol table).
-    pub fn frames(&self, svma: u64) -> Vec<Frame> {
+    pub fn frames(&mut self, svma: u64) -> Vec<Frame> {
         // addr2line probes [svma, svma + 1), which overflows for the last address.
         if svma == u64::MAX {
             return Vec::new();
@@ -54,7 +65,7 @@ impl DwarfContext {
         let mut frames = Vec::new();
         while frames.len() < MAX_INLINE_DEPTH {
             match iter.next() {
-                Ok(Some(frame)) => frames.push(convert(&frame)),
+                Ok(Some(frame)) => frames.push(convert(&frame, &mut self.demangled)),
                 Ok(None) => break,
                 Err(err) => {
                     tracing::trace!(%err, svma, "DWARF frame iteration failed");
@@ -70,16 +81,24 @@ impl DwarfContext {
     }
 }
 
-fn convert(frame: &addr2line::Frame<'_, Reader>) -> Frame {
-    let (function, system_name) = match &frame.function {
-        Some(name) => match name.raw_name() {
-            Ok(raw) => (
-                Some(crate::demangle::demangle(&raw, name.language)),
-                Some(raw.into_owned()),
-            ),
-            Err(_) => (None, None),
-        },
-        None => (None, None),
+fn convert(frame: &addr2line::Frame<'_, Reader>, demangled: &mut HashMap<String, String>) -> Frame {
+    let (function, system_name) = match frame.function.as_ref().map(|f| (f.raw_name(), f.language))
+    {
+        Some((Ok(raw), language)) => {
+            let function = match demangled.get(raw.as_ref()) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = crate::demangle::demangle_as(&raw, language);
+                    if demangled.len() >= MAX_CACHED_NAMES {
+                        demangled.clear();
+                    }
+                    demangled.insert(raw.clone().into_owned(), name.clone());
+                    name
+                }
+            };
+            (Some(function), Some(raw.into_owned()))
+        }
+        _ => (None, None),
     };
     let (file, line) = match &frame.location {
         Some(location) => (location.file.map(str::to_owned), location.line),

@@ -38,6 +38,15 @@ impl Error {
         }
     }
 
+    /// Classifies an I/O error hit while opening one of the process's mapped files: the file
+    /// may be gone while the process lives on, so ENOENT is not "no such process" here.
+    pub(crate) fn from_file_io(pid: u32, path: PathBuf, source: io::Error) -> Error {
+        match source.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { pid, path },
+            _ => Error::Io { path, source },
+        }
+    }
+
     pub(crate) fn parse(name: &str, reason: impl Into<String>) -> Error {
         Error::Parse {
             name: name.to_owned(),

@@ -18,7 +18,7 @@ impl Frame {
     /// A frame named after a raw (possibly mangled) symbol name.
     pub(crate) fn from_symbol(raw: &str, language: Option<gimli::DwLang>) -> Frame {
         Frame {
-            function: Some(crate::demangle::demangle(raw, language)),
+            function: Some(crate::demangle::demangle_as(raw, language)),
             system_name: Some(raw.to_owned()),
             ..Frame::default()
         }

@@ -177,14 +177,17 @@ impl ObjectInfo {
                 };
                 let mut sections = UnwindSections::read(&elf, &self.data, &self.segments);
                 if sections.debug_frame.is_none() {
-                    sections.debug_frame = self
-                        .debug_file
-                        .as_ref()
-                        .and_then(|debug| debug.unwind_sections().debug_frame);
+                    sections.debug_frame = self.debug_file.as_ref().and_then(|d| d.debug_frame());
                 }
                 sections
             })
             .clone()
+    }
+
+    /// `.debug_frame` alone (decompressed), for a separate debug file whose other sections
+    /// are not loadable.
+    fn debug_frame(&self) -> Option<Bytes> {
+        elf::section_bytes(&self.parse().ok()?, &self.data, ".debug_frame")
     }
 
     /// The frames at `svma`: innermost (inlined callee) first, the physical function last.
@@ -291,12 +294,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+    bytes.iter().fold(
+        String::with_capacity(bytes.len().saturating_mul(2)),
+        |mut out, b| {
             let _ = write!(out, "{b:02x}");
             out
-        })
+        },
+    )
 }
 
 /// What [`ObjectInfo::from_bytes`] reads eagerly: small, and needed to find and cache files.

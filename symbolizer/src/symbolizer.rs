@@ -40,11 +40,17 @@ impl Symbolizer {
         let maps_path = PathBuf::from(format!("/proc/{pid}/maps"));
         let entries =
             maps::read_maps(pid).map_err(|err| Error::from_proc_io(pid, maps_path, err))?;
+        Ok(self.modules_from_maps(pid, &entries))
+    }
+
+    /// Like [`Symbolizer::modules`], for maps lines the caller already has (a fresh read of
+    /// `/proc/PID/maps`, say after a perf `MMAP2` record said the layout changed).
+    pub fn modules_from_maps(&self, pid: u32, entries: &[MapEntry]) -> Vec<MappedModule> {
         let main = MainExecutable::of(pid);
         let root = TargetRoot::of_process(pid);
         let mut modules = Vec::new();
         let mut found_main = false;
-        for group in group_mappings(&entries) {
+        for group in group_mappings(entries) {
             match self.load_module(pid, &root, &group) {
                 Ok(mut module) => {
                     module.is_main = !found_main && !module.is_vdso && main.matches(&group);
@@ -59,20 +65,21 @@ impl Symbolizer {
         }
         // Stable: the rest stays in address order.
         modules.sort_by_key(|module| !module.is_main);
-        Ok(modules)
+        modules
     }
 
     /// Loads an ELF file from our own filesystem (tools, tests), with its separate debug
     /// information; cached like mapped files.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<ObjectInfo>, Error> {
-        let path = path.as_ref();
         let io_err = |source| Error::Io {
-            path: path.to_owned(),
+            path: path.as_ref().to_owned(),
             source,
         };
-        let file = fs::File::open(path).map_err(io_err)?;
-        let name = path.to_string_lossy();
-        self.load_opened(&TargetRoot::host(), &name, &file)
+        // Debug files are looked up relative to the binary's absolute, symlink-free path, as
+        // for mapped files (whose maps paths are canonical).
+        let path = fs::canonicalize(path.as_ref()).map_err(io_err)?;
+        let file = fs::File::open(&path).map_err(io_err)?;
+        self.load_opened(&TargetRoot::host(), &path.to_string_lossy(), &file)
     }
 
     fn load_module(
@@ -89,7 +96,7 @@ impl Symbolizer {
             self.load_vdso(pid, exec)?
         } else {
             let file = target_fs::open_mapped_file(pid, root, exec)
-                .map_err(|err| Error::from_proc_io(pid, PathBuf::from(&exec.path), err))?;
+                .map_err(|err| Error::from_file_io(pid, PathBuf::from(&exec.path), err))?;
             self.load_opened(root, &exec.path, &file)?
         };
         let bias = object.load_bias(exec.offset, exec.start).ok_or_else(|| {

@@ -149,3 +149,30 @@ fn openat2_in_root(root: &OwnedFd, relative: &str) -> io::Result<File> {
     // SAFETY: `fd` is a fresh descriptor we own.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn symlinks_and_dot_dot_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/inside"), "inside").unwrap();
+        // An absolute symlink, as container images have them (/lib -> /usr/lib and the like).
+        std::os::unix::fs::symlink("/etc", dir.path().join("lib")).unwrap();
+        let root = TargetRoot::at(dir.path().to_owned());
+
+        let mut text = String::new();
+        root.open("/lib/inside")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "inside");
+        // The host's /etc/passwd exists, but is not the target's.
+        assert!(Path::new("/etc/passwd").exists());
+        assert!(root.open("/lib/passwd").is_err());
+        assert!(root.open("/../../../etc/passwd").is_err());
+    }
+}

@@ -227,39 +227,16 @@ fn compressed_dwarf() {
     }
 }
 
-/// The recipe from gdb's manual (and Fedora's find-debuginfo): the functions `.dynsym` lacks,
-/// xz-compressed into `.gnu_debugdata` of a fully stripped binary.
 #[test]
 fn minidebuginfo_names_static_functions() {
     let scratch = Scratch::new();
     let binary = build(&scratch, "sample", &[]);
-    let keep = scratch.path("keep_symbols");
-    std::fs::write(&keep, "compute_sum\nscramble\nmain\n").unwrap();
-    let mini = scratch.path("mini_debuginfo");
-    run(Command::new("objcopy")
-        .arg("--only-keep-debug")
-        .arg(&binary)
-        .arg(scratch.path("full.debug")));
-    run(Command::new("objcopy")
-        .args(["-S", "--remove-section", ".comment"])
-        .arg(format!("--keep-symbols={}", keep.display()))
-        .arg(scratch.path("full.debug"))
-        .arg(&mini));
-    run(Command::new("xz").arg("-k").arg(&mini));
-    let stripped = scratch.path("sample.mini");
-    run(Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&binary));
-    run(Command::new("objcopy")
-        .arg(format!(
-            "--add-section=.gnu_debugdata={}.xz",
-            mini.display()
-        ))
-        .arg(&stripped));
+    let stripped =
+        common::with_minidebuginfo(&scratch, &binary, &["compute_sum", "scramble", "main"]);
     let object = load(&stripped);
     assert!(!object.has_dwarf());
+    let sections = run(Command::new("readelf").arg("-SW").arg(&stripped));
+    assert!(sections.contains(".gnu_debugdata") && !sections.contains(".symtab"));
     for (name, _) in FUNCTIONS {
         let (address, size) = nm_symbol(&binary, name);
         assert_eq!(

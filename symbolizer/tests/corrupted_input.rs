@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use common::{compile, nm_text_symbols, Scratch};
+use std::process::Command;
+
+use common::{compile, nm_text_symbols, run, Scratch};
 use rprof_symbolizer::{Bytes, ObjectInfo};
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -43,7 +45,8 @@ impl Rng {
     }
 }
 
-/// Real binaries exercising different parsers: plain DWARF, compressed DWARF, C++ inlines.
+/// Real binaries exercising different parsers: plain DWARF, compressed DWARF (SHF_COMPRESSED
+/// and `.zdebug`), C++ inlines, MiniDebugInfo (xz).
 fn binaries(scratch: &Scratch) -> Vec<(PathBuf, Vec<u64>)> {
     let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
     let builds = [
@@ -51,16 +54,42 @@ fn binaries(scratch: &Scratch) -> Vec<(PathBuf, Vec<u64>)> {
         ("gcc", "sample.c", "gz", vec!["-O2", "-g", "-gz=zlib"]),
         ("g++", "inline.cpp", "cpp", vec!["-O2", "-g"]),
     ];
-    builds
+    let mut built: Vec<PathBuf> = builds
         .into_iter()
         .map(|(compiler, source, name, flags)| {
             let binary = scratch.path(name);
             compile(compiler, &programs.join(source), &binary, &flags);
-            let addresses = nm_text_symbols(&binary)
-                .into_iter()
-                .flat_map(|(_, address, size)| [address, address + size / 2])
-                .collect();
-            (binary, addresses)
+            binary
+        })
+        .collect();
+    let plain = built[0].clone();
+    let zdebug = scratch.path("zdebug");
+    run(Command::new("objcopy")
+        .arg("--compress-debug-sections=zlib-gnu")
+        .arg(&plain)
+        .arg(&zdebug));
+    built.push(zdebug);
+    built.push(common::with_minidebuginfo(
+        scratch,
+        &plain,
+        &["compute_sum", "scramble", "main"],
+    ));
+    // Addresses from the unstripped build: the stripped ones have no symbols for nm to list.
+    let addresses: Vec<u64> = nm_text_symbols(&plain)
+        .into_iter()
+        .flat_map(|(_, address, size)| [address, address + size / 2])
+        .collect();
+    built
+        .into_iter()
+        .map(|binary| {
+            let mut all = addresses.clone();
+            if binary.file_name().unwrap() == "cpp" {
+                all = nm_text_symbols(&binary)
+                    .into_iter()
+                    .flat_map(|(_, address, size)| [address, address + size / 2])
+                    .collect();
+            }
+            (binary, all)
         })
         .collect()
 }

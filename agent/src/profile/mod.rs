@@ -2,8 +2,10 @@
 
 mod cpu;
 mod locations;
+mod threadcreate;
 mod write;
 
 pub use cpu::{CpuProfile, CpuProfileMeta};
 pub use locations::{LocationTable, PseudoFrame};
+pub use threadcreate::{ThreadcreateMeta, ThreadcreateProfile};
 pub use write::write_atomically;

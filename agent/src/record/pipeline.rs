@@ -1,5 +1,6 @@
-//! The unwinding stage: a thread of its own that turns raw samples into aggregated stacks, so the
-//! thread draining the ring buffers never falls behind the kernel.
+//! The unwinding stage: a thread of its own that turns raw samples into aggregated stacks (of
+//! any profile: see [`Aggregate`]), so the thread draining the ring buffers never falls behind
+//! the kernel.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::profile::CpuProfile;
+use super::aggregate::Aggregate;
+use crate::sampler::Sample;
 use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
 
 /// Samples in flight between the drain and the unwinder; past this the drain blocks and the
@@ -29,6 +31,40 @@ pub enum Event {
     },
     /// The target mapped executable code (dlopen, exec, JIT): module list is stale.
     CodeMapped,
+    /// Thread `tid` was created by thread `creator`.
+    ThreadCreated {
+        tid: u32,
+        creator: u32,
+    },
+    ThreadExited {
+        tid: u32,
+    },
+}
+
+impl Event {
+    /// A sample, copied out of the ring buffer. Without user registers (a sample taken in a
+    /// kernel-only context) the registers are zero: kernel frames only.
+    pub fn sample(sample: &Sample<'_>) -> Event {
+        let regs = if sample.user_regs_available {
+            Registers {
+                ip: sample.ip,
+                sp: sample.sp,
+                bp: sample.bp,
+            }
+        } else {
+            Registers {
+                ip: 0,
+                sp: 0,
+                bp: 0,
+            }
+        };
+        Event::Sample {
+            tid: sample.tid,
+            regs,
+            stack: sample.stack.to_vec(),
+            kernel: sample.kernel_callchain.to_vec(),
+        }
+    }
 }
 
 /// Counters the progress line reads while the unwinder runs.
@@ -39,18 +75,18 @@ pub struct Counters {
     pub truncated: AtomicU64,
 }
 
-/// The running unwinder thread.
-pub struct Pipeline {
+/// The running unwinder thread, aggregating into an `A`.
+pub struct Pipeline<A> {
     sender: Option<SyncSender<Event>>,
-    handle: Option<JoinHandle<(CpuProfile, StackUnwinder)>>,
+    handle: Option<JoinHandle<(A, StackUnwinder)>>,
     counters: Arc<Counters>,
 }
 
-impl Pipeline {
-    pub fn start(pid: u32, unwinder: StackUnwinder) -> std::io::Result<Self> {
+impl<A: Aggregate> Pipeline<A> {
+    pub fn start(pid: u32, unwinder: StackUnwinder, aggregate: A) -> std::io::Result<Self> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
         let counters = Arc::new(Counters::default());
-        let stage = Stage::new(pid, unwinder, counters.clone());
+        let stage = Stage::new(pid, unwinder, aggregate, counters.clone());
         let handle = std::thread::Builder::new()
             .name("rprof-unwind".into())
             .spawn(move || stage.run(receiver))?;
@@ -73,7 +109,7 @@ impl Pipeline {
     }
 
     /// Waits for every queued sample to be unwound and returns the aggregate.
-    pub fn finish(mut self) -> anyhow::Result<(CpuProfile, StackUnwinder)> {
+    pub fn finish(mut self) -> anyhow::Result<(A, StackUnwinder)> {
         self.sender = None;
         let handle = self
             .handle
@@ -85,28 +121,29 @@ impl Pipeline {
     }
 }
 
-struct Stage {
+struct Stage<A> {
     pid: u32,
     unwinder: StackUnwinder,
-    profile: CpuProfile,
+    profile: A,
     counters: Arc<Counters>,
+    /// Threads whose name the aggregate has: the others' is read from /proc on first sample.
     named: HashSet<u32>,
     frames: Vec<u64>,
 }
 
-impl Stage {
-    fn new(pid: u32, unwinder: StackUnwinder, counters: Arc<Counters>) -> Self {
+impl<A: Aggregate> Stage<A> {
+    fn new(pid: u32, unwinder: StackUnwinder, profile: A, counters: Arc<Counters>) -> Self {
         Stage {
             pid,
             unwinder,
-            profile: CpuProfile::default(),
+            profile,
             counters,
             named: HashSet::new(),
             frames: Vec::with_capacity(256),
         }
     }
 
-    fn run(mut self, events: Receiver<Event>) -> (CpuProfile, StackUnwinder) {
+    fn run(mut self, events: Receiver<Event>) -> (A, StackUnwinder) {
         for event in events {
             self.handle(event);
         }
@@ -131,6 +168,18 @@ impl Stage {
             }
             Event::CodeMapped => {
                 self.unwinder.refresh_modules();
+            }
+            Event::ThreadCreated { tid, creator } => {
+                // A new thread under an id seen before: its name is the creator's, or unknown.
+                if self.profile.thread_created(tid, creator) {
+                    self.named.insert(tid);
+                } else {
+                    self.named.remove(&tid);
+                }
+            }
+            Event::ThreadExited { tid } => {
+                self.named.remove(&tid);
+                self.profile.thread_exited(tid);
             }
         }
     }

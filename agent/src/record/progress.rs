@@ -1,11 +1,8 @@
 //! The live progress line on a terminal (nothing when stderr is not one).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use super::pipeline::Counters;
 
 pub struct Progress {
     bar: ProgressBar,
@@ -23,14 +20,10 @@ impl Progress {
         Progress { bar }
     }
 
-    pub fn update(&self, elapsed: Duration, counters: &Counters) {
+    /// `figures`: what the recording has gathered so far, e.g. "120 samples, 0 lost".
+    pub fn update(&self, elapsed: Duration, figures: &str) {
         self.bar.set_position(elapsed.as_secs());
-        self.bar.set_message(format!(
-            "{} samples, {} lost, {} unwind errors",
-            counters.samples.load(Ordering::Relaxed),
-            counters.lost.load(Ordering::Relaxed),
-            counters.truncated.load(Ordering::Relaxed),
-        ));
+        self.bar.set_message(figures.to_owned());
     }
 
     pub fn finish(&self) {

@@ -1,9 +1,11 @@
-//! The perf_event_attr every sampling event is opened with.
+//! The perf_event_attr of every event the sampler opens: the threads' own events (sampling CPU
+//! time) and the per-CPU uprobe events.
 
 use perf_event_open_sys::bindings::{self as sys, perf_event_attr};
 
 use super::config::{EventKind, SamplerConfig};
 use super::record::SampleFormat;
+use super::uprobe::Uprobe;
 
 /// The user registers an unwinder starts from, in ascending bit order because that is the order
 /// the kernel writes them in: frame pointer, stack pointer, instruction pointer.
@@ -24,11 +26,28 @@ compile_error!("the sampler knows the user register numbers of x86_64 and aarch6
 
 const _: () = assert!(USER_REGS[0] < USER_REGS[1] && USER_REGS[1] < USER_REGS[2]);
 
-/// Which event to open and which optional kernel features to ask for; `Sampler::open` tries
-/// these in order until one opens.
+/// What a thread's own events count: CPU time, by the CPU's cycle counter or by the kernel's
+/// cpu-clock timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadEvent {
+    Cycles,
+    CpuClock,
+}
+
+impl ThreadEvent {
+    pub(crate) fn kind(self) -> EventKind {
+        match self {
+            ThreadEvent::Cycles => EventKind::Cycles,
+            ThreadEvent::CpuClock => EventKind::CpuClock,
+        }
+    }
+}
+
+/// Which event to open for each thread and which optional kernel features to ask for;
+/// `Sampler::open` tries these in order until one opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EventSpec {
-    pub kind: EventKind,
+    pub event: ThreadEvent,
     /// Inherit into new threads only, not into child processes (Linux 5.13+). Without it,
     /// records of child processes reach the ring too and are filtered out by pid.
     pub inherit_thread: bool,
@@ -36,19 +55,19 @@ pub(crate) struct EventSpec {
 
 pub(crate) const SPECS: [EventSpec; 4] = [
     EventSpec {
-        kind: EventKind::Cycles,
+        event: ThreadEvent::Cycles,
         inherit_thread: true,
     },
     EventSpec {
-        kind: EventKind::Cycles,
+        event: ThreadEvent::Cycles,
         inherit_thread: false,
     },
     EventSpec {
-        kind: EventKind::CpuClock,
+        event: ThreadEvent::CpuClock,
         inherit_thread: true,
     },
     EventSpec {
-        kind: EventKind::CpuClock,
+        event: ThreadEvent::CpuClock,
         inherit_thread: false,
     },
 ];
@@ -60,17 +79,65 @@ pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
     }
 }
 
-/// Builds the attr for `config`; events start disabled and are enabled once wired to a ring.
-/// `wakeup_bytes` is how much unread data makes poll(2) report the ring readable.
+/// Builds the attr of a thread's own event; events start disabled and are enabled once wired
+/// to a ring. `wakeup_bytes` is how much unread data makes poll(2) report the ring readable.
 pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) -> perf_event_attr {
-    let (type_, event) = match spec.kind {
-        EventKind::Cycles => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES),
-        EventKind::CpuClock => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_CLOCK),
+    let mut attr = common(config, wakeup_bytes);
+    let (type_, event) = match spec.event {
+        ThreadEvent::Cycles => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES),
+        ThreadEvent::CpuClock => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_CLOCK),
     };
+    attr.type_ = type_;
+    attr.config = u64::from(event);
+    attr.set_freq(1);
+    attr.sample_freq = config.frequency;
+    // New threads of a sampled thread get copies of its events, writing to the same rings.
+    attr.set_inherit(1);
+    attr.set_inherit_thread(u64::from(spec.inherit_thread));
+    set_side_band(&mut attr);
+    attr
+}
+
+/// Builds the attr of a per-CPU event, for every task, that samples each execution of
+/// `probe` through the uprobe PMU (`pmu_type`). With `side_band` it also reports the
+/// side-band records of every task on its CPU (one event per CPU should: each would write its
+/// own copy).
+///
+/// The attr points at `probe.path`: open it while `probe` lives.
+pub(crate) fn uprobe(
+    config: &SamplerConfig,
+    probe: &Uprobe,
+    pmu_type: u32,
+    side_band: bool,
+    wakeup_bytes: u32,
+) -> perf_event_attr {
+    let mut attr = common(config, wakeup_bytes);
+    attr.type_ = pmu_type;
+    // Bit 0 of config would make it a return probe: we want the function's entry.
+    attr.config = 0;
+    attr.uprobe_path = probe.path.as_ptr() as u64;
+    attr.probe_offset = probe.offset;
+    attr.sample_period = 1;
+    if side_band {
+        set_side_band(&mut attr);
+    }
+    attr
+}
+
+/// Side-band records: new executable mappings, thread names, thread creation and exit.
+fn set_side_band(attr: &mut perf_event_attr) {
+    attr.set_mmap(1);
+    attr.set_mmap2(1);
+    attr.set_comm(1);
+    attr.set_comm_exec(1);
+    attr.set_task(1);
+}
+
+/// What every event of a sampler shares: the sample layout, the clock and the wakeup (the
+/// kernel refuses to redirect events with different clocks into one ring), disabled at first.
+fn common(config: &SamplerConfig, wakeup_bytes: u32) -> perf_event_attr {
     let mut attr = perf_event_attr {
         size: std::mem::size_of::<perf_event_attr>() as u32,
-        type_,
-        config: u64::from(event),
         sample_type: sample_type(config),
         sample_regs_user: USER_REGS.iter().map(|&bit| 1u64 << bit).sum(),
         sample_stack_user: config.stack_bytes,
@@ -78,12 +145,7 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
         clockid: libc::CLOCK_MONOTONIC,
         ..perf_event_attr::default()
     };
-    attr.set_freq(1);
-    attr.sample_freq = config.frequency;
     attr.set_disabled(1);
-    // New threads of a sampled thread get copies of its events, writing to the same rings.
-    attr.set_inherit(1);
-    attr.set_inherit_thread(u64::from(spec.inherit_thread));
     // Kernel samples need more privilege than perf_event_paranoid=2 grants; hypervisor frames
     // could not be symbolized anyway.
     attr.set_exclude_kernel(u64::from(!config.kernel));
@@ -91,12 +153,6 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
     attr.set_exclude_callchain_kernel(u64::from(!config.kernel));
     // User frames come from unwinding the stack copy, not from the kernel's frame-pointer walk.
     attr.set_exclude_callchain_user(1);
-    // Side-band records: new executable mappings, thread names, thread creation and exit.
-    attr.set_mmap(1);
-    attr.set_mmap2(1);
-    attr.set_comm(1);
-    attr.set_comm_exec(1);
-    attr.set_task(1);
     // Every record carries its time (to merge rings in order), task and event id (to drop the
     // copies written for a thread sampled twice).
     attr.set_sample_id_all(1);
@@ -137,7 +193,36 @@ mod tests {
         assert_eq!(attr.inherit_thread(), 0);
         assert_eq!(attr.freq(), 1);
         assert_eq!(attr.sample_freq, 100);
+        assert_eq!(attr.task(), 1);
         assert_eq!(sample_format(&config), SampleFormat { callchain: false });
+    }
+
+    #[test]
+    fn uprobe_attr_samples_every_hit_of_one_instruction() {
+        let config = SamplerConfig::new(1);
+        let probe = Uprobe {
+            path: c"/usr/lib/libc.so.6".into(),
+            offset: 0x89380,
+            name: "pthread_create".into(),
+        };
+        let attr = uprobe(&config, &probe, 8, false, 4096);
+        assert_eq!((attr.type_, attr.config), (8, 0));
+        assert_eq!(attr.uprobe_path, probe.path.as_ptr() as u64);
+        assert_eq!(attr.probe_offset, 0x89380);
+        assert_eq!((attr.freq(), attr.sample_period), (0, 1));
+        assert_eq!(attr.inherit(), 0);
+        assert_eq!((attr.task(), attr.comm(), attr.mmap()), (0, 0, 0));
+        assert_eq!(attr.sample_stack_user, config.stack_bytes);
+        assert_eq!(attr.disabled(), 1);
+        let reporting = uprobe(&config, &probe, 8, true, 4096);
+        assert_eq!(
+            (reporting.task(), reporting.comm(), reporting.mmap2()),
+            (1, 1, 1)
+        );
+        // The same layout and clock as the threads' events.
+        let thread = build(&config, SPECS[3], 4096);
+        assert_eq!(reporting.sample_type, thread.sample_type);
+        assert_eq!(reporting.clockid, thread.clockid);
     }
 
     #[test]

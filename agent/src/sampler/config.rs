@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::error::SamplerError;
 use super::record::SAMPLE_FIXED_BYTES;
+use super::uprobe::Uprobe;
 
 /// 100 Hz, like Go's CPU profiler: enough for a profile, cheap for the target.
 pub const DEFAULT_FREQUENCY: u64 = 100;
@@ -17,11 +18,14 @@ pub const MAX_STACK_BYTES: u32 = (u16::MAX as u32) & !7;
 pub const DEFAULT_STACK_BYTES: u32 = (u16::MAX as u32 - SAMPLE_FIXED_BYTES) & !7;
 
 /// What to sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamplerConfig {
     /// The process; all its threads are sampled.
     pub pid: u32,
-    /// Samples per second of CPU time, per thread.
+    /// What makes the kernel take a sample.
+    pub trigger: Trigger,
+    /// Samples per second of CPU time, per thread ([`Trigger::CpuTime`] only: a uprobe samples
+    /// every hit).
     pub frequency: u64,
     /// User stack bytes copied per sample, from the stack pointer up. A multiple of 8, at most
     /// [`MAX_STACK_BYTES`]; the kernel trims it further if the record would exceed 64 KiB.
@@ -31,10 +35,12 @@ pub struct SamplerConfig {
 }
 
 impl SamplerConfig {
-    /// The defaults for `pid`: [`DEFAULT_FREQUENCY`], [`DEFAULT_STACK_BYTES`], user space only.
+    /// The defaults for `pid`: CPU time at [`DEFAULT_FREQUENCY`], [`DEFAULT_STACK_BYTES`], user
+    /// space only.
     pub fn new(pid: u32) -> Self {
         SamplerConfig {
             pid,
+            trigger: Trigger::CpuTime,
             frequency: DEFAULT_FREQUENCY,
             stack_bytes: DEFAULT_STACK_BYTES,
             kernel: false,
@@ -43,8 +49,17 @@ impl SamplerConfig {
 
     /// Rejects settings the kernel would refuse with a bare EINVAL.
     pub(crate) fn validate(&self) -> Result<(), SamplerError> {
-        if self.frequency == 0 {
-            return Err(invalid("frequency must be at least 1 Hz"));
+        match &self.trigger {
+            Trigger::CpuTime if self.frequency == 0 => {
+                return Err(invalid("frequency must be at least 1 Hz"));
+            }
+            Trigger::Uprobes(probes) if probes.is_empty() => {
+                return Err(invalid("no uprobe to sample"));
+            }
+            Trigger::Uprobes(probes) if probes.iter().any(|p| p.path.is_empty()) => {
+                return Err(invalid("a uprobe has an empty file path"));
+            }
+            _ => {}
         }
         if self.stack_bytes == 0 || self.stack_bytes & 7 != 0 || self.stack_bytes > MAX_STACK_BYTES
         {
@@ -61,12 +76,23 @@ fn invalid(reason: &str) -> SamplerError {
     SamplerError::InvalidConfig(reason.to_owned())
 }
 
-/// The event that drives sampling: hardware cycles where a PMU exists, else the cpu-clock
-/// timer (VMs without a virtual PMU).
+/// What makes the kernel take a sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trigger {
+    /// CPU time: a sample every 1/frequency second a thread runs.
+    #[default]
+    CpuTime,
+    /// Every execution, by any thread of the target, of any of these instructions.
+    Uprobes(Vec<Uprobe>),
+}
+
+/// The event that drives sampling: for CPU time, hardware cycles where a PMU exists, else the
+/// cpu-clock timer (VMs without a virtual PMU); or uprobes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Cycles,
     CpuClock,
+    Uprobe,
 }
 
 impl fmt::Display for EventKind {
@@ -74,6 +100,7 @@ impl fmt::Display for EventKind {
         f.write_str(match self {
             EventKind::Cycles => "cycles",
             EventKind::CpuClock => "cpu-clock",
+            EventKind::Uprobe => "uprobe",
         })
     }
 }
@@ -113,8 +140,34 @@ mod tests {
     }
 
     #[test]
+    fn uprobe_settings_are_checked() {
+        let mut config = SamplerConfig::new(1);
+        config.trigger = Trigger::Uprobes(Vec::new());
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("uprobe"));
+        config.trigger = Trigger::Uprobes(vec![Uprobe {
+            path: c"".into(),
+            offset: 0,
+            name: "nothing".into(),
+        }]);
+        assert!(config.validate().is_err());
+        config.trigger = Trigger::Uprobes(vec![Uprobe {
+            path: c"/usr/lib/libc.so.6".into(),
+            offset: 0x89380,
+            name: "pthread_create".into(),
+        }]);
+        // The frequency means nothing to a uprobe.
+        config.frequency = 0;
+        config.validate().unwrap();
+    }
+
+    #[test]
     fn event_kinds_display_like_perf_names_them() {
         assert_eq!(EventKind::Cycles.to_string(), "cycles");
         assert_eq!(EventKind::CpuClock.to_string(), "cpu-clock");
+        assert_eq!(EventKind::Uprobe.to_string(), "uprobe");
     }
 }

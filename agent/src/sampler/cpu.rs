@@ -1,5 +1,8 @@
 //! Everything the sampler has on one CPU: the ring buffer, the events writing into it, and
 //! which of those events to poll.
+//!
+//! The ring belongs to one event (its owner): with CPU-time sampling, the first thread's event
+//! on this CPU; with uprobes, the first per-CPU probe event, which never exits.
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -11,7 +14,11 @@ use super::ring::Ring;
 pub(crate) struct CpuEvents {
     cpu: u32,
     ring: Ring,
-    /// Events of other threads on this CPU, redirected into `ring`.
+    /// The owner is a per-CPU event, enabled with `per_cpu` rather than as a thread's event.
+    per_cpu_owner: bool,
+    /// Per-CPU events besides the owner (further probes), redirected into `ring`.
+    per_cpu: Vec<PerfEvent>,
+    /// Events of threads on this CPU, redirected into `ring`.
     events: Vec<PerfEvent>,
     /// poll(2) reports POLLHUP, at once and for good, on an event whose thread exited and left
     /// no inherited copies. Such an event can tell us nothing more, so another event of the
@@ -20,13 +27,29 @@ pub(crate) struct CpuEvents {
 }
 
 impl CpuEvents {
+    /// A ring owned by a thread's event.
     pub(crate) fn new(cpu: u32, ring: Ring) -> Self {
         CpuEvents {
             cpu,
             ring,
+            per_cpu_owner: false,
+            per_cpu: Vec::new(),
             events: Vec::new(),
             owner_hung_up: false,
         }
+    }
+
+    /// A ring owned by a per-CPU event, with `others` (per-CPU events opened on `cpu` too)
+    /// redirected into it.
+    pub(crate) fn per_cpu(cpu: u32, ring: Ring, others: Vec<PerfEvent>) -> Result<Self, Errno> {
+        for event in &others {
+            event.set_output(ring.owner())?;
+        }
+        Ok(CpuEvents {
+            per_cpu_owner: true,
+            per_cpu: others,
+            ..CpuEvents::new(cpu, ring)
+        })
     }
 
     pub(crate) fn cpu(&self) -> u32 {
@@ -70,11 +93,19 @@ impl CpuEvents {
         }
     }
 
+    /// Starts the per-CPU events (thread events start when their thread is attached).
+    pub(crate) fn enable_per_cpu(&self) -> Result<(), Errno> {
+        if self.per_cpu_owner {
+            self.ring.owner().enable()?;
+        }
+        self.per_cpu.iter().try_for_each(PerfEvent::enable)
+    }
+
     /// Stops sampling on this CPU, inherited copies included.
     pub(crate) fn disable(&self) {
         // Failures only mean an event is already gone; teardown continues regardless.
         let _ = self.ring.owner().disable();
-        for event in &self.events {
+        for event in self.per_cpu.iter().chain(&self.events) {
             let _ = event.disable();
         }
     }

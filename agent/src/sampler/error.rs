@@ -31,6 +31,23 @@ pub enum SamplerError {
     EventNotSupported { errno: Errno },
 
     #[error(
+        "this kernel has no uprobe PMU ({reason}): uprobes need CONFIG_UPROBE_EVENTS and \
+         Linux ≥ 4.17"
+    )]
+    UprobesUnsupported { reason: String },
+
+    #[error("{}", uprobe_permission_message(*.in_container))]
+    UprobePermissionDenied { in_container: bool },
+
+    #[error("the kernel refused a uprobe on {probe} at file offset {offset:#x} (perf_event_open: {errno})")]
+    UprobeRefused {
+        /// What is probed, e.g. `pthread_create in /usr/lib/libc.so.6`.
+        probe: String,
+        offset: u64,
+        errno: Errno,
+    },
+
+    #[error(
         "cannot lock {ring_kib} KiB per CPU for perf ring buffers: raise `ulimit -l`, \
          /proc/sys/kernel/perf_event_mlock_kb (now {}), or grant CAP_IPC_LOCK",
         optional(*.mlock_kb)
@@ -78,6 +95,13 @@ impl SamplerError {
         }
     }
 
+    /// EACCES/EPERM from perf_event_open on the uprobe PMU.
+    pub(crate) fn uprobe_permission_denied() -> Self {
+        SamplerError::UprobePermissionDenied {
+            in_container: host::in_container(),
+        }
+    }
+
     pub(crate) fn mlock_limit(ring_bytes: usize) -> Self {
         SamplerError::MlockLimit {
             ring_kib: ring_bytes / 1024,
@@ -117,6 +141,18 @@ fn permission_denied_message(pid: u32, paranoid: Option<i64>, in_container: bool
     message
 }
 
+/// Uprobes need CAP_PERFMON whatever perf_event_paranoid says: lowering it does not help.
+fn uprobe_permission_message(in_container: bool) -> String {
+    let mut message = "not allowed to open uprobes: they need CAP_PERFMON (Linux ≥5.8) or \
+                       CAP_SYS_ADMIN whatever kernel.perf_event_paranoid says; run as root or \
+                       grant CAP_PERFMON"
+        .to_owned();
+    if in_container {
+        message.push_str("; in a container add --cap-add PERFMON");
+    }
+    message
+}
+
 /// A value read from the host for a message, or "unknown" when it could not be read.
 fn optional<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
@@ -151,6 +187,15 @@ mod tests {
             SamplerError::FrequencyTooHigh {
                 requested: 200_000,
                 max: 100_000,
+            },
+            SamplerError::UprobesUnsupported {
+                reason: "/sys/bus/event_source/devices/uprobe/type does not exist".into(),
+            },
+            SamplerError::UprobePermissionDenied { in_container: true },
+            SamplerError::UprobeRefused {
+                probe: "pthread_create in /usr/lib/libc.so.6".into(),
+                offset: 0x89380,
+                errno: Errno::ENOENT,
             },
             SamplerError::InvalidConfig("stack_bytes must be a multiple of 8".into()),
             SamplerError::io("mmap", Errno::EINVAL),

@@ -1,5 +1,5 @@
-//! One perf event: a (thread, CPU) pair counted and sampled by the kernel, behind a file
-//! descriptor. Opening it and the ioctls the sampler uses.
+//! One perf event: a (thread, CPU) pair, or a whole CPU, counted and sampled by the kernel,
+//! behind a file descriptor. Opening it and the ioctls the sampler uses.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -15,13 +15,23 @@ impl PerfEvent {
     /// Opens an event for thread `tid` on `cpu`, as `attr` describes it.
     pub(crate) fn open(attr: &perf_event_attr, tid: u32, cpu: u32) -> Result<PerfEvent, Errno> {
         let tid = i32::try_from(tid).map_err(|_| Errno::ESRCH)?;
+        Self::open_raw(attr, tid, cpu)
+    }
+
+    /// Opens an event for every task that runs on `cpu`.
+    pub(crate) fn open_per_cpu(attr: &perf_event_attr, cpu: u32) -> Result<PerfEvent, Errno> {
+        Self::open_raw(attr, -1, cpu)
+    }
+
+    fn open_raw(attr: &perf_event_attr, pid: i32, cpu: u32) -> Result<PerfEvent, Errno> {
         let cpu = i32::try_from(cpu).map_err(|_| Errno::EINVAL)?;
         // The kernel may write the size it supports back into the attr (E2BIG): give it a copy.
         let mut attr = *attr;
         // SAFETY: `attr` is a valid perf_event_attr whose `size` matches its type; the kernel
-        // reads it and may write `size` back, nothing else.
+        // reads it and may write `size` back, nothing else. A uprobe attr also points at a
+        // NUL-terminated path, which `attr::uprobe`'s callers keep alive across this call.
         let fd =
-            unsafe { perf_event_open(&mut attr, tid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into()) };
+            unsafe { perf_event_open(&mut attr, pid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into()) };
         if fd < 0 {
             return Err(Errno::last());
         }

@@ -6,6 +6,10 @@
 //! Each sample carries the user registers and a copy of the user stack for the unwinder;
 //! side-band records report new executable mappings, thread names, thread creation and exit.
 //!
+//! With [`Trigger::Uprobes`] per-CPU uprobe events, one per probe and CPU, replace the
+//! threads' events: they sample every hit and report the side-band records of every task, and
+//! the sampler keeps the target's (see `uprobe.rs` for why per CPU).
+//!
 //! The owner of a `Sampler` loops: [`Sampler::wait`], [`Sampler::drain`] (records in time
 //! order), [`Sampler::refresh_threads`], until [`Sampler::target_alive`] turns false or the
 //! profile is long enough.
@@ -24,11 +28,13 @@ mod ring;
 mod session;
 mod stats;
 mod threads;
+mod uprobe;
 
 pub use config::{
-    EventKind, SamplerConfig, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+    EventKind, SamplerConfig, Trigger, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
 pub use error::SamplerError;
 pub use record::{Record, Sample};
 pub use session::Sampler;
 pub use stats::SamplerStats;
+pub use uprobe::Uprobe;

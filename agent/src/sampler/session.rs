@@ -1,5 +1,5 @@
-//! The sampling stage: events on every thread of the target and every online CPU, one ring
-//! buffer per CPU, records handed out in time order.
+//! The sampling stage: events on every thread of the target and every online CPU (for uprobes,
+//! per-CPU probe events instead), one ring buffer per CPU, records handed out in time order.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec, SPECS};
-use super::config::{EventKind, SamplerConfig};
+use super::config::{EventKind, SamplerConfig, Trigger};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
 use super::error::SamplerError;
@@ -19,6 +19,7 @@ use super::record::{self, DecodeScratch, Decoded, Record, SampleFormat, SAMPLE_F
 use super::ring::{RecordCursor, Ring, RingPlan};
 use super::stats::SamplerStats;
 use super::threads::Target;
+use super::uprobe::{self, Uprobe};
 
 /// Room for a kernel call chain in a sample: perf_event_max_stack (127) frames, context
 /// markers and the entry count.
@@ -28,7 +29,8 @@ const CALLCHAIN_BYTES: u32 = 130 * 8;
 pub struct Sampler {
     target: Target,
     kind: EventKind,
-    attr: perf_event_attr,
+    /// The attr of each thread's own events; `None` when per-CPU events cover every thread.
+    thread_attr: Option<perf_event_attr>,
     format: SampleFormat,
     cpus: Vec<CpuEvents>,
     coverage: Coverage,
@@ -37,8 +39,8 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling every thread of `config.pid`: hardware cycles where the CPU has a PMU,
-    /// else the cpu-clock timer.
+    /// Starts sampling every thread of `config.pid`: for CPU time, hardware cycles where the CPU
+    /// has a PMU, else the cpu-clock timer; or every hit of the uprobes.
     pub fn open(config: &SamplerConfig) -> Result<Sampler, SamplerError> {
         Self::open_with(config, RingPlan::DEFAULT)
     }
@@ -48,18 +50,37 @@ impl Sampler {
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
         config.validate()?;
-        check_frequency(config.frequency)?;
+        if config.trigger == Trigger::CpuTime {
+            check_frequency(config.frequency)?;
+        }
         let target = Target::inspect(config.pid)?;
         if let Err(error) = host::raise_nofile_limit() {
             tracing::debug!(%error, "could not raise the open-file limit");
         }
         let cpu_list = host::online_cpus()
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
+        let sampler = match &config.trigger {
+            Trigger::CpuTime => Self::open_per_thread(config, target, &cpu_list, plan)?,
+            Trigger::Uprobes(probes) => {
+                Self::open_per_cpu(config, probes, target, &cpu_list, plan)?
+            }
+        };
+        sampler.report_small_rings(plan);
+        Ok(sampler)
+    }
+
+    /// Events on every thread, the first thread's owning the rings.
+    fn open_per_thread(
+        config: &SamplerConfig,
+        target: Target,
+        cpu_list: &[u32],
+        plan: RingPlan,
+    ) -> Result<Sampler, SamplerError> {
         let wakeup = wakeup_bytes(config, plan);
         let tids = target.tasks();
         let (spec, first_tid, first_events, rest) =
-            first_thread(&target, config, &tids, &cpu_list, wakeup)?;
-        let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
+            first_thread(&target, config, &tids, cpu_list, wakeup)?;
+        let page_size = page_size();
         let mut cpus = Vec::with_capacity(cpu_list.len());
         for (&cpu, event) in cpu_list.iter().zip(first_events) {
             cpus.push(CpuEvents::new(
@@ -67,23 +88,52 @@ impl Sampler {
                 Ring::map_within(event, plan, page_size)?,
             ));
         }
-        let mut sampler = Sampler {
-            target,
-            kind: spec.kind,
-            attr: attr::build(config, spec, wakeup),
-            format: attr::sample_format(config),
-            cpus,
-            coverage: Coverage::default(),
-            scratch: DecodeScratch::default(),
-            stats: SamplerStats::default(),
-        };
+        let attr = attr::build(config, spec, wakeup);
+        let mut sampler = Sampler::new(target, spec.event.kind(), Some(attr), config, cpus);
         let owners: Vec<&PerfEvent> = sampler.cpus.iter().map(|cpu| cpu.ring().owner()).collect();
         start(&mut sampler.coverage, first_tid, &owners)?;
         for &tid in rest {
             sampler.attach_thread(tid)?;
         }
-        sampler.report_small_rings(plan);
         Ok(sampler)
+    }
+
+    /// Per-CPU probe events, which own the rings and cover every thread.
+    fn open_per_cpu(
+        config: &SamplerConfig,
+        probes: &[Uprobe],
+        target: Target,
+        cpu_list: &[u32],
+        plan: RingPlan,
+    ) -> Result<Sampler, SamplerError> {
+        let wakeup = wakeup_bytes(config, plan);
+        let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list, wakeup)?;
+        let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
+        let sampler = Sampler::new(target, EventKind::Uprobe, None, config, cpus);
+        for cpu in &sampler.cpus {
+            cpu.enable_per_cpu()
+                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
+        }
+        Ok(sampler)
+    }
+
+    fn new(
+        target: Target,
+        kind: EventKind,
+        thread_attr: Option<perf_event_attr>,
+        config: &SamplerConfig,
+        cpus: Vec<CpuEvents>,
+    ) -> Sampler {
+        Sampler {
+            target,
+            kind,
+            thread_attr,
+            format: attr::sample_format(config),
+            cpus,
+            coverage: Coverage::default(),
+            scratch: DecodeScratch::default(),
+            stats: SamplerStats::default(),
+        }
     }
 
     /// The event that drives sampling.
@@ -139,8 +189,12 @@ impl Sampler {
 
     /// Attaches the threads of the target that are not sampled yet: neither attached nor
     /// created by a sampled thread since (those inherit its events). Returns how many were
-    /// attached. A target that has exited is not an error: see [`Sampler::target_alive`].
+    /// attached (none when per-CPU events sample every thread). A target that has exited is
+    /// not an error: see [`Sampler::target_alive`].
     pub fn refresh_threads(&mut self) -> Result<usize, SamplerError> {
+        if self.thread_attr.is_none() {
+            return Ok(0);
+        }
         let mut attached = 0;
         for tid in self.target.tasks() {
             if self.coverage.needs_attach(tid) && self.attach_thread(tid)? {
@@ -167,10 +221,13 @@ impl Sampler {
     }
 
     /// Opens `tid`'s events on every CPU, wires them to the rings and enables them. `Ok(false)`
-    /// if the thread exited first.
+    /// if the thread exited first, or if threads have no events of their own.
     fn attach_thread(&mut self, tid: u32) -> Result<bool, SamplerError> {
+        let Some(attr) = &self.thread_attr else {
+            return Ok(false);
+        };
         let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
-        let events = match open_on_cpus(&self.attr, tid, &cpu_list) {
+        let events = match open_on_cpus(attr, tid, &cpu_list) {
             Ok(Some(events)) => events,
             Ok(None) => return Ok(false),
             Err(errno) => return Err(self.open_error(errno)),
@@ -316,6 +373,28 @@ fn record_pid(record: &Record<'_>) -> Option<u32> {
     }
 }
 
+/// One ring per CPU, owned by the first probe event of that CPU, the other probes of the CPU
+/// redirected into it. `per_cpu[i]` holds the events of `cpus[i]`.
+fn probe_rings(
+    cpus: &[u32],
+    per_cpu: Vec<Vec<PerfEvent>>,
+    plan: RingPlan,
+    page_size: usize,
+) -> Result<Vec<CpuEvents>, SamplerError> {
+    cpus.iter()
+        .zip(per_cpu)
+        .map(|(&cpu, events)| {
+            let mut events = events.into_iter();
+            let owner = events
+                .next()
+                .ok_or_else(|| SamplerError::InvalidConfig("no uprobe to sample".into()))?;
+            let ring = Ring::map_within(owner, plan, page_size)?;
+            CpuEvents::per_cpu(cpu, ring, events.collect())
+                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT)", e))
+        })
+        .collect()
+}
+
 /// The thread whose events create the rings, the event spec they opened with, and the threads
 /// left to attach. Tries the event specs in order on the first thread still alive.
 type FirstThread<'t> = (EventSpec, u32, Vec<PerfEvent>, &'t [u32]);
@@ -421,6 +500,10 @@ fn check_frequency(frequency: u64) -> Result<(), SamplerError> {
         }),
         _ => Ok(()),
     }
+}
+
+fn page_size() -> usize {
+    usize::try_from(procfs::page_size()).unwrap_or(4096)
 }
 
 /// Unread bytes that make poll(2) wake us: about four samples, at most half the smallest ring

@@ -2,8 +2,10 @@
 //!
 //! Order of work, chosen to keep the pause short: the mappings are read and every thread is seized
 //! (which does not stop it) before the first `PTRACE_INTERRUPT`; each thread's registers and stack
-//! are copied as soon as it reports its stop, while the others are still stopping; every thread is
-//! detached right after the last copy. The caller reads procfs facts before all this.
+//! are copied as soon as it reports its stop, while the others are still stopping; once all have
+//! stopped, the task list is read again for threads created meanwhile (which then go through the
+//! same steps); every thread is detached right after the last copy. The caller reads procfs facts
+//! before all this.
 //!
 //! No thread is ever left stopped, in three layers:
 //! 1. every thread that stopped is detached explicitly, on the normal path and from
@@ -29,16 +31,14 @@ use super::ptrace::{self, StopEvent};
 use super::stack::{StackCapture, StackReader};
 use super::SnapshotOptions;
 
-/// Most rescans of the task list for threads created while we were seizing. Once every known
-/// thread is interrupted no new one can appear (clone fails with a pending interrupt and is
-/// restarted later), so this converges in one or two rounds; the bound guards against a process
-/// that creates threads faster than we can seize them.
-const MAX_RESCANS: usize = 16;
+/// Most rounds of "stop every known thread, then look for new ones". A thread can only be created
+/// by a running thread, so once every known thread is stopped a rescan finds all the others: this
+/// converges in one or two rounds, and the bound only guards against pathological thread churn.
+const MAX_ROUNDS: usize = 8;
 
-/// Pause between polls of the stop status when no thread stopped since the last one. Sleeping
-/// rather than spinning or yielding leaves the CPU idle, so that the scheduler moves over the
-/// target threads that need a CPU to reach their stop: on 2 cores, yielding instead made the pause
-/// of a 10-thread target with one busy thread ~2 ms instead of ~0.3 ms.
+/// Pause between polls of the stop status when no thread stopped since the last poll. Sleeping
+/// rather than spinning or yielding leaves our CPU free for the target threads that still need one
+/// to reach their stop, which matters most on small machines.
 const POLL_INTERVAL: Duration = Duration::from_micros(20);
 
 /// What the stop-the-world phase produced.
@@ -68,12 +68,20 @@ pub(crate) fn stop_and_capture(
     tids: &[u32],
     opts: &SnapshotOptions,
 ) -> io::Result<Captured> {
-    Ok(capture_on_this_thread(pid, tids, opts))
+    thread::scope(|scope| {
+        let worker = thread::Builder::new()
+            .name("rprof-snapshot".into())
+            .spawn_scoped(scope, || capture_on_this_thread(pid, tids, opts))?;
+        // A panic is a bug: Session::drop has already detached, so surface it unchanged.
+        Ok(worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
 
 fn capture_on_this_thread(pid: u32, tids: &[u32], opts: &SnapshotOptions) -> Captured {
     // Reading the maps can take milliseconds for big processes: do it before anything stops.
-    let mut reader = StackReader::new(pid, opts.max_stack_bytes);
+    let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);
     let mut session = Session::new(pid);
     if session.seize(tids).is_err() {
         return Captured::refused(permission::explain(pid, "ptrace"));
@@ -83,11 +91,19 @@ fn capture_on_this_thread(pid: u32, tids: &[u32], opts: &SnapshotOptions) -> Cap
     }
     let started = Instant::now();
     session.interrupt_all();
-    session.adopt_new_threads();
-    let stacks = session.collect_stops(started + opts.stop_timeout, |tid| {
-        let regs = ptrace::registers(tid).ok()?;
-        Some(reader.capture(tid, regs))
-    });
+    let mut stacks = Vec::with_capacity(session.tracees.len());
+    for _ in 0..MAX_ROUNDS {
+        let deadline = Instant::now() + opts.stop_timeout;
+        session.collect_stops(deadline, |tid| {
+            // ESRCH: killed while stopped. Nothing to capture.
+            if let Ok(regs) = ptrace::registers(tid) {
+                stacks.push(reader.capture(tid, regs));
+            }
+        });
+        if !session.adopt_new_threads() {
+            break;
+        }
+    }
     session.release_all();
     Captured {
         stacks,
@@ -105,6 +121,8 @@ enum Phase {
     Seized,
     /// Asked to stop, not stopped yet.
     Interrupted,
+    /// Asked to stop, and did not within the stop timeout (uninterruptible sleep, vfork).
+    TimedOut,
     /// In a ptrace-stop; `signal` must be passed back at detach.
     Stopped { signal: i32 },
     /// Detached, exited, or otherwise no longer ours to release.
@@ -162,37 +180,29 @@ impl Session {
         }
     }
 
-    /// Seizes and interrupts threads created since the task list was read.
-    fn adopt_new_threads(&mut self) {
-        for _ in 0..MAX_RESCANS {
-            let Ok(tids) = procinfo::thread_ids(self.pid) else {
-                return;
-            };
-            let fresh: Vec<u32> = tids.into_iter().filter(|&t| self.known.insert(t)).collect();
-            if fresh.is_empty() {
-                return;
-            }
-            for tid in fresh {
-                if ptrace::seize(tid).is_ok() {
-                    let mut tracee = Tracee {
-                        tid,
-                        phase: Phase::Seized,
-                    };
-                    interrupt(&mut tracee);
-                    self.tracees.push(tracee);
-                }
+    /// Seizes and interrupts threads created since the task list was last read; false if none.
+    fn adopt_new_threads(&mut self) -> bool {
+        let Ok(tids) = procinfo::thread_ids(self.pid) else {
+            return false;
+        };
+        let mut adopted = false;
+        for tid in tids {
+            if self.known.insert(tid) && ptrace::seize(tid).is_ok() {
+                let mut tracee = Tracee {
+                    tid,
+                    phase: Phase::Seized,
+                };
+                interrupt(&mut tracee);
+                self.tracees.push(tracee);
+                adopted = true;
             }
         }
+        adopted
     }
 
-    /// Waits until every interrupted thread has stopped or exited, or until `deadline`, calling
-    /// `on_stop` for each thread as soon as it stops.
-    fn collect_stops(
-        &mut self,
-        deadline: Instant,
-        mut on_stop: impl FnMut(u32) -> Option<StackCapture>,
-    ) -> Vec<StackCapture> {
-        let mut stacks = Vec::with_capacity(self.tracees.len());
+    /// Waits until every interrupted thread has stopped or exited, calling `on_stop` for each as
+    /// soon as it stops. Threads still running at `deadline` are given up on.
+    fn collect_stops(&mut self, deadline: Instant, mut on_stop: impl FnMut(u32)) {
         loop {
             let mut waiting = false;
             let mut progressed = false;
@@ -203,7 +213,7 @@ impl Session {
                 match ptrace::poll_stop(tracee.tid) {
                     Ok(StopEvent::Stopped { signal }) => {
                         tracee.phase = Phase::Stopped { signal };
-                        stacks.extend(on_stop(tracee.tid));
+                        on_stop(tracee.tid);
                         progressed = true;
                     }
                     Ok(StopEvent::NotYet) | Err(Errno::EINTR) => waiting = true,
@@ -214,8 +224,12 @@ impl Session {
                     }
                 }
             }
-            if !waiting || Instant::now() >= deadline {
-                return stacks;
+            if !waiting {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.give_up_waiting();
+                return;
             }
             if !progressed {
                 thread::sleep(POLL_INTERVAL);
@@ -223,15 +237,23 @@ impl Session {
         }
     }
 
-    /// Detaches every stopped thread, then gives stragglers (interrupted, not stopped by the
-    /// deadline) one last look. Whatever remains is released by the kernel when this thread exits.
+    fn give_up_waiting(&mut self) {
+        for tracee in &mut self.tracees {
+            if tracee.phase == Phase::Interrupted {
+                tracee.phase = Phase::TimedOut;
+            }
+        }
+    }
+
+    /// Detaches every stopped thread, then gives stragglers (interrupted, not stopped) one last
+    /// look. Whatever remains is released by the kernel when this thread exits.
     fn release_all(&mut self) {
         for tracee in &mut self.tracees {
             detach_if_stopped(tracee);
         }
         let mut stragglers = 0;
         for tracee in &mut self.tracees {
-            if tracee.phase == Phase::Interrupted {
+            if matches!(tracee.phase, Phase::Interrupted | Phase::TimedOut) {
                 if let Ok(StopEvent::Stopped { signal }) = ptrace::poll_stop(tracee.tid) {
                     tracee.phase = Phase::Stopped { signal };
                     detach_if_stopped(tracee);

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
 
-use super::procfile::process_file;
+use super::procfile::task_file;
 
 /// Ceiling for the maps file: `vm.max_map_count` defaults to 65530 mappings of ~100 bytes each,
 /// so this leaves room for long paths without letting a huge file exhaust memory.
@@ -17,9 +17,19 @@ pub(crate) struct ReadableRanges {
 }
 
 impl ReadableRanges {
-    /// Reads `/proc/PID/maps`.
-    pub(crate) fn read(pid: u32) -> io::Result<ReadableRanges> {
-        let file = File::open(process_file(pid, "maps"))?;
+    /// The mappings of the first of `tids` that still has an address space. Threads share one,
+    /// but the main thread can exit before the others, and a zombie's maps are empty.
+    pub(crate) fn read_any(pid: u32, tids: &[u32]) -> ReadableRanges {
+        let found = tids.iter().find_map(|&tid| {
+            let ranges = Self::read(pid, tid).ok()?;
+            (!ranges.ranges.is_empty()).then_some(ranges)
+        });
+        found.unwrap_or_default()
+    }
+
+    /// Reads `/proc/PID/task/TID/maps`.
+    pub(crate) fn read(pid: u32, tid: u32) -> io::Result<ReadableRanges> {
+        let file = File::open(task_file(pid, tid, "maps"))?;
         Self::parse(BufReader::new(file.take(MAPS_FILE_LIMIT)))
     }
 
@@ -106,7 +116,8 @@ garbage line
 
     #[test]
     fn reads_its_own_maps() {
-        let maps = ReadableRanges::read(std::process::id()).unwrap();
+        let pid = std::process::id();
+        let maps = ReadableRanges::read_any(pid, &[u32::MAX, pid]);
         let local = 0u64;
         let addr = &local as *const u64 as u64;
         assert!(maps.containing(addr).is_some());

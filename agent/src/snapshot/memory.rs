@@ -5,13 +5,14 @@ use std::io::IoSliceMut;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
-/// Copies up to `len` bytes of the target's memory starting at `addr`, in one system call.
+/// Copies up to `len` bytes of the memory of thread (or process) `tid` starting at `addr`, in one
+/// system call.
 ///
 /// `process_vm_readv` copies page by page and, when it faults part way, returns what it copied
 /// before the fault: that prefix is kept. Nothing readable at `addr` gives an empty copy.
 /// Works whether or not the thread is stopped; it needs the same permission as ptrace.
-pub(crate) fn read_memory(pid: u32, addr: u64, len: usize) -> Vec<u8> {
-    let (Ok(target), Ok(base)) = (i32::try_from(pid), usize::try_from(addr)) else {
+pub(crate) fn read_memory(tid: u32, addr: u64, len: usize) -> Vec<u8> {
+    let (Ok(target), Ok(base)) = (i32::try_from(tid), usize::try_from(addr)) else {
         return Vec::new();
     };
     if len == 0 || base.checked_add(len).is_none() {

@@ -16,7 +16,7 @@ use super::syscall::SyscallInfo;
 use super::{Snapshot, SnapshotOptions};
 
 pub(crate) fn snapshot(pid: u32, tids: &[u32], opts: &SnapshotOptions, clock: &Clock) -> Snapshot {
-    let mut reader = StackReader::new(pid, opts.max_stack_bytes);
+    let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);
     let mut threads = Vec::with_capacity(tids.len());
     let mut stacks = Vec::new();
     for &tid in tids {
@@ -31,7 +31,7 @@ pub(crate) fn snapshot(pid: u32, tids: &[u32], opts: &SnapshotOptions, clock: &C
         threads.push(info);
     }
     let stack_error = syscall_file_refused(pid)
-        .then(|| permission::explain(pid, "reading /proc/PID/task/*/syscall (ptrace access)"));
+        .then(|| permission::explain(pid, "reading /proc/PID/task/*/syscall"));
     Snapshot {
         pid,
         threads,

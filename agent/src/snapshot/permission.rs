@@ -19,7 +19,7 @@ pub(crate) fn explain(pid: u32, action: &str) -> String {
         }
         None => advice(yama_ptrace_scope(), has_cap_sys_ptrace()),
     };
-    format!("{action} of PID {pid} not permitted, so no stacks: {cause}")
+    format!("{action} not permitted for PID {pid}, so no stacks: {cause}")
 }
 
 /// A tracer cannot trace its own thread group.
@@ -85,6 +85,6 @@ mod tests {
     fn explanations_are_one_line() {
         let text = explain(std::process::id(), "ptrace");
         assert!(!text.contains('\n'));
-        assert!(text.starts_with("ptrace of PID"));
+        assert!(text.starts_with("ptrace not permitted for PID"));
     }
 }

@@ -33,38 +33,40 @@ pub(crate) struct StackReader {
 }
 
 impl StackReader {
-    /// Reads the target's mappings now, so that copying a stack later costs one system call.
-    pub(crate) fn new(pid: u32, max_bytes: usize) -> StackReader {
+    /// Reads the mappings of `pid` (through the first of its threads `tids` that has them) now,
+    /// so that copying a stack later costs one system call.
+    pub(crate) fn new(pid: u32, tids: &[u32], max_bytes: usize) -> StackReader {
         StackReader {
             pid,
             max_bytes,
-            ranges: ReadableRanges::read(pid).unwrap_or_default(),
+            ranges: ReadableRanges::read_any(pid, tids),
             refreshed: false,
         }
     }
 
-    /// A capture of the stack at `regs.sp`.
+    /// A capture of thread `tid`'s stack at `regs.sp`.
     pub(crate) fn capture(&mut self, tid: u32, regs: Registers) -> StackCapture {
         StackCapture {
             tid,
             regs,
-            stack: self.copy(regs.sp),
+            stack: self.copy(tid, regs.sp),
         }
     }
 
-    /// Copies from `sp` up to the end of its mapping, at most `max_bytes`.
-    fn copy(&mut self, sp: u64) -> Vec<u8> {
-        let Some(end) = self.mapping_end(sp) else {
+    /// Copies from `sp` up to the end of its mapping, at most `max_bytes`. Reads through `tid`
+    /// itself, which has the address space even when the main thread has exited.
+    fn copy(&mut self, tid: u32, sp: u64) -> Vec<u8> {
+        let Some(end) = self.mapping_end(tid, sp) else {
             return Vec::new();
         };
         let available = usize::try_from(end - sp).unwrap_or(usize::MAX);
-        read_memory(self.pid, sp, available.min(self.max_bytes))
+        read_memory(tid, sp, available.min(self.max_bytes))
     }
 
     /// The end of the mapping holding `sp`. A stack created after the maps were read (a new
     /// thread, or the main stack grown down) is not in them: read them once more, but only once
     /// per snapshot, since this may run while the target is stopped.
-    fn mapping_end(&mut self, sp: u64) -> Option<u64> {
+    fn mapping_end(&mut self, tid: u32, sp: u64) -> Option<u64> {
         if let Some(range) = self.ranges.containing(sp) {
             return Some(range.end);
         }
@@ -72,7 +74,7 @@ impl StackReader {
             return None;
         }
         self.refreshed = true;
-        self.ranges = ReadableRanges::read(self.pid).unwrap_or_default();
+        self.ranges = ReadableRanges::read(self.pid, tid).unwrap_or_default();
         self.ranges.containing(sp).map(|range| range.end)
     }
 }
@@ -90,23 +92,23 @@ mod tests {
     fn copies_up_to_the_end_of_the_stack_mapping() {
         let pid = std::process::id();
         let sp = own_sp();
-        let end = ReadableRanges::read(pid)
+        let end = ReadableRanges::read(pid, pid)
             .unwrap()
             .containing(sp)
             .unwrap()
             .end;
-        let mut reader = StackReader::new(pid, usize::MAX);
-        let capture = reader.capture(7, Registers { ip: 1, sp, bp: 0 });
+        let mut reader = StackReader::new(pid, &[pid], usize::MAX);
+        let capture = reader.capture(pid, Registers { ip: 1, sp, bp: 0 });
         assert_eq!(capture.stack.len() as u64, end - sp);
-        assert_eq!((capture.tid, capture.regs.sp), (7, sp));
+        assert_eq!((capture.tid, capture.regs.sp), (pid, sp));
     }
 
     #[test]
     fn honours_the_size_limit_and_unmapped_stack_pointers() {
         let pid = std::process::id();
-        let mut reader = StackReader::new(pid, 100);
-        assert_eq!(reader.copy(own_sp()).len(), 100);
-        assert!(reader.copy(0).is_empty());
-        assert!(reader.copy(u64::MAX).is_empty());
+        let mut reader = StackReader::new(pid, &[pid], 100);
+        assert_eq!(reader.copy(pid, own_sp()).len(), 100);
+        assert!(reader.copy(pid, 0).is_empty());
+        assert!(reader.copy(pid, u64::MAX).is_empty());
     }
 }

@@ -138,6 +138,39 @@ pub fn binutils_addr2line(binary: &Path, address: u64) -> Vec<(String, String, u
         .collect()
 }
 
+/// The MiniDebugInfo recipe from gdb's manual (and Fedora's find-debuginfo): a fully stripped
+/// copy of `binary` carrying, xz-compressed in `.gnu_debugdata`, a `.symtab` of `keep`.
+pub fn with_minidebuginfo(scratch: &Scratch, binary: &Path, keep: &[&str]) -> PathBuf {
+    let name = binary.file_name().unwrap().to_str().unwrap();
+    let keep_file = scratch.path(&format!("{name}.keep"));
+    std::fs::write(&keep_file, keep.join("\n")).unwrap();
+    let full_debug = scratch.path(&format!("{name}.full.debug"));
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(binary)
+        .arg(&full_debug));
+    let mini = scratch.path(&format!("{name}.mini"));
+    run(Command::new("objcopy")
+        .args(["-S", "--remove-section", ".comment"])
+        .arg(format!("--keep-symbols={}", keep_file.display()))
+        .arg(&full_debug)
+        .arg(&mini));
+    run(Command::new("xz").arg("-kf").arg(&mini));
+    let stripped = scratch.path(&format!("{name}.minidebuginfo"));
+    run(Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(binary));
+    run(Command::new("objcopy")
+        .arg(format!(
+            "--add-section=.gnu_debugdata={}.xz",
+            mini.display()
+        ))
+        .arg(&stripped));
+    stripped
+}
+
 /// A child process killed when dropped.
 pub struct ChildGuard(pub Child);
 

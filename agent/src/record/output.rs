@@ -1,0 +1,127 @@
+//! Where `record` writes each profile.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{ProfileKind, RecordFormat};
+
+/// The extensions that name a profile's format: the profile's name goes before them.
+const KNOWN_EXTENSIONS: [&str; 4] = [".pb.gz", ".pprof", ".svg", ".gz"];
+
+/// The file for profile `kind`: `output` as given when it is the only profile, `output` with
+/// the profile's name before the extension when there are several (`prof.pb.gz` →
+/// `prof.cpu.pb.gz`), else `rprof-<kind>-<pid>-<stamp>.<ext>` in the working directory.
+pub fn path(
+    output: Option<&Path>,
+    kind: ProfileKind,
+    several: bool,
+    format: RecordFormat,
+    pid: u32,
+    stamp: &str,
+) -> PathBuf {
+    match output {
+        Some(path) if several => with_profile_name(path, kind),
+        Some(path) => path.to_path_buf(),
+        None => {
+            let extension = match format {
+                RecordFormat::Pprof => "pb.gz",
+                RecordFormat::Flamegraph => "svg",
+            };
+            PathBuf::from(format!("rprof-{}-{pid}-{stamp}.{extension}", kind.name()))
+        }
+    }
+}
+
+/// `path` with `.<kind>` inserted before its extension (or appended when it has none).
+fn with_profile_name(path: &Path, kind: ProfileKind) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let split = KNOWN_EXTENSIONS
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext).filter(|stem| !stem.is_empty()))
+        .or_else(|| name.rsplit_once('.').map(|(stem, _)| stem))
+        .filter(|stem| !stem.is_empty())
+        .unwrap_or(&name);
+    let mut renamed = OsString::from(split);
+    renamed.push(".");
+    renamed.push(kind.name());
+    renamed.push(&name[split.len()..]);
+    path.with_file_name(renamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn several(output: &str, kind: ProfileKind) -> PathBuf {
+        path(
+            Some(Path::new(output)),
+            kind,
+            true,
+            RecordFormat::Pprof,
+            7,
+            "x",
+        )
+    }
+
+    #[test]
+    fn several_profiles_get_their_name_before_the_extension() {
+        assert_eq!(
+            several("out/prof.pb.gz", ProfileKind::Cpu),
+            Path::new("out/prof.cpu.pb.gz")
+        );
+        assert_eq!(
+            several("prof.pb.gz", ProfileKind::Threadcreate),
+            Path::new("prof.threadcreate.pb.gz")
+        );
+        assert_eq!(
+            several("flame.svg", ProfileKind::Cpu),
+            Path::new("flame.cpu.svg")
+        );
+        assert_eq!(
+            several("a.b.data", ProfileKind::Cpu),
+            Path::new("a.b.cpu.data")
+        );
+        assert_eq!(several("prof", ProfileKind::Cpu), Path::new("prof.cpu"));
+        assert_eq!(
+            several(".hidden", ProfileKind::Cpu),
+            Path::new(".hidden.cpu")
+        );
+    }
+
+    #[test]
+    fn one_profile_is_written_where_asked_or_under_a_default_name() {
+        let given = path(
+            Some(Path::new("cpu.pb.gz")),
+            ProfileKind::Threadcreate,
+            false,
+            RecordFormat::Pprof,
+            7,
+            "x",
+        );
+        assert_eq!(given, Path::new("cpu.pb.gz"));
+        let default = path(
+            None,
+            ProfileKind::Threadcreate,
+            true,
+            RecordFormat::Pprof,
+            42,
+            "20240229-123456",
+        );
+        assert_eq!(
+            default,
+            Path::new("rprof-threadcreate-42-20240229-123456.pb.gz")
+        );
+        let svg = path(
+            None,
+            ProfileKind::Cpu,
+            false,
+            RecordFormat::Flamegraph,
+            1,
+            "t",
+        );
+        assert_eq!(svg, Path::new("rprof-cpu-1-t.svg"));
+    }
+}

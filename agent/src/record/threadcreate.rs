@@ -1,0 +1,229 @@
+//! The threadcreate profile: every thread creation in the window, with its creating stack, and
+//! the churn (see `crate::threadcreate` for the mechanism).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rprof_symbolizer::Symbolizer;
+
+use super::pipeline::{Event, Pipeline};
+use super::recording::{percent, Pump, Recording, Window};
+use crate::cli::{RecordArgs, RecordFormat};
+use crate::profile::{write_atomically, ThreadcreateMeta, ThreadcreateProfile};
+use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats, Trigger};
+use crate::threadcreate::{probes_of_command, probes_of_process, Churn, ChurnSummary, ProbePoint};
+use crate::unwind::{ModuleSet, StackUnwinder};
+
+pub struct ThreadcreateRecording {
+    pid: u32,
+    /// `None` once stopped.
+    pump: Option<Pump>,
+    pipeline: Pipeline<ThreadcreateProfile>,
+    /// The probed functions; their files stay open (the probes were opened by fd path).
+    probes: Vec<ProbePoint>,
+    churn: Churn,
+    summary: ChurnSummary,
+    stats: SamplerStats,
+}
+
+impl ThreadcreateRecording {
+    /// Probes the thread-creation functions `pid` maps (for a launched command, the ones it
+    /// will map: `program` is about to be exec'd) and starts the unwinder thread.
+    pub fn open(
+        args: &RecordArgs,
+        pid: u32,
+        program: Option<&str>,
+        symbolizer: &Arc<Symbolizer>,
+    ) -> Result<Self> {
+        let probes = match program {
+            Some(program) => probes_of_command(pid, program),
+            None => probes_of_process(pid),
+        }
+        .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+        if probes.is_empty() {
+            bail!(
+                "PID {pid} maps no thread-creation function to probe (pthread_create, \
+                 runtime.newosproc)"
+            );
+        }
+        let config = SamplerConfig {
+            trigger: Trigger::Uprobes(probes.iter().map(ProbePoint::uprobe).collect()),
+            stack_bytes: args
+                .stack_size
+                .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
+            ..SamplerConfig::new(pid)
+        };
+        let sampler = Sampler::open(&config)?;
+        let modules = ModuleSet::load(pid, Arc::clone(symbolizer))
+            .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+        let probed = probes.iter().filter_map(|p| p.code.clone()).collect();
+        let pipeline = Pipeline::start(
+            pid,
+            StackUnwinder::new(modules),
+            ThreadcreateProfile::new(probed),
+        )
+        .context("cannot start the unwinder thread")?;
+        Ok(ThreadcreateRecording {
+            pid,
+            pump: Some(Pump::new(sampler)),
+            pipeline,
+            probes,
+            churn: Churn::default(),
+            summary: ChurnSummary::default(),
+            stats: SamplerStats::default(),
+        })
+    }
+}
+
+impl Recording for ThreadcreateRecording {
+    fn label(&self) -> String {
+        "threadcreate".to_owned()
+    }
+
+    fn pump(&mut self, timeout: Duration) {
+        if let Some(pump) = &mut self.pump {
+            let (pipeline, churn) = (&self.pipeline, &mut self.churn);
+            pump.pump(timeout, &mut |record| forward(record, pipeline, churn));
+        }
+    }
+
+    fn figures(&self) -> String {
+        let counters = self.pipeline.counters();
+        format!(
+            "{} thread creations, {} lost",
+            counters.samples.load(Ordering::Relaxed),
+            counters.lost.load(Ordering::Relaxed),
+        )
+    }
+
+    fn stop(&mut self) {
+        let Some(mut pump) = self.pump.take() else {
+            return;
+        };
+        let (pipeline, churn) = (&self.pipeline, &mut self.churn);
+        pump.drain(&mut |record| forward(record, pipeline, churn));
+        self.stats = pump.sampler().stats();
+        self.summary = std::mem::take(&mut self.churn).finish(&live_threads(self.pid));
+    }
+
+    fn write(self: Box<Self>, window: &Window, output: &Path, args: &RecordArgs) -> Result<()> {
+        let this = *self;
+        let (profile, unwinder) = this.pipeline.finish()?;
+        let meta = ThreadcreateMeta {
+            start: window.start,
+            duration: window.duration,
+            comments: comments(&this.probes, &this.summary, &this.stats, &profile, window),
+        };
+        let pprof = profile.build(unwinder.modules(), &meta);
+        let bytes = match args.format {
+            RecordFormat::Pprof => rprof_proto::encode_gzip(&pprof),
+            RecordFormat::Flamegraph => crate::flamegraph::svg(
+                &pprof,
+                &format!("rprof-agent: PID {}, threadcreate", window.pid),
+            )?,
+        };
+        write_atomically(output, &bytes)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        report(output, &profile, &this.summary, window, &pprof, args.top);
+        Ok(())
+    }
+}
+
+/// The profile's comments: probes, churn, losses, coverage.
+fn comments(
+    probes: &[ProbePoint],
+    churn: &ChurnSummary,
+    stats: &SamplerStats,
+    profile: &ThreadcreateProfile,
+    window: &Window,
+) -> Vec<String> {
+    let probes: Vec<String> = probes.iter().map(ToString::to_string).collect();
+    let mut comments = vec![
+        format!(
+            "rprof-agent {} record, PID {}",
+            env!("CARGO_PKG_VERSION"),
+            window.pid
+        ),
+        format!("event: uprobe on {}", probes.join(", ")),
+        churn.to_string(),
+        format!(
+            "creations: {}, lost records: {}, truncated stacks: {}",
+            profile.creations(),
+            profile.lost(),
+            profile.truncated()
+        ),
+        format!(
+            "threads: {} attached, {} inherited; samples of other processes dropped: {}",
+            stats.threads_attached, stats.threads_inherited, stats.foreign_dropped
+        ),
+    ];
+    if profile.repeated() > 0 {
+        comments.push(format!(
+            "{} hits inside another probed function (an interposer) counted once",
+            profile.repeated()
+        ));
+    }
+    comments
+}
+
+/// Hands one record to the unwinder thread, and counts thread creation and exit.
+fn forward(record: Record<'_>, pipeline: &Pipeline<ThreadcreateProfile>, churn: &mut Churn) {
+    let event = match record {
+        Record::Sample(sample) => Event::sample(&sample),
+        Record::Fork { tid, ptid, .. } => {
+            churn.created(tid);
+            Event::ThreadCreated { tid, creator: ptid }
+        }
+        Record::Exit { tid, .. } => {
+            churn.exited(tid);
+            Event::ThreadExited { tid }
+        }
+        Record::Lost { count } => Event::Lost(count),
+        Record::Comm { tid, name, .. } => Event::ThreadName {
+            tid,
+            name: name.to_string(),
+        },
+        Record::Mmap { exec: true, .. } => Event::CodeMapped,
+        Record::Mmap { .. } => return,
+    };
+    pipeline.send(event);
+}
+
+/// The target's threads now (none once it is gone).
+fn live_threads(pid: u32) -> HashSet<u32> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashSet::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// One summary line, then the top creating functions.
+fn report(
+    output: &Path,
+    profile: &ThreadcreateProfile,
+    churn: &ChurnSummary,
+    window: &Window,
+    pprof: &rprof_proto::Profile,
+    top: usize,
+) {
+    let why = window.outcome.note();
+    let truncated_pct = percent(profile.truncated(), profile.creations());
+    println!(
+        "wrote {}: {} thread creations over {:.1}s{why}; {churn}; {} lost records, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
+        output.display(),
+        profile.creations(),
+        window.duration.as_secs_f64(),
+        profile.lost(),
+        profile.truncated(),
+        profile.distinct_stacks(),
+    );
+    if top > 0 && profile.creations() > 0 {
+        print!("{}", crate::top::table(pprof, 0, top));
+    }
+}
