@@ -24,7 +24,7 @@ fn collapsed(profile: &Profile) -> Vec<String> {
     let functions: HashMap<u64, &str> = profile
         .function
         .iter()
-        .map(|f| (f.id, string(profile, f.name)))
+        .map(|f| (f.id, profile.string(f.name)))
         .collect();
     let mut folded: HashMap<String, i64> = HashMap::new();
     for sample in &profile.sample {
@@ -53,9 +53,3 @@ fn collapsed(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
-fn string(profile: &Profile, index: i64) -> &str {
-    usize::try_from(index)
-        .ok()
-        .and_then(|i| profile.string_table.get(i))
-        .map_or("", String::as_str)
-}

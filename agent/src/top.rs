@@ -23,13 +23,13 @@ fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
     let types: Vec<&str> = profile
         .sample_type
         .iter()
-        .map(|t| string(profile, t.r#type))
+        .map(|t| profile.string(t.r#type))
         .collect();
     if types.is_empty() {
         bail!("the profile has no sample types");
     }
     let wanted = wanted
-        .or_else(|| Some(string(profile, profile.default_sample_type)).filter(|s| !s.is_empty()));
+        .or_else(|| Some(profile.string(profile.default_sample_type)).filter(|s| !s.is_empty()));
     match wanted {
         None => Ok(types.len() - 1),
         Some(w) => match w.parse::<usize>() {
@@ -41,17 +41,11 @@ fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
     }
 }
 
-fn string(profile: &Profile, index: i64) -> &str {
-    usize::try_from(index)
-        .ok()
-        .and_then(|i| profile.string_table.get(i))
-        .map_or("", String::as_str)
-}
 
 /// The top `n` functions by flat value, formatted like `go tool pprof -top`.
 pub fn table(profile: &Profile, sample_index: usize, n: usize) -> String {
     let (kind, unit) = profile.sample_type.get(sample_index).map_or(("", ""), |t| {
-        (string(profile, t.r#type), string(profile, t.unit))
+        (profile.string(t.r#type), profile.string(t.unit))
     });
     let mut out = String::new();
     let _ = writeln!(

@@ -6,6 +6,7 @@
 
 mod builder;
 mod codec;
+mod read;
 mod spec;
 mod strings;
 mod top;
