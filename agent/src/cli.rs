@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per verb, parsed with clap.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -31,6 +32,9 @@ pub enum Command {
     Threads(ThreadsArgs),
     /// Print the top functions of any pprof file.
     Top(TopArgs),
+    /// Serve the process's profiles over HTTP the way Go's net/http/pprof does, for
+    /// `go tool pprof`, Parca and Grafana Alloy.
+    Serve(ServeArgs),
 }
 
 /// How `threads` prints the snapshot.
@@ -154,4 +158,40 @@ pub struct TopArgs {
     /// Sample value to rank by (index or type name, e.g. "cpu"); default: the profile's default.
     #[arg(long)]
     pub sample_index: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "process"])))]
+pub struct ServeArgs {
+    /// Process to profile (as this PID namespace numbers it).
+    #[arg(short, long)]
+    pub pid: Option<u32>,
+
+    /// Profile the process with this name (its comm or its executable's file name): wait for it
+    /// to start, and follow it when it restarts under a new PID. The oldest one wins if several
+    /// match.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub process: Option<String>,
+
+    /// Address to listen on. Anything but loopback lets whoever reaches it read the target's
+    /// stacks and command line: pair it with --token-file.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6060")]
+    pub listen: SocketAddr,
+
+    /// File holding a token every request must present as `Authorization: Bearer TOKEN`
+    /// (surrounding whitespace ignored).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Longest profile a request may ask for with ?seconds=N.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub max_seconds: u64,
+
+    /// CPU samples per second per thread on CPU.
+    #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: u64,
+
+    /// Thread snapshots never stop the target: stacks only for threads blocked in a system call.
+    #[arg(long)]
+    pub nonblocking: bool,
 }

@@ -52,4 +52,3 @@ fn collapsed(profile: &Profile) -> Vec<String> {
         .map(|(stack, v)| format!("{stack} {v}"))
         .collect()
 }
-

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod flamegraph;
 pub mod frames;
 pub mod kallsyms;
+pub mod launch;
 pub mod profile;
 pub mod record;
 pub mod sampler;

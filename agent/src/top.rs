@@ -41,7 +41,6 @@ fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
     }
 }
 
-
 /// The top `n` functions by flat value, formatted like `go tool pprof -top`.
 pub fn table(profile: &Profile, sample_index: usize, n: usize) -> String {
     let (kind, unit) = profile.sample_type.get(sample_index).map_or(("", ""), |t| {

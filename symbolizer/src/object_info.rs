@@ -157,9 +157,10 @@ impl ObjectInfo {
     }
 
     /// The load bias of this file when mapped from `map_offset` at address `map_start`
-    /// (`avma = svma + bias`, wrapping), or `None` if no `PT_LOAD` covers that offset.
-    pub fn load_bias(&self, map_offset: u64, map_start: u64) -> Option<u64> {
-        load_bias::load_bias(&self.segments, map_offset, map_start)
+    /// (`avma = svma + bias`, wrapping), or `None` if no `PT_LOAD` covers that offset. `exec`
+    /// says whether the mapping is executable, which picks the segment when two share a page.
+    pub fn load_bias(&self, map_offset: u64, map_start: u64, exec: bool) -> Option<u64> {
+        load_bias::load_bias(&self.segments, map_offset, map_start, exec)
     }
 
     /// The address the file's first `PT_LOAD` asks for (0 for PIE and shared objects).

@@ -99,12 +99,14 @@ impl Symbolizer {
                 .map_err(|err| Error::from_file_io(pid, PathBuf::from(&exec.path), err))?;
             self.load_opened(root, &exec.path, &file)?
         };
-        let bias = object.load_bias(exec.offset, exec.start).ok_or_else(|| {
-            Error::parse(
-                &exec.path,
-                format!("no PT_LOAD covers offset {:#x}", exec.offset),
-            )
-        })?;
+        let bias = object
+            .load_bias(exec.offset, exec.start, exec.exec)
+            .ok_or_else(|| {
+                Error::parse(
+                    &exec.path,
+                    format!("no PT_LOAD covers offset {:#x}", exec.offset),
+                )
+            })?;
         Ok(MappedModule {
             path: first.path.clone(),
             avma: group.avma(),

@@ -110,7 +110,7 @@ fn exercise(name: &str, data: Vec<u8>, addresses: &[u64]) {
     }
     let _ = object.symbolize(0);
     let _ = object.symbolize(u64::MAX);
-    let _ = object.load_bias(0x1000, 0x5555_0000_1000);
+    let _ = object.load_bias(0x1000, 0x5555_0000_1000, true);
 }
 
 #[test]

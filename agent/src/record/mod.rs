@@ -43,7 +43,7 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
 
     let started = SystemTime::now();
     let clock = Instant::now();
-    target.start();
+    target.start()?;
     let outcome = record_window(args, stop, &mut target, &mut recordings, clock);
     let window = Window {
         pid,

@@ -33,6 +33,14 @@ impl RingPlan {
         preferred_bytes: 2 << 20,
         minimum_bytes: 512 << 10,
     };
+
+    /// Uprobe hits come in bursts (a pool starting its threads) and every wakeup of the agent
+    /// costs the target an interrupt: a larger ring lets a burst wait for the next drain.
+    /// 8 MiB holds 128 samples with full-size stack copies.
+    pub(crate) const PROBES: RingPlan = RingPlan {
+        preferred_bytes: 8 << 20,
+        minimum_bytes: 512 << 10,
+    };
 }
 
 /// A ring buffer and the event that owns its mapping.

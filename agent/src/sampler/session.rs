@@ -42,7 +42,11 @@ impl Sampler {
     /// Starts sampling every thread of `config.pid`: for CPU time, hardware cycles where the CPU
     /// has a PMU, else the cpu-clock timer; or every hit of the uprobes.
     pub fn open(config: &SamplerConfig) -> Result<Sampler, SamplerError> {
-        Self::open_with(config, RingPlan::DEFAULT)
+        let plan = match config.trigger {
+            Trigger::CpuTime => RingPlan::DEFAULT,
+            Trigger::Uprobes(_) => RingPlan::PROBES,
+        };
+        Self::open_with(config, plan)
     }
 
     pub(crate) fn open_with(
@@ -506,9 +510,14 @@ fn page_size() -> usize {
     usize::try_from(procfs::page_size()).unwrap_or(4096)
 }
 
-/// Unread bytes that make poll(2) wake us: about four samples, at most half the smallest ring
-/// so a wakeup always comes before the ring is full.
+/// Unread bytes that make poll(2) wake us: for CPU time, about four samples, at most half the
+/// smallest ring so a wakeup always comes before the ring is full; for uprobes, half the
+/// preferred ring, since each wakeup costs the probed thread an interrupt (a ring shrunk below
+/// that by the locked-memory limit wakes us when full, and the drain timer does the rest).
 fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
+    if let Trigger::Uprobes(_) = config.trigger {
+        return u32::try_from(plan.preferred_bytes / 2).unwrap_or(u32::MAX);
+    }
     let callchain = if config.kernel { CALLCHAIN_BYTES } else { 0 };
     let sample = SAMPLE_FIXED_BYTES + config.stack_bytes + callchain;
     let half_ring = u32::try_from(plan.minimum_bytes / 2).unwrap_or(u32::MAX);

@@ -1,0 +1,184 @@
+//! `/debug/pprof/goroutine` and `/debug/pprof/threads`: the thread snapshot (`threads` verb),
+//! in Go's three forms — `debug=0` pprof (`goroutine/count`, or `threads/count` under
+//! `/threads`), `debug=1` counts by stack, `debug=2` every thread with its stack.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::response::Response;
+use rprof_symbolizer::Symbolizer;
+
+use super::errors::PprofError;
+use super::legacy_text::{self, FrameLine, StackRecord};
+use super::params::Params;
+use super::procs::Incarnation;
+use super::responses;
+use super::state::SharedState;
+use crate::cli::ThreadsFormat;
+use crate::frames::NamedFrame;
+use crate::snapshot::SnapshotOptions;
+use crate::threads::{render, take_dump, DumpedThread, ThreadDump};
+
+/// Which path asked: the same snapshot, named as the path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpProfile {
+    Goroutine,
+    Threads,
+}
+
+impl DumpProfile {
+    fn name(self) -> &'static str {
+        match self {
+            DumpProfile::Goroutine => "goroutine",
+            DumpProfile::Threads => "threads",
+        }
+    }
+}
+
+/// A rendered snapshot: a pprof file or text.
+enum Rendered {
+    Profile(Vec<u8>),
+    Text(Vec<u8>),
+}
+
+pub async fn serve(
+    state: SharedState,
+    profile: DumpProfile,
+    params: Params,
+) -> Result<Response, PprofError> {
+    if params.has_seconds() {
+        // Go answers delta requests for goroutine; a thread snapshot has no delta form here.
+        return Err(PprofError::bad_request(
+            r#""seconds" parameter is not supported for this profile type"#,
+        ));
+    }
+    let debug = params.debug();
+    let target = state.target.current()?;
+    let _turn = state.limits.snapshots.enter().await?;
+    let symbolizer = Arc::clone(&state.symbolizer);
+    let options = SnapshotOptions {
+        nonblocking: state.settings.nonblocking,
+        ..SnapshotOptions::default()
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        snapshot(target, symbolizer, &options, profile, debug)
+    })
+    .await??;
+    Ok(match rendered {
+        Rendered::Profile(bytes) => responses::profile(profile.name(), bytes),
+        Rendered::Text(text) => responses::text(text),
+    })
+}
+
+/// Takes the snapshot and renders it in the form `debug` asks for.
+fn snapshot(
+    target: Incarnation,
+    symbolizer: Arc<Symbolizer>,
+    options: &SnapshotOptions,
+    profile: DumpProfile,
+    debug: i64,
+) -> Result<Rendered, PprofError> {
+    let taken = SystemTime::now();
+    let dump = take_dump(target.pid, symbolizer, options).map_err(|err| {
+        if target.is_alive() {
+            PprofError::from_chain("could not take a thread snapshot", &err)
+        } else {
+            PprofError::unavailable(format!("the target (PID {}) exited", target.pid))
+        }
+    })?;
+    if let Some(why) = &dump.stack_error {
+        tracing::warn!(pid = target.pid, "thread snapshot without stacks: {why}");
+    }
+    let rendered = match debug {
+        i64::MIN..=0 => Rendered::Profile(pprof(&dump, profile, taken)?),
+        1 => Rendered::Text(counts_by_stack(&dump, profile).into_bytes()),
+        _ => Rendered::Text(full_dump(&dump, taken)?),
+    };
+    Ok(rendered)
+}
+
+fn pprof(dump: &ThreadDump, profile: DumpProfile, taken: SystemTime) -> Result<Vec<u8>, PprofError> {
+    let bytes = render(dump, ThreadsFormat::Pprof, taken)
+        .map_err(|err| PprofError::from_chain("could not encode the snapshot", &err))?;
+    match profile {
+        DumpProfile::Threads => Ok(bytes),
+        DumpProfile::Goroutine => as_goroutine_profile(&bytes),
+    }
+}
+
+/// The snapshot profile with Go's sample type, `goroutine/count`: scrapers (Parca, Pyroscope)
+/// file a goroutine profile by it.
+fn as_goroutine_profile(threads: &[u8]) -> Result<Vec<u8>, PprofError> {
+    let mut profile = rprof_proto::decode(threads)
+        .map_err(|err| PprofError::internal(format!("could not re-read the snapshot: {err}")))?;
+    let name = i64::try_from(profile.string_table.len()).unwrap_or(i64::MAX);
+    profile.string_table.push("goroutine".to_string());
+    for value_type in profile.sample_type.iter_mut().chain(profile.period_type.as_mut()) {
+        value_type.r#type = name;
+    }
+    Ok(rprof_proto::encode_gzip(&profile))
+}
+
+fn full_dump(dump: &ThreadDump, taken: SystemTime) -> Result<Vec<u8>, PprofError> {
+    render(dump, ThreadsFormat::Text, taken)
+        .map_err(|err| PprofError::from_chain("could not render the snapshot", &err))
+}
+
+/// Go's `debug=1`: threads grouped by identical stack.
+fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
+    let mut groups: HashMap<&[u64], (usize, &DumpedThread)> = HashMap::new();
+    let mut stackless = 0;
+    for thread in &dump.threads {
+        if thread.addresses.is_empty() {
+            stackless += 1;
+            continue;
+        }
+        groups
+            .entry(thread.addresses.as_slice())
+            .or_insert((0, thread))
+            .0 += 1;
+    }
+    let records = groups
+        .into_values()
+        .map(|(count, thread)| stack_record(count, thread))
+        .collect();
+    let mut notes = Vec::new();
+    if stackless > 0 {
+        notes.push(format!(
+            "{stackless} threads without a captured stack (running, or not stopped in time)"
+        ));
+    }
+    if let Some(why) = &dump.stack_error {
+        notes.push(format!("stacks unavailable: {why}"));
+    }
+    legacy_text::render(profile.name(), dump.threads.len(), records, &notes)
+}
+
+fn stack_record(count: usize, thread: &DumpedThread) -> StackRecord {
+    // Go's `@` line lists return addresses; ours are return addresses minus one after the leaf.
+    let pcs = thread
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, &address)| if i == 0 { address } else { address + 1 })
+        .collect();
+    StackRecord {
+        count,
+        pcs,
+        frames: thread.frames.iter().map(frame_line).collect(),
+    }
+}
+
+fn frame_line(frame: &NamedFrame) -> FrameLine {
+    let location = match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => Some(format!("{file}:{line}")),
+        _ => frame.module.clone(),
+    };
+    FrameLine {
+        pc: frame.address,
+        function: frame.function.clone(),
+        offset: None,
+        location,
+    }
+}

@@ -1,0 +1,66 @@
+//! The URL space, as net/http/pprof lays it out, and the layers every request goes through.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, map_response};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::auth::{require_token, Token};
+use super::errors::PprofError;
+use super::params::Params;
+use super::state::SharedState;
+use super::{access_log, cmdline, cpu, dumps, index, symbol, threadcreate};
+
+/// Largest `/symbol` request body: ~60 000 addresses, far more than any profile has.
+const MAX_SYMBOL_BODY: usize = 1 << 20;
+
+pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
+    let mut router = Router::new()
+        .route("/debug/pprof", get(|| async { Redirect::permanent("/debug/pprof/") }))
+        .route("/debug/pprof/", get(index::index))
+        .route("/debug/pprof/profile", get(cpu::profile))
+        .route("/debug/pprof/cmdline", get(cmdline::cmdline))
+        .route(
+            "/debug/pprof/symbol",
+            get(symbol::lookup_query)
+                .post(symbol::lookup_body)
+                .layer(DefaultBodyLimit::max(MAX_SYMBOL_BODY)),
+        )
+        .route("/debug/pprof/{name}", get(named_profile))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .with_state(state);
+    if let Some(token) = token {
+        router = router.layer(from_fn_with_state(token, require_token));
+    }
+    router
+        .layer(map_response(no_sniffing))
+        .layer(from_fn(access_log::log_requests))
+}
+
+/// `/debug/pprof/NAME`: the profiles Go serves by name that a native process has too.
+async fn named_profile(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Response {
+    let served = match name.as_str() {
+        "goroutine" => dumps::serve(state, dumps::DumpProfile::Goroutine, params).await,
+        "threads" => dumps::serve(state, dumps::DumpProfile::Threads, params).await,
+        "threadcreate" => threadcreate::serve(state, params).await,
+        _ => Err(PprofError::unknown_profile()),
+    };
+    served.into_response()
+}
+
+/// Every pprof handler in Go sets this; so does every response here.
+async fn no_sniffing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}

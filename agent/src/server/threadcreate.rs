@@ -1,0 +1,131 @@
+//! `/debug/pprof/threadcreate`: the stacks that created threads.
+//!
+//! Go's profile is cumulative since the process started; from outside, creations can only be
+//! seen while the agent watches. So this is always a recording: `?seconds=N` as Go's delta
+//! form, and without it the same 30-second default as the CPU profile (documented in the index
+//! and the README). `debug=1` (or more) gives Go's text form of the recorded window.
+
+use std::collections::HashMap;
+
+use axum::response::Response;
+use rprof_proto::{Function, Line, Location, Mapping, Profile};
+
+use super::cpu::DEFAULT_SECONDS;
+use super::errors::PprofError;
+use super::legacy_text::{self, FrameLine, StackRecord};
+use super::params::Params;
+use super::recording::record;
+use super::responses;
+use super::state::SharedState;
+use crate::cli::ProfileKind;
+
+pub async fn serve(state: SharedState, params: Params) -> Result<Response, PprofError> {
+    let seconds = params.seconds(state.settings.max_seconds)?;
+    let debug = params.debug();
+    if seconds.is_some() && debug != 0 {
+        return Err(PprofError::bad_request(
+            "seconds and debug params are incompatible",
+        ));
+    }
+    let window = seconds.unwrap_or(DEFAULT_SECONDS);
+    let profile = record(&state, ProfileKind::Threadcreate, window).await?;
+    if debug > 0 {
+        return Ok(responses::text(counts_by_stack(&profile)));
+    }
+    let bytes = tokio::task::spawn_blocking(move || rprof_proto::encode_gzip(&profile)).await?;
+    // Go names a delta download after the profile, with "-delta".
+    let filename = if seconds.is_some() {
+        "threadcreate-delta"
+    } else {
+        "threadcreate"
+    };
+    Ok(responses::profile(filename, bytes))
+}
+
+/// Go's `debug=1` text: creations grouped by creating stack.
+fn counts_by_stack(profile: &Profile) -> String {
+    let mut counts: HashMap<&[u64], usize> = HashMap::new();
+    for sample in &profile.sample {
+        let count = usize::try_from(sample.value.first().copied().unwrap_or(0)).unwrap_or(0);
+        *counts.entry(sample.location_id.as_slice()).or_default() += count;
+    }
+    let total = counts.values().sum();
+    let index = Index::new(profile);
+    let records = counts
+        .into_iter()
+        .map(|(locations, count)| index.stack_record(locations, count))
+        .collect();
+    legacy_text::render("threadcreate", total, records, &[])
+}
+
+/// A profile's tables by id.
+struct Index<'p> {
+    profile: &'p Profile,
+    locations: HashMap<u64, &'p Location>,
+    functions: HashMap<u64, &'p Function>,
+    mappings: HashMap<u64, &'p Mapping>,
+}
+
+impl<'p> Index<'p> {
+    fn new(profile: &'p Profile) -> Self {
+        Index {
+            profile,
+            locations: profile.location.iter().map(|l| (l.id, l)).collect(),
+            functions: profile.function.iter().map(|f| (f.id, f)).collect(),
+            mappings: profile.mapping.iter().map(|m| (m.id, m)).collect(),
+        }
+    }
+
+    fn string(&self, index: i64) -> Option<String> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.profile.string_table.get(i))
+            .filter(|s| !s.is_empty())
+            .cloned()
+    }
+
+    /// A record from a sample's location ids: addresses for the `@` line, each location's
+    /// lines (inlined callee first) for the `#` lines.
+    fn stack_record(&self, location_ids: &[u64], count: usize) -> StackRecord {
+        let mut pcs = Vec::new();
+        let mut frames = Vec::new();
+        for (depth, id) in location_ids.iter().enumerate() {
+            let Some(location) = self.locations.get(id) else {
+                continue;
+            };
+            // Locations hold the leaf's address, then return addresses minus one.
+            pcs.push(location.address + u64::from(depth > 0));
+            frames.extend(self.frame_lines(location));
+        }
+        StackRecord { count, pcs, frames }
+    }
+
+    fn frame_lines(&self, location: &Location) -> Vec<FrameLine> {
+        let module = self
+            .mappings
+            .get(&location.mapping_id)
+            .and_then(|m| self.string(m.filename));
+        if location.line.is_empty() {
+            return vec![FrameLine {
+                pc: location.address,
+                function: None,
+                offset: None,
+                location: module,
+            }];
+        }
+        let line_of = |line: &Line| {
+            let function = self.functions.get(&line.function_id);
+            let file = function.and_then(|f| self.string(f.filename));
+            FrameLine {
+                pc: location.address,
+                function: function.and_then(|f| self.string(f.name)),
+                offset: None,
+                location: match file {
+                    Some(file) if line.line > 0 => Some(format!("{file}:{}", line.line)),
+                    _ => module.clone(),
+                },
+            }
+        };
+        location.line.iter().map(line_of).collect()
+    }
+}
