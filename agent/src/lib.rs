@@ -12,6 +12,7 @@ pub mod launch;
 pub mod profile;
 pub mod record;
 pub mod sampler;
+pub mod server;
 pub mod snapshot;
 pub mod stop;
 pub mod target;

@@ -25,7 +25,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Record(args) => rprof_agent::record::run(args, &StopFlag::install()?),
         Command::Threads(args) => rprof_agent::threads::run(args),
         Command::Top(args) => rprof_agent::top::run(args),
-        Command::Serve(_) => unreachable!(),
+        Command::Serve(args) => rprof_agent::server::run(args, cli.verbose),
     }
 }
 

@@ -26,8 +26,8 @@ pub use agent::{
 };
 pub use process::{cpu_time, Finished, Running, Target};
 pub use profile::{
-    decode_profile, frames_of, label, leaf_share, leaf_split, read_profile, share_of, string,
-    top_leaves, total_samples, Fraction, Stacks,
+    decode_profile, frames_of, label, leaf_share, leaf_split, read_profile, share_of, stack_split,
+    string, top_leaves, total_samples, Fraction, Stacks,
 };
 pub use toolchain::{
     build_c, build_cpp, build_go, build_rust, go_tool_pprof, programs_dir, strip_debug, target_dir,

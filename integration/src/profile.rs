@@ -200,6 +200,17 @@ pub fn leaf_split(profile: &Profile, a: &str, b: &str) -> Fraction {
     )
 }
 
+/// Like [`leaf_split`], but `a` and `b` may be anywhere on the stack: for code whose leaf is an
+/// inlined helper (Rust's `rotate_left` inside `hot_a`), the function of interest is the
+/// physical function under it. `a` and `b` must not call each other.
+pub fn stack_split(profile: &Profile, a: &str, b: &str) -> Fraction {
+    let stacks = Stacks::new(profile);
+    stacks.fraction(
+        |frames, _| frames.contains(&a) || frames.contains(&b),
+        |frames| frames.contains(&a),
+    )
+}
+
 /// The string value of the sample's label `key`.
 pub fn label<'p>(profile: &'p Profile, sample: &Sample, key: &str) -> Option<&'p str> {
     sample

@@ -1,7 +1,6 @@
 //! The CPU profile: CPU-time samples of every thread, unwound and aggregated, written in the
 //! shape of Go's CPU profile (or as a flamegraph).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,14 +8,25 @@ use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
 use super::pipeline::{Event, Pipeline};
-use super::recording::{percent, Pump, Recording, Window};
-use crate::cli::{RecordArgs, RecordFormat};
+use super::recording::{percent, Finished, Pump, Recording, Window};
 use crate::kallsyms::KernelSymbols;
-use crate::profile::{write_atomically, CpuProfile, CpuProfileMeta};
+use crate::profile::{CpuProfile, CpuProfileMeta};
 use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats};
 use crate::unwind::{ModuleSet, StackUnwinder};
 
+/// How to sample CPU time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSettings {
+    /// Samples per second per thread on CPU.
+    pub frequency: u64,
+    /// User stack bytes copied per sample.
+    pub stack_bytes: u32,
+    /// Also record kernel frames.
+    pub kernel: bool,
+}
+
 pub struct CpuRecording {
+    settings: CpuSettings,
     /// `None` once stopped.
     pump: Option<Pump>,
     pipeline: Pipeline<CpuProfile>,
@@ -27,13 +37,11 @@ pub struct CpuRecording {
 
 impl CpuRecording {
     /// Starts sampling every thread of `pid` and the unwinder thread.
-    pub fn open(args: &RecordArgs, pid: u32, symbolizer: &Arc<Symbolizer>) -> Result<Self> {
+    pub fn open(settings: CpuSettings, pid: u32, symbolizer: &Arc<Symbolizer>) -> Result<Self> {
         let config = SamplerConfig {
-            frequency: args.frequency,
-            stack_bytes: args
-                .stack_size
-                .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
-            kernel: args.kernel,
+            frequency: settings.frequency,
+            stack_bytes: settings.stack_bytes,
+            kernel: settings.kernel,
             ..SamplerConfig::new(pid)
         };
         let sampler = Sampler::open(&config)?;
@@ -42,6 +50,7 @@ impl CpuRecording {
         let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), CpuProfile::default())
             .context("cannot start the unwinder thread")?;
         Ok(CpuRecording {
+            settings,
             event: sampler.event_kind().to_string(),
             pump: Some(Pump::new(sampler)),
             pipeline,
@@ -83,40 +92,27 @@ impl Recording for CpuRecording {
         }
     }
 
-    fn write(self: Box<Self>, window: &Window, output: &Path, args: &RecordArgs) -> Result<()> {
+    fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
         let this = *self;
         let (profile, unwinder) = this.pipeline.finish()?;
-        let kernel_symbols = if args.kernel {
+        let kernel_symbols = if this.settings.kernel {
             KernelSymbols::load()
         } else {
             None
         };
+        let frequency = this.settings.frequency;
         let meta = CpuProfileMeta {
-            frequency: args.frequency,
+            frequency,
             start: window.start,
             duration: window.duration,
-            comments: comments(&this.event, &this.stats, &profile, window, args.frequency),
+            comments: comments(&this.event, &this.stats, &profile, window, frequency),
         };
-        let pprof = profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta);
-        let bytes = match args.format {
-            RecordFormat::Pprof => rprof_proto::encode_gzip(&pprof),
-            RecordFormat::Flamegraph => crate::flamegraph::svg(
-                &pprof,
-                &format!("rprof-agent: PID {}, {}", window.pid, this.event),
-            )?,
-        };
-        write_atomically(output, &bytes)
-            .with_context(|| format!("cannot write {}", output.display()))?;
-        report(
-            output,
-            &profile,
-            &meta,
-            &this.event,
-            window,
-            &pprof,
-            args.top,
-        );
-        Ok(())
+        Ok(Finished {
+            profile: profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta),
+            summary: summary(&profile, &meta, &this.event, window),
+            title: format!("rprof-agent: PID {}, {}", window.pid, this.event),
+            has_samples: profile.samples() > 0,
+        })
     }
 }
 
@@ -163,29 +159,17 @@ fn forward(record: Record<'_>, pipeline: &Pipeline<CpuProfile>) {
     pipeline.send(event);
 }
 
-/// One summary line, then the top functions, so a result is visible without any other tool.
-fn report(
-    output: &Path,
-    profile: &CpuProfile,
-    meta: &CpuProfileMeta,
-    event: &str,
-    window: &Window,
-    pprof: &rprof_proto::Profile,
-    top: usize,
-) {
+/// The summary line, so a result is visible without any other tool.
+fn summary(profile: &CpuProfile, meta: &CpuProfileMeta, event: &str, window: &Window) -> String {
     let why = window.outcome.note();
     let truncated_pct = percent(profile.truncated(), profile.samples());
-    println!(
-        "wrote {}: {} samples over {:.1}s{why} ({event}, {} Hz), {} lost, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
-        output.display(),
+    format!(
+        "{} samples over {:.1}s{why} ({event}, {} Hz), {} lost, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
         profile.samples(),
         meta.duration.as_secs_f64(),
         meta.frequency,
         profile.lost(),
         profile.truncated(),
         profile.distinct_stacks(),
-    );
-    if top > 0 && profile.samples() > 0 {
-        print!("{}", crate::top::table(pprof, 0, top));
-    }
+    )
 }

@@ -7,6 +7,7 @@
 //! symbolized into a pprof profile (or a flamegraph) and written atomically.
 
 mod aggregate;
+pub mod capture;
 mod cpu;
 mod output;
 mod pipeline;
@@ -14,19 +15,21 @@ mod progress;
 mod recording;
 mod threadcreate;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
-use crate::cli::{ProfileKind, RecordArgs};
+use crate::cli::{ProfileKind, RecordArgs, RecordFormat};
+use crate::profile::write_atomically;
 use crate::stop::StopFlag;
 use crate::target::Target;
-use cpu::CpuRecording;
+use cpu::{CpuRecording, CpuSettings};
 use progress::Progress;
-use recording::{Outcome, Recording, Window};
+use recording::{Finished, Outcome, Recording, Window};
 use threadcreate::ThreadcreateRecording;
 
 /// How long one wait for ring-buffer data may block: bounds how late we notice Ctrl-C, the end
@@ -67,7 +70,23 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
             pid,
             &stamp,
         );
-        recording.write(&window, &output, args)?;
+        write(recording.finish(&window)?, &output, args)?;
+    }
+    Ok(())
+}
+
+/// Writes a profile in the format asked for, then says so in one line, with the top functions
+/// after it.
+fn write(finished: Finished, output: &Path, args: &RecordArgs) -> Result<()> {
+    let bytes = match args.format {
+        RecordFormat::Pprof => rprof_proto::encode_gzip(&finished.profile),
+        RecordFormat::Flamegraph => crate::flamegraph::svg(&finished.profile, &finished.title)?,
+    };
+    write_atomically(output, &bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!("wrote {}: {}", output.display(), finished.summary);
+    if args.top > 0 && finished.has_samples {
+        print!("{}", crate::top::table(&finished.profile, 0, args.top));
     }
     Ok(())
 }
@@ -91,16 +110,26 @@ fn open_recordings(args: &RecordArgs, target: &Target) -> Result<Recordings> {
     let pid = target.pid();
     let kinds = profile_kinds(args);
     let symbolizer = Arc::new(Symbolizer::new());
+    let stack_bytes = args
+        .stack_size
+        .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES);
     let mut recordings: Recordings = Vec::new();
     for &kind in &kinds {
         let opened: Result<Box<dyn Recording>> = match kind {
-            ProfileKind::Cpu => Ok(Box::new(CpuRecording::open(args, pid, &symbolizer)?)),
+            ProfileKind::Cpu => {
+                let settings = CpuSettings {
+                    frequency: args.frequency,
+                    stack_bytes,
+                    kernel: args.kernel,
+                };
+                Ok(Box::new(CpuRecording::open(settings, pid, &symbolizer)?))
+            }
             ProfileKind::Threadcreate => {
                 let program = target
                     .is_launched()
                     .then(|| args.command.first().map(String::as_str))
                     .flatten();
-                ThreadcreateRecording::open(args, pid, program, &symbolizer)
+                ThreadcreateRecording::open(pid, program, stack_bytes, &symbolizer)
                     .map(|r| Box::new(r) as Box<dyn Recording>)
             }
         };

@@ -1,12 +1,11 @@
 //! What every profile `record` takes has in common: drained while the window lasts, stopped,
-//! then written.
+//! then built.
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
+use rprof_proto::Profile;
 
-use crate::cli::RecordArgs;
 use crate::sampler::{Record, Sampler};
 
 /// How often new threads are looked for (threads created by sampled threads are inherited by
@@ -27,8 +26,19 @@ pub trait Recording: Send {
     /// Hands the last records to the unwinder and stops sampling.
     fn stop(&mut self);
 
-    /// Waits for the unwinder, then writes the profile to `output` and reports it.
-    fn write(self: Box<Self>, window: &Window, output: &Path, args: &RecordArgs) -> Result<()>;
+    /// Waits for the unwinder, then builds the symbolized profile.
+    fn finish(self: Box<Self>, window: &Window) -> Result<Finished>;
+}
+
+/// A recorded profile and what to say about it.
+pub struct Finished {
+    pub profile: Profile,
+    /// The summary line, after "wrote FILE: ".
+    pub summary: String,
+    /// A title for a flamegraph of it.
+    pub title: String,
+    /// Whether it holds anything to rank in a top table.
+    pub has_samples: bool,
 }
 
 /// The recording window all profiles of one `record` share.

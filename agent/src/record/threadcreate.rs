@@ -2,7 +2,6 @@
 //! the churn (see `crate::threadcreate` for the mechanism).
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +10,8 @@ use anyhow::{bail, Context, Result};
 use rprof_symbolizer::Symbolizer;
 
 use super::pipeline::{Event, Pipeline};
-use super::recording::{percent, Pump, Recording, Window};
-use crate::cli::{RecordArgs, RecordFormat};
-use crate::profile::{write_atomically, ThreadcreateMeta, ThreadcreateProfile};
+use super::recording::{percent, Finished, Pump, Recording, Window};
+use crate::profile::{ThreadcreateMeta, ThreadcreateProfile};
 use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats, Trigger};
 use crate::threadcreate::{probes_of_command, probes_of_process, Churn, ChurnSummary, ProbePoint};
 use crate::unwind::{ModuleSet, StackUnwinder};
@@ -32,11 +30,12 @@ pub struct ThreadcreateRecording {
 
 impl ThreadcreateRecording {
     /// Probes the thread-creation functions `pid` maps (for a launched command, the ones it
-    /// will map: `program` is about to be exec'd) and starts the unwinder thread.
+    /// will map: `program` is about to be exec'd) and starts the unwinder thread. Each hit
+    /// copies `stack_bytes` of the creating thread's stack.
     pub fn open(
-        args: &RecordArgs,
         pid: u32,
         program: Option<&str>,
+        stack_bytes: u32,
         symbolizer: &Arc<Symbolizer>,
     ) -> Result<Self> {
         let probes = match program {
@@ -52,9 +51,7 @@ impl ThreadcreateRecording {
         }
         let config = SamplerConfig {
             trigger: Trigger::Uprobes(probes.iter().map(ProbePoint::uprobe).collect()),
-            stack_bytes: args
-                .stack_size
-                .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
+            stack_bytes,
             ..SamplerConfig::new(pid)
         };
         let sampler = Sampler::open(&config)?;
@@ -110,7 +107,7 @@ impl Recording for ThreadcreateRecording {
         self.summary = std::mem::take(&mut self.churn).finish(&live_threads(self.pid));
     }
 
-    fn write(self: Box<Self>, window: &Window, output: &Path, args: &RecordArgs) -> Result<()> {
+    fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
         let this = *self;
         let (profile, unwinder) = this.pipeline.finish()?;
         let meta = ThreadcreateMeta {
@@ -118,18 +115,12 @@ impl Recording for ThreadcreateRecording {
             duration: window.duration,
             comments: comments(&this.probes, &this.summary, &this.stats, &profile, window),
         };
-        let pprof = profile.build(unwinder.modules(), &meta);
-        let bytes = match args.format {
-            RecordFormat::Pprof => rprof_proto::encode_gzip(&pprof),
-            RecordFormat::Flamegraph => crate::flamegraph::svg(
-                &pprof,
-                &format!("rprof-agent: PID {}, threadcreate", window.pid),
-            )?,
-        };
-        write_atomically(output, &bytes)
-            .with_context(|| format!("cannot write {}", output.display()))?;
-        report(output, &profile, &this.summary, window, &pprof, args.top);
-        Ok(())
+        Ok(Finished {
+            profile: profile.build(unwinder.modules(), &meta),
+            summary: summary(&profile, &this.summary, window),
+            title: format!("rprof-agent: PID {}, threadcreate", window.pid),
+            has_samples: profile.creations() > 0,
+        })
     }
 }
 
@@ -203,27 +194,16 @@ fn live_threads(pid: u32) -> HashSet<u32> {
         .collect()
 }
 
-/// One summary line, then the top creating functions.
-fn report(
-    output: &Path,
-    profile: &ThreadcreateProfile,
-    churn: &ChurnSummary,
-    window: &Window,
-    pprof: &rprof_proto::Profile,
-    top: usize,
-) {
+/// The summary line: creations, churn, losses.
+fn summary(profile: &ThreadcreateProfile, churn: &ChurnSummary, window: &Window) -> String {
     let why = window.outcome.note();
     let truncated_pct = percent(profile.truncated(), profile.creations());
-    println!(
-        "wrote {}: {} thread creations over {:.1}s{why}; {churn}; {} lost records, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
-        output.display(),
+    format!(
+        "{} thread creations over {:.1}s{why}; {churn}; {} lost records, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
         profile.creations(),
         window.duration.as_secs_f64(),
         profile.lost(),
         profile.truncated(),
         profile.distinct_stacks(),
-    );
-    if top > 0 && profile.creations() > 0 {
-        print!("{}", crate::top::table(pprof, 0, top));
-    }
+    )
 }

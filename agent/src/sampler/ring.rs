@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_mmap_page;
 
+use super::config::Trigger;
 use super::error::SamplerError;
 use super::event::PerfEvent;
 
@@ -34,13 +35,25 @@ impl RingPlan {
         minimum_bytes: 512 << 10,
     };
 
-    /// Uprobe hits come in bursts (a pool starting its threads) and every wakeup of the agent
-    /// costs the target an interrupt: a larger ring lets a burst wait for the next drain.
-    /// 8 MiB holds 128 samples with full-size stack copies.
-    pub(crate) const PROBES: RingPlan = RingPlan {
-        preferred_bytes: 8 << 20,
-        minimum_bytes: 512 << 10,
-    };
+    /// For per-CPU uprobe events on `cpus` CPUs. Hits come in bursts (a pool starting its
+    /// threads) and each wakeup of the agent costs the probed thread an interrupt, so the rings
+    /// are larger and wake the agent less often: up to 8 MiB (128 samples with full-size stack
+    /// copies) per CPU, within 32 MiB for all CPUs together.
+    pub(crate) fn probes(cpus: usize) -> RingPlan {
+        const TOTAL: usize = 32 << 20;
+        RingPlan {
+            preferred_bytes: (TOTAL / cpus.max(1)).clamp(Self::DEFAULT.minimum_bytes, 8 << 20),
+            minimum_bytes: Self::DEFAULT.minimum_bytes,
+        }
+    }
+
+    /// The plan for sampling with `trigger` on `cpus` CPUs.
+    pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
+        match trigger {
+            Trigger::CpuTime => Self::DEFAULT,
+            Trigger::Uprobes(_) => Self::probes(cpus),
+        }
+    }
 }
 
 /// A ring buffer and the event that owns its mapping.
@@ -445,6 +458,17 @@ mod tests {
         assert_eq!(whole_pages(3 << 20, 4096), 2 << 20);
         assert_eq!(whole_pages(100, 4096), 4096);
         assert_eq!(whole_pages(512 << 10, 65536), 512 << 10);
+    }
+
+    #[test]
+    fn probe_rings_are_large_within_a_total() {
+        assert_eq!(RingPlan::probes(2).preferred_bytes, 8 << 20);
+        assert_eq!(RingPlan::probes(8).preferred_bytes, 4 << 20);
+        assert_eq!(RingPlan::probes(256).preferred_bytes, 512 << 10);
+        assert_eq!(
+            RingPlan::for_trigger(&Trigger::CpuTime, 64),
+            RingPlan::DEFAULT
+        );
     }
 
     #[test]

@@ -42,17 +42,6 @@ impl Sampler {
     /// Starts sampling every thread of `config.pid`: for CPU time, hardware cycles where the CPU
     /// has a PMU, else the cpu-clock timer; or every hit of the uprobes.
     pub fn open(config: &SamplerConfig) -> Result<Sampler, SamplerError> {
-        let plan = match config.trigger {
-            Trigger::CpuTime => RingPlan::DEFAULT,
-            Trigger::Uprobes(_) => RingPlan::PROBES,
-        };
-        Self::open_with(config, plan)
-    }
-
-    pub(crate) fn open_with(
-        config: &SamplerConfig,
-        plan: RingPlan,
-    ) -> Result<Sampler, SamplerError> {
         config.validate()?;
         if config.trigger == Trigger::CpuTime {
             check_frequency(config.frequency)?;
@@ -63,6 +52,7 @@ impl Sampler {
         }
         let cpu_list = host::online_cpus()
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
+        let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
         let sampler = match &config.trigger {
             Trigger::CpuTime => Self::open_per_thread(config, target, &cpu_list, plan)?,
             Trigger::Uprobes(probes) => {
@@ -512,8 +502,9 @@ fn page_size() -> usize {
 
 /// Unread bytes that make poll(2) wake us: for CPU time, about four samples, at most half the
 /// smallest ring so a wakeup always comes before the ring is full; for uprobes, half the
-/// preferred ring, since each wakeup costs the probed thread an interrupt (a ring shrunk below
-/// that by the locked-memory limit wakes us when full, and the drain timer does the rest).
+/// preferred ring, since each wakeup costs the probed thread an interrupt (a ring that the
+/// locked-memory limit shrank below that wakes us when full; the drain's timeout does the
+/// rest).
 fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
     if let Trigger::Uprobes(_) = config.trigger {
         return u32::try_from(plan.preferred_bytes / 2).unwrap_or(u32::MAX);
@@ -601,6 +592,19 @@ mod tests {
         config.stack_bytes = crate::sampler::MAX_STACK_BYTES;
         config.kernel = true;
         assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 256 << 10);
+    }
+
+    #[test]
+    fn probes_wake_the_agent_at_half_a_ring() {
+        let config = SamplerConfig {
+            trigger: Trigger::Uprobes(vec![Uprobe {
+                path: c"/usr/lib/libc.so.6".into(),
+                offset: 0x1000,
+                name: "f".into(),
+            }]),
+            ..SamplerConfig::new(1)
+        };
+        assert_eq!(wakeup_bytes(&config, RingPlan::probes(2)), 4 << 20);
     }
 
     #[test]

@@ -71,7 +71,11 @@ fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Middleware: 401 unless the request carries the token.
-pub async fn require_token(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(token): State<Arc<Token>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if token.admits(request.headers()) {
         return next.run(request).await;
     }

@@ -61,10 +61,9 @@ pub async fn serve(
         nonblocking: state.settings.nonblocking,
         ..SnapshotOptions::default()
     };
-    let rendered = tokio::task::spawn_blocking(move || {
-        snapshot(target, symbolizer, &options, profile, debug)
-    })
-    .await??;
+    let rendered =
+        tokio::task::spawn_blocking(move || snapshot(target, symbolizer, &options, profile, debug))
+            .await??;
     Ok(match rendered {
         Rendered::Profile(bytes) => responses::profile(profile.name(), bytes),
         Rendered::Text(text) => responses::text(text),
@@ -88,7 +87,7 @@ fn snapshot(
         }
     })?;
     if let Some(why) = &dump.stack_error {
-        tracing::warn!(pid = target.pid, "thread snapshot without stacks: {why}");
+        tracing::warn!("thread snapshot of PID {} without stacks: {why}", target.pid);
     }
     let rendered = match debug {
         i64::MIN..=0 => Rendered::Profile(pprof(&dump, profile, taken)?),
@@ -98,7 +97,11 @@ fn snapshot(
     Ok(rendered)
 }
 
-fn pprof(dump: &ThreadDump, profile: DumpProfile, taken: SystemTime) -> Result<Vec<u8>, PprofError> {
+fn pprof(
+    dump: &ThreadDump,
+    profile: DumpProfile,
+    taken: SystemTime,
+) -> Result<Vec<u8>, PprofError> {
     let bytes = render(dump, ThreadsFormat::Pprof, taken)
         .map_err(|err| PprofError::from_chain("could not encode the snapshot", &err))?;
     match profile {
@@ -114,7 +117,11 @@ fn as_goroutine_profile(threads: &[u8]) -> Result<Vec<u8>, PprofError> {
         .map_err(|err| PprofError::internal(format!("could not re-read the snapshot: {err}")))?;
     let name = i64::try_from(profile.string_table.len()).unwrap_or(i64::MAX);
     profile.string_table.push("goroutine".to_string());
-    for value_type in profile.sample_type.iter_mut().chain(profile.period_type.as_mut()) {
+    for value_type in profile
+        .sample_type
+        .iter_mut()
+        .chain(profile.period_type.as_mut())
+    {
         value_type.r#type = name;
     }
     Ok(rprof_proto::encode_gzip(&profile))

@@ -50,10 +50,12 @@ impl PprofError {
         Self::internal(format!("{context}: {err:#}"))
     }
 
+    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
+    #[cfg(test)]
     pub fn message(&self) -> &str {
         &self.message
     }

@@ -128,7 +128,10 @@ mod tests {
     fn lists_every_profile_with_its_debug_link() {
         let page = render("rprof-agent: profiling PID 7 (<srv>)", &entries(3));
         for name in ["cmdline", "goroutine", "profile", "threadcreate", "threads"] {
-            assert!(page.contains(&format!("<a href='{name}?debug=1'>{name}</a>")), "{name}");
+            assert!(
+                page.contains(&format!("<a href='{name}?debug=1'>{name}</a>")),
+                "{name}"
+            );
         }
         assert!(page.contains("<tr><td>3</td><td><a href='goroutine?debug=1'>"));
         assert!(page.contains("goroutine?debug=2"));

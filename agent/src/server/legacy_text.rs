@@ -100,7 +100,12 @@ mod tests {
                 frames: vec![frame(0x30, Some("park"), None, "/lib/libc.so.6")],
             },
         ];
-        let text = render("goroutine", 5, records, &["1 thread without a stack".into()]);
+        let text = render(
+            "goroutine",
+            5,
+            records,
+            &["1 thread without a stack".into()],
+        );
         assert_eq!(
             text,
             "goroutine profile: total 5\n\

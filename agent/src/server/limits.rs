@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn one_recording_per_kind() {
         let limits = Limits::new();
-        let cpu = limits.try_record(Recording::Cpu).expect("first CPU profile");
+        let cpu = limits
+            .try_record(Recording::Cpu)
+            .expect("first CPU profile");
         assert!(limits.try_record(Recording::Cpu).is_none());
         assert!(limits.try_record(Recording::Threadcreate).is_some());
         drop(cpu);
@@ -125,10 +127,17 @@ mod tests {
         let mut turns = vec![line.enter().await.expect("served")];
         // The others would wait: take their places directly.
         let waiting: Vec<_> = (0..MAX_WAITING)
-            .map(|_| Arc::clone(&line.places).try_acquire_owned().expect("a place"))
+            .map(|_| {
+                Arc::clone(&line.places)
+                    .try_acquire_owned()
+                    .expect("a place")
+            })
             .collect();
         let refused = line.enter().await.err().expect("refused");
-        assert_eq!(refused.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            refused.status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
         drop(waiting);
         drop(turns.pop());
         assert!(line.enter().await.is_ok());

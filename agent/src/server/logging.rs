@@ -1,5 +1,5 @@
-//! The server's log: info level by default (one line per request is the point), -v for debug,
-//! RUST_LOG to override.
+//! The server's log on stderr: info level by default (one line per request is the point), -v
+//! for debug, RUST_LOG to override; colors only on a terminal.
 //!
 //! The binary's global subscriber is set up for the batch verbs, at warn. Rather than fight it,
 //! `serve` gives every thread of its runtime (and the thread that drives it) a default
@@ -7,6 +7,7 @@
 //! global one.
 
 use std::cell::RefCell;
+use std::io::IsTerminal;
 
 use tracing::dispatcher::{self, DefaultGuard, Dispatch};
 use tracing_subscriber::EnvFilter;
@@ -28,6 +29,8 @@ pub fn dispatch(verbose: u8) -> Dispatch {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A sidecar's stderr is a log collector, not a terminal: no color codes there.
+        .with_ansi(std::io::stderr().is_terminal())
         .finish();
     Dispatch::new(subscriber)
 }

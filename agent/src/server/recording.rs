@@ -12,12 +12,7 @@ use super::limits::Recording;
 use super::procs::access_problem;
 use super::state::SharedState;
 use crate::cli::ProfileKind;
-// TEMPORARY until record/capture.rs exists.
-struct CaptureSpec { kind: ProfileKind, pid: u32, window: Duration, frequency: u64 }
-fn capture(spec: &CaptureSpec, _s: &Arc<rprof_symbolizer::Symbolizer>, _stop: &dyn Fn() -> bool) -> anyhow::Result<Profile> {
-    let _ = (spec.kind, spec.pid, spec.window, spec.frequency);
-    anyhow::bail!("not yet")
-}
+use crate::record::capture::{capture, CaptureSpec};
 
 /// Records the current target for `seconds` and returns the profile.
 pub async fn record(
@@ -47,7 +42,7 @@ pub async fn record(
             .await?;
     captured.map_err(|err| {
         if target.is_alive() {
-            tracing::warn!(pid = target.pid, "{what} profile failed: {err:#}");
+            tracing::warn!("{what} profile of PID {} failed: {err:#}", target.pid);
             // Without ptrace access the error is a consequence; the cause is worth saying.
             let cause = access_problem(target.pid).map_or_else(String::new, |p| format!(" ({p})"));
             PprofError::internal(format!("Could not enable {what} profiling: {err:#}{cause}"))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, map_response};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -20,7 +20,7 @@ const MAX_SYMBOL_BODY: usize = 1 << 20;
 
 pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
     let mut router = Router::new()
-        .route("/debug/pprof", get(|| async { Redirect::permanent("/debug/pprof/") }))
+        .route("/debug/pprof", get(to_index))
         .route("/debug/pprof/", get(index::index))
         .route("/debug/pprof/profile", get(cpu::profile))
         .route("/debug/pprof/cmdline", get(cmdline::cmdline))
@@ -54,6 +54,15 @@ async fn named_profile(
         _ => Err(PprofError::unknown_profile()),
     };
     served.into_response()
+}
+
+/// Go's mux answers a path missing its trailing slash with 301 to the path with it.
+async fn to_index() -> Response {
+    let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/debug/pprof/"));
+    response
 }
 
 /// Every pprof handler in Go sets this; so does every response here.

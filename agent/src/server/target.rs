@@ -66,7 +66,8 @@ impl TargetWatch {
 
     /// The target now, or the 503 that explains why there is none.
     pub fn current(&self) -> Result<Incarnation, PprofError> {
-        self.peek().ok_or_else(|| PprofError::unavailable(self.absent_reason()))
+        self.peek()
+            .ok_or_else(|| PprofError::unavailable(self.absent_reason()))
     }
 
     fn absent_reason(&self) -> String {
@@ -85,11 +86,7 @@ impl TargetWatch {
 }
 
 /// Re-checks the target every [`POLL_INTERVAL`] and publishes changes.
-async fn follow(
-    spec: TargetSpec,
-    sender: watch::Sender<Option<Incarnation>>,
-    shutdown: Shutdown,
-) {
+async fn follow(spec: TargetSpec, sender: watch::Sender<Option<Incarnation>>, shutdown: Shutdown) {
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -126,11 +123,11 @@ fn resolve(spec: &TargetSpec, previous: Option<Incarnation>) -> Option<Incarnati
 /// One log line per change of target.
 fn announce(spec: &TargetSpec, previous: Option<Incarnation>, next: Option<Incarnation>) {
     if let Some(gone) = previous {
-        tracing::info!(pid = gone.pid, "target exited");
+        tracing::info!("PID {} exited", gone.pid);
     }
     match (next, spec) {
         (Some(target), _) => {
-            tracing::info!(pid = target.pid, name = %target.name(), "profiling {spec}");
+            tracing::info!("profiling PID {} ({})", target.pid, target.name());
             if let Some(problem) = access_problem(target.pid) {
                 tracing::warn!("{problem}");
             }

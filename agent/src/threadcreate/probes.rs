@@ -212,7 +212,7 @@ mod tests {
             .unwrap_or_else(|| panic!("no pthread_create among {probes:?}"));
         let code = pthread_create.code.clone().expect("libc is mapped");
         // The range holds pthread_create as this process runs it.
-        let here = libc::pthread_create as usize as u64;
+        let here = libc::pthread_create as *const () as u64;
         assert!(code.contains(&here), "{code:x?} vs {here:#x}");
         let uprobe = pthread_create.uprobe();
         assert!(uprobe.path.to_str().unwrap().starts_with("/proc/self/fd/"));

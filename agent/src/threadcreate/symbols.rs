@@ -107,7 +107,7 @@ mod tests {
     }
 
     fn main_runtime_address() -> u64 {
-        main as usize as u64
+        main as *const () as u64
     }
 
     /// Reads our own memory through /proc/self/mem: no unsafe needed.

@@ -1,0 +1,785 @@
+//! `rprof-agent serve`: real programs profiled over HTTP by real clients — `go tool pprof`
+//! fetching profiles from the URL as it fetches them from Go services, and plain HTTP requests
+//! for everything Go's net/http/pprof contract promises (content types, headers, status codes,
+//! error bodies). Plus the sidecar's deployment manifest.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::MutexGuard;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use object::{Object, ObjectSegment, ObjectSymbol};
+use rprof_integration::{
+    agent_bin, agent_command, build_c, decode_profile, exclusive_cpu, go_tool_pprof, total_samples,
+    workspace_root, Finished, Running, Target,
+};
+use rprof_proto::pb::Profile;
+
+/// Optimized, with DWARF, without frame pointers, as the other tests build their programs.
+const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
+/// How long the server may take to answer its first request.
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long a request may take beyond the profile it asks for.
+const REQUEST_OVERHEAD: Duration = Duration::from_secs(60);
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// Takes the CPU lock, then makes sure the agent is built before any program starts spinning.
+fn exclusive() -> MutexGuard<'static, ()> {
+    let guard = exclusive_cpu();
+    agent_bin();
+    guard
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client: what the tests assert is the bytes on the wire.
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    /// Header names lowercased.
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Panics with the whole response unless the status is `status`.
+    fn expect_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status,
+            status,
+            "status {}, headers {:?}, body:\n{}",
+            self.status,
+            self.headers,
+            self.text()
+        );
+        self
+    }
+
+    /// Asserts the shape of Go's errors: text with `X-Go-Pprof: 1`, body `message\n`.
+    fn expect_go_error(&self, status: u16, message: &str) {
+        self.expect_status(status);
+        assert_eq!(self.header("content-type"), Some(TEXT_PLAIN));
+        assert_eq!(self.header("x-go-pprof"), Some("1"));
+        assert_eq!(self.text(), format!("{message}\n"));
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|err| panic!("connect to 127.0.0.1:{port}: {err}"));
+    stream
+        .set_read_timeout(Some(REQUEST_OVERHEAD + Duration::from_secs(60)))
+        .expect("set a read timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .expect("send the request");
+    read_response(BufReader::new(stream))
+}
+
+fn read_response(mut reader: BufReader<TcpStream>) -> Response {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read the status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("read a header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').expect("a header has a colon");
+        headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+    }
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).expect("read the body");
+    if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let end = chunked
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = std::str::from_utf8(&chunked[..end]).expect("ASCII chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("hex chunk size");
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&chunked[end + 2..end + 2 + size]);
+        chunked = &chunked[end + 2 + size + 2..];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test.
+
+/// `rprof-agent serve ... --listen 127.0.0.1:PORT`, killed when dropped.
+struct Server {
+    agent: Running,
+    port: u16,
+}
+
+impl Server {
+    /// Starts the server with `args` and waits until it answers.
+    fn start(args: &[&str]) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec!["serve", "--listen", &listen];
+        all.extend_from_slice(args);
+        let server = Server {
+            agent: Running::spawn(agent_command(&all), "rprof-agent serve"),
+            port,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + STARTUP;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rprof-agent serve did not listen on port {} within {STARTUP:?}",
+                self.port
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> Response {
+        http(self.port, "GET", path, &[], b"")
+    }
+
+    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http(self.port, "GET", path, headers, b"")
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Response {
+        http(self.port, "POST", path, &[], body)
+    }
+
+    /// Polls `path` until `done` holds for its response (the target follower runs every 500 ms).
+    fn poll(&self, path: &str, done: impl Fn(&Response) -> bool) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = self.get(path);
+            if done(&response) {
+                return response;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never answered as expected; last: {} {}",
+                response.status,
+                response.text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the agent's exit and everything it printed.
+    fn stop(self) -> Finished {
+        self.agent.signal(libc::SIGTERM);
+        self.agent.finish(Duration::from_secs(30))
+    }
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("its address").port()
+}
+
+fn leaf_ratio() -> PathBuf {
+    build_c("leaf_ratio", C_FLAGS)
+}
+
+fn parked_threads() -> Target {
+    Target::start(&build_c("parked_threads", C_FLAGS))
+}
+
+/// `go tool pprof ARGS URL`, which must succeed.
+fn pprof(args: &[&str], url: &str) -> String {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.push(OsStr::new(url));
+    let finished = go_tool_pprof(&all);
+    assert!(
+        finished.status.success(),
+        "go tool pprof {args:?} {url} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+    finished.stdout
+}
+
+/// The samples per leaf function in `go tool pprof -sample_index=samples -traces` output: each
+/// trace's first line that starts with a count names its leaf.
+fn leaf_counts(traces: &str) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for trace in traces.split("-----------+") {
+        let leaf = trace.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            let count = words.next()?.parse::<u64>().ok()?;
+            Some((count, words.next()?.to_string()))
+        });
+        if let Some((count, function)) = leaf {
+            *counts.entry(function).or_default() += count;
+        }
+    }
+    counts
+}
+
+fn comments(profile: &Profile) -> Vec<&str> {
+    profile
+        .comment
+        .iter()
+        .map(|&index| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| profile.string_table.get(i))
+                .map_or("", String::as_str)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles through `go tool pprof`.
+
+#[test]
+fn go_tool_pprof_fetches_a_cpu_profile_with_the_right_ratio() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid, "-F", "250"]);
+
+    let raw = pprof(&["-raw"], &server.url("/debug/pprof/profile?seconds=2"));
+    assert!(raw.contains("PeriodType: cpu nanoseconds"), "{raw}");
+    assert!(raw.contains("leaf_a") && raw.contains("leaf_b"), "{raw}");
+
+    let traces = pprof(
+        &["-sample_index=samples", "-traces"],
+        &server.url("/debug/pprof/profile?seconds=2"),
+    );
+    let counts = leaf_counts(&traces);
+    let (a, b) = (counts.get("leaf_a"), counts.get("leaf_b"));
+    let (Some(&a), Some(&b)) = (a, b) else {
+        panic!("no leaf_a or leaf_b leaves: {counts:?}\n{traces}");
+    };
+    let ratio = a as f64 / (a + b) as f64;
+    assert!(
+        (ratio - 0.75).abs() <= 0.08,
+        "leaf_a has {a} samples, leaf_b {b}: {:.1} % instead of 75 ± 8 %",
+        ratio * 100.0
+    );
+
+    let direct = server.get("/debug/pprof/profile?seconds=1");
+    direct.expect_status(200);
+    assert_eq!(
+        direct.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        direct.header("content-disposition"),
+        Some("attachment; filename=\"profile\"")
+    );
+    assert_eq!(direct.header("x-content-type-options"), Some("nosniff"));
+    let profile = decode_profile(&direct.body);
+    assert!(total_samples(&profile) > 0, "an empty profile");
+}
+
+#[test]
+fn go_tool_pprof_reads_the_thread_snapshot_as_a_goroutine_profile() {
+    let _cpu = exclusive();
+    let target = parked_threads();
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let goroutine = pprof(&["-traces"], &server.url("/debug/pprof/goroutine"));
+    assert!(goroutine.contains("Type: goroutine"), "{goroutine}");
+    for parked_in in [
+        "spin_forever",
+        "lock_mutex",
+        "wait_for_cond",
+        "take_a_nap",
+        "read_from_pipe",
+    ] {
+        assert!(
+            goroutine.contains(parked_in),
+            "no {parked_in} in:\n{goroutine}"
+        );
+    }
+    let threads = pprof(&["-traces"], &server.url("/debug/pprof/threads?debug=0"));
+    assert!(threads.contains("Type: threads"), "{threads}");
+    assert!(threads.contains("take_a_nap"), "{threads}");
+
+    let response = server.get("/debug/pprof/goroutine");
+    response.expect_status(200);
+    assert_eq!(
+        response.header("content-disposition"),
+        Some("attachment; filename=\"goroutine\"")
+    );
+}
+
+#[test]
+fn go_tool_pprof_fetches_a_threadcreate_window() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let counter = dir.path().join("created");
+    let churn = build_c("thread_churn", C_FLAGS);
+    let target = Target::spawn(&churn, &[&counter]);
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let traces = pprof(
+        &["-traces"],
+        &server.url("/debug/pprof/threadcreate?seconds=2"),
+    );
+    assert!(traces.contains("Type: threadcreate"), "{traces}");
+    for creator in ["spawn_from_a", "spawn_from_b"] {
+        assert!(traces.contains(creator), "no {creator} in:\n{traces}");
+    }
+    let response = server.get("/debug/pprof/threadcreate?seconds=1");
+    response.expect_status(200);
+    assert_eq!(
+        response.header("content-disposition"),
+        Some("attachment; filename=\"threadcreate-delta\"")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text endpoints, over plain HTTP.
+
+#[test]
+fn index_and_text_dumps_read_like_gos() {
+    let _cpu = exclusive();
+    let target = parked_threads();
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let index = server.get("/debug/pprof/");
+    index.expect_status(200);
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = index.text();
+    for name in ["cmdline", "goroutine", "profile", "threadcreate", "threads"] {
+        assert!(page.contains(&format!("href='{name}?debug=1'")), "{page}");
+    }
+    assert!(
+        page.contains("<tr><td>6</td><td><a href='goroutine?debug=1'>"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("PID {pid}")), "{page}");
+    server.get("/debug/pprof").expect_status(301);
+
+    let counts = server.get("/debug/pprof/goroutine?debug=1");
+    counts.expect_status(200);
+    assert_eq!(counts.header("content-type"), Some(TEXT_PLAIN));
+    assert_eq!(counts.header("x-content-type-options"), Some("nosniff"));
+    let text = counts.text();
+    assert!(text.starts_with("goroutine profile: total 6\n"), "{text}");
+    // Five parked threads, each a record: "1 @ 0x...", then "#\t0xPC\tfunction..." lines.
+    let records: Vec<&str> = text.split("\n\n").filter(|r| r.contains(" @ 0x")).collect();
+    assert!(records.len() >= 5, "{text}");
+    for parked_in in ["spin_forever", "take_a_nap", "read_from_pipe"] {
+        let frame = format!("\t{parked_in}");
+        assert!(
+            records.iter().any(|r| r
+                .lines()
+                .any(|l| l.starts_with("#\t0x") && l.contains(&frame))),
+            "no frame of {parked_in} in:\n{text}"
+        );
+    }
+
+    let dump = server.get("/debug/pprof/goroutine?debug=2");
+    dump.expect_status(200);
+    let text = dump.text();
+    assert!(text.contains("\"sleeper\" [sleeping"), "{text}");
+    assert!(text.contains("take_a_nap"), "{text}");
+}
+
+#[test]
+fn cmdline_and_symbol_answer_as_gos() {
+    let _cpu = exclusive();
+    let program = leaf_ratio();
+    let target = Target::spawn(&program, &["3600"]);
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let cmdline = server.get("/debug/pprof/cmdline");
+    cmdline.expect_status(200);
+    assert_eq!(cmdline.header("content-type"), Some(TEXT_PLAIN));
+    let expected = format!("{}\03600", program.display());
+    assert_eq!(
+        cmdline.text(),
+        expected,
+        "arguments are NUL-separated, no trailing NUL"
+    );
+
+    let count = server.get("/debug/pprof/symbol");
+    count.expect_status(200);
+    assert_eq!(count.text(), "num_symbols: 1\n");
+
+    let leaf_a = runtime_address(target.pid(), &program, "leaf_a") + 4;
+    let leaf_b = runtime_address(target.pid(), &program, "leaf_b");
+    let body = format!("{leaf_a:#x}+{leaf_b:#x}+0x10");
+    let named = server.post("/debug/pprof/symbol", body.as_bytes());
+    named.expect_status(200);
+    assert_eq!(named.header("content-type"), Some(TEXT_PLAIN));
+    assert_eq!(
+        named.text(),
+        format!("num_symbols: 1\n{leaf_a:#x} leaf_a\n{leaf_b:#x} leaf_b\n"),
+        "an address in no module (0x10) gets no line, as in Go"
+    );
+}
+
+/// Where `symbol` of `binary` is in process `pid`: its address in the file, plus the load bias
+/// of the mapping that holds the file's first segment.
+fn runtime_address(pid: u32, binary: &Path, symbol: &str) -> u64 {
+    let data = std::fs::read(binary).expect("read the program");
+    let elf = object::File::parse(&*data).expect("parse the program");
+    let value = elf
+        .symbols()
+        .find(|s| s.name() == Ok(symbol))
+        .unwrap_or_else(|| panic!("{symbol} is not in {}", binary.display()))
+        .address();
+    let first_vaddr = elf
+        .segments()
+        .map(|segment| segment.address())
+        .min()
+        .expect("a loadable segment");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read the maps");
+    let path = std::fs::canonicalize(binary).expect("canonical path");
+    let start = maps
+        .lines()
+        .find(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() >= 6 && fields[2] == "00000000" && Path::new(fields[5]) == path
+        })
+        .and_then(|line| line.split('-').next())
+        .and_then(|start| u64::from_str_radix(start, 16).ok())
+        .unwrap_or_else(|| panic!("{} is not mapped in:\n{maps}", path.display()));
+    start - (first_vaddr & !0xfff) + value
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go's error contract.
+
+#[test]
+fn errors_are_gos() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid, "--max-seconds", "5"]);
+
+    for unknown in ["heap", "allocs", "mutex", "block", "trace", "nonsense"] {
+        server
+            .get(&format!("/debug/pprof/{unknown}"))
+            .expect_go_error(404, "Unknown profile");
+    }
+    let invalid = r#"invalid value for "seconds" - must be a positive integer"#;
+    for seconds in ["abc", "0", "-1", "1.5"] {
+        server
+            .get(&format!("/debug/pprof/profile?seconds={seconds}"))
+            .expect_go_error(400, invalid);
+        server
+            .get(&format!("/debug/pprof/threadcreate?seconds={seconds}"))
+            .expect_go_error(400, invalid);
+    }
+    let over = server.get("/debug/pprof/profile?seconds=6");
+    over.expect_status(400);
+    assert_eq!(over.header("x-go-pprof"), Some("1"));
+    assert!(over.text().contains("--max-seconds"), "{}", over.text());
+    server
+        .get("/debug/pprof/threadcreate?seconds=1&debug=1")
+        .expect_go_error(400, "seconds and debug params are incompatible");
+    server
+        .get("/debug/pprof/goroutine?seconds=1")
+        .expect_go_error(
+            400,
+            r#""seconds" parameter is not supported for this profile type"#,
+        );
+    server.get("/elsewhere").expect_status(404);
+}
+
+#[test]
+fn a_second_cpu_profile_while_one_runs_is_refused_like_go() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let port = server.port;
+    let first =
+        thread::spawn(move || http(port, "GET", "/debug/pprof/profile?seconds=3", &[], b""));
+    thread::sleep(Duration::from_secs(1));
+    server
+        .get("/debug/pprof/profile?seconds=1")
+        .expect_go_error(
+            500,
+            "Could not enable CPU profiling: cpu profiling already in use",
+        );
+    // A snapshot is another kind of profile: it is not held up.
+    server.get("/debug/pprof/goroutine").expect_status(200);
+    let first = first.join().expect("the first request");
+    first.expect_status(200);
+    assert!(total_samples(&decode_profile(&first.body)) > 0);
+    // Once the first is answered, the next one runs.
+    server
+        .get("/debug/pprof/profile?seconds=1")
+        .expect_status(200);
+}
+
+#[test]
+fn a_bearer_token_is_required_when_configured() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").expect("write the token");
+    let token_arg = token_file.to_str().expect("UTF-8 path");
+    let server = Server::start(&["--pid", &pid, "--token-file", token_arg]);
+
+    for refused in [
+        server.get("/debug/pprof/"),
+        server.get("/debug/pprof/cmdline"),
+        server.get_with("/debug/pprof/cmdline", &[("Authorization", "Bearer wrong")]),
+        server.get_with("/debug/pprof/cmdline", &[("Authorization", "s3cret-token")]),
+    ] {
+        refused.expect_status(401);
+        assert_eq!(refused.header("x-go-pprof"), Some("1"));
+        assert!(refused.header("www-authenticate").is_some());
+    }
+    let admitted = [("Authorization", "Bearer s3cret-token")];
+    server
+        .get_with("/debug/pprof/", &admitted)
+        .expect_status(200);
+    server
+        .get_with("/debug/pprof/cmdline", &admitted)
+        .expect_status(200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target selection and lifecycle.
+
+#[test]
+fn a_named_process_is_followed_across_restarts() {
+    let _cpu = exclusive();
+    // A name of its own (within comm's 15 characters), so that no other test's process matches.
+    let dir = tempfile::tempdir().expect("create a directory");
+    let name = format!("rpf{}", std::process::id() % 1_000_000_000);
+    let program = dir.path().join(&name);
+    std::fs::copy(leaf_ratio(), &program).expect("copy the program");
+    let server = Server::start(&["--process", &name]);
+
+    let waiting = server.get("/debug/pprof/cmdline");
+    waiting.expect_status(503);
+    assert_eq!(waiting.header("x-go-pprof"), Some("1"));
+    assert!(
+        waiting
+            .text()
+            .contains(&format!("no process named \"{name}\"")),
+        "{}",
+        waiting.text()
+    );
+
+    let first = Target::spawn(&program, &["3600"]);
+    server.poll("/debug/pprof/cmdline", |r| r.status == 200);
+    assert!(server
+        .get("/debug/pprof/cmdline")
+        .text()
+        .ends_with("\03600"));
+    drop(first);
+    server.poll("/debug/pprof/cmdline", |r| r.status == 503);
+
+    let second = Target::spawn(&program, &["3601"]);
+    server.poll("/debug/pprof/cmdline", |r| r.status == 200);
+    assert!(server
+        .get("/debug/pprof/cmdline")
+        .text()
+        .ends_with("\03601"));
+    let index = server.get("/debug/pprof/").text();
+    assert!(index.contains(&format!("PID {}", second.pid())), "{index}");
+    let response = server.get("/debug/pprof/profile?seconds=1");
+    response.expect_status(200);
+    let profile = decode_profile(&response.body);
+    let pid_note = format!("PID {}", second.pid());
+    assert!(
+        comments(&profile).iter().any(|c| c.contains(&pid_note)),
+        "the profile is not of the new process {}: {:?}",
+        second.pid(),
+        comments(&profile)
+    );
+    assert!(total_samples(&profile) > 0);
+}
+
+#[test]
+fn sigterm_cuts_a_cpu_profile_short_and_still_sends_it() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let port = server.port;
+    let started = Instant::now();
+    let request =
+        thread::spawn(move || http(port, "GET", "/debug/pprof/profile?seconds=60", &[], b""));
+    thread::sleep(Duration::from_millis(1500));
+    let finished = server.stop();
+    let response = request.join().expect("the request");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the profile was not cut short: {:?}",
+        started.elapsed()
+    );
+    response.expect_status(200);
+    let profile = decode_profile(&response.body);
+    assert!(total_samples(&profile) > 0, "an empty profile");
+    assert!(
+        profile.duration_nanos < 30_000_000_000,
+        "duration {} ns",
+        profile.duration_nanos
+    );
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(finished.stderr.contains("SIGTERM"), "{}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("\"GET /debug/pprof/profile?seconds=60\" 200"),
+        "no request log line in:\n{}",
+        finished.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Kubernetes manifest.
+
+/// Parses the multi-document YAML file with PyYAML (python3-yaml), as JSON documents.
+fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; \
+             print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("run python3 (apt-get install python3 python3-yaml)");
+    assert!(
+        output.status.success(),
+        "{} is not valid YAML (or python3-yaml is missing):\n{}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("PyYAML's JSON")
+}
+
+#[test]
+fn the_sidecar_manifest_has_what_the_agent_needs() {
+    let path = workspace_root().join("deploy/kubernetes/sidecar.yaml");
+    let documents = yaml_documents(&path);
+    let kind = |doc: &serde_json::Value| doc["kind"].as_str().unwrap_or_default().to_string();
+    let workload = documents
+        .iter()
+        .find(|d| ["Pod", "Deployment"].contains(&kind(d).as_str()))
+        .expect("a Pod or a Deployment");
+    let pod = if kind(workload) == "Pod" {
+        &workload["spec"]
+    } else {
+        &workload["spec"]["template"]["spec"]
+    };
+    assert_eq!(pod["shareProcessNamespace"], true);
+    let containers = pod["containers"].as_array().expect("containers");
+    assert!(containers.len() >= 2, "an application and the agent");
+    let agent = containers
+        .iter()
+        .find(|c| {
+            c["image"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("rprof-agent")
+        })
+        .expect("the agent's container");
+    let args: Vec<&str> = agent["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| *a == flag)
+            .and_then(|i| args.get(i + 1))
+            .copied()
+    };
+    assert!(after("--process").is_some(), "{args:?}");
+    assert_eq!(after("--listen"), Some("0.0.0.0:6060"), "{args:?}");
+    assert!(agent["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["containerPort"] == 6060));
+    let security = &agent["securityContext"];
+    assert_ne!(security["privileged"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    let added: Vec<&str> = security["capabilities"]["add"]
+        .as_array()
+        .expect("added capabilities")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert_eq!(added, ["SYS_PTRACE", "PERFMON"]);
+
+    let service = documents
+        .iter()
+        .find(|d| kind(d) == "Service")
+        .expect("a Service");
+    assert!(service["spec"]["ports"]
+        .as_array()
+        .expect("service ports")
+        .iter()
+        .any(|p| p["port"] == 6060));
+}
