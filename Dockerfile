@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # rprof-agent as a sidecar: `rprof-agent serve` answering Go's /debug/pprof/ endpoints on 6060.
 #
 #   docker build -t rprof-agent .
@@ -17,11 +15,8 @@ WORKDIR /src
 COPY . .
 # The image ships without debug info (profiles of the agent itself are not its purpose).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0
-# Cache mounts keep the crate registry and the target directory between builds; the binary is
-# copied out of the cache before the step ends.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p rprof-agent \
+# Plain layers (no BuildKit cache mounts), so that any builder builds it.
+RUN cargo build --release --locked -p rprof-agent \
  && install -D -m 0755 target/release/rprof-agent /out/rprof-agent
 
 # glibc and libgcc, which the binary links, and nothing else: no shell, no package manager.

@@ -1,5 +1,6 @@
 //! The `rprof-agent` binary: parse the command line, run one verb, turn errors into one line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,7 +9,7 @@ use rprof_agent::stop::StopFlag;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(&cli);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -25,13 +26,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Record(args) => rprof_agent::record::run(args, &StopFlag::install()?),
         Command::Threads(args) => rprof_agent::threads::run(args),
         Command::Top(args) => rprof_agent::top::run(args),
-        Command::Serve(args) => rprof_agent::server::run(args, cli.verbose),
+        Command::Serve(args) => rprof_agent::server::run(args),
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
+/// Logs go to stderr: warnings only for the batch verbs, one line per request for `serve` (a
+/// sidecar's log is its audit trail); -v for debug, RUST_LOG overrides.
+fn init_logging(cli: &Cli) {
+    let quiet = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let default = match cli.verbose {
+        0 => quiet,
         1 => "debug",
         _ => "trace",
     };
@@ -41,5 +48,7 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A sidecar's stderr is a log collector, not a terminal: no color codes there.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -441,6 +441,25 @@ fn index_and_text_dumps_read_like_gos() {
 }
 
 #[test]
+fn go_tool_pprof_reads_the_text_form_and_names_it_through_symbol() {
+    let _cpu = exclusive();
+    let target = parked_threads();
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    // debug=1 text has addresses only: pprof parses it, then POSTs them to /debug/pprof/symbol.
+    let traces = pprof(&["-traces"], &server.url("/debug/pprof/goroutine?debug=1"));
+    for parked_in in ["spin_forever", "take_a_nap", "read_from_pipe"] {
+        assert!(traces.contains(parked_in), "no {parked_in} in:\n{traces}");
+    }
+    let log = server.stop().stderr;
+    assert!(
+        log.contains("\"POST /debug/pprof/symbol\" 200"),
+        "pprof did not ask /symbol:\n{log}"
+    );
+}
+
+#[test]
 fn cmdline_and_symbol_answer_as_gos() {
     let _cpu = exclusive();
     let program = leaf_ratio();
@@ -451,7 +470,7 @@ fn cmdline_and_symbol_answer_as_gos() {
     let cmdline = server.get("/debug/pprof/cmdline");
     cmdline.expect_status(200);
     assert_eq!(cmdline.header("content-type"), Some(TEXT_PLAIN));
-    let expected = format!("{}\03600", program.display());
+    let expected = format!("{}\x003600", program.display());
     assert_eq!(
         cmdline.text(),
         expected,
@@ -573,6 +592,35 @@ fn a_second_cpu_profile_while_one_runs_is_refused_like_go() {
 }
 
 #[test]
+fn a_client_that_leaves_ends_its_recording() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let mut leaving = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    leaving
+        .write_all(b"GET /debug/pprof/profile?seconds=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send the request");
+    thread::sleep(Duration::from_secs(1));
+    drop(leaving);
+    // Its recording stops with it: the next CPU profile can start well before the minute is up.
+    let started = Instant::now();
+    let next = server.poll("/debug/pprof/profile?seconds=1", |r| r.status == 200);
+    assert!(total_samples(&decode_profile(&next.body)) > 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the abandoned recording went on for {:?}",
+        started.elapsed()
+    );
+    let log = server.stop().stderr;
+    assert!(
+        log.contains("\"GET /debug/pprof/profile?seconds=60\" 499"),
+        "the abandoned request is not logged:\n{log}"
+    );
+}
+
+#[test]
 fn a_bearer_token_is_required_when_configured() {
     let _cpu = exclusive();
     let target = Target::start(&leaf_ratio());
@@ -631,7 +679,7 @@ fn a_named_process_is_followed_across_restarts() {
     assert!(server
         .get("/debug/pprof/cmdline")
         .text()
-        .ends_with("\03600"));
+        .ends_with("\x003600"));
     drop(first);
     server.poll("/debug/pprof/cmdline", |r| r.status == 503);
 
@@ -640,7 +688,7 @@ fn a_named_process_is_followed_across_restarts() {
     assert!(server
         .get("/debug/pprof/cmdline")
         .text()
-        .ends_with("\03601"));
+        .ends_with("\x003601"));
     let index = server.get("/debug/pprof/").text();
     assert!(index.contains(&format!("PID {}", second.pid())), "{index}");
     let response = server.get("/debug/pprof/profile?seconds=1");

@@ -191,6 +191,12 @@ impl ObjectInfo {
         elf::section_bytes(&self.parse().ok()?, &self.data, ".debug_frame")
     }
 
+    /// Where the symbol-table function containing `svma` starts (an SVMA): the "entry" Go's
+    /// text profiles print offsets from (`function+0x1c`). None when no symbol covers `svma`.
+    pub fn function_entry(&self, svma: u64) -> Option<u64> {
+        self.symbols().lookup(svma).map(|(start, _)| start)
+    }
+
     /// The frames at `svma`: innermost (inlined callee) first, the physical function last.
     /// DWARF first (own or separate debug file), then symbol tables. Empty when nothing is
     /// known about the address.

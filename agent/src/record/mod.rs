@@ -59,7 +59,8 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     }
     target.finish();
 
-    let several = recordings.len() > 1;
+    // Named after what was asked for: a profile left out does not rename the others.
+    let several = profile_kinds(args).len() > 1;
     let stamp = crate::timestamp::compact_utc(SystemTime::now());
     for (kind, recording) in recordings {
         let output = output::path(

@@ -147,9 +147,10 @@ fn comments(
             profile.lost(),
             profile.truncated()
         ),
+        // The probes fire in every process that maps the probed files.
         format!(
-            "threads: {} attached, {} inherited; samples of other processes dropped: {}",
-            stats.threads_attached, stats.threads_inherited, stats.foreign_dropped
+            "records of other processes dropped: {}",
+            stats.foreign_dropped
         ),
     ];
     if profile.repeated() > 0 {

@@ -156,6 +156,7 @@ impl Sampler {
     pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) {
         let Sampler {
             target,
+            thread_attr,
             format,
             cpus,
             coverage,
@@ -169,6 +170,7 @@ impl Sampler {
         let mut dispatch = Dispatch {
             pid: target.pid(),
             format: *format,
+            per_thread: thread_attr.is_some(),
             coverage,
             scratch,
             stats,
@@ -316,6 +318,8 @@ enum Polled {
 struct Dispatch<'s> {
     pid: u32,
     format: SampleFormat,
+    /// Threads have events of their own, whose coverage FORK and EXIT records update.
+    per_thread: bool,
     coverage: &'s mut Coverage,
     scratch: &'s mut DecodeScratch,
     stats: &'s mut SamplerStats,
@@ -347,9 +351,12 @@ impl Dispatch<'_> {
         match record {
             Record::Sample(_) => self.stats.samples += 1,
             Record::Lost { count } => self.stats.lost += count,
-            Record::Fork { tid, .. } => self.coverage.forked(tid),
-            Record::Exit { tid, .. } => self.coverage.exited(tid),
-            Record::Mmap { .. } | Record::Comm { .. } => {}
+            Record::Fork { tid, .. } if self.per_thread => self.coverage.forked(tid),
+            Record::Exit { tid, .. } if self.per_thread => self.coverage.exited(tid),
+            Record::Fork { .. }
+            | Record::Exit { .. }
+            | Record::Mmap { .. }
+            | Record::Comm { .. } => {}
         }
         f(record);
     }

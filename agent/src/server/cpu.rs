@@ -20,7 +20,7 @@ pub async fn profile(
     let seconds = params
         .seconds(state.settings.max_seconds)?
         .unwrap_or(DEFAULT_SECONDS);
-    let profile = record(&state, ProfileKind::Cpu, seconds).await?;
+    let profile = record(&state, ProfileKind::Cpu, seconds).await?.profile;
     let bytes = tokio::task::spawn_blocking(move || rprof_proto::encode_gzip(&profile)).await?;
     Ok(responses::profile("profile", bytes))
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use rprof_symbolizer::Symbolizer;
 
 use super::errors::PprofError;
-use super::legacy_text::{self, FrameLine, StackRecord};
+use super::legacy_text::{self, entry_offset, FrameLine, StackRecord};
 use super::params::Params;
 use super::procs::Incarnation;
 use super::responses;
@@ -19,6 +19,7 @@ use crate::cli::ThreadsFormat;
 use crate::frames::NamedFrame;
 use crate::snapshot::SnapshotOptions;
 use crate::threads::{render, take_dump, DumpedThread, ThreadDump};
+use crate::unwind::ModuleSet;
 
 /// Which path asked: the same snapshot, named as the path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,10 @@ fn snapshot(
         }
     })?;
     if let Some(why) = &dump.stack_error {
-        tracing::warn!("thread snapshot of PID {} without stacks: {why}", target.pid);
+        tracing::warn!(
+            "thread snapshot of PID {} without stacks: {why}",
+            target.pid
+        );
     }
     let rendered = match debug {
         i64::MIN..=0 => Rendered::Profile(pprof(&dump, profile, taken)?),
@@ -148,7 +152,7 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
     }
     let records = groups
         .into_values()
-        .map(|(count, thread)| stack_record(count, thread))
+        .map(|(count, thread)| stack_record(count, thread, &dump.modules))
         .collect();
     let mut notes = Vec::new();
     if stackless > 0 {
@@ -162,7 +166,7 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
     legacy_text::render(profile.name(), dump.threads.len(), records, &notes)
 }
 
-fn stack_record(count: usize, thread: &DumpedThread) -> StackRecord {
+fn stack_record(count: usize, thread: &DumpedThread, modules: &ModuleSet) -> StackRecord {
     // Go's `@` line lists return addresses; ours are return addresses minus one after the leaf.
     let pcs = thread
         .addresses
@@ -173,11 +177,15 @@ fn stack_record(count: usize, thread: &DumpedThread) -> StackRecord {
     StackRecord {
         count,
         pcs,
-        frames: thread.frames.iter().map(frame_line).collect(),
+        frames: thread
+            .frames
+            .iter()
+            .map(|frame| frame_line(frame, modules))
+            .collect(),
     }
 }
 
-fn frame_line(frame: &NamedFrame) -> FrameLine {
+fn frame_line(frame: &NamedFrame, modules: &ModuleSet) -> FrameLine {
     let location = match (&frame.file, frame.line) {
         (Some(file), Some(line)) => Some(format!("{file}:{line}")),
         _ => frame.module.clone(),
@@ -185,7 +193,7 @@ fn frame_line(frame: &NamedFrame) -> FrameLine {
     FrameLine {
         pc: frame.address,
         function: frame.function.clone(),
-        offset: None,
+        offset: entry_offset(modules, frame.address),
         location,
     }
 }

@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::fmt::Write;
 
 use super::tabwriter;
+use crate::unwind::ModuleSet;
 
 /// One distinct stack and how many threads (or thread creations) have it.
 pub struct StackRecord {
@@ -42,6 +43,13 @@ pub fn render(name: &str, total: usize, mut records: Vec<StackRecord>, notes: &[
         let _ = writeln!(text, "# {note}");
     }
     tabwriter::align(&text)
+}
+
+/// `address` minus the entry of the function that contains it, from its module's symbol table.
+pub fn entry_offset(modules: &ModuleSet, address: u64) -> Option<u64> {
+    let module = modules.find(address)?;
+    let svma = address.wrapping_sub(module.bias);
+    svma.checked_sub(module.object.function_entry(svma)?)
 }
 
 /// `@ 0x1 0x2`, the record's key and the tail of its first line.

@@ -19,7 +19,6 @@ mod index;
 mod legacy_text;
 mod limits;
 mod listener;
-mod logging;
 mod params;
 mod procs;
 mod recording;
@@ -52,9 +51,7 @@ const WORKER_THREADS: usize = 2;
 /// Blocking threads: recordings (one per kind), snapshots, lookups and /proc scans, with room.
 const MAX_BLOCKING_THREADS: usize = 16;
 
-pub fn run(args: &ServeArgs, verbose: u8) -> Result<()> {
-    let dispatch = logging::dispatch(verbose);
-    logging::install_on_this_thread(&dispatch);
+pub fn run(args: &ServeArgs) -> Result<()> {
     let token = args
         .token_file
         .as_deref()
@@ -65,7 +62,6 @@ pub fn run(args: &ServeArgs, verbose: u8) -> Result<()> {
         .worker_threads(WORKER_THREADS)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("rprof-serve")
-        .on_thread_start(move || logging::install_on_this_thread(&dispatch))
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
@@ -75,7 +71,7 @@ pub fn run(args: &ServeArgs, verbose: u8) -> Result<()> {
 async fn serve(args: &ServeArgs, token: Option<Arc<Token>>) -> Result<()> {
     let shutdown = Shutdown::new();
     // Before anything else: from here on a signal means "finish", not "die".
-    let signals = tokio::spawn(shutdown::on_signals(shutdown.clone()));
+    let signals = shutdown::on_signals(shutdown.clone()).context("cannot handle signals")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

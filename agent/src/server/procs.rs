@@ -96,11 +96,13 @@ pub fn find_by_name(name: &str) -> Option<Incarnation> {
         .min_by_key(|found| (found.start_ticks, found.pid))
 }
 
-/// Why the agent cannot read `pid`'s mappings, if it cannot: without ptrace access (another
+/// Why the agent cannot read `pid`'s files, if it cannot: without ptrace access (another
 /// user's process, no CAP_SYS_PTRACE) perf still samples, but nothing can be unwound or named,
 /// thread snapshots have no stacks and threadcreate finds nothing to probe.
 pub fn access_problem(pid: u32) -> Option<String> {
-    let err = std::fs::File::open(format!("/proc/{pid}/maps")).err()?;
+    // The maps may be readable even then (CAP_PERFMON suffices); the target's root, through
+    // which its files are read, is not.
+    let err = std::fs::read_link(format!("/proc/{pid}/root")).err()?;
     (err.kind() == std::io::ErrorKind::PermissionDenied).then(|| {
         format!(
             "no ptrace access to PID {pid}: its profiles will have no function names and its \

@@ -9,20 +9,26 @@ use rprof_proto::Profile;
 use super::cancel;
 use super::errors::PprofError;
 use super::limits::Recording;
-use super::procs::access_problem;
+use super::procs::{access_problem, Incarnation};
 use super::state::SharedState;
 use crate::cli::ProfileKind;
 use crate::record::capture::{capture, CaptureSpec};
+
+/// A finished recording.
+pub struct Recorded {
+    pub pid: u32,
+    pub profile: Profile,
+}
 
 /// Records the current target for `seconds` and returns the profile.
 pub async fn record(
     state: &SharedState,
     kind: ProfileKind,
     seconds: u64,
-) -> Result<Profile, PprofError> {
+) -> Result<Recorded, PprofError> {
     let what = label(kind);
     let target = state.target.current()?;
-    let Some(_running) = state.limits.try_record(limit(kind)) else {
+    let Some(running) = state.limits.try_record(limit(kind)) else {
         // Go's words, for Go's clients.
         return Err(PprofError::internal(format!(
             "Could not enable {what} profiling: {} profiling already in use",
@@ -37,19 +43,30 @@ pub async fn record(
         frequency: state.settings.frequency,
     };
     let symbolizer = Arc::clone(&state.symbolizer);
-    let captured =
-        tokio::task::spawn_blocking(move || capture(&spec, &symbolizer, &|| cancel.is_set()))
-            .await?;
-    captured.map_err(|err| {
-        if target.is_alive() {
-            tracing::warn!("{what} profile of PID {} failed: {err:#}", target.pid);
-            // Without ptrace access the error is a consequence; the cause is worth saying.
-            let cause = access_problem(target.pid).map_or_else(String::new, |p| format!(" ({p})"));
-            PprofError::internal(format!("Could not enable {what} profiling: {err:#}{cause}"))
-        } else {
-            PprofError::unavailable(format!("the target (PID {}) exited", target.pid))
-        }
+    let captured = tokio::task::spawn_blocking(move || {
+        // Held until the recording really ends, even if the request is dropped before: one
+        // recording per kind means one perf session, not one waiting request.
+        let _running = running;
+        capture(&spec, &symbolizer, &|| cancel.is_set())
     })
+    .await?;
+    let profile = captured.map_err(|err| failure(what, target, &err))?;
+    Ok(Recorded {
+        pid: target.pid,
+        profile,
+    })
+}
+
+/// Why a recording failed, for the client: Go's "Could not enable" message, or 503 if the
+/// target is gone.
+fn failure(what: &str, target: Incarnation, err: &anyhow::Error) -> PprofError {
+    if !target.is_alive() {
+        return PprofError::unavailable(format!("the target (PID {}) exited", target.pid));
+    }
+    tracing::warn!("{what} profile of PID {} failed: {err:#}", target.pid);
+    // Without ptrace access the error is a consequence; the cause is worth saying.
+    let cause = access_problem(target.pid).map_or_else(String::new, |p| format!(" ({p})"));
+    PprofError::internal(format!("Could not enable {what} profiling: {err:#}{cause}"))
 }
 
 /// How Go names the profile in its messages ("CPU").

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Set once, when the server starts shutting down. Blocking threads poll [`Shutdown::is_set`];
 /// tasks await [`Shutdown::wait`].
@@ -46,23 +47,26 @@ impl Default for Shutdown {
     }
 }
 
-/// Triggers `shutdown` on the first SIGINT or SIGTERM, then exits the process on the next one
-/// (an operator who signals twice wants the agent gone, in-flight profiles or not).
-pub async fn on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+/// From now on, the first SIGINT or SIGTERM triggers `shutdown`, and the next one exits the
+/// process (an operator who signals twice wants the agent gone, in-flight profiles or not).
+pub fn on_signals(shutdown: Shutdown) -> std::io::Result<JoinHandle<()>> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let first = tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    };
-    tracing::info!(
-        "{first}: shutting down; in-flight profiles end now and are still sent (signal again to exit at once)"
-    );
-    shutdown.trigger();
-    let code = tokio::select! {
-        _ = interrupt.recv() => 128 + libc::SIGINT,
-        _ = terminate.recv() => 128 + libc::SIGTERM,
-    };
-    tracing::warn!("second signal: exiting without finishing in-flight requests");
-    std::process::exit(code);
+    Ok(tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(
+            "{first}: shutting down; in-flight profiles end now and are still sent (signal \
+             again to exit at once)"
+        );
+        shutdown.trigger();
+        let code = tokio::select! {
+            _ = interrupt.recv() => 128 + libc::SIGINT,
+            _ = terminate.recv() => 128 + libc::SIGTERM,
+        };
+        tracing::warn!("second signal: exiting without finishing in-flight requests");
+        std::process::exit(code);
+    }))
 }

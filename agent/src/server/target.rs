@@ -40,7 +40,8 @@ pub struct TargetWatch {
 
 impl TargetWatch {
     /// Resolves the target once — a `--pid` that names no process is an error now rather than a
-    /// 503 on every request — then follows it until `shutdown`.
+    /// 503 on every request — then follows it until `shutdown`. (The first look blocks on
+    /// /proc, once, before the server takes requests.)
     pub fn start(spec: TargetSpec, shutdown: Shutdown) -> Result<Self> {
         let first = match &spec {
             TargetSpec::Pid(pid) => {

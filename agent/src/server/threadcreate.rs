@@ -6,18 +6,20 @@
 //! and the README). `debug=1` (or more) gives Go's text form of the recorded window.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::response::Response;
 use rprof_proto::{Function, Line, Location, Mapping, Profile};
 
 use super::cpu::DEFAULT_SECONDS;
 use super::errors::PprofError;
-use super::legacy_text::{self, FrameLine, StackRecord};
+use super::legacy_text::{self, entry_offset, FrameLine, StackRecord};
 use super::params::Params;
-use super::recording::record;
+use super::recording::{record, Recorded};
 use super::responses;
 use super::state::SharedState;
 use crate::cli::ProfileKind;
+use crate::unwind::ModuleSet;
 
 pub async fn serve(state: SharedState, params: Params) -> Result<Response, PprofError> {
     let seconds = params.seconds(state.settings.max_seconds)?;
@@ -28,13 +30,19 @@ pub async fn serve(state: SharedState, params: Params) -> Result<Response, Pprof
         ));
     }
     let window = seconds.unwrap_or(DEFAULT_SECONDS);
-    let profile = record(&state, ProfileKind::Threadcreate, window).await?;
+    let recorded = record(&state, ProfileKind::Threadcreate, window).await?;
     if debug > 0 {
-        return Ok(responses::text(counts_by_stack(&profile)));
+        text_form(&state, recorded).await
+    } else {
+        pprof_form(recorded, seconds.is_some()).await
     }
+}
+
+async fn pprof_form(recorded: Recorded, delta: bool) -> Result<Response, PprofError> {
+    let profile = recorded.profile;
     let bytes = tokio::task::spawn_blocking(move || rprof_proto::encode_gzip(&profile)).await?;
     // Go names a delta download after the profile, with "-delta".
-    let filename = if seconds.is_some() {
+    let filename = if delta {
         "threadcreate-delta"
     } else {
         "threadcreate"
@@ -42,15 +50,27 @@ pub async fn serve(state: SharedState, params: Params) -> Result<Response, Pprof
     Ok(responses::profile(filename, bytes))
 }
 
+async fn text_form(state: &SharedState, recorded: Recorded) -> Result<Response, PprofError> {
+    let symbolizer = Arc::clone(&state.symbolizer);
+    let Recorded { pid, profile } = recorded;
+    let text = tokio::task::spawn_blocking(move || {
+        // For the entry offsets: the modules now are the window's but for a rare dlclose.
+        let modules = ModuleSet::load(pid, symbolizer).ok();
+        counts_by_stack(&profile, modules.as_ref())
+    })
+    .await?;
+    Ok(responses::text(text))
+}
+
 /// Go's `debug=1` text: creations grouped by creating stack.
-fn counts_by_stack(profile: &Profile) -> String {
+fn counts_by_stack(profile: &Profile, modules: Option<&ModuleSet>) -> String {
     let mut counts: HashMap<&[u64], usize> = HashMap::new();
     for sample in &profile.sample {
         let count = usize::try_from(sample.value.first().copied().unwrap_or(0)).unwrap_or(0);
         *counts.entry(sample.location_id.as_slice()).or_default() += count;
     }
     let total = counts.values().sum();
-    let index = Index::new(profile);
+    let index = Index::new(profile, modules);
     let records = counts
         .into_iter()
         .map(|(locations, count)| index.stack_record(locations, count))
@@ -61,15 +81,18 @@ fn counts_by_stack(profile: &Profile) -> String {
 /// A profile's tables by id.
 struct Index<'p> {
     profile: &'p Profile,
+    /// The target's modules, for entry offsets; None once it is gone.
+    modules: Option<&'p ModuleSet>,
     locations: HashMap<u64, &'p Location>,
     functions: HashMap<u64, &'p Function>,
     mappings: HashMap<u64, &'p Mapping>,
 }
 
 impl<'p> Index<'p> {
-    fn new(profile: &'p Profile) -> Self {
+    fn new(profile: &'p Profile, modules: Option<&'p ModuleSet>) -> Self {
         Index {
             profile,
+            modules,
             locations: profile.location.iter().map(|l| (l.id, l)).collect(),
             functions: profile.function.iter().map(|f| (f.id, f)).collect(),
             mappings: profile.mapping.iter().map(|m| (m.id, m)).collect(),
@@ -113,13 +136,16 @@ impl<'p> Index<'p> {
                 location: module,
             }];
         }
+        let offset = self
+            .modules
+            .and_then(|modules| entry_offset(modules, location.address));
         let line_of = |line: &Line| {
             let function = self.functions.get(&line.function_id);
             let file = function.and_then(|f| self.string(f.filename));
             FrameLine {
                 pc: location.address,
                 function: function.and_then(|f| self.string(f.name)),
-                offset: None,
+                offset,
                 location: match file {
                     Some(file) if line.line > 0 => Some(format!("{file}:{}", line.line)),
                     _ => module.clone(),
@@ -127,5 +153,50 @@ impl<'p> Index<'p> {
             }
         };
         location.line.iter().map(line_of).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rprof_proto::{FunctionSpec, LabelSpec, LineSpec, MappingSpec, ProfileBuilder};
+
+    fn line<'a>(name: &'a str, file: &'a str, line: i64) -> LineSpec<'a> {
+        LineSpec {
+            function: FunctionSpec {
+                name,
+                filename: file,
+                ..FunctionSpec::default()
+            },
+            line,
+            column: 0,
+        }
+    }
+
+    #[test]
+    fn creations_are_grouped_by_stack_whatever_their_labels() {
+        let mut builder =
+            ProfileBuilder::new(&[("threadcreate", "count")], ("threadcreate", "count"), 1);
+        let mapping = builder.add_mapping(MappingSpec {
+            memory_start: 0x1000,
+            memory_limit: 0x9000,
+            filename: "/srv/app",
+            has_functions: true,
+            ..MappingSpec::default()
+        });
+        let leaf = builder.add_location(mapping, 0x1010, &[line("spawn", "app.c", 7)]);
+        let caller = builder.add_location(mapping, 0x2020, &[line("main", "", 0)]);
+        for worker in ["w1", "w2"] {
+            builder.add_sample(&[leaf, caller], &[2], &[LabelSpec::str("thread", worker)]);
+        }
+        let text = counts_by_stack(&builder.build(), None);
+        assert_eq!(
+            text,
+            "threadcreate profile: total 4\n\
+             4 @ 0x1010 0x2021\n\
+             #\t0x1010\tspawn\tapp.c:7\n\
+             #\t0x2020\tmain\t/srv/app\n\
+             \n"
+        );
     }
 }

@@ -22,12 +22,13 @@
 //!   per creation otherwise;
 //! - polling `/proc/PID/task` would miss short-lived threads and has no stacks.
 //!
-//! The probes are per-CPU events for every task rather than per-thread events: an inherited
-//! uprobe event makes thread creation in the target fail, and the kernel takes ~80 ms to close
-//! each uprobe event (see `sampler/uprobe.rs`). So other processes that map the same file
-//! (libc, for `pthread_create`) hit the breakpoint too while recording; the sampler drops their
-//! samples. Thread creation and exit (for the churn), names and new mappings come from
-//! side-band-only events on the target's own threads, inherited by the threads they create.
+//! The probes are per-CPU events for every task, and the target's threads get no events of
+//! their own (see `sampler/uprobe.rs`): an inherited uprobe event makes thread creation fail in
+//! the target, each uprobe event takes the kernel ~80 ms to close, and any per-thread event
+//! makes every thread creation and exit in the target costlier. So other processes that map
+//! the same file (libc, for `pthread_create`) hit the breakpoint too while recording, and the
+//! probes' side-band records (thread creation and exit, for the churn; names; new mappings)
+//! cover every task on the CPU: the sampler keeps the target's and drops the rest.
 //!
 //! Here: finding the functions to probe ([`probes`], [`symbols`]) and counting the churn
 //! ([`churn`]). The recording itself is `record --profile threadcreate`, its aggregate
