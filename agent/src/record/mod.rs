@@ -4,7 +4,8 @@
 //! Pipeline, per profile: a sampler's ring buffers are drained (the first profile's on this
 //! thread, any other's on a thread of its own); raw samples go to that profile's unwinder
 //! thread ([`pipeline`]), which aggregates stacks online; at the end each aggregate is
-//! symbolized into a pprof profile (or a flamegraph) and written atomically.
+//! symbolized into a pprof profile (or a flamegraph) and written atomically. [`capture`] takes
+//! one profile the same way and returns it instead (for the HTTP server).
 
 mod aggregate;
 pub mod capture;

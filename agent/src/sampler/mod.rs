@@ -38,3 +38,12 @@ pub use record::{Record, Sample};
 pub use session::Sampler;
 pub use stats::SamplerStats;
 pub use uprobe::Uprobe;
+
+/// Entry point for the `perf_records` fuzz target in `fuzz/`: decodes `bytes` as one ring-buffer
+/// record, as the drain loop does. Not API.
+#[doc(hidden)]
+pub fn fuzz_decode_record(bytes: &[u8], callchain: bool) -> bool {
+    let _ = record::timestamp(bytes);
+    let mut scratch = record::DecodeScratch::default();
+    record::decode(bytes, record::SampleFormat { callchain }, &mut scratch).is_ok()
+}

@@ -58,6 +58,24 @@ impl Default for SnapshotOptions {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: the procfs parsers on arbitrary bytes. Not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs the stat, status, syscall, wchan, uptime and readable-maps parsers on `text`.
+    pub fn parse_procfs(text: &[u8]) {
+        if let Some(stat) = super::procinfo::parse_stat(text) {
+            let _ = super::ThreadState::from_code(stat.state);
+        }
+        super::procinfo::fuzzing::parse_small_files(text);
+        if let Some(info) = super::syscall::parse_syscall(text) {
+            assert_eq!(info.name, super::syscall_names::syscall_name(info.nr));
+        }
+        if let Ok(ranges) = super::maps::ReadableRanges::parse(text) {
+            let _ = ranges.containing(0x7fff_0000_0000);
+        }
+    }
+}
+
 /// Every thread of a process at one moment, with the raw stacks that could be captured.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

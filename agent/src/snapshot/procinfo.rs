@@ -189,6 +189,25 @@ fn parse_uptime(text: &[u8]) -> Option<Duration> {
     Duration::try_from_secs_f64(first.parse().ok()?).ok()
 }
 
+#[doc(hidden)]
+pub(crate) mod fuzzing {
+    /// The parsers of the small per-thread files, for the fuzz target.
+    pub(crate) fn parse_small_files(text: &[u8]) {
+        let _ = super::status_u64(text, "voluntary_ctxt_switches");
+        let _ = super::status_u64(text, "TracerPid");
+        let _ = super::parse_wchan(text);
+        let clock = super::Clock {
+            ticks_per_second: 100,
+            since_boot: super::parse_uptime(text).unwrap_or_default(),
+        };
+        if let Some(stat) = super::parse_stat(text) {
+            let started = clock.ticks(stat.starttime);
+            let _ = clock.since_boot.saturating_sub(started);
+            let _ = (clock.ticks(stat.utime), clock.ticks(stat.stime));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

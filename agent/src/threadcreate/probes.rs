@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,7 +130,12 @@ fn open_mapped(pid: u32, entry: &MapEntry) -> io::Result<File> {
         return Err(map_files_error);
     }
     let relative = entry.path.trim_start_matches('/');
-    let file = File::open(Path::new(&format!("/proc/{pid}/root")).join(relative))?;
+    // Non-blocking: whatever the path names now (a FIFO?) must not hang us; a regular file
+    // reads the same either way.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(Path::new(&format!("/proc/{pid}/root")).join(relative))?;
     // Overlay filesystems show another device in stat than in maps: the inode decides.
     if file.metadata()?.ino() != entry.inode {
         return Err(io::Error::other(
