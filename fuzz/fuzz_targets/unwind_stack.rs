@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
         ip_seed
     };
     // Point the frame pointer into the copy now and then, so frame-pointer walks get far.
-    let bp = if mode & 2 == 0 { bp } else { sp.wrapping_add(bp % 4096) };
+    let bp = if mode & 2 == 0 {
+        bp
+    } else {
+        sp.wrapping_add(bp % 4096)
+    };
     let mut out = Vec::new();
     let mut unwinder = setup.unwinder.lock().unwrap_or_else(|e| e.into_inner());
     let _ = unwinder.unwind(

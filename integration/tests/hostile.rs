@@ -169,6 +169,7 @@ fn zombies_kernel_threads_and_missing_pids_are_one_line() {
         vec!["threads", "--pid", zombie],
         vec!["threads", "--pid", zombie, "--nonblocking"],
         vec!["threads", "--pid", zombie, "--format", "pprof", "-o", out],
+        vec!["serve", "--pid", zombie, "--listen", "127.0.0.1:0"],
     ] {
         let finished = run(&args);
         assert_one_line_error(
@@ -187,6 +188,8 @@ fn zombies_kernel_threads_and_missing_pids_are_one_line() {
     for args in [
         vec!["threads", "--pid", "2"],
         vec!["record", "--pid", "2", "--seconds", "1", "-o", out],
+        // serve used to accept it and serve empty profiles forever.
+        vec!["serve", "--pid", "2", "--listen", "127.0.0.1:0"],
     ] {
         let finished = run(&args);
         assert_one_line_error(

@@ -24,6 +24,7 @@ mod minidebuginfo;
 mod module;
 mod object_cache;
 mod object_info;
+mod plt;
 mod symbol_table;
 mod symbolizer;
 mod target_fs;

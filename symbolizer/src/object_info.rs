@@ -12,6 +12,7 @@ use crate::frame::Frame;
 use crate::frame_cache::FrameCache;
 use crate::load_bias;
 use crate::minidebuginfo;
+use crate::plt::PltTable;
 use crate::symbol_table::{SymbolTable, SymbolTableBuilder};
 use crate::unwind::UnwindSections;
 
@@ -51,6 +52,7 @@ pub struct ObjectInfo {
     supplementary: Option<Arc<ObjectInfo>>,
     unwind: OnceLock<UnwindSections>,
     symbols: OnceLock<SymbolTable>,
+    plt: OnceLock<PltTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
     frames: Mutex<FrameCache>,
 }
@@ -84,6 +86,7 @@ impl ObjectInfo {
             supplementary: None,
             unwind: OnceLock::new(),
             symbols: OnceLock::new(),
+            plt: OnceLock::new(),
             dwarf: OnceLock::new(),
             frames: Mutex::default(),
         })
@@ -225,15 +228,18 @@ impl ObjectInfo {
             .dwarf_source()
             .map(|source| source.dwarf_frames(svma))
             .unwrap_or_default();
-        let symbol = || self.symbols().lookup(svma).map(|(_, name)| name);
+        // PLT stubs last: no symbol table covers them, and a symbol that does wins.
+        let symbol = || {
+            self.symbols()
+                .lookup(svma)
+                .map(|(_, name)| Frame::from_symbol(name, None))
+                .or_else(|| self.plt().lookup(svma).map(plt_frame))
+        };
         match frames.last_mut() {
-            None => symbol()
-                .map(|name| vec![Frame::from_symbol(name, None)])
-                .unwrap_or_default(),
+            None => symbol().map(|named| vec![named]).unwrap_or_default(),
             Some(physical) => {
                 if physical.function.is_none() {
-                    if let Some(name) = symbol() {
-                        let named = Frame::from_symbol(name, None);
+                    if let Some(named) = symbol() {
                         physical.function = named.function;
                         physical.system_name = named.system_name;
                     }
@@ -287,10 +293,33 @@ impl ObjectInfo {
         })
     }
 
+    /// The PLT stubs, read on first use. From this file only: a separate debug file's PLT
+    /// sections are `SHT_NOBITS`.
+    fn plt(&self) -> &PltTable {
+        self.plt.get_or_init(|| {
+            self.parse()
+                .map(|elf| PltTable::read(&elf))
+                .unwrap_or_default()
+        })
+    }
+
     /// Re-parses the ELF headers (cheap: no allocation proportional to the file) to reach
     /// lazily used parts.
     fn parse(&self) -> Result<Elf<'_>, Error> {
         elf::parse(&self.name, &self.data)
+    }
+}
+
+/// The frame of a PLT stub, named as perf and objdump do: `strtol@plt`. The target symbol is
+/// demangled before the suffix is added, since demanglers reject `_Z...@plt`.
+fn plt_frame(symbol: &str) -> Frame {
+    if symbol == crate::plt::UNKNOWN {
+        return Frame::from_symbol(symbol, None);
+    }
+    Frame {
+        function: Some(format!("{}@plt", crate::demangle::demangle(symbol))),
+        system_name: Some(format!("{symbol}@plt")),
+        ..Frame::default()
     }
 }
 

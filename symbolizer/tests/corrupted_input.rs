@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use std::process::Command;
 
-use common::{compile, nm_text_symbols, run, Scratch};
+use common::{compile, nm_text_symbols, objdump_plt_stubs, run, Scratch};
 use rprof_symbolizer::{Bytes, ObjectInfo};
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -75,9 +75,15 @@ fn binaries(scratch: &Scratch) -> Vec<(PathBuf, Vec<u64>)> {
         &["compute_sum", "scramble", "main"],
     ));
     // Addresses from the unstripped build: the stripped ones have no symbols for nm to list.
+    // PLT stubs too: their names come from relocations, a parser of its own.
     let addresses: Vec<u64> = nm_text_symbols(&plain)
         .into_iter()
         .flat_map(|(_, address, size)| [address, address + size / 2])
+        .chain(
+            objdump_plt_stubs(&plain)
+                .into_iter()
+                .map(|(_, address)| address),
+        )
         .collect();
     built
         .into_iter()

@@ -21,7 +21,7 @@ pub struct ThreadcreateRecording {
     /// `None` once stopped.
     pump: Option<Pump>,
     pipeline: Pipeline<ThreadcreateProfile>,
-    /// The probed functions; their files stay open (the probes were opened by fd path).
+    /// The probed functions, named in the comments.
     probes: Vec<ProbePoint>,
     churn: Churn,
     summary: ChurnSummary,

@@ -95,6 +95,31 @@ pub fn nm_text_symbols(binary: &Path) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// The PLT stubs objdump names (`0000000000001060 <strtol@plt>:`) in `.plt`, `.plt.sec` and
+/// `.plt.got`, as (name with `@plt`, address). Stubs objdump cannot name (`*ABS*+0x...@plt`,
+/// IRELATIVE) are left out.
+pub fn objdump_plt_stubs(binary: &Path) -> Vec<(String, u64)> {
+    let mut stubs = Vec::new();
+    for section in [".plt", ".plt.sec", ".plt.got"] {
+        let out = Command::new("objdump")
+            .args(["-d", "--section", section])
+            .arg(binary)
+            .output()
+            .expect("run objdump");
+        // objdump fails for an absent section: no stubs there.
+        let text = String::from_utf8_lossy(&out.stdout);
+        stubs.extend(text.lines().filter_map(|line| {
+            let (address, rest) = line.split_once(" <")?;
+            let name = rest.strip_suffix(">:")?;
+            if !name.ends_with("@plt") || name.starts_with('*') {
+                return None;
+            }
+            Some((name.to_owned(), u64::from_str_radix(address, 16).ok()?))
+        }));
+    }
+    stubs
+}
+
 /// The 1-based line of the only line of `source` containing `marker`.
 pub fn marker_line(source: &Path, marker: &str) -> u32 {
     let text = std::fs::read_to_string(source).unwrap();
