@@ -28,27 +28,27 @@ pub fn name_stack(modules: &ModuleSet, addresses: &[u64]) -> Vec<NamedFrame> {
         .collect()
 }
 
-fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
-    let Some(module) = modules.find(address) else {
-        return vec![NamedFrame {
+impl NamedFrame {
+    /// An address nothing could name, in `module` when it is known.
+    fn unnamed(address: u64, module: Option<String>) -> Self {
+        NamedFrame {
             address,
             function: None,
             file: None,
             line: None,
             inlined: false,
-            module: None,
-        }];
+            module,
+        }
+    }
+}
+
+fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
+    let Some(module) = modules.find(address) else {
+        return vec![NamedFrame::unnamed(address, None)];
     };
     let frames = module.object.symbolize(address.wrapping_sub(module.bias));
     if frames.is_empty() {
-        return vec![NamedFrame {
-            address,
-            function: None,
-            file: None,
-            line: None,
-            inlined: false,
-            module: Some(module.path.clone()),
-        }];
+        return vec![NamedFrame::unnamed(address, Some(module.path.clone()))];
     }
     frames
         .into_iter()

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::build_id;
 use rprof_integration::{
-    agent_bin, assert_success, exclusive_cpu, go_tool_pprof, label, leaf_split, programs,
-    read_profile, record_full, run_agent, share_of, stack_split, string, top_leaves, total_samples,
-    Recording, Running, Stacks, Target,
+    agent_bin, assert_success, build_c, exclusive_cpu, go_tool_pprof, label, leaf_split, programs,
+    read_profile, record, record_full, run_agent, share_of, stack_split, string, top_leaves,
+    total_samples, Recording, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -745,4 +745,54 @@ fn missing_pid_is_one_clear_line() {
         "stderr does not say no such process: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "the agent panicked: {stderr}");
+}
+
+#[test]
+fn kernel_frames_come_on_top_of_complete_user_stacks() {
+    let _cpu = exclusive();
+    let target = Target::start(&build_c(
+        "syscall_heavy",
+        &["-O2", "-fomit-frame-pointer", "-g"],
+    ));
+    let (profile, _, _) = record(target.pid(), 3, &["-F", "250", "--kernel"]);
+    let stacks = Stacks::new(&profile);
+    let unmapped = |id: &u64| {
+        profile
+            .location
+            .iter()
+            .find(|l| l.id == *id)
+            .is_some_and(|l| l.mapping_id == 0)
+    };
+    let total = total_samples(&profile);
+    let mut in_kernel = 0;
+    for sample in &profile.sample {
+        let Some(leaf) = sample.location_id.first() else {
+            continue;
+        };
+        if !unmapped(leaf) {
+            continue;
+        }
+        in_kernel += sample.value[0];
+        let frames = stacks.frames(sample);
+        assert!(
+            frames
+                .first()
+                .is_some_and(|f| !f.is_empty() && *f != "[kernel]"),
+            "kernel leaf without a name (is /proc/kallsyms readable?): {frames:?}"
+        );
+        assert!(
+            frames.contains(&"read_zeros"),
+            "kernel stack not on top of its user stack: {frames:?}"
+        );
+        assert!(
+            frames.contains(&"main"),
+            "user part does not reach main: {frames:?}"
+        );
+    }
+    println!("{in_kernel}/{total} samples with kernel frames");
+    assert!(
+        in_kernel as f64 >= 0.3 * total as f64,
+        "only {in_kernel}/{total} samples in the kernel for a read(/dev/zero) loop\n{}",
+        top_leaves(&profile, 10)
+    );
 }
