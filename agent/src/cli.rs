@@ -51,7 +51,7 @@ pub enum ThreadsFormat {
 #[derive(Debug, Args)]
 pub struct ThreadsArgs {
     /// Process to snapshot.
-    #[arg(short, long)]
+    #[arg(short, long, allow_negative_numbers = true)]
     pub pid: u32,
 
     /// Output format.
@@ -101,6 +101,7 @@ pub struct RecordArgs {
     #[arg(
         short,
         long,
+        allow_negative_numbers = true,
         conflicts_with = "command",
         required_unless_present = "command"
     )]
@@ -164,7 +165,7 @@ pub struct TopArgs {
 #[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "process"])))]
 pub struct ServeArgs {
     /// Process to profile (as this PID namespace numbers it).
-    #[arg(short, long)]
+    #[arg(short, long, allow_negative_numbers = true)]
     pub pid: Option<u32>,
 
     /// Profile the process with this name (its comm or its executable's file name): wait for it

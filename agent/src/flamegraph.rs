@@ -8,6 +8,10 @@ use rprof_proto::Profile;
 /// Renders `profile` (first sample value) as an SVG flamegraph titled `title`.
 pub fn svg(profile: &Profile, title: &str) -> Result<Vec<u8>> {
     let lines = collapsed(profile);
+    if lines.is_empty() {
+        // inferno refuses an empty graph; an idle target still deserves a file that says so.
+        return Ok(empty_svg(title).into_bytes());
+    }
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_string();
     options.count_name = "samples".to_string();
@@ -51,4 +55,33 @@ fn collapsed(profile: &Profile) -> Vec<String> {
         .filter(|(_, v)| *v > 0)
         .map(|(stack, v)| format!("{stack} {v}"))
         .collect()
+}
+
+/// A valid SVG stating that nothing was sampled.
+fn empty_svg(title: &str) -> String {
+    let title = title
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"1200\" height=\"80\" xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <text x=\"600\" y=\"30\" text-anchor=\"middle\" font-size=\"17\">{title}</text>\n\
+         <text x=\"600\" y=\"60\" text-anchor=\"middle\" font-size=\"14\">no samples: the target used no CPU during the window</text>\n\
+         </svg>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_profile_gives_a_valid_svg() {
+        let svg =
+            String::from_utf8(svg(&Profile::default(), "PID <1>").expect("svg")).expect("utf-8");
+        assert!(
+            svg.contains("<svg") && svg.contains("no samples") && svg.contains("PID &lt;1&gt;")
+        );
+    }
 }

@@ -8,13 +8,33 @@ use rprof_proto::Profile;
 use crate::cli::TopArgs;
 
 pub fn run(args: &TopArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = read_bounded(&args.file)?;
     let profile = rprof_proto::decode(&bytes)
         .with_context(|| format!("{} is not a pprof profile", args.file.display()))?;
     let index = sample_index(&profile, args.sample_index.as_deref())?;
     print!("{}", table(&profile, index, args.n));
     Ok(())
+}
+
+/// The largest profile file `top` reads (256 MiB): a path like /dev/zero must not eat memory.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        bail!(
+            "{} is larger than {} MiB: not a pprof profile",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        );
+    }
+    Ok(bytes)
 }
 
 /// Resolves `--sample_index`: a number, or a sample type name; default: the profile's default

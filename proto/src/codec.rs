@@ -16,6 +16,8 @@ pub enum DecodeError {
     Gzip(#[source] io::Error),
     #[error("profile is not a valid profile.proto message")]
     Proto(#[source] prost::DecodeError),
+    #[error("profile decompresses to more than {0} bytes")]
+    TooLarge(u64),
 }
 
 /// Serializes and gzips `profile`, the form pprof tools expect.
@@ -32,6 +34,10 @@ pub fn write_gzip(profile: &Profile, out: impl Write) -> io::Result<()> {
     encoder.finish()?.flush()
 }
 
+/// The largest decompressed profile [`decode`] accepts (1 GiB): pprof files of real programs
+/// are kilobytes to tens of megabytes.
+pub const MAX_DECODED_BYTES: u64 = 1 << 30;
+
 /// Parses a profile from gzipped or plain protobuf bytes.
 ///
 /// Both forms occur in the wild: pprof tools write gzip, but some producers
@@ -44,8 +50,13 @@ pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
         return Profile::decode(bytes).map_err(DecodeError::Proto);
     }
     let mut raw = Vec::new();
+    // A gzip bomb (or /dev/zero gzipped) must not take all memory: no real profile comes near.
     MultiGzDecoder::new(bytes)
+        .take(MAX_DECODED_BYTES + 1)
         .read_to_end(&mut raw)
         .map_err(DecodeError::Gzip)?;
+    if raw.len() as u64 > MAX_DECODED_BYTES {
+        return Err(DecodeError::TooLarge(MAX_DECODED_BYTES));
+    }
     Profile::decode(raw.as_slice()).map_err(DecodeError::Proto)
 }

@@ -38,6 +38,7 @@ use threadcreate::ThreadcreateRecording;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
+    output::check_writable(args.output.as_deref())?;
     let mut target = match args.pid {
         Some(pid) => Target::attach(pid)?,
         None => Target::launch(&args.command)?,

@@ -32,6 +32,32 @@ pub fn path(
     }
 }
 
+/// Fails early, before anything is attached, when the profile could not be written at the end:
+/// a recording that runs for minutes and then fails on its output path helps nobody.
+pub fn check_writable(output: Option<&Path>) -> anyhow::Result<()> {
+    use anyhow::bail;
+    use nix::unistd::{access, AccessFlags};
+    let dir = match output {
+        Some(path) if path.is_dir() => bail!("cannot write {}: it is a directory", path.display()),
+        Some(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+        None => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("cannot write to {}: no such directory", dir.display());
+    }
+    if let Err(err) = access(dir, AccessFlags::W_OK) {
+        bail!(
+            "cannot write to {}: {}",
+            dir.display(),
+            std::io::Error::from(err)
+        );
+    }
+    Ok(())
+}
+
 /// `path` with `.<kind>` inserted before its extension (or appended when it has none).
 fn with_profile_name(path: &Path, kind: ProfileKind) -> PathBuf {
     let name = path
