@@ -37,23 +37,22 @@ pub fn path(
 pub fn check_writable(output: Option<&Path>) -> anyhow::Result<()> {
     use anyhow::bail;
     use nix::unistd::{access, AccessFlags};
-    let dir = match output {
-        Some(path) if path.is_dir() => bail!("cannot write {}: it is a directory", path.display()),
-        Some(path) => path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-        None => Path::new("."),
+    let (dir, what) = match output {
+        Some(path) if path.is_dir() => {
+            bail!("cannot write {}: it is a directory", path.display())
+        }
+        Some(path) => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            (parent.unwrap_or(Path::new(".")), path.display().to_string())
+        }
+        None => (Path::new("."), "to the working directory".to_string()),
     };
     if !dir.is_dir() {
-        bail!("cannot write to {}: no such directory", dir.display());
+        bail!("cannot write {what}: no such directory {}", dir.display());
     }
     if let Err(err) = access(dir, AccessFlags::W_OK) {
-        bail!(
-            "cannot write to {}: {}",
-            dir.display(),
-            std::io::Error::from(err)
-        );
+        let err = std::io::Error::from(err);
+        bail!("cannot write {what}: {err} in {}", dir.display());
     }
     Ok(())
 }
