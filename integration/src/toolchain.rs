@@ -65,25 +65,21 @@ fn is_executable(path: &Path) -> bool {
 /// Builds `programs/<name>.c` with gcc and `flags` (plus `-pthread`, which every program may
 /// need and none is hurt by), and returns the binary's path.
 pub fn build_c(name: &str, flags: &[&str]) -> PathBuf {
-    let source = programs_dir().join(format!("{name}.c"));
-    let gcc = find_tool("gcc", "build the C test programs");
-    compile(&gcc, name, flags, &source, |out| {
-        let mut cmd = Command::new(&gcc);
-        cmd.args(flags)
-            .arg("-pthread")
-            .arg("-o")
-            .arg(out)
-            .arg(&source);
-        cmd
-    })
+    build_with_gcc_driver("gcc", "c", name, flags)
 }
 
-/// Builds `programs/<name>.cpp` with g++ and `flags`, and returns the binary's path.
+/// Builds `programs/<name>.cpp` with g++ and `flags` (plus `-pthread`), and returns the
+/// binary's path.
 pub fn build_cpp(name: &str, flags: &[&str]) -> PathBuf {
-    let source = programs_dir().join(format!("{name}.cpp"));
-    let gxx = find_tool("g++", "build the C++ test programs");
-    compile(&gxx, name, flags, &source, |out| {
-        let mut cmd = Command::new(&gxx);
+    build_with_gcc_driver("g++", "cpp", name, flags)
+}
+
+/// gcc and g++ take the same command line: `FLAGS -pthread -o OUT SOURCE`.
+fn build_with_gcc_driver(driver: &str, extension: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let source = programs_dir().join(format!("{name}.{extension}"));
+    let compiler = find_tool(driver, &format!("build the .{extension} test programs"));
+    compile(&compiler, name, flags, &source, |out| {
+        let mut cmd = Command::new(&compiler);
         cmd.args(flags)
             .arg("-pthread")
             .arg("-o")
