@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{compile, Program, TempDir};
 use rprof_agent::sampler::{EventKind, Record, Sampler, SamplerConfig, SamplerError};
 
 /// Two threads spin (main and "rp-worker"); a third ("rp-late") starts one second later. Main
@@ -74,9 +73,9 @@ const SAMPLING: Duration = Duration::from_secs(3);
 fn samples_every_thread_of_a_busy_process_including_a_late_one() {
     let dir = TempDir::new();
     let exe = compile(&dir, "spinner", SPINNER_C);
-    let mut target = Target::spawn(&exe);
-    let main = target.thread("main");
-    let worker = target.thread("rp-worker");
+    let mut target = Program::spawn(&exe);
+    let main = thread(&target, "main");
+    let worker = thread(&target, "rp-worker");
 
     let config = SamplerConfig {
         frequency: FREQUENCY,
@@ -100,7 +99,7 @@ fn samples_every_thread_of_a_busy_process_including_a_late_one() {
         sampler.drain(&mut |record| seen.record(record));
         sampler.refresh_threads().expect("refresh threads");
     }
-    let late = target.thread("rp-late");
+    let late = thread(&target, "rp-late");
     let cpu_used = [
         cpu_time(target.pid(), main.tid) - cpu_at_open[0],
         cpu_time(target.pid(), worker.tid) - cpu_at_open[1],
@@ -193,8 +192,8 @@ int main(void) {
 fn kernel_call_chains_come_with_the_user_registers() {
     let dir = TempDir::new();
     let exe = compile(&dir, "syscaller", SYSCALLER_C);
-    let mut target = Target::spawn(&exe);
-    let main = target.thread("main");
+    let target = Program::spawn(&exe);
+    let main = thread(&target, "main");
     let config = SamplerConfig {
         kernel: true,
         frequency: FREQUENCY,
@@ -355,73 +354,22 @@ fn cpu_time(pid: u32, tid: u32) -> Duration {
     Duration::from_nanos(nanos.unwrap_or_else(|| panic!("unexpected {path}: {text}")))
 }
 
-/// The running test program; killed when dropped, so a failing test leaves nothing behind.
-struct Target {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Target {
-    fn spawn(exe: &Path) -> Target {
-        let mut child = Command::new(exe)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the test program");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Target { child, lines }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Lets the program's main thread start.
-    fn go(&mut self) {
-        let stdin = self.child.stdin.as_mut().expect("piped stdin");
-        stdin.write_all(b"go\n").expect("write to the test program");
-        stdin.flush().expect("flush the test program's stdin");
-    }
-
-    /// Waits for the thread playing `role` to report itself.
-    fn thread(&mut self, role: &str) -> Thread {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("the test program never reported {role}"));
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [name, tid, low, high] = fields[..] else {
-                panic!("unexpected line from the test program: {line}");
+/// Waits for the thread playing `role` to report itself ("ROLE TID STACK_LOW STACK_HIGH").
+fn thread(program: &Program, role: &str) -> Thread {
+    loop {
+        let line = program.next_line(role);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, tid, low, high] = fields[..] else {
+            panic!("unexpected line from the test program: {line}");
+        };
+        if name == role {
+            let hex = |text: &str| u64::from_str_radix(text, 16).expect("hex address");
+            return Thread {
+                role: role.to_owned(),
+                tid: tid.parse().expect("tid"),
+                stack: hex(low)..hex(high),
             };
-            if name == role {
-                let hex = |text: &str| u64::from_str_radix(text, 16).expect("hex address");
-                return Thread {
-                    role: role.to_owned(),
-                    tid: tid.parse().expect("tid"),
-                    stack: hex(low)..hex(high),
-                };
-            }
         }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -448,47 +396,5 @@ impl Maps {
 
     fn executable(&self, address: u64) -> bool {
         self.0.iter().any(|range| range.contains(&address))
-    }
-}
-
-fn compile(dir: &TempDir, name: &str, source: &str) -> PathBuf {
-    let source_path = dir.path().join(format!("{name}.c"));
-    fs::write(&source_path, source).expect("write the C source");
-    let exe = dir.path().join(name);
-    let status = Command::new("gcc")
-        .args(["-O2", "-g", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&source_path)
-        .status()
-        .unwrap_or_else(|error| {
-            panic!("cannot run gcc ({error}): run scripts/setup to install the build tools")
-        });
-    assert!(status.success(), "gcc failed on {}", source_path.display());
-    exe
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "rprof-sampler-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }

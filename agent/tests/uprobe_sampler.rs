@@ -4,13 +4,13 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{compile, Program, TempDir};
 use rprof_agent::sampler::{EventKind, Record, Sampler, SamplerConfig, Trigger, Uprobe};
 use rprof_agent::threadcreate::find_functions;
 
@@ -54,8 +54,10 @@ fn every_hit_in_the_target_is_a_sample_and_only_those() {
     let dir = TempDir::new();
     let exe = compile(&dir, "probed", PROGRAM_C);
     let mut target = Program::spawn(&exe);
+    target.expect_line("ready");
     // The same binary in another process: the probe fires there too, the sampler drops it.
     let mut bystander = Program::spawn(&exe);
+    bystander.expect_line("ready");
     let offset = probe_offset(&exe);
     let config = SamplerConfig {
         trigger: Trigger::Uprobes(vec![Uprobe {
@@ -70,7 +72,7 @@ fn every_hit_in_the_target_is_a_sample_and_only_those() {
     assert_eq!(sampler.refresh_threads().expect("refresh"), 0);
 
     for program in [&mut target, &mut bystander] {
-        program.run_once();
+        run_once(program);
     }
     let probe_address = runtime_address(target.pid(), &exe, offset);
     let mut seen = Seen::default();
@@ -150,90 +152,8 @@ fn runtime_address(pid: u32, exe: &Path, offset: u64) -> u64 {
         .unwrap_or_else(|| panic!("offset {offset:#x} of {exe} is not mapped:\n{maps}"))
 }
 
-/// A running test program, killed when dropped.
-struct Program {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Program {
-    fn spawn(exe: &Path) -> Program {
-        let mut child = Command::new(exe)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the test program");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let program = Program { child, lines };
-        program.expect_line("ready");
-        program
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// One round of hits and threads, waited for.
-    fn run_once(&mut self) {
-        let stdin = self.child.stdin.as_mut().expect("piped stdin");
-        stdin.write_all(b"go\n").expect("write to the test program");
-        stdin.flush().expect("flush the test program's stdin");
-        self.expect_line("done");
-    }
-
-    fn expect_line(&self, prefix: &str) {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("the test program never printed {prefix:?}"));
-        assert!(line.starts_with(prefix), "{line:?} instead of {prefix:?}");
-    }
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn compile(dir: &TempDir, name: &str, source: &str) -> PathBuf {
-    let source_path = dir.0.join(format!("{name}.c"));
-    fs::write(&source_path, source).expect("write the C source");
-    let exe = dir.0.join(name);
-    let status = Command::new("gcc")
-        .args(["-O2", "-g", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&source_path)
-        .status()
-        .unwrap_or_else(|error| {
-            panic!("cannot run gcc ({error}): run scripts/setup to install the build tools")
-        });
-    assert!(status.success(), "gcc failed on {}", source_path.display());
-    exe
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!("rprof-uprobe-test-{}", std::process::id()));
-        fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// One round of hits and threads, waited for.
+fn run_once(program: &mut Program) {
+    program.go();
+    program.expect_line("done");
 }
