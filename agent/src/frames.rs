@@ -44,7 +44,9 @@ impl NamedFrame {
 
 fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
     let Some(module) = modules.find(address) else {
-        return vec![NamedFrame::unnamed(address, None)];
+        let mut frame = NamedFrame::unnamed(address, None);
+        frame.function = modules.jit_name(address).map(str::to_owned);
+        return vec![frame];
     };
     let frames = module.object.symbolize(address.wrapping_sub(module.bias));
     if frames.is_empty() {

@@ -519,6 +519,57 @@ fn binary_without_dwarf_is_named_from_its_symtab() {
     assert_reach(profile, "main", 0.95);
 }
 
+/// Removes a JIT test program's perf map, which a SIGKILLed program cannot remove itself.
+struct PerfMapFile(PathBuf);
+
+impl Drop for PerfMapFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn jit_code_is_named_from_the_perf_map_and_unwound_through() {
+    let _cpu = exclusive();
+    let target = Target::start(&build_c("jit_code", &["-O2", "-g", "-fomit-frame-pointer"]));
+    let map = PerfMapFile(PathBuf::from(format!("/tmp/perf-{}.map", target.pid())));
+    assert!(map.0.exists(), "jit_code wrote no {}", map.0.display());
+    let measured = Measured::record(&target, 5);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    assert_leaf_ratio(profile, "jit_hot_loop", "jit_cold_loop", 0.75, 0.05);
+    // Through the JIT frame (frame-pointer rule, no unwind tables) into its C caller.
+    let stacks = Stacks::new(profile);
+    let through = stacks.fraction(
+        |frames, _| frames.first() == Some(&"jit_hot_loop"),
+        |frames| frames.get(1) == Some(&"run_hot") && frames.contains(&"main"),
+    );
+    println!("jit_hot_loop samples under run_hot and main: {through}");
+    assert!(
+        through.ratio() >= 0.95,
+        "{through} of jit_hot_loop samples unwind to run_hot and main\n{}",
+        top_leaves(profile, 10)
+    );
+
+    // The thread dump names the JIT frame too.
+    let dump = run_agent(
+        &[
+            "threads",
+            "--pid",
+            &target.pid().to_string(),
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_success(&dump, "rprof-agent threads on jit_code");
+    assert!(
+        dump.stdout.contains("jit_hot_loop") || dump.stdout.contains("jit_cold_loop"),
+        "the thread dump names no JIT frame:\n{}",
+        dump.stdout
+    );
+}
+
 #[test]
 fn threads_started_during_the_recording_are_sampled() {
     let _cpu = exclusive();

@@ -6,6 +6,7 @@
 //! its load bias and a shared, lazily parsed [`ObjectInfo`]. An `ObjectInfo` answers
 //! [`ObjectInfo::symbolize`] (DWARF with inline frames, then symbol tables; separate debug
 //! files and MiniDebugInfo included) and provides the [`UnwindSections`] framehop needs.
+//! Code in no ELF file (JIT) is named from the target's perf map, [`PerfMap`].
 //!
 //! Everything read from the target is untrusted: reads, loops and decompression are bounded,
 //! and malformed input yields errors or fewer names, never a panic.
@@ -24,6 +25,7 @@ mod minidebuginfo;
 mod module;
 mod object_cache;
 mod object_info;
+mod perf_map;
 mod plt;
 mod symbol_table;
 mod symbolizer;
@@ -36,5 +38,6 @@ pub use error::Error;
 pub use frame::Frame;
 pub use module::MappedModule;
 pub use object_info::{DebugAltLink, DebugLink, ObjectInfo};
+pub use perf_map::PerfMap;
 pub use symbolizer::Symbolizer;
 pub use unwind::UnwindSections;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::maps::MapEntry;
@@ -37,18 +37,36 @@ impl TargetRoot {
         TargetRoot { root, root_fd }
     }
 
-    /// Opens `path` (absolute, as the target sees it) for reading. Symlinks are resolved inside
-    /// the root (`openat2` with `RESOLVE_IN_ROOT`); on kernels without `openat2` the path is
-    /// opened through `/proc/PID/root` and callers verify what they got (inode, build id, CRC).
+    /// Opens the regular file `path` (absolute, as the target sees it) for reading. Symlinks
+    /// are resolved inside the root (`openat2` with `RESOLVE_IN_ROOT`); on kernels without
+    /// `openat2` the path is opened through `/proc/PID/root` and callers verify what they got
+    /// (inode, build id, CRC).
+    ///
+    /// The target owns these paths: a FIFO or a device put where a file was expected must not
+    /// block or feed us forever, so the open never blocks and anything but a regular file is
+    /// refused.
     pub fn open(&self, path: &str) -> io::Result<File> {
-        let relative = path.trim_start_matches('/');
+        let file = self.open_nonblocking(path.trim_start_matches('/'))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path} in the target's root is not a regular file"),
+            ));
+        }
+        Ok(file)
+    }
+
+    fn open_nonblocking(&self, relative: &str) -> io::Result<File> {
         if let Some(root_fd) = &self.root_fd {
             match openat2_in_root(root_fd, relative) {
                 Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {}
                 result => return result,
             }
         }
-        File::open(self.root.join(relative))
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.root.join(relative))
     }
 }
 
@@ -124,13 +142,14 @@ fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `openat2(root, path, O_RDONLY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `..` and absolute
-/// symlinks cannot leave `root`.
+/// `openat2(root, path, O_RDONLY | O_NONBLOCK, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `..`
+/// and absolute symlinks cannot leave `root`.
 fn openat2_in_root(root: &OwnedFd, relative: &str) -> io::Result<File> {
     let c_path = CString::new(relative)?;
     // SAFETY: `open_how` is a plain C struct; all-zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = u64::try_from(libc::O_RDONLY | libc::O_CLOEXEC).unwrap_or_default();
+    how.flags =
+        u64::try_from(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK).unwrap_or_default();
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid descriptor, NUL-terminated path, and a correctly sized `open_how`.
     let fd = unsafe {
@@ -174,5 +193,20 @@ mod tests {
         assert!(Path::new("/etc/passwd").exists());
         assert!(root.open("/lib/passwd").is_err());
         assert!(root.open("/../../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn fifos_and_directories_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = CString::new(dir.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(dir.path().join("dir")).unwrap();
+        let root = TargetRoot::at(dir.path().to_owned());
+
+        // No writer ever opens the FIFO: a blocking open would hang this test.
+        let err = root.open("/fifo").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(root.open("/dir").is_err());
     }
 }

@@ -89,7 +89,10 @@ impl<'m> LocationTable<'m> {
                 let frames = module.object.symbolize(address.wrapping_sub(module.bias));
                 add_symbolized(builder, mapping_id, address, &frames)
             }
-            None => builder.add_location(0, address, &[]),
+            None => match self.modules.jit_name(address) {
+                Some(name) => add_named(builder, address, name),
+                None => builder.add_location(0, address, &[]),
+            },
         };
         self.by_address.insert(address, id);
         id
@@ -105,18 +108,7 @@ impl<'m> LocationTable<'m> {
         if let Some(&id) = self.kernel.get(&address) {
             return id;
         }
-        let function = FunctionSpec {
-            name: name.unwrap_or(PseudoFrame::Kernel.name()),
-            ..Default::default()
-        };
-        let id = builder.add_location(
-            0,
-            address,
-            &[LineSpec {
-                function,
-                ..Default::default()
-            }],
-        );
+        let id = add_named(builder, address, name.unwrap_or(PseudoFrame::Kernel.name()));
         self.kernel.insert(address, id);
         id
     }
@@ -137,6 +129,22 @@ impl<'m> LocationTable<'m> {
             )
         })
     }
+}
+
+/// A location in no mapping, known only by a function name (kernel and JIT code).
+fn add_named(builder: &mut ProfileBuilder, address: u64, name: &str) -> u64 {
+    let function = FunctionSpec {
+        name,
+        ..Default::default()
+    };
+    builder.add_location(
+        0,
+        address,
+        &[LineSpec {
+            function,
+            ..Default::default()
+        }],
+    )
 }
 
 /// Inline frames come innermost first with the physical function last, exactly pprof's order for

@@ -1,11 +1,11 @@
 //! The set of ELF modules mapped in the target, kept in step with its mappings, and turned into
 //! framehop modules.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use framehop::{ExplicitModuleSectionInfo, Module};
-use rprof_symbolizer::{Bytes, MappedModule, Symbolizer};
+use rprof_symbolizer::{Bytes, MappedModule, PerfMap, Symbolizer};
 
 /// Mappings are re-read at most this often when samples hit unknown code: a process that jumps
 /// into anonymous memory (JIT, corrupted ip) must not make us re-read /proc/PID/maps per sample.
@@ -19,6 +19,9 @@ pub struct ModuleSet {
     current: Vec<Arc<MappedModule>>,
     history: Vec<Arc<MappedModule>>,
     last_refresh: Instant,
+    /// The target's perf map, read on the first address no module maps: by then (names are
+    /// looked up when a profile is written) the JIT has written the code it ran.
+    jit: OnceLock<Option<PerfMap>>,
 }
 
 /// What a refresh changed, in framehop's terms.
@@ -38,6 +41,7 @@ impl ModuleSet {
             current: sorted(history.clone()),
             history,
             last_refresh: Instant::now(),
+            jit: OnceLock::new(),
         })
     }
 
@@ -63,6 +67,20 @@ impl ModuleSet {
     pub fn find(&self, addr: u64) -> Option<&Arc<MappedModule>> {
         self.current_module(addr)
             .or_else(|| self.history.iter().rev().find(|m| maps_code(m, addr)))
+    }
+
+    /// The JIT-compiled function at `addr`, from the target's perf map (see [`PerfMap`]).
+    pub fn jit_name(&self, addr: u64) -> Option<&str> {
+        self.jit
+            .get_or_init(|| match PerfMap::for_process(self.pid) {
+                Ok(map) => map,
+                Err(error) => {
+                    tracing::debug!(pid = self.pid, %error, "perf map not read");
+                    None
+                }
+            })
+            .as_ref()?
+            .lookup(addr)
     }
 
     fn current_module(&self, addr: u64) -> Option<&Arc<MappedModule>> {

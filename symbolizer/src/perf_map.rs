@@ -1,0 +1,230 @@
+//! Names for JIT-compiled code: the `/tmp/perf-PID.map` files that JIT runtimes write for perf
+//! (Node/V8 `--perf-basic-prof`, the JVM through perf-map-agent, .NET with
+//! `DOTNET_PerfMapEnabled`, LuaJIT, Wasmtime...). Such code lives in anonymous memory, in no ELF
+//! file, so this file is the only place its names are.
+//!
+//! The format is one function per line, `START SIZE NAME`: start and size in hex (with or
+//! without `0x`), the name running to the end of the line. A runtime appends as it compiles and
+//! may reuse the memory of collected code, so for one start address the last line wins.
+//!
+//! The file is the target's: it is read inside the target's root under the PID the target
+//! knows itself by (its innermost PID namespace), only if it is a regular file owned by the
+//! target's user (as perf insists: otherwise a process could make a privileged agent read
+//! another user's file into a profile), and with its size and line lengths bounded.
+
+use std::io::{self, Read};
+
+use crate::target_fs::TargetRoot;
+
+/// Larger maps than this are read up to this size (a long-lived Node process writes a few MB).
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Names longer than this are cut: a JIT never writes them, a hostile file might.
+const MAX_NAME_BYTES: usize = 1024;
+
+/// How many earlier entries a lookup looks back through for overlapping code regions.
+const MAX_OVERLAP_SCAN: usize = 16;
+
+/// The functions of one perf map, sorted by start address.
+#[derive(Debug, Default)]
+pub struct PerfMap {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    start: u64,
+    end: u64,
+    name: String,
+}
+
+impl PerfMap {
+    /// Reads process `pid`'s perf map. `Ok(None)` when it has none (the common case: only JIT
+    /// runtimes asked to write one do).
+    pub fn for_process(pid: u32) -> io::Result<Option<PerfMap>> {
+        let status = read_status(pid)?;
+        let (Some(ns_pid), Some(uid)) = (innermost_pid(&status), effective_uid(&status)) else {
+            return Err(io::Error::other(format!(
+                "/proc/{pid}/status has no NSpid or Uid line"
+            )));
+        };
+        let root = TargetRoot::of_process(pid);
+        let file = match root.open(&format!("/tmp/perf-{ns_pid}.map")) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let owner = std::os::unix::fs::MetadataExt::uid(&file.metadata()?);
+        if owner != uid {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("/tmp/perf-{ns_pid}.map is owned by uid {owner}, not the target's {uid}"),
+            ));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
+        Ok(Some(PerfMap::parse(&String::from_utf8_lossy(&bytes))))
+    }
+
+    /// Parses a perf map, skipping lines that are not `START SIZE NAME`.
+    pub fn parse(text: &str) -> PerfMap {
+        let mut entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
+        // Stable: for equal starts file order is kept, and dedup keeps the last (newest) one.
+        entries.sort_by_key(|e| e.start);
+        entries.reverse();
+        entries.dedup_by_key(|e| e.start);
+        entries.reverse();
+        PerfMap { entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The name of the function whose code holds `address`.
+    pub fn lookup(&self, address: u64) -> Option<&str> {
+        let after = self.entries.partition_point(|e| e.start <= address);
+        self.entries[..after]
+            .iter()
+            .rev()
+            .take(MAX_OVERLAP_SCAN)
+            .find(|e| address < e.end)
+            .map(|e| e.name.as_str())
+    }
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    let mut fields = line.trim_start().splitn(3, [' ', '\t']);
+    let start = hex(fields.next()?)?;
+    let size = hex(fields.next()?)?;
+    let name = fields.next()?.trim();
+    if size == 0 || name.is_empty() {
+        return None;
+    }
+    Some(Entry {
+        start,
+        end: start.checked_add(size)?,
+        name: truncate(name, MAX_NAME_BYTES).to_owned(),
+    })
+}
+
+fn hex(field: &str) -> Option<u64> {
+    let digits = field
+        .strip_prefix("0x")
+        .or_else(|| field.strip_prefix("0X"))
+        .unwrap_or(field);
+    u64::from_str_radix(digits, 16).ok()
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn read_status(pid: u32) -> io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(format!("/proc/{pid}/status"))?
+        .take(64 << 10)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The last NSpid field: the PID as the target's own PID namespace numbers it, which is the
+/// number the runtime put in the file name.
+fn innermost_pid(status: &str) -> Option<u32> {
+    field(status, "NSpid:")?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// The second Uid field.
+fn effective_uid(status: &str) -> Option<u32> {
+    field(status, "Uid:")?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn field<'s>(status: &'s str, key: &str) -> Option<&'s str> {
+    status.lines().find_map(|line| line.strip_prefix(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_addresses_inside_entries() {
+        let map = PerfMap::parse(
+            "7f0000001000 40 LazyCompile:*hot /app/x.js:1\n\
+             0x7f0000002000 0x20 Builtin:ArgumentsAdaptorTrampoline\n",
+        );
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            map.lookup(0x7f00_0000_1000),
+            Some("LazyCompile:*hot /app/x.js:1")
+        );
+        assert_eq!(
+            map.lookup(0x7f00_0000_103f),
+            Some("LazyCompile:*hot /app/x.js:1")
+        );
+        assert_eq!(map.lookup(0x7f00_0000_1040), None);
+        assert_eq!(
+            map.lookup(0x7f00_0000_2010),
+            Some("Builtin:ArgumentsAdaptorTrampoline")
+        );
+        assert_eq!(map.lookup(0x10), None);
+    }
+
+    #[test]
+    fn the_newest_entry_for_a_reused_address_wins() {
+        let map = PerfMap::parse("1000 100 old\n1000 100 new\n");
+        assert_eq!(map.lookup(0x1050), Some("new"));
+    }
+
+    #[test]
+    fn code_inside_a_larger_earlier_region_is_found() {
+        let map = PerfMap::parse("1000 1000 stub_region\n1800 10 inner\n");
+        assert_eq!(map.lookup(0x1805), Some("inner"));
+        assert_eq!(map.lookup(0x1900), Some("stub_region"));
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped_and_never_panic() {
+        let long_name = "é".repeat(4000);
+        let text = format!(
+            "\n   \nzz 10 bad\n10 zz bad\n10\n10 10\n10 0 empty\nffffffffffffffff 10 overflow\n\
+             2000 10 {long_name}\n3000\t10\ttabbed name\n"
+        );
+        let map = PerfMap::parse(&text);
+        assert_eq!(map.len(), 2);
+        assert!(map.lookup(0x2000).unwrap().len() <= MAX_NAME_BYTES);
+        assert_eq!(map.lookup(0x3001), Some("tabbed name"));
+    }
+
+    #[test]
+    fn status_fields() {
+        let status = "Name:\tnode\nUid:\t1000\t1001\t1000\t1000\nNSpid:\t4242\t7\n";
+        assert_eq!(innermost_pid(status), Some(7));
+        assert_eq!(effective_uid(status), Some(1001));
+    }
+
+    #[test]
+    fn a_process_without_a_map_has_none() {
+        let map = PerfMap::for_process(std::process::id()).unwrap();
+        assert!(map.is_none());
+    }
+}
