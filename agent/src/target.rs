@@ -6,20 +6,34 @@ use std::io::Read;
 use anyhow::{bail, Result};
 
 use crate::launch::GatedChild;
+use crate::process_identity::ProcessHandle;
 
 /// A process under recording.
 pub struct Target {
     pid: u32,
     launched: Option<GatedChild>,
+    /// The attached process itself (a pidfd), so that a PID reused by another program while the
+    /// window runs is never taken for the target. A launched command needs none: it is our
+    /// unreaped child, whose PID cannot be reused.
+    attached: Option<ProcessHandle>,
+    /// Whether the exit (and any reuse of the PID) was reported.
+    exit_reported: bool,
 }
 
 impl Target {
     /// An existing process, checked to be there and alive.
     pub fn attach(pid: u32) -> Result<Self> {
+        // Held before the checks: they read /proc/PID, which must be about this process.
+        let handle = ProcessHandle::open(pid);
         check_pid(pid)?;
+        let Some(handle) = handle.filter(ProcessHandle::is_alive) else {
+            bail!("no such process: PID {pid} exited just now");
+        };
         Ok(Target {
             pid,
             launched: None,
+            attached: Some(handle),
+            exit_reported: false,
         })
     }
 
@@ -29,6 +43,8 @@ impl Target {
         Ok(Target {
             pid: child.pid(),
             launched: Some(child),
+            attached: None,
+            exit_reported: false,
         })
     }
 
@@ -48,12 +64,26 @@ impl Target {
         }
     }
 
-    /// Whether the process still runs (not gone, not a zombie).
+    /// Whether the process still runs (not gone, not a zombie). Once false, never true again:
+    /// a new process under the same PID is somebody else, and is said so once.
     pub fn alive(&mut self) -> bool {
-        match &mut self.launched {
-            Some(child) => !child.exited(),
-            None => process_state(self.pid).is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        let alive = match (&mut self.launched, &self.attached) {
+            (Some(child), _) => !child.exited(),
+            (None, Some(handle)) => handle.is_alive(),
+            (None, None) => false,
+        };
+        if !alive && !self.exit_reported {
+            self.exit_reported = true;
+            if let Some(successor) = self.attached.as_ref().and_then(ProcessHandle::successor) {
+                tracing::warn!(
+                    "PID {} exited and now belongs to another process ({}): the recording \
+                     ends here and covers only the process that exited",
+                    self.pid,
+                    successor.name()
+                );
+            }
         }
+        alive
     }
 
     /// Ends a launched command that outlived the recording window: SIGTERM, then SIGKILL after

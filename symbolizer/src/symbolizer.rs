@@ -51,7 +51,7 @@ impl Symbolizer {
         let mut modules = Vec::new();
         let mut found_main = false;
         for group in group_mappings(entries) {
-            match self.load_module(pid, &root, &group) {
+            match self.load_module(pid, &root, &group, false) {
                 Ok(mut module) => {
                     module.is_main = !found_main && !module.is_vdso && main.matches(&group);
                     found_main |= module.is_main;
@@ -66,6 +66,22 @@ impl Symbolizer {
         // Stable: the rest stays in address order.
         modules.sort_by_key(|module| !module.is_main);
         modules
+    }
+
+    /// The module of one executable mapping the caller learnt about from elsewhere than the
+    /// maps, typically a perf `MMAP2` record: the mapping may be gone by now (a library
+    /// dlclose()d right after it ran), or its addresses reused by another file. So the file is
+    /// taken from `/proc/PID/map_files` only while that is still the very inode the record
+    /// names (`entry.inode`, when not 0), else from its path inside the target's root, under
+    /// the same condition. The module covers just this mapping.
+    pub fn module_for_mapping(&self, pid: u32, entry: &MapEntry) -> Result<MappedModule, Error> {
+        let root = TargetRoot::of_process(pid);
+        let group = MappingGroup {
+            entries: vec![entry.clone()],
+        };
+        let mut module = self.load_module(pid, &root, &group, true)?;
+        module.is_main = !module.is_vdso && MainExecutable::of(pid).matches(&group);
+        Ok(module)
     }
 
     /// Loads an ELF file from our own filesystem (tools, tests), with its separate debug
@@ -87,6 +103,7 @@ impl Symbolizer {
         pid: u32,
         root: &TargetRoot,
         group: &MappingGroup,
+        strict: bool,
     ) -> Result<MappedModule, Error> {
         let (Some(first), Some(exec)) = (group.first(), group.first_exec()) else {
             return Err(Error::parse("mapping", "no executable mapping"));
@@ -95,7 +112,7 @@ impl Symbolizer {
         let object = if is_vdso {
             self.load_vdso(pid, exec)?
         } else {
-            let file = target_fs::open_mapped_file(pid, root, exec)
+            let file = target_fs::open_mapped_file(pid, root, exec, strict)
                 .map_err(|err| Error::from_file_io(pid, PathBuf::from(&exec.path), err))?;
             self.load_opened(root, &exec.path, &file)?
         };

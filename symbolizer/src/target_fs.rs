@@ -74,10 +74,25 @@ impl TargetRoot {
 /// (works for deleted files and across mount namespaces; needs CAP_SYS_ADMIN or, since Linux
 /// 5.9, CAP_CHECKPOINT_RESTORE), then the maps path inside the target's root, accepted only if
 /// it is the very inode that is mapped.
-pub(crate) fn open_mapped_file(pid: u32, root: &TargetRoot, entry: &MapEntry) -> io::Result<File> {
+///
+/// With `strict`, for an entry that did not come from a fresh read of the maps (a perf record
+/// about a mapping that may have been replaced since), the file behind `map_files` is accepted
+/// only if it is the entry's inode too.
+pub(crate) fn open_mapped_file(
+    pid: u32,
+    root: &TargetRoot,
+    entry: &MapEntry,
+    strict: bool,
+) -> io::Result<File> {
     let map_file = format!("/proc/{pid}/map_files/{}", entry.map_files_name());
     let map_files_err = match File::open(&map_file) {
-        Ok(file) => return Ok(file),
+        Ok(file) if !strict || entry.inode == 0 || is_same_file(&file.metadata()?, entry) => {
+            return Ok(file)
+        }
+        Ok(_) => io::Error::other(format!(
+            "{map_file} maps another file than {} now",
+            entry.path
+        )),
         Err(err) => err,
     };
     if entry.deleted {

@@ -7,12 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rprof_proto::{LabelSpec, Profile, ProfileBuilder};
 
 use super::locations::{LocationTable, PseudoFrame};
+use super::thread_names::{NameId, ThreadNames};
 use crate::kallsyms::KernelSymbols;
 use crate::unwind::{ModuleSet, UnwindEnd};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct StackKey {
     tid: u32,
+    /// The thread's name when the sample was taken.
+    thread: Option<NameId>,
     truncated: bool,
     /// Kernel frames, leaf first (empty unless --kernel).
     kernel: Box<[u64]>,
@@ -34,7 +37,7 @@ pub struct CpuProfileMeta {
 #[derive(Debug, Default)]
 pub struct CpuProfile {
     stacks: HashMap<StackKey, u64>,
-    thread_names: HashMap<u32, String>,
+    thread_names: ThreadNames,
     samples: u64,
     lost: u64,
     truncated: u64,
@@ -47,6 +50,7 @@ impl CpuProfile {
         self.truncated += u64::from(truncated);
         let key = StackKey {
             tid,
+            thread: self.thread_names.current(tid),
             truncated,
             kernel: kernel.into(),
             user: user.into(),
@@ -59,7 +63,12 @@ impl CpuProfile {
     }
 
     pub fn set_thread_name(&mut self, tid: u32, name: &str) {
-        self.thread_names.insert(tid, name.to_string());
+        self.thread_names.set(tid, name);
+    }
+
+    /// `tid` exited: its id may name another thread next.
+    pub fn forget_thread(&mut self, tid: u32) {
+        self.thread_names.forget(tid);
     }
 
     pub fn samples(&self) -> u64 {
@@ -102,7 +111,7 @@ impl CpuProfile {
             let ids = self.location_ids(&mut table, &mut builder, key, kernel_symbols);
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             let tid = key.tid.to_string();
-            let name = self.thread_names.get(&key.tid).map_or("", String::as_str);
+            let name = self.thread_names.text(key.thread);
             let labels = [LabelSpec::str("thread", name), LabelSpec::str("tid", &tid)];
             builder.add_sample(&ids, &[count, count.saturating_mul(period)], &labels);
         }

@@ -2,6 +2,7 @@
 
 mod cpu;
 mod locations;
+mod thread_names;
 mod threadcreate;
 mod write;
 

@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rprof_proto::{LabelSpec, Profile, ProfileBuilder};
 
 use super::locations::{LocationTable, PseudoFrame};
+use super::thread_names::{NameId, ThreadNames};
 use crate::unwind::{ModuleSet, UnwindEnd};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct StackKey {
     /// The creating thread's name: creators are aggregated by name, not id, so that a pool of
     /// short-lived creators does not split every stack.
-    thread: String,
+    thread: Option<NameId>,
     truncated: bool,
     /// User frames as lookup addresses, leaf (the creation function) first.
     user: Box<[u64]>,
@@ -34,8 +35,8 @@ pub struct ThreadcreateMeta {
 #[derive(Debug, Default)]
 pub struct ThreadcreateProfile {
     stacks: HashMap<StackKey, u64>,
-    /// Thread names, from the side-band records and /proc, by thread id.
-    names: HashMap<u32, String>,
+    /// Thread names, from the side-band records and /proc.
+    names: ThreadNames,
     /// The probed functions' code: a hit whose callers run one is a creation already counted
     /// (an interposer's pthread_create calling libc's).
     probed: Vec<Range<u64>>,
@@ -64,7 +65,7 @@ impl ThreadcreateProfile {
         self.creations += 1;
         self.truncated += u64::from(truncated);
         let key = StackKey {
-            thread: self.names.get(&tid).cloned().unwrap_or_default(),
+            thread: self.names.current(tid),
             truncated,
             user: user.into(),
         };
@@ -83,22 +84,18 @@ impl ThreadcreateProfile {
     }
 
     pub fn set_thread_name(&mut self, tid: u32, name: &str) {
-        self.names.insert(tid, name.to_owned());
+        self.names.set(tid, name);
     }
 
     /// `tid` was created by `creator`, whose name it starts with (the kernel copies it).
     /// Returns whether the creator's name was known.
     pub fn inherit_thread_name(&mut self, tid: u32, creator: u32) -> bool {
-        let Some(name) = self.names.get(&creator).cloned() else {
-            return false;
-        };
-        self.names.insert(tid, name);
-        true
+        self.names.inherit(tid, creator)
     }
 
     /// `tid` exited: its id may name another thread next.
     pub fn forget_thread(&mut self, tid: u32) {
-        self.names.remove(&tid);
+        self.names.forget(tid);
     }
 
     /// Thread creations counted (each hit once).
@@ -140,7 +137,8 @@ impl ThreadcreateProfile {
                 ids.push(table.pseudo_location(&mut builder, PseudoFrame::Truncated));
             }
             let count = i64::try_from(count).unwrap_or(i64::MAX);
-            builder.add_sample(&ids, &[count], &[LabelSpec::str("thread", &key.thread)]);
+            let thread = self.names.text(key.thread);
+            builder.add_sample(&ids, &[count], &[LabelSpec::str("thread", thread)]);
         }
         builder.build()
     }

@@ -35,6 +35,10 @@ impl Aggregate for CpuProfile {
     fn set_thread_name(&mut self, tid: u32, name: &str) {
         CpuProfile::set_thread_name(self, tid, name);
     }
+
+    fn thread_exited(&mut self, tid: u32) {
+        self.forget_thread(tid);
+    }
 }
 
 impl Aggregate for ThreadcreateProfile {

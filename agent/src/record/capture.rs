@@ -32,6 +32,8 @@ pub fn capture(
     symbolizer: &Arc<Symbolizer>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Profile> {
+    // The process itself, not its PID: a PID reused mid-capture ends the capture.
+    let target = crate::process_identity::ProcessHandle::open(spec.pid);
     let mut recording: Box<dyn Recording> = match spec.kind {
         ProfileKind::Cpu => {
             let settings = CpuSettings {
@@ -57,7 +59,7 @@ pub fn capture(
         if clock.elapsed() >= spec.window {
             break Outcome::Elapsed;
         }
-        if !alive(spec.pid) {
+        if !target.as_ref().is_some_and(|target| target.is_alive()) {
             break Outcome::TargetExited;
         }
         recording.pump(POLL_INTERVAL);
@@ -70,8 +72,4 @@ pub fn capture(
     };
     recording.stop();
     Ok(recording.finish(&window)?.profile)
-}
-
-fn alive(pid: u32) -> bool {
-    crate::target::process_state(pid).is_some_and(|state| !matches!(state, 'Z' | 'X'))
 }

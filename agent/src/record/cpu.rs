@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
+use super::coverage::CpuCoverage;
 use super::pipeline::{Event, Pipeline};
 use super::recording::{percent, Finished, Pump, Recording, Window};
 use crate::kallsyms::KernelSymbols;
@@ -33,6 +34,7 @@ pub struct CpuRecording {
     /// The event that drove sampling (cycles, cpu-clock).
     event: String,
     stats: SamplerStats,
+    coverage: CpuCoverage,
 }
 
 impl CpuRecording {
@@ -55,6 +57,7 @@ impl CpuRecording {
             pump: Some(Pump::new(sampler)),
             pipeline,
             stats: SamplerStats::default(),
+            coverage: CpuCoverage::start(pid),
         })
     }
 }
@@ -89,34 +92,49 @@ impl Recording for CpuRecording {
             let pipeline = &self.pipeline;
             pump.drain(&mut |record| forward(record, pipeline));
             self.stats = pump.sampler().stats();
+            self.coverage.stop();
         }
     }
 
     fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
-        let this = *self;
-        let (profile, unwinder) = this.pipeline.finish()?;
-        let kernel_symbols = if this.settings.kernel {
+        let CpuRecording {
+            settings,
+            pipeline,
+            event,
+            stats,
+            coverage,
+            ..
+        } = *self;
+        let (profile, unwinder) = pipeline.finish()?;
+        let kernel_symbols = if settings.kernel {
             KernelSymbols::load()
         } else {
             None
         };
-        let frequency = this.settings.frequency;
+        let frequency = settings.frequency;
+        let sampled = profile.samples().saturating_add(profile.lost());
+        let mut comments = comments(&event, &stats, &profile, window, frequency);
+        comments.extend(coverage.comment(sampled, frequency));
         let meta = CpuProfileMeta {
             frequency,
             start: window.start,
             duration: window.duration,
-            comments: comments(&this.event, &this.stats, &profile, window, frequency),
+            comments,
         };
+        let mut summary = summary(&profile, &meta, &event, window);
+        if let Some(warning) = coverage.warning(sampled, frequency) {
+            summary = format!("{summary}\nwarning: {warning}");
+        }
         Ok(Finished {
             profile: profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta),
-            summary: summary(&profile, &meta, &this.event, window),
-            title: format!("rprof-agent: PID {}, {}", window.pid, this.event),
+            summary,
+            title: format!("rprof-agent: PID {}, {}", window.pid, event),
             has_samples: profile.samples() > 0,
         })
     }
 }
 
-/// The profile's comments: event, losses, coverage.
+/// The profile's comments: event, losses, threads.
 fn comments(
     event: &str,
     stats: &SamplerStats,
@@ -146,17 +164,10 @@ fn comments(
 
 /// Hands one record to the unwinder thread.
 fn forward(record: Record<'_>, pipeline: &Pipeline<CpuProfile>) {
-    let event = match record {
-        Record::Sample(sample) => Event::sample(&sample),
-        Record::Lost { count } => Event::Lost(count),
-        Record::Comm { tid, name, .. } => Event::ThreadName {
-            tid,
-            name: name.to_string(),
-        },
-        Record::Mmap { exec: true, .. } => Event::CodeMapped,
-        _ => return,
-    };
-    pipeline.send(event);
+    match record {
+        Record::Sample(sample) => pipeline.send(Event::sample(&sample)),
+        other => Event::side_band(&other, |event| pipeline.send(event)),
+    }
 }
 
 /// The summary line, so a result is visible without any other tool.

@@ -9,6 +9,7 @@
 
 mod aggregate;
 pub mod capture;
+mod coverage;
 mod cpu;
 mod output;
 mod pipeline;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::aggregate::Aggregate;
-use crate::sampler::Sample;
+use crate::sampler::{Record, Sample};
 use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
+use rprof_symbolizer::maps::MapEntry;
 
 /// Samples in flight between the drain and the unwinder; past this the drain blocks and the
 /// kernel's ring buffer absorbs (and counts) the overflow.
@@ -29,8 +30,11 @@ pub enum Event {
         tid: u32,
         name: String,
     },
-    /// The target mapped executable code (dlopen, exec, JIT): module list is stale.
-    CodeMapped,
+    /// The target mapped this executable file (or its vdso), as a perf record described it:
+    /// known to the unwinder from this point of the event stream on.
+    CodeMappedAt(MapEntry),
+    /// The target exec()ed: the modules it had are gone (the new program's mappings follow).
+    Exec,
     /// Thread `tid` was created by thread `creator`.
     ThreadCreated {
         tid: u32,
@@ -42,6 +46,66 @@ pub enum Event {
 }
 
 impl Event {
+    /// The events a side-band record means to the unwinder (samples are [`Event::sample`];
+    /// a profile that tracks thread creation handles `Fork` itself). An exec comes before the
+    /// new program's name and mappings, which the kernel reports after it.
+    pub fn side_band(record: &Record<'_>, mut send: impl FnMut(Event)) {
+        match *record {
+            Record::Lost { count } => send(Event::Lost(count)),
+            Record::Comm {
+                tid, name, exec, ..
+            } => {
+                if exec {
+                    send(Event::Exec);
+                }
+                send(Event::ThreadName {
+                    tid,
+                    name: name.to_string(),
+                });
+            }
+            Record::Mmap {
+                exec: true,
+                addr,
+                len,
+                pgoff,
+                inode,
+                filename,
+                ..
+            } => {
+                if let Some(event) = Event::code_mapped(addr, len, pgoff, inode, filename) {
+                    send(event);
+                }
+            }
+            Record::Exit { tid, .. } => send(Event::ThreadExited { tid }),
+            Record::Sample(_) | Record::Mmap { .. } | Record::Fork { .. } => {}
+        }
+    }
+
+    /// The event for a record of an executable mapping of the target: the mapping itself for a
+    /// file or the vdso, None for anonymous code (JIT), which has no module to load.
+    fn code_mapped(addr: u64, len: u64, pgoff: u64, inode: u64, filename: &str) -> Option<Event> {
+        let (path, deleted) = match filename.strip_suffix(" (deleted)") {
+            Some(path) => (path, true),
+            None => (filename, false),
+        };
+        if !path.starts_with('/') && path != "[vdso]" {
+            return None;
+        }
+        Some(Event::CodeMappedAt(MapEntry {
+            start: addr,
+            end: addr.saturating_add(len),
+            read: true,
+            write: false,
+            exec: true,
+            offset: pgoff,
+            dev_major: 0,
+            dev_minor: 0,
+            inode,
+            path: path.to_owned(),
+            deleted,
+        }))
+    }
+
     /// A sample, copied out of the ring buffer. Without user registers (a sample taken in a
     /// kernel-only context) the registers are zero: kernel frames only.
     pub fn sample(sample: &Sample<'_>) -> Event {
@@ -166,9 +230,14 @@ impl<A: Aggregate> Stage<A> {
                 self.named.insert(tid);
                 self.profile.set_thread_name(tid, &name);
             }
-            Event::CodeMapped => {
-                self.unwinder.refresh_modules();
+            Event::CodeMappedAt(mapping) => {
+                // The file could not be loaded from the record (gone, unreadable): the maps
+                // may still tell, now and then.
+                if !self.unwinder.code_mapped(&mapping) && self.unwinder.modules().may_refresh() {
+                    self.unwinder.refresh_modules();
+                }
             }
+            Event::Exec => self.unwinder.exec(),
             Event::ThreadCreated { tid, creator } => {
                 // A new thread under an id seen before: its name is the creator's, or unknown.
                 if self.profile.thread_created(tid, creator) {

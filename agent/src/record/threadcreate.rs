@@ -164,25 +164,19 @@ fn comments(
 
 /// Hands one record to the unwinder thread, and counts thread creation and exit.
 fn forward(record: Record<'_>, pipeline: &Pipeline<ThreadcreateProfile>, churn: &mut Churn) {
-    let event = match record {
-        Record::Sample(sample) => Event::sample(&sample),
+    match record {
+        Record::Sample(sample) => pipeline.send(Event::sample(&sample)),
         Record::Fork { tid, ptid, .. } => {
             churn.created(tid);
-            Event::ThreadCreated { tid, creator: ptid }
+            pipeline.send(Event::ThreadCreated { tid, creator: ptid });
         }
-        Record::Exit { tid, .. } => {
-            churn.exited(tid);
-            Event::ThreadExited { tid }
+        other => {
+            if let Record::Exit { tid, .. } = other {
+                churn.exited(tid);
+            }
+            Event::side_band(&other, |event| pipeline.send(event));
         }
-        Record::Lost { count } => Event::Lost(count),
-        Record::Comm { tid, name, .. } => Event::ThreadName {
-            tid,
-            name: name.to_string(),
-        },
-        Record::Mmap { exec: true, .. } => Event::CodeMapped,
-        Record::Mmap { .. } => return,
-    };
-    pipeline.send(event);
+    }
 }
 
 /// The target's threads now (none once it is gone).

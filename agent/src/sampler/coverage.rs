@@ -22,6 +22,8 @@ pub(crate) struct Coverage {
     owners: HashMap<u64, u32>,
     attached_total: usize,
     inherited_total: usize,
+    /// Attached threads that exited, whose events may now be closed.
+    exited_attached: HashSet<u32>,
 }
 
 impl Coverage {
@@ -48,8 +50,28 @@ impl Coverage {
 
     /// `tid` exited: forget it, so a new thread reusing the id is judged afresh.
     pub(crate) fn exited(&mut self, tid: u32) {
-        self.attached.remove(&tid);
+        if self.attached.remove(&tid).is_some() {
+            self.exited_attached.insert(tid);
+        }
         self.inherited.remove(&tid);
+    }
+
+    /// Attached threads that exited since the last call (and those given back to be looked at
+    /// again): their own events are to be closed once nothing can write through them.
+    pub(crate) fn take_exited_attached(&mut self) -> HashSet<u32> {
+        std::mem::take(&mut self.exited_attached)
+    }
+
+    /// Threads whose events could not be closed yet, to look at again next time.
+    pub(crate) fn still_open(&mut self, tids: HashSet<u32>) {
+        self.exited_attached.extend(tids);
+    }
+
+    /// The events with these ids were closed: no record can name them any more.
+    pub(crate) fn closed(&mut self, event_ids: &[u64]) {
+        for id in event_ids {
+            self.owners.remove(id);
+        }
     }
 
     /// Whether the record is the second copy written for a thread sampled twice.
@@ -97,6 +119,22 @@ mod tests {
             (coverage.attached_total(), coverage.inherited_total()),
             (1, 1)
         );
+    }
+
+    #[test]
+    fn exited_attached_threads_are_handed_out_for_closing() {
+        let mut coverage = Coverage::default();
+        coverage.attached(10, &[1, 2], 100);
+        coverage.forked(11);
+        coverage.exited(10);
+        coverage.exited(11);
+        // Only the attached one has events of its own to close.
+        assert_eq!(coverage.take_exited_attached(), HashSet::from([10]));
+        assert!(coverage.take_exited_attached().is_empty());
+        coverage.still_open(HashSet::from([10]));
+        assert_eq!(coverage.take_exited_attached(), HashSet::from([10]));
+        coverage.closed(&[1, 2]);
+        assert!(coverage.owners.is_empty());
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! The ring belongs to one event (its owner): with CPU-time sampling, the first thread's event
 //! on this CPU; with uprobes, the first per-CPU probe event, which never exits.
 
+use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
 use super::event::PerfEvent;
+use super::poll;
 use super::ring::Ring;
 
 pub(crate) struct CpuEvents {
@@ -18,8 +21,10 @@ pub(crate) struct CpuEvents {
     per_cpu_owner: bool,
     /// Per-CPU events besides the owner (further probes), redirected into `ring`.
     per_cpu: Vec<PerfEvent>,
-    /// Events of threads on this CPU, redirected into `ring`.
+    /// Events of threads on this CPU, redirected into `ring`, with the thread each was opened
+    /// for.
     events: Vec<PerfEvent>,
+    tids: Vec<u32>,
     /// poll(2) reports POLLHUP, at once and for good, on an event whose thread exited and left
     /// no inherited copies. Such an event can tell us nothing more, so another event of the
     /// ring is polled instead (every event of a ring is woken when it fills).
@@ -35,6 +40,7 @@ impl CpuEvents {
             per_cpu_owner: false,
             per_cpu: Vec::new(),
             events: Vec::new(),
+            tids: Vec::new(),
             owner_hung_up: false,
         }
     }
@@ -64,14 +70,65 @@ impl CpuEvents {
         &mut self.ring
     }
 
+    /// How many events of threads are open on this CPU (the ring's owner aside).
+    #[cfg(test)]
+    pub(crate) fn thread_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// Redirects `event` (opened on this CPU) into the ring.
     pub(crate) fn connect(&self, event: &PerfEvent) -> Result<(), Errno> {
         event.set_output(self.ring.owner())
     }
 
-    /// Keeps a connected event open for as long as sampling lasts.
-    pub(crate) fn keep(&mut self, event: PerfEvent) {
+    /// Keeps a connected event of thread `tid` open for as long as it can report anything (see
+    /// [`CpuEvents::close_hung_up`]).
+    pub(crate) fn keep(&mut self, tid: u32, event: PerfEvent) {
         self.events.push(event);
+        self.tids.push(tid);
+    }
+
+    /// Closes the events of the threads in `exited` that hung up: their thread exited and no
+    /// thread it created still runs with an inherited copy, so they can never report again.
+    /// Without this, every thread the sampler had to attach itself (one that showed up in
+    /// /proc before the record of its creation was read) would keep one descriptor per CPU
+    /// open until the recording ends: a leak that grows with thread churn. Returns the ids of
+    /// the closed events and whether an event of each thread of `exited` is still open.
+    pub(crate) fn close_hung_up(&mut self, exited: &HashSet<u32>) -> (Vec<u64>, HashSet<u32>) {
+        let candidates: Vec<usize> = (0..self.events.len())
+            .filter(|&i| exited.contains(&self.tids[i]))
+            .collect();
+        let mut still_open = HashSet::new();
+        if candidates.is_empty() {
+            return (Vec::new(), still_open);
+        }
+        let fds: Vec<BorrowedFd<'_>> = candidates.iter().map(|&i| self.events[i].as_fd()).collect();
+        // A hung-up event answers at once; a zero timeout never waits for the others. (Polling
+        // one that still has inherited copies may take its ring's pending wakeup: the drain's
+        // own timeout then brings the records a little later, none is lost.)
+        let readiness = match poll::poll(&fds, Duration::ZERO) {
+            Ok(Some(readiness)) => readiness,
+            // Nothing hung up (or poll failed: try again at the next call).
+            Ok(None) | Err(_) => {
+                still_open.extend(candidates.iter().map(|&i| self.tids[i]));
+                return (Vec::new(), still_open);
+            }
+        };
+        drop(fds);
+        let mut closed = Vec::new();
+        // Highest index first, so that swap_remove leaves the lower candidates in place.
+        for (&i, ready) in candidates.iter().zip(readiness).rev() {
+            if !ready.hung_up {
+                still_open.insert(self.tids[i]);
+                continue;
+            }
+            let event = self.events.swap_remove(i);
+            self.tids.swap_remove(i);
+            if let Ok(id) = event.id() {
+                closed.push(id);
+            }
+        }
+        (closed, still_open)
     }
 
     /// The event to poll for this ring, if any can still report data.
@@ -90,6 +147,7 @@ impl CpuEvents {
             self.owner_hung_up = true;
         } else if !self.events.is_empty() {
             self.events.swap_remove(0);
+            self.tids.swap_remove(0);
         }
     }
 

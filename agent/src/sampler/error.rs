@@ -48,14 +48,20 @@ pub enum SamplerError {
     },
 
     #[error(
-        "cannot lock {ring_kib} KiB per CPU for perf ring buffers: raise `ulimit -l`, \
-         /proc/sys/kernel/perf_event_mlock_kb (now {}), or grant CAP_IPC_LOCK",
+        "cannot lock even {ring_kib} KiB per CPU for perf ring buffers: the locked-memory limit \
+         (`ulimit -l` {} KiB, on top of kernel.perf_event_mlock_kb {} KiB per CPU shared by all \
+         perf users of this account) is used up; raise `ulimit -l` or \
+         /proc/sys/kernel/perf_event_mlock_kb, stop other profilers of this user, or grant \
+         CAP_IPC_LOCK",
+        optional(*.memlock_kib),
         optional(*.mlock_kb)
     )]
     MlockLimit {
         ring_kib: usize,
         /// /proc/sys/kernel/perf_event_mlock_kb, if readable.
         mlock_kb: Option<i64>,
+        /// The soft RLIMIT_MEMLOCK in KiB (`None`: unlimited, which cannot fail this way).
+        memlock_kib: Option<u64>,
     },
 
     #[error(
@@ -106,6 +112,7 @@ impl SamplerError {
         SamplerError::MlockLimit {
             ring_kib: ring_bytes / 1024,
             mlock_kb: host::kernel_sysctl("perf_event_mlock_kb"),
+            memlock_kib: super::ring::memlock_limit().map(|bytes| bytes / 1024),
         }
     }
 
@@ -178,6 +185,7 @@ mod tests {
             SamplerError::MlockLimit {
                 ring_kib: 512,
                 mlock_kb: None,
+                memlock_kib: Some(0),
             },
             SamplerError::TooManyFiles {
                 threads: 900,
@@ -216,6 +224,24 @@ mod tests {
         let inside = permission_denied_message(7, None, true);
         assert!(inside.contains("= unknown"), "{inside}");
         assert!(inside.contains("--cap-add PERFMON"), "{inside}");
+    }
+
+    #[test]
+    fn the_mlock_error_names_the_limits_and_the_fixes() {
+        let text = SamplerError::MlockLimit {
+            ring_kib: 512,
+            mlock_kb: Some(516),
+            memlock_kib: Some(0),
+        }
+        .to_string();
+        for words in [
+            "512 KiB",
+            "`ulimit -l` 0 KiB",
+            "perf_event_mlock_kb 516",
+            "CAP_IPC_LOCK",
+        ] {
+            assert!(text.contains(words), "{text}");
+        }
     }
 
     #[test]

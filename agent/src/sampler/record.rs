@@ -43,6 +43,9 @@ pub enum Record<'a> {
         len: u64,
         pgoff: u64,
         exec: bool,
+        /// The mapped file's inode number (0 when the record does not carry it): what tells
+        /// the file that was mapped from another one at the same path since.
+        inode: u64,
         /// As in /proc/PID/maps; not UTF-8 bytes are replaced by U+FFFD.
         filename: &'a str,
     },
@@ -170,7 +173,7 @@ pub(crate) fn decode<'a>(
     }
     let (body, emitter) = split_trailer(body)?;
     let decoded = match kind {
-        sys::PERF_RECORD_MMAP2 => decode_mmap2(body, text)?,
+        sys::PERF_RECORD_MMAP2 => decode_mmap2(body, u32::from(misc), text)?,
         sys::PERF_RECORD_MMAP => decode_mmap(body, u32::from(misc), text)?,
         sys::PERF_RECORD_COMM => decode_comm(body, u32::from(misc), text)?,
         sys::PERF_RECORD_FORK => decode_fork(body)?,
@@ -285,12 +288,22 @@ fn split_trailer(body: &[u8]) -> Result<(&[u8], Emitter), Malformed> {
     ))
 }
 
-fn decode_mmap2<'a>(body: &'a [u8], text: &'a mut String) -> Result<Record<'a>, Malformed> {
+fn decode_mmap2<'a>(
+    body: &'a [u8],
+    misc: u32,
+    text: &'a mut String,
+) -> Result<Record<'a>, Malformed> {
     let mut fields = Fields::new(body);
     let (pid, tid) = (fields.u32()?, fields.u32()?);
     let (addr, len, pgoff) = (fields.u64()?, fields.u64()?, fields.u64()?);
-    // Device and inode numbers, or a build id: 24 bytes either way.
-    fields.bytes(24)?;
+    // Device and inode numbers (major, minor, inode, generation), or a build id: 24 bytes
+    // either way.
+    let identity = fields.bytes(24)?;
+    let inode = if misc & sys::PERF_RECORD_MISC_MMAP_BUILD_ID == 0 {
+        read_u64(identity, 8).unwrap_or(0)
+    } else {
+        0
+    };
     let prot = fields.u32()?;
     let _flags = fields.u32()?;
     Ok(Record::Mmap {
@@ -300,6 +313,7 @@ fn decode_mmap2<'a>(body: &'a [u8], text: &'a mut String) -> Result<Record<'a>, 
         len,
         pgoff,
         exec: prot & libc::PROT_EXEC as u32 != 0,
+        inode,
         filename: c_string(fields.rest(), text),
     })
 }
@@ -319,6 +333,7 @@ fn decode_mmap<'a>(
         len,
         pgoff,
         exec: misc & sys::PERF_RECORD_MISC_MMAP_DATA == 0,
+        inode: 0,
         filename: c_string(fields.rest(), text),
     })
 }
@@ -605,7 +620,10 @@ pub(crate) mod tests {
             .u64(0x7f00_0000_0000)
             .u64(0x2000)
             .u64(0x1000)
-            .raw(&[0; 24])
+            .u32(0xfe)
+            .u32(1)
+            .u64(4242)
+            .u64(0)
             .u32((libc::PROT_READ | libc::PROT_EXEC) as u32)
             .u32(libc::MAP_PRIVATE as u32)
             .string(b"/usr/lib/libc.so.6")
@@ -653,6 +671,7 @@ pub(crate) mod tests {
                     len: 0x2000,
                     pgoff: 0x1000,
                     exec: true,
+                    inode: 4242,
                     filename: "/usr/lib/libc.so.6",
                 },
             ),

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::mem::{offset_of, size_of};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_mmap_page;
@@ -22,9 +22,13 @@ use super::event::PerfEvent;
 /// How much ring buffer to map per CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RingPlan {
+    /// The size to try first: `wanted_bytes`, or less where the locked-memory budget cannot give
+    /// every CPU that much.
     pub preferred_bytes: usize,
     /// The smallest size worth trying when the locked-memory limit refuses the preferred one.
     pub minimum_bytes: usize,
+    /// What sampling wants per CPU without limits; rings smaller than this are reported.
+    pub wanted_bytes: usize,
 }
 
 impl RingPlan {
@@ -33,6 +37,7 @@ impl RingPlan {
     pub(crate) const DEFAULT: RingPlan = RingPlan {
         preferred_bytes: 2 << 20,
         minimum_bytes: 512 << 10,
+        wanted_bytes: 2 << 20,
     };
 
     /// For per-CPU uprobe events on `cpus` CPUs. Hits come in bursts (a pool starting its
@@ -41,19 +46,148 @@ impl RingPlan {
     /// copies) per CPU, within 32 MiB for all CPUs together.
     pub(crate) fn probes(cpus: usize) -> RingPlan {
         const TOTAL: usize = 32 << 20;
+        let wanted = (TOTAL / cpus.max(1)).clamp(Self::DEFAULT.minimum_bytes, 8 << 20);
         RingPlan {
-            preferred_bytes: (TOTAL / cpus.max(1)).clamp(Self::DEFAULT.minimum_bytes, 8 << 20),
+            preferred_bytes: wanted,
             minimum_bytes: Self::DEFAULT.minimum_bytes,
+            wanted_bytes: wanted,
         }
     }
 
-    /// The plan for sampling with `trigger` on `cpus` CPUs.
+    /// The plan for sampling with `trigger` on `cpus` CPUs (one ring each), sized to what the
+    /// locked-memory limits let this process lock now.
     pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
-        match trigger {
+        let plan = match trigger {
             Trigger::CpuTime => Self::DEFAULT,
             Trigger::Uprobes(_) => Self::probes(cpus),
+        };
+        let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
+        plan.within(LockBudget::now(cpus, page_size), cpus, page_size)
+    }
+
+    /// The plan with every one of `rings` rings the same size, all of them within `budget`.
+    ///
+    /// Rings are mapped one after the other, and the kernel grants each from what the earlier
+    /// ones left: mapping the first as large as the limit allows would leave the next ones
+    /// less than the minimum (2 CPUs under `ulimit -l 0` have 2 × 516 KiB: a first ring of
+    /// 1 MiB, then nothing), and sampling would fail where two 512 KiB rings fit.
+    fn within(self, budget: LockBudget, rings: usize, page_size: usize) -> RingPlan {
+        let LockBudget::Pages(pages) = budget else {
+            return self;
+        };
+        // Each ring costs its data pages plus the metadata page.
+        let per_ring = pages / rings.max(1);
+        let fits = per_ring
+            .checked_sub(1)
+            .filter(|&data| data > 0)
+            .map_or(0, |data| whole_pages(data * page_size, page_size));
+        RingPlan {
+            preferred_bytes: fits.clamp(
+                self.minimum_bytes,
+                self.preferred_bytes.max(self.minimum_bytes),
+            ),
+            ..self
         }
     }
+}
+
+/// What the kernel still lets this process lock for perf ring buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockBudget {
+    /// CAP_IPC_LOCK, perf_event_paranoid -1 or an unlimited RLIMIT_MEMLOCK.
+    Unlimited,
+    Pages(usize),
+}
+
+impl LockBudget {
+    /// The kernel's rule (kernel/events/core.c, perf_mmap): a ring costs its pages plus one;
+    /// each user may lock perf_event_mlock_kb per online CPU for all their perf rings together,
+    /// and a process may lock RLIMIT_MEMLOCK beyond that (counted in its pinned memory, VmPin).
+    /// Unless the process has CAP_IPC_LOCK or perf_event_paranoid is -1.
+    ///
+    /// Other processes of the same user holding perf rings are not visible here: the mapping
+    /// then fails and [`Ring::map_within`] halves the ring.
+    fn now(cpus: usize, page_size: usize) -> LockBudget {
+        if has_ipc_lock() || super::host::kernel_sysctl("perf_event_paranoid") == Some(-1) {
+            return LockBudget::Unlimited;
+        }
+        let Some(rlimit) = memlock_limit() else {
+            return LockBudget::Unlimited;
+        };
+        let mlock_kb = super::host::kernel_sysctl("perf_event_mlock_kb")
+            .and_then(|kb| usize::try_from(kb).ok())
+            .unwrap_or(516);
+        let pinned = vm_pinned_bytes().unwrap_or(0);
+        LockBudget::from_limits(
+            mlock_kb * 1024 * cpus,
+            usize::try_from(rlimit).unwrap_or(usize::MAX),
+            pinned,
+            HELD_BYTES.load(Ordering::Relaxed),
+            page_size,
+        )
+    }
+
+    /// The budget from the limits, in bytes: the user's perf allowance, RLIMIT_MEMLOCK, this
+    /// process's pinned memory (VmPin) and what its own rings already hold.
+    fn from_limits(
+        user_allowance: usize,
+        rlimit: usize,
+        pinned: usize,
+        held: usize,
+        page_size: usize,
+    ) -> LockBudget {
+        let page = page_size.max(1);
+        let (user, rlimit, pinned, held) = (
+            user_allowance / page,
+            rlimit / page,
+            pinned / page,
+            held / page,
+        );
+        // Our rings took the user allowance first and pinned the rest; what else is pinned
+        // (io_uring, RDMA...) counts against RLIMIT_MEMLOCK too.
+        let other_pinned = pinned.saturating_sub(held.saturating_sub(user));
+        LockBudget::Pages(
+            user.saturating_add(rlimit)
+                .saturating_sub(held.saturating_add(other_pinned)),
+        )
+    }
+}
+
+/// Bytes of ring buffer (data and metadata pages) this process has mapped and not unmapped.
+static HELD_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether CAP_IPC_LOCK is in our effective set (`CapEff` of /proc/self/status).
+fn has_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    status_field("CapEff:")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// `VmPin` of /proc/self/status in bytes.
+fn vm_pinned_bytes() -> Option<usize> {
+    let value = status_field("VmPin:")?;
+    let kib: usize = value.trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn status_field(name: &str) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(name))?;
+    Some(line[name.len()..].trim().to_owned())
+}
+
+/// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.
+pub(crate) fn memlock_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// A ring buffer and the event that owns its mapping.
@@ -387,6 +521,7 @@ impl Mapping {
             return Err(Errno::last());
         }
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::EINVAL)?;
+        HELD_BYTES.fetch_add(len, Ordering::Relaxed);
         Ok(Mapping { ptr, len })
     }
 }
@@ -407,6 +542,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly what `new` mapped; every borrow of it ended with the `Ring`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        HELD_BYTES.fetch_sub(self.len, Ordering::Relaxed);
     }
 }
 
@@ -466,9 +602,58 @@ mod tests {
         assert_eq!(RingPlan::probes(8).preferred_bytes, 4 << 20);
         assert_eq!(RingPlan::probes(256).preferred_bytes, 512 << 10);
         assert_eq!(
-            RingPlan::for_trigger(&Trigger::CpuTime, 64),
+            RingPlan::DEFAULT.within(LockBudget::Unlimited, 64, 4096),
             RingPlan::DEFAULT
         );
+    }
+
+    #[test]
+    fn rings_share_the_budget_equally() {
+        const KIB: usize = 1024;
+        // 2 CPUs, `ulimit -l 0`, nothing held: the user's 2 × 516 KiB give two 512 KiB rings
+        // (a 1 MiB first ring would leave the second nothing).
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 0, 0, 0, 4096);
+        assert_eq!(budget, LockBudget::Pages(258));
+        let plan = RingPlan::DEFAULT.within(budget, 2, 4096);
+        assert_eq!(plan.preferred_bytes, 512 * KIB);
+        assert_eq!(plan.wanted_bytes, 2 << 20);
+        // `ulimit -l 2048`: 258 + 512 pages, 385 per ring: 1 MiB each.
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 2048 * KIB, 0, 0, 4096);
+        assert_eq!(
+            RingPlan::DEFAULT.within(budget, 2, 4096).preferred_bytes,
+            1 << 20
+        );
+        // Plenty: the wanted size, never more.
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 64 << 20, 0, 0, 4096);
+        assert_eq!(RingPlan::DEFAULT.within(budget, 2, 4096), RingPlan::DEFAULT);
+        // 64 CPUs under the default 8 MiB: 64 × 516 KiB + 8 MiB = 656 KiB each, so 512 KiB
+        // rings for all (mapping 2 MiB ones first ran out after a third of the CPUs).
+        let budget = LockBudget::from_limits(64 * 516 * KIB, 8 << 20, 0, 0, 4096);
+        assert_eq!(
+            RingPlan::DEFAULT.within(budget, 64, 4096).preferred_bytes,
+            512 * KIB
+        );
+        // Nothing left: the minimum is tried, and the kernel says no.
+        let held = 2 * (513 * 4096);
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 0, 0, held, 4096);
+        assert_eq!(budget, LockBudget::Pages(0));
+        assert_eq!(
+            RingPlan::DEFAULT.within(budget, 2, 4096).preferred_bytes,
+            512 * KIB
+        );
+    }
+
+    #[test]
+    fn rings_held_by_this_process_and_other_pins_count() {
+        // Two 2 MiB rings held (1026 pages): 258 in the user allowance, 768 pinned.
+        let held = 2 * 513 * 4096;
+        let pinned = 768 * 4096;
+        let budget = LockBudget::from_limits(258 * 4096, 1024 * 4096, pinned, held, 4096);
+        assert_eq!(budget, LockBudget::Pages(258 + 1024 - 1026));
+        // 10 pages pinned by something else on top.
+        let budget =
+            LockBudget::from_limits(258 * 4096, 1024 * 4096, pinned + 10 * 4096, held, 4096);
+        assert_eq!(budget, LockBudget::Pages(258 + 1024 - 1026 - 10));
     }
 
     #[test]

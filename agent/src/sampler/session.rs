@@ -1,6 +1,7 @@
 //! The sampling stage: events on every thread of the target and every online CPU (for uprobes,
 //! per-CPU probe events instead), one ring buffer per CPU, records handed out in time order.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -191,6 +192,7 @@ impl Sampler {
         if self.thread_attr.is_none() {
             return Ok(0);
         }
+        self.close_exited_events();
         let mut attached = 0;
         for tid in self.target.tasks() {
             if self.coverage.needs_attach(tid) && self.attach_thread(tid)? {
@@ -234,9 +236,25 @@ impl Sampler {
         }
         start(&mut self.coverage, tid, &events.iter().collect::<Vec<_>>())?;
         for (cpu, event) in self.cpus.iter_mut().zip(events) {
-            cpu.keep(event);
+            cpu.keep(tid, event);
         }
         Ok(true)
+    }
+
+    /// Closes the events of attached threads that exited and left no inherited copies: they
+    /// can never report again, and would otherwise hold their descriptors until the end.
+    fn close_exited_events(&mut self) {
+        let exited = self.coverage.take_exited_attached();
+        if exited.is_empty() {
+            return;
+        }
+        let mut still_open = HashSet::new();
+        for cpu in &mut self.cpus {
+            let (closed, open) = cpu.close_hung_up(&exited);
+            self.coverage.closed(&closed);
+            still_open.extend(open);
+        }
+        self.coverage.still_open(still_open);
     }
 
     /// One poll(2) on each ring's current poll event.
@@ -287,11 +305,13 @@ impl Sampler {
             .map(|cpu| cpu.ring().data_size())
             .min()
             .unwrap_or(0);
-        if smallest < plan.preferred_bytes {
+        if smallest < plan.wanted_bytes {
             tracing::warn!(
-                ring_kib = smallest / 1024,
-                "the locked-memory limit shrank the perf ring buffers: samples may be lost; raise \
-                 `ulimit -l` or grant CAP_IPC_LOCK"
+                "perf ring buffers are small ({} KiB per CPU instead of {} KiB) under the \
+                 locked-memory limit: samples may be lost (the profile counts them as [lost \
+                 samples]); raise `ulimit -l` or grant CAP_IPC_LOCK",
+                smallest / 1024,
+                plan.wanted_bytes / 1024
             );
         }
     }
@@ -581,6 +601,54 @@ mod tests {
             "{samples} samples, {expected:.0} expected for {cpu:?} of CPU"
         );
         assert!(sampler.stats().duplicates_dropped > 0);
+    }
+
+    #[test]
+    fn events_of_attached_threads_are_closed_once_they_exit() {
+        let config = SamplerConfig {
+            frequency: 100,
+            ..SamplerConfig::new(std::process::id())
+        };
+        let mut sampler = Sampler::open(&config).unwrap();
+        let open = |sampler: &Sampler| {
+            sampler
+                .cpus
+                .iter()
+                .map(CpuEvents::thread_events)
+                .sum::<usize>()
+        };
+        let before = open(&sampler);
+        // Threads attached although they inherited events already, as a rescan that saw them
+        // before their FORK record does: each gets one event per CPU of its own.
+        const THREADS: usize = 8;
+        for _ in 0..THREADS {
+            let (send_tid, receive_tid) = mpsc::channel();
+            let (send_go, receive_go) = mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                send_tid
+                    .send(nix::unistd::gettid().as_raw() as u32)
+                    .unwrap();
+                receive_go.recv().unwrap();
+            });
+            let tid = receive_tid.recv().unwrap();
+            assert!(sampler.attach_thread(tid).unwrap());
+            send_go.send(()).unwrap();
+            thread.join().unwrap();
+        }
+        assert!(open(&sampler) >= before + THREADS * sampler.cpus.len());
+        // Their EXIT records read, a rescan closes their events: nothing can write through
+        // them any more.
+        let started = Instant::now();
+        while open(&sampler) > before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} thread events still open, {before} before the threads",
+                open(&sampler)
+            );
+            sampler.wait(Duration::from_millis(20)).unwrap();
+            sampler.drain(&mut |_| {});
+            sampler.refresh_threads().unwrap();
+        }
     }
 
     #[test]

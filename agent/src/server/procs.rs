@@ -1,80 +1,14 @@
-//! Processes as /proc shows them to the agent: a process's identity (PID plus start time), and
-//! finding a process by name.
+//! Processes as /proc shows them to the agent: finding a process by name, and whether its files
+//! can be read. A process's identity ([`Incarnation`]) lives in [`crate::process_identity`],
+//! shared with `record` and `threads`.
 
-use std::io::Read;
 use std::path::Path;
+
+pub use crate::process_identity::Incarnation;
+use crate::process_identity::Stat;
 
 /// Longest command name the kernel keeps (TASK_COMM_LEN - 1): longer names are truncated.
 const COMM_LEN: usize = 15;
-
-/// One incarnation of a process. The start time tells a recycled PID from the process that
-/// held it before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Incarnation {
-    pub pid: u32,
-    /// Field 22 of /proc/PID/stat: clock ticks after boot.
-    start_ticks: u64,
-}
-
-impl Incarnation {
-    /// The process `pid` is now, if it exists and has not exited.
-    pub fn of(pid: u32) -> Option<Self> {
-        let stat = Stat::read(pid)?;
-        stat.alive().then_some(Incarnation {
-            pid,
-            start_ticks: stat.start_ticks,
-        })
-    }
-
-    /// Still the same process, and not a zombie.
-    pub fn is_alive(&self) -> bool {
-        Incarnation::of(self.pid) == Some(*self)
-    }
-
-    /// The command name (comm), for messages.
-    pub fn name(&self) -> String {
-        Stat::read(self.pid).map(|s| s.comm).unwrap_or_default()
-    }
-}
-
-/// The fields of /proc/PID/stat the server needs.
-struct Stat {
-    comm: String,
-    state: char,
-    start_ticks: u64,
-}
-
-impl Stat {
-    fn read(pid: u32) -> Option<Stat> {
-        let mut text = String::new();
-        std::fs::File::open(format!("/proc/{pid}/stat"))
-            .ok()?
-            .take(4096)
-            .read_to_string(&mut text)
-            .ok()?;
-        Stat::parse(&text)
-    }
-
-    fn parse(text: &str) -> Option<Stat> {
-        // The name is in parentheses and may itself hold ") ": fields resume after the last.
-        let open = text.find('(')?;
-        let close = text.rfind(')')?;
-        let comm = text.get(open + 1..close)?.to_string();
-        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-        // `fields` starts at field 3 (state); starttime is field 22.
-        let state = fields.first()?.chars().next()?;
-        let start_ticks = fields.get(19)?.parse().ok()?;
-        Some(Stat {
-            comm,
-            state,
-            start_ticks,
-        })
-    }
-
-    fn alive(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
 
 /// The oldest live process named `name` (the parent, in a server that forks workers), other
 /// than the agent itself.
@@ -88,12 +22,9 @@ pub fn find_by_name(name: &str) -> Option<Incarnation> {
             let stat = Stat::read(pid)?;
             let matches = stat.alive()
                 && (comm_matches(&stat.comm, name) || exe_name(pid).as_deref() == Some(name));
-            matches.then_some(Incarnation {
-                pid,
-                start_ticks: stat.start_ticks,
-            })
+            matches.then_some(stat.incarnation(pid))
         })
-        .min_by_key(|found| (found.start_ticks, found.pid))
+        .min_by_key(|found| (found.start_ticks(), found.pid))
 }
 
 /// Why the agent cannot read `pid`'s files, if it cannot: without ptrace access (another
@@ -131,17 +62,6 @@ fn exe_name(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_come_after_the_last_parenthesis() {
-        let text = "42 (my ) (server) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 987654 \
-                    1000 10 18446744073709551615";
-        let stat = Stat::parse(text).expect("parses");
-        assert_eq!(stat.comm, "my ) (server");
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_ticks, 987654);
-        assert!(stat.alive());
-    }
 
     #[test]
     fn long_names_match_their_truncated_comm() {

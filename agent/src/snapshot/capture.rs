@@ -30,6 +30,7 @@ use super::procinfo;
 use super::ptrace::{self, StopEvent};
 use super::stack::{StackCapture, StackReader};
 use super::SnapshotOptions;
+use crate::process_identity::ProcessHandle;
 
 /// Most rounds of "stop every known thread, then look for new ones". A thread can only be created
 /// by a running thread, so once every known thread is stopped a rescan finds all the others: this
@@ -48,6 +49,9 @@ pub(crate) struct Captured {
     pub(crate) pause: Duration,
     /// Why there are no stacks at all.
     pub(crate) error: Option<String>,
+    /// The process exited before its threads were stopped: whatever was seized may belong to
+    /// a new process under its PID, so nothing was captured.
+    pub(crate) exited: bool,
 }
 
 impl Captured {
@@ -57,6 +61,15 @@ impl Captured {
             stacks: Vec::new(),
             pause: Duration::ZERO,
             error: Some(reason),
+            exited: false,
+        }
+    }
+
+    /// Nothing, because the process exited before its threads were stopped.
+    pub(crate) fn exited() -> Captured {
+        Captured {
+            exited: true,
+            ..Captured::refused("the process exited".into())
         }
     }
 }
@@ -64,14 +77,14 @@ impl Captured {
 /// Stops every thread of `pid` (starting from `tids`), copies registers and stacks, resumes them.
 /// Runs on a thread of its own whose exit is the last-resort detach (see the module docs).
 pub(crate) fn stop_and_capture(
-    pid: u32,
+    process: &ProcessHandle,
     tids: &[u32],
     opts: &SnapshotOptions,
 ) -> io::Result<Captured> {
     thread::scope(|scope| {
         let worker = thread::Builder::new()
             .name("rprof-snapshot".into())
-            .spawn_scoped(scope, || capture_on_this_thread(pid, tids, opts))?;
+            .spawn_scoped(scope, || capture_on_this_thread(process, tids, opts))?;
         // A panic is a bug: Session::drop has already detached, so surface it unchanged.
         Ok(worker
             .join()
@@ -79,11 +92,27 @@ pub(crate) fn stop_and_capture(
     })
 }
 
-fn capture_on_this_thread(pid: u32, tids: &[u32], opts: &SnapshotOptions) -> Captured {
+fn capture_on_this_thread(
+    process: &ProcessHandle,
+    tids: &[u32],
+    opts: &SnapshotOptions,
+) -> Captured {
+    let pid = process.pid();
     // Reading the maps can take milliseconds for big processes: do it before anything stops.
     let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);
     let mut session = Session::new(pid);
-    if session.seize(tids).is_err() {
+    // Gone already: its tids may name a newcomer's threads, which are not even to be seized.
+    if !process.is_alive() {
+        return Captured::exited();
+    }
+    let seized = session.seize(tids);
+    // The threads seized, and the maps read, are the process procfs was read from only if it
+    // is still alive now (an exit is final): else they may be a newcomer's under the same PID,
+    // which must not even be stopped. Dropping the session detaches whatever was seized.
+    if !process.is_alive() {
+        return Captured::exited();
+    }
+    if seized.is_err() {
         return Captured::refused(permission::explain(pid, "ptrace"));
     }
     if session.tracees.is_empty() {
@@ -109,6 +138,7 @@ fn capture_on_this_thread(pid: u32, tids: &[u32], opts: &SnapshotOptions) -> Cap
         stacks,
         pause: started.elapsed(),
         error: None,
+        exited: false,
     }
 }
 
@@ -291,5 +321,27 @@ fn detach_if_stopped(tracee: &mut Tracee) {
             debug!(tid = tracee.tid, %err, "detach failed");
         }
         tracee.phase = Phase::Released;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn an_exited_process_is_not_captured_through_its_old_tids() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let process = ProcessHandle::open(pid).expect("the child runs");
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        // Whoever holds the PID now, nothing is seized or copied in the old process's name.
+        let captured = capture_on_this_thread(&process, &[pid], &SnapshotOptions::default());
+        assert!(captured.exited);
+        assert!(captured.stacks.is_empty());
     }
 }

@@ -29,6 +29,8 @@ mod syscall_names;
 use std::io;
 use std::time::Duration;
 
+use crate::process_identity::ProcessHandle;
+
 pub use procinfo::{thread_ids, thread_info, ThreadInfo};
 pub use stack::{Registers, StackCapture};
 pub use state::ThreadState;
@@ -99,13 +101,24 @@ pub enum SnapshotError {
     NoSuchProcess(u32),
     #[error("PID {0} is a kernel thread: it has no user-space threads to snapshot")]
     KernelThread(u32),
+    #[error(
+        "process {0} exited during the snapshot: nothing of it was kept (its PID may already \
+         name another process)"
+    )]
+    Exited(u32),
     #[error("snapshot I/O error: {0}")]
     Io(#[from] io::Error),
 }
 
 /// Takes a snapshot of every thread of `pid`: see the module documentation for the guarantees.
+///
+/// Everything is read from one incarnation of `pid`: the process is held by a pidfd opened
+/// before the first procfs read, and a snapshot during which it exited is discarded (what was
+/// read or stopped after the exit may belong to a new process that got the PID).
 pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, SnapshotError> {
+    let process = ProcessHandle::open(pid);
     check_target(pid)?;
+    let process = process.ok_or(SnapshotError::NoSuchProcess(pid))?;
     let tids = thread_ids(pid).map_err(|e| process_error(pid, e))?;
     if tids.is_empty() {
         return Err(SnapshotError::NoSuchProcess(pid));
@@ -114,8 +127,11 @@ pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, Snaps
     let mut snapshot = if opts.nonblocking {
         nonblocking::snapshot(pid, &tids, opts, &clock)
     } else {
-        stopped_snapshot(pid, &tids, opts, &clock)?
+        stopped_snapshot(&process, &tids, opts, &clock)?
     };
+    if !process.is_alive() {
+        return Err(SnapshotError::Exited(pid));
+    }
     sort_main_thread_first(&mut snapshot);
     Ok(snapshot)
 }
@@ -126,17 +142,21 @@ pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, Snaps
 /// after it the threads show what the pause did to them (still runnable, or in
 /// `restart_syscall` instead of the sleep they were interrupted in).
 fn stopped_snapshot(
-    pid: u32,
+    process: &ProcessHandle,
     tids: &[u32],
     opts: &SnapshotOptions,
     clock: &procinfo::Clock,
 ) -> Result<Snapshot, SnapshotError> {
+    let pid = process.pid();
     let mut threads = read_threads(pid, tids, clock);
     let captured = if pid == std::process::id() {
         capture::Captured::refused(permission::own_process())
     } else {
-        capture::stop_and_capture(pid, tids, opts)?
+        capture::stop_and_capture(process, tids, opts)?
     };
+    if captured.exited {
+        return Err(SnapshotError::Exited(pid));
+    }
     // Threads born after the procfs read were captured too: describe them now.
     let mut born: Vec<u32> = captured.stacks.iter().map(|s| s.tid).collect();
     born.retain(|tid| tids.binary_search(tid).is_err());

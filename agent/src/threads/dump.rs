@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
 use crate::frames::{name_stack, NamedFrame};
-use crate::snapshot::{take_snapshot, SnapshotOptions, StackCapture, ThreadInfo};
+use crate::process_identity::ProcessHandle;
+use crate::snapshot::{take_snapshot, SnapshotError, SnapshotOptions, StackCapture, ThreadInfo};
 use crate::unwind::{ModuleSet, Registers, StackMemory, StackUnwinder, UnwindEnd};
 
 /// One thread in a dump.
@@ -40,10 +41,15 @@ pub fn take_dump(
     symbolizer: Arc<Symbolizer>,
     options: &SnapshotOptions,
 ) -> Result<ThreadDump> {
+    // Held across the mappings read and the snapshot: both must be of this one process.
+    let process = ProcessHandle::open(pid);
     crate::target::check_pid(pid)?;
     let modules = ModuleSet::load(pid, symbolizer)
         .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
     let snapshot = take_snapshot(pid, options)?;
+    if !process.is_some_and(|process| process.is_alive()) {
+        return Err(SnapshotError::Exited(pid).into());
+    }
     let mut unwinder = StackUnwinder::new(modules);
     let threads = snapshot
         .threads

@@ -4,11 +4,13 @@
 mod modules;
 mod stack;
 
+use modules::ModuleChange;
 pub use modules::ModuleSet;
 pub use stack::StackMemory;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::Unwinder;
+use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::Bytes;
 
 /// A stack deeper than this many frames is cut (and counted as truncated): it bounds the work a
@@ -62,24 +64,46 @@ impl StackUnwinder {
         self.modules
     }
 
-    /// Re-reads the target's mappings (rate-limited) and tells framehop about added and removed
-    /// modules. Returns false when nothing could be read (the target is gone).
+    /// Re-reads the target's mappings and tells framehop about added and removed modules.
+    /// Returns false when nothing could be read (the target is gone).
     pub fn refresh_modules(&mut self) -> bool {
         let Some(change) = self.modules.refresh() else {
             return false;
         };
+        self.apply(change);
+        true
+    }
+
+    /// The target mapped executable code (a perf `MMAP2` record): known from now on, in
+    /// place of whatever was mapped there before. False when the file could not be loaded.
+    pub fn code_mapped(&mut self, mapping: &MapEntry) -> bool {
+        let Some(change) = self.modules.mapped(mapping) else {
+            return false;
+        };
+        self.apply(change);
+        true
+    }
+
+    /// The target exec()ed: none of its modules is mapped any more.
+    pub fn exec(&mut self) {
+        let change = self.modules.exec();
+        self.apply(change);
+    }
+
+    fn apply(&mut self, change: ModuleChange) {
         for start in change.removed {
             self.unwinder.remove_module(start);
         }
         for module in change.added {
             self.unwinder.add_module(module);
         }
-        true
     }
 
     /// Unwinds one stack into `out` as lookup addresses: the instruction pointer first, then each
     /// caller's return address minus one (so it falls inside the call instruction, which is what
-    /// symbolization and pprof locations want).
+    /// symbolization and pprof locations want), translated for naming (see
+    /// [`ModuleSet::translate`]: the same as the real ones unless code was mapped where other
+    /// code had been).
     pub fn unwind(
         &mut self,
         regs: Registers,
@@ -95,13 +119,18 @@ impl StackUnwinder {
         let mut frames =
             self.unwinder
                 .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
-        while out.len() < MAX_FRAMES {
+        let end = loop {
+            if out.len() >= MAX_FRAMES {
+                break UnwindEnd::Truncated;
+            }
             match frames.next() {
                 Ok(Some(frame)) => out.push(frame.address_for_lookup()),
-                Ok(None) => return UnwindEnd::Complete,
-                Err(_) => return UnwindEnd::Truncated,
+                Ok(None) => break UnwindEnd::Complete,
+                Err(_) => break UnwindEnd::Truncated,
             }
-        }
-        UnwindEnd::Truncated
+        };
+        // Named where the modules they are in are named: see ModuleSet.
+        self.modules.translate(out);
+        end
     }
 }

@@ -1,27 +1,66 @@
 //! The set of ELF modules mapped in the target, kept in step with its mappings, and turned into
 //! framehop modules.
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use framehop::{ExplicitModuleSectionInfo, Module};
+use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::{Bytes, MappedModule, PerfMap, Symbolizer};
 
 /// Mappings are re-read at most this often when samples hit unknown code: a process that jumps
 /// into anonymous memory (JIT, corrupted ip) must not make us re-read /proc/PID/maps per sample.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Where relocated modules are named: above any user address, even with 5-level paging
+/// (2^56), so that a relocated address can never be taken for a real one.
+const ALIAS_BASE: u64 = 1 << 57;
+/// Relocated modules start on this alignment, one such unit apart.
+const ALIAS_ALIGN: u64 = 1 << 21;
+
 /// The modules a target has mapped now, plus every module it ever mapped while we watched: code
 /// that was unloaded (dlclose, exec) still has samples that need names.
+///
+/// Unwinding needs what was mapped *when a sample was taken*, and the stage that unwinds sees
+/// the target's records in time order: a perf `MMAP2` record adds its module at once
+/// ([`ModuleSet::mapped`]), evicting whatever it was mapped over, and an exec clears everything
+/// ([`ModuleSet::exec`]). Reading `/proc/PID/maps` instead would tell what is mapped when the
+/// unwinder gets round to it, by which time a library that ran for a millisecond may be gone,
+/// or replaced by another at the same addresses.
+///
+/// Naming happens after the recording, from addresses alone (a profile's stacks are
+/// addresses). When a module is mapped where a different one was before (dlclose then dlopen
+/// of another library; an exec), the two would claim the same addresses, and every sample of
+/// one would be named from the other. The later module is therefore *relocated* for naming:
+/// after unwinding, addresses in it are moved by a fixed delta into an alias range above any
+/// user address ([`ModuleSet::translate`]), where its named copy, ranges and bias moved alike,
+/// finds them ([`ModuleSet::find`]). Offsets within the module, and so symbols, file offsets
+/// and `pprof -disasm`, are unchanged; only the raw address differs from the real one. The
+/// same code mapped at the same place again (the same library re-dlopen()ed) is recognized and
+/// named once.
 pub struct ModuleSet {
     pid: u32,
     symbolizer: Arc<Symbolizer>,
-    current: Vec<Arc<MappedModule>>,
-    history: Vec<Arc<MappedModule>>,
+    /// What is mapped now, by real address, sorted by start.
+    current: Vec<Live>,
+    /// Every module seen, as mapped: parallel to `named`.
+    seen: Vec<Live>,
+    /// Every module seen, as named in profiles (relocated where it had to be), the main binary
+    /// first.
+    named: Vec<Arc<MappedModule>>,
+    /// Where the next relocated module goes.
+    next_alias: u64,
     last_refresh: Instant,
-    /// The target's perf map, read on the first address no module maps: by then (names are
-    /// looked up when a profile is written) the JIT has written the code it ran.
-    jit: OnceLock<Option<PerfMap>>,
+    /// The target's perf map (JIT code names), read on first use.
+    perf_map: OnceLock<Option<PerfMap>>,
+}
+
+/// A module as mapped, and what its addresses are moved by to be named.
+#[derive(Clone)]
+struct Live {
+    module: Arc<MappedModule>,
+    delta: u64,
 }
 
 /// What a refresh changed, in framehop's terms.
@@ -34,15 +73,27 @@ pub struct ModuleChange {
 impl ModuleSet {
     /// Reads the target's modules now.
     pub fn load(pid: u32, symbolizer: Arc<Symbolizer>) -> Result<Self, rprof_symbolizer::Error> {
-        let history: Vec<_> = symbolizer.modules(pid)?.into_iter().map(Arc::new).collect();
-        Ok(ModuleSet {
+        let modules = symbolizer.modules(pid)?;
+        let mut set = ModuleSet::empty(pid, symbolizer);
+        let live = modules
+            .into_iter()
+            .map(|module| set.admit(Arc::new(module)))
+            .collect();
+        set.current = sorted(live);
+        Ok(set)
+    }
+
+    fn empty(pid: u32, symbolizer: Arc<Symbolizer>) -> Self {
+        ModuleSet {
             pid,
             symbolizer,
-            current: sorted(history.clone()),
-            history,
+            current: Vec::new(),
+            seen: Vec::new(),
+            named: Vec::new(),
+            next_alias: ALIAS_BASE,
             last_refresh: Instant::now(),
-            jit: OnceLock::new(),
-        })
+            perf_map: OnceLock::new(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -53,40 +104,57 @@ impl ModuleSet {
         &self.symbolizer
     }
 
-    /// Every module seen, the main binary first (pprof wants it as mapping 1).
+    /// Every module seen, as named (see [`ModuleSet::translate`]), the main binary first
+    /// (pprof wants it as mapping 1).
     pub fn all(&self) -> &[Arc<MappedModule>] {
-        &self.history
+        &self.named
     }
 
-    /// Whether `addr` lies in executable code of a currently mapped module.
+    /// Whether `addr` lies in a currently mapped module.
     pub fn contains(&self, addr: u64) -> bool {
-        self.current_module(addr).is_some()
+        self.live(addr).is_some()
     }
 
-    /// The module that maps `addr` now, else the last module that mapped it earlier.
+    /// The module that names `addr`, an address as unwinding returned it (translated): the
+    /// last one seen there. Modules with different code never share a named address.
     pub fn find(&self, addr: u64) -> Option<&Arc<MappedModule>> {
-        self.current_module(addr)
-            .or_else(|| self.history.iter().rev().find(|m| maps_code(m, addr)))
+        self.named.iter().rev().find(|m| maps_code(m, addr))
     }
 
-    /// The JIT-compiled function at `addr`, from the target's perf map (see [`PerfMap`]).
+    /// The name a JIT runtime gave the code at `addr` in its perf map (`/tmp/perf-PID.map`), for
+    /// addresses in no module. The map is read once, on first use: after the recording, when
+    /// it names everything compiled during it.
     pub fn jit_name(&self, addr: u64) -> Option<&str> {
-        self.jit
-            .get_or_init(|| match PerfMap::for_process(self.pid) {
-                Ok(map) => map,
-                Err(error) => {
-                    tracing::debug!(pid = self.pid, %error, "perf map not read");
+        self.perf_map
+            .get_or_init(|| {
+                PerfMap::for_process(self.pid).unwrap_or_else(|err| {
+                    tracing::debug!(pid = self.pid, %err, "cannot read the perf map");
                     None
-                }
+                })
             })
             .as_ref()?
             .lookup(addr)
     }
 
-    fn current_module(&self, addr: u64) -> Option<&Arc<MappedModule>> {
-        let idx = self.current.partition_point(|m| m.avma.start <= addr);
-        let module = self.current.get(idx.checked_sub(1)?)?;
-        maps_code(module, addr).then_some(module)
+    fn live(&self, addr: u64) -> Option<&Live> {
+        let idx = self
+            .current
+            .partition_point(|l| l.module.avma.start <= addr);
+        let live = self.current.get(idx.checked_sub(1)?)?;
+        maps_code(&live.module, addr).then_some(live)
+    }
+
+    /// Moves the addresses of an unwound stack (real, as sampled now) to where the modules
+    /// they are in are named. Addresses in no known module stay as they are.
+    pub fn translate(&self, addresses: &mut [u64]) {
+        if self.current.iter().all(|l| l.delta == 0) {
+            return;
+        }
+        for address in addresses {
+            if let Some(live) = self.live(*address) {
+                *address = address.wrapping_add(live.delta);
+            }
+        }
     }
 
     /// True when enough time has passed since the last refresh to allow another.
@@ -96,45 +164,165 @@ impl ModuleSet {
 
     /// framehop modules for everything currently mapped.
     pub fn framehop_modules(&self) -> Vec<Module<Bytes>> {
-        self.current.iter().map(|m| framehop_module(m)).collect()
+        self.current
+            .iter()
+            .map(|l| framehop_module(&l.module))
+            .collect()
     }
 
     /// Re-reads the mappings. None when they can't be read (the target exited).
     pub fn refresh(&mut self) -> Option<ModuleChange> {
         self.last_refresh = Instant::now();
         let fresh = self.symbolizer.modules(self.pid).ok()?;
-        let fresh = sorted(fresh.into_iter().map(Arc::new).collect());
+        let mut live = Vec::with_capacity(fresh.len());
+        let mut added = Vec::new();
+        for module in fresh {
+            let kept = self
+                .current
+                .iter()
+                .find(|old| same_mapping(&old.module, &module))
+                .cloned();
+            live.push(kept.unwrap_or_else(|| {
+                let module = Arc::new(module);
+                added.push(framehop_module(&module));
+                self.admit(module)
+            }));
+        }
         let removed = self
             .current
             .iter()
-            .filter(|old| !fresh.iter().any(|new| same_module(old, new)))
-            .map(|old| old.avma.start)
+            .filter(|old| {
+                !live
+                    .iter()
+                    .any(|new| same_mapping(&new.module, &old.module))
+            })
+            .map(|old| old.module.avma.start)
             .collect();
-        let added_modules: Vec<_> = fresh
-            .iter()
-            .filter(|new| !self.current.iter().any(|old| same_module(old, new)))
-            .cloned()
-            .collect();
-        let added = added_modules.iter().map(|m| framehop_module(m)).collect();
-        self.history.extend(added_modules);
-        self.current = fresh;
+        self.current = sorted(live);
         Some(ModuleChange { added, removed })
+    }
+
+    /// The target mapped executable code, as a perf record describes it: the module replaces
+    /// whatever the current set had at those addresses (the kernel just mapped it there, so
+    /// that is gone). None when the file cannot be found or parsed.
+    pub fn mapped(&mut self, entry: &MapEntry) -> Option<ModuleChange> {
+        let module = match self.symbolizer.module_for_mapping(self.pid, entry) {
+            Ok(module) => Arc::new(module),
+            Err(err) => {
+                tracing::debug!(pid = self.pid, path = %entry.path, %err, "mapped code not loaded");
+                return None;
+            }
+        };
+        let mut change = ModuleChange {
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        // Known already, from the maps or an earlier record (a second executable segment).
+        let known = self.current.iter().any(|l| {
+            same_code(&l.module, &module)
+                && l.module.avma.start <= module.avma.start
+                && module.avma.end <= l.module.avma.end
+        });
+        if known {
+            return Some(change);
+        }
+        self.current.retain(|l| {
+            let overlaps = overlap(&l.module.avma, &module.avma);
+            if overlaps {
+                change.removed.push(l.module.avma.start);
+            }
+            !overlaps
+        });
+        change.added.push(framehop_module(&module));
+        let live = self.admit(module);
+        self.current.push(live);
+        self.current.sort_by_key(|l| l.module.avma.start);
+        Some(change)
+    }
+
+    /// The target exec()ed: its whole address space is gone; the records of the new program's
+    /// mappings follow.
+    pub fn exec(&mut self) -> ModuleChange {
+        let removed = self
+            .current
+            .drain(..)
+            .map(|l| l.module.avma.start)
+            .collect();
+        ModuleChange {
+            added: Vec::new(),
+            removed,
+        }
+    }
+
+    /// Adds a module that is mapped now to those seen: the same code at the same place as
+    /// before is named as before; a module mapped where another one is named is relocated.
+    fn admit(&mut self, module: Arc<MappedModule>) -> Live {
+        if let Some(seen) = self.seen.iter().find(|s| same_code(&s.module, &module)) {
+            return Live {
+                module,
+                delta: seen.delta,
+            };
+        }
+        let clash = self.named.iter().any(|n| overlap(&n.avma, &module.avma));
+        let (delta, named) = if clash {
+            let start = self.next_alias;
+            let len = module.avma.end.saturating_sub(module.avma.start);
+            self.next_alias = start
+                .saturating_add(len)
+                .div_ceil(ALIAS_ALIGN)
+                .saturating_add(1)
+                .saturating_mul(ALIAS_ALIGN);
+            let delta = start.wrapping_sub(module.avma.start);
+            (delta, Arc::new(relocated(&module, delta)))
+        } else {
+            (0, Arc::clone(&module))
+        };
+        let live = Live { module, delta };
+        self.seen.push(live.clone());
+        self.named.push(named);
+        live
     }
 }
 
+/// `module` moved by `delta`: ranges and bias alike, so that it names the moved addresses as
+/// the original names the real ones.
+fn relocated(module: &MappedModule, delta: u64) -> MappedModule {
+    let shift = |range: &Range<u64>| range.start.wrapping_add(delta)..range.end.wrapping_add(delta);
+    MappedModule {
+        avma: shift(&module.avma),
+        exec_avma: module.exec_avma.iter().map(shift).collect(),
+        bias: module.bias.wrapping_add(delta),
+        ..module.clone()
+    }
+}
+
+fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// The same file's code at the same addresses (the same object with the same load bias).
+fn same_code(a: &MappedModule, b: &MappedModule) -> bool {
+    let same_object = Arc::ptr_eq(&a.object, &b.object)
+        || a.object
+            .build_id()
+            .is_some_and(|id| Some(id) == b.object.build_id());
+    a.path == b.path && a.bias == b.bias && a.is_vdso == b.is_vdso && same_object
+}
+
+/// The same module over the same range: nothing for framehop to change.
+fn same_mapping(a: &MappedModule, b: &MappedModule) -> bool {
+    a.avma == b.avma && same_code(a, b)
+}
+
 /// Sorted by start address for binary search; the symbolizer's main-binary-first order is kept
-/// separately in `history`.
-fn sorted(mut modules: Vec<Arc<MappedModule>>) -> Vec<Arc<MappedModule>> {
-    modules.sort_by_key(|m| m.avma.start);
+/// separately in `named`.
+fn sorted(mut modules: Vec<Live>) -> Vec<Live> {
+    modules.sort_by_key(|l| l.module.avma.start);
     modules
 }
 
 fn maps_code(module: &MappedModule, addr: u64) -> bool {
     module.avma.contains(&addr)
-}
-
-fn same_module(a: &MappedModule, b: &MappedModule) -> bool {
-    a.avma == b.avma && a.path == b.path && a.object.build_id() == b.object.build_id()
 }
 
 /// A framehop module: ELF SVMAs are the file's own vaddrs (base_svma 0), so the module's base
@@ -160,4 +348,106 @@ fn framehop_module(module: &MappedModule) -> Module<Bytes> {
     };
     let base_avma = module.bias.wrapping_add(s.base_svma);
     Module::new(module.path.clone(), module.avma.clone(), base_avma, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `object` mapped at `start..start + 0x4000`, its code in the second page.
+    fn mapped_at(
+        path: &str,
+        object: &Arc<rprof_symbolizer::ObjectInfo>,
+        start: u64,
+    ) -> Arc<MappedModule> {
+        Arc::new(MappedModule {
+            path: path.into(),
+            avma: start..start + 0x4000,
+            exec_avma: std::iter::once(start + 0x1000..start + 0x2000).collect(),
+            file_offset: 0,
+            bias: start,
+            object: Arc::clone(object),
+            is_vdso: false,
+            is_main: false,
+        })
+    }
+
+    /// Maps `module` as a record would: in place of whatever overlaps it.
+    fn map(set: &mut ModuleSet, module: Arc<MappedModule>) {
+        set.current
+            .retain(|l| !overlap(&l.module.avma, &module.avma));
+        let live = set.admit(module);
+        set.current.push(live);
+        set.current.sort_by_key(|l| l.module.avma.start);
+    }
+
+    fn translated(set: &ModuleSet, address: u64) -> u64 {
+        let mut addresses = [address];
+        set.translate(&mut addresses);
+        addresses[0]
+    }
+
+    #[test]
+    fn code_mapped_where_other_code_was_is_named_apart() {
+        let symbolizer = Arc::new(Symbolizer::new());
+        let exe = std::env::current_exe().unwrap();
+        let a = symbolizer.load_file(&exe).unwrap();
+        let b = symbolizer.load_file("/bin/sh").unwrap();
+        assert_ne!(a.build_id(), b.build_id(), "two different files are needed");
+        let mut set = ModuleSet::empty(1, symbolizer);
+        const START: u64 = 0x40_0000;
+        let pc = START + 0x1234;
+
+        // The first module at these addresses keeps its real addresses.
+        map(&mut set, mapped_at("/a", &a, START));
+        assert_eq!(translated(&set, pc), pc);
+        assert_eq!(set.find(pc).unwrap().path, "/a");
+
+        // Another file at the same addresses (an exec, or a dlclose then dlopen of another
+        // library): its samples go elsewhere, and the earlier ones keep their name.
+        set.exec();
+        map(&mut set, mapped_at("/b", &b, START));
+        let moved = translated(&set, pc);
+        assert!(moved >= ALIAS_BASE, "{moved:#x}");
+        let named_b = set.find(moved).unwrap();
+        assert_eq!(named_b.path, "/b");
+        assert_eq!(
+            named_b.svma(moved),
+            pc - START,
+            "the same offset in the file"
+        );
+        assert!(named_b.avma.contains(&moved) && named_b.contains_code(moved));
+        assert_eq!(set.find(pc).unwrap().path, "/a");
+
+        // The first one again, at the same place: named as before, no new mapping.
+        map(&mut set, mapped_at("/a", &a, START));
+        assert_eq!(translated(&set, pc), pc);
+        map(&mut set, mapped_at("/b", &b, START));
+        assert_eq!(translated(&set, pc), moved);
+        assert_eq!(set.all().len(), 2);
+
+        // Elsewhere, nothing clashes: real addresses.
+        map(&mut set, mapped_at("/b", &b, 0x80_0000));
+        assert_eq!(translated(&set, 0x80_1234), 0x80_1234);
+        // Addresses in no module are left alone.
+        assert_eq!(translated(&set, 0x10), 0x10);
+        assert_eq!(set.all().len(), 3);
+    }
+
+    #[test]
+    fn exec_forgets_every_current_module() {
+        let symbolizer = Arc::new(Symbolizer::new());
+        let a = symbolizer
+            .load_file(std::env::current_exe().unwrap())
+            .unwrap();
+        let mut set = ModuleSet::empty(1, symbolizer);
+        map(&mut set, mapped_at("/a", &a, 0x40_0000));
+        map(&mut set, mapped_at("/a", &a, 0x80_0000));
+        assert!(set.contains(0x40_1000));
+        let change = set.exec();
+        assert_eq!(change.removed, [0x40_0000, 0x80_0000]);
+        assert!(!set.contains(0x40_1000) && !set.contains(0x80_1000));
+        // Still named: samples taken before the exec need it.
+        assert_eq!(set.find(0x40_1000).unwrap().path, "/a");
+    }
 }
