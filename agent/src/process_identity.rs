@@ -35,7 +35,7 @@ impl Incarnation {
     /// The process `pid` is now, if it exists and has not exited.
     pub fn of(pid: u32) -> Option<Self> {
         let stat = Stat::read(pid)?;
-        stat.alive().then_some(stat.incarnation(pid))
+        stat.process_alive(pid).then_some(stat.incarnation(pid))
     }
 
     /// Still the same process, and not a zombie.
@@ -78,7 +78,7 @@ impl ProcessHandle {
         // With a pidfd, a process whose main thread exited while others run (its stat says
         // zombie) is alive until its last thread exits; without one, only a live stat counts.
         let stat = Stat::read(pid)?;
-        if pidfd.is_none() && !stat.alive() {
+        if pidfd.is_none() && !stat.process_alive(pid) {
             return None;
         }
         let handle = ProcessHandle {
@@ -151,6 +151,12 @@ impl Stat {
 
     pub(crate) fn alive(&self) -> bool {
         !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Whether process `pid`, whose main thread this stat describes, still runs: its main
+    /// thread may have exited (a zombie) while other threads go on.
+    pub(crate) fn process_alive(&self, pid: u32) -> bool {
+        self.alive() || rprof_symbolizer::proc_dir::live_thread(pid).is_some()
     }
 
     pub(crate) fn incarnation(&self, pid: u32) -> Incarnation {

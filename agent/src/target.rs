@@ -104,6 +104,9 @@ pub fn check_pid(pid: u32) -> Result<()> {
         None => bail!(
             "no such process: PID {pid} (check the PID, and that /proc shows this PID namespace)"
         ),
+        // A zombie main thread with live threads is a running process (main called
+        // pthread_exit); only one without any is gone.
+        Some('Z' | 'X') if rprof_symbolizer::proc_dir::live_thread(pid).is_some() => Ok(()),
         Some('Z') => {
             bail!("process {pid} is a zombie: it has exited and has no code left to profile")
         }

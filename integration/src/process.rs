@@ -38,12 +38,13 @@ impl Target {
 
     /// Starts `path ARGS` and returns once it has printed its `ready` line.
     pub fn spawn<S: AsRef<OsStr>>(path: &Path, args: &[S]) -> Target {
-        let mut child = Command::new(path)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", path.display()));
+        let mut child = spawn_retrying_busy_text(
+            Command::new(path)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped()),
+        )
+        .unwrap_or_else(|err| panic!("start {}: {err}", path.display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let pid = child.id();
         // Before the reaper starts, the pid cannot be reused: the child is ours and unreaped.
@@ -97,6 +98,22 @@ impl Target {
     /// Whether the program has exited (and been reaped).
     pub fn has_exited(&self) -> bool {
         self.reaper.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+/// Spawns `command`, retrying while its executable is "busy" (ETXTBSY): a test that has just
+/// written a copy of a program can see another test's child, forked while the copy was open
+/// for writing, still hold that descriptor until it execs.
+fn spawn_retrying_busy_text(command: &mut Command) -> io::Result<Child> {
+    let mut attempts = 0;
+    loop {
+        match command.spawn() {
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                attempts += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
     }
 }
 

@@ -246,6 +246,73 @@ fn assert_named_from_original(target: &Target) {
 }
 
 #[test]
+fn process_whose_main_thread_exited_is_profiled_through_its_live_threads() {
+    let _cpu = exclusive_cpu();
+    agent_bin();
+    let target = Target::start(&build_c(
+        "main_exits",
+        &["-O2", "-g", "-fomit-frame-pointer"],
+    ));
+    let pid = target.pid().to_string();
+    // The premise: the main thread is a zombie and the process-wide maps read empty.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the main thread of main_exits did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
+        "",
+        "the premise failed: /proc/PID/maps is readable with the main thread gone"
+    );
+
+    let (profile, stdout, stderr) = record(target.pid(), 2, &[]);
+    println!("{stdout}");
+    let total = total_samples(&profile);
+    let leaf = leaf_share(&profile, "burn_leaf");
+    assert!(
+        total >= 100 && leaf >= 0.9,
+        "{total} samples, {:.0} % in burn_leaf\n{}\n--- stderr\n{stderr}",
+        100.0 * leaf,
+        top_leaves(&profile, 10)
+    );
+    assert!(
+        share_of(&profile, "start_thread") >= 0.95,
+        "the burner's stacks do not reach start_thread\n{}",
+        top_leaves(&profile, 10)
+    );
+    let labeled = profile
+        .sample
+        .iter()
+        .filter(|s| label(&profile, s, "thread") == Some("burner"))
+        .count();
+    assert!(labeled > 0, "no sample is labeled thread=burner");
+
+    let dump = run_agent(&["threads", "--pid", &pid], Duration::from_secs(30));
+    assert_success(
+        &dump,
+        "rprof-agent threads on a process whose main thread exited",
+    );
+    assert!(
+        dump.stdout.contains("[zombie") && dump.stdout.contains("\"burner\" [running"),
+        "the dump does not show the exited main thread and the running burner:\n{}",
+        dump.stdout
+    );
+    assert!(
+        dump.stdout.contains("burn_leaf") && dump.stdout.contains("exited: no stack left"),
+        "the burner has no named stack, or the main thread no explanation:\n{}",
+        dump.stdout
+    );
+}
+
+#[test]
 fn deleted_binary_is_still_named() {
     let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");

@@ -27,6 +27,7 @@ mod object_cache;
 mod object_info;
 mod perf_map;
 mod plt;
+pub mod proc_dir;
 mod symbol_table;
 mod symbolizer;
 mod target_fs;

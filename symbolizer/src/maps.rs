@@ -44,9 +44,9 @@ impl MapEntry {
     }
 }
 
-/// Reads and parses `/proc/<pid>/maps`.
+/// Reads and parses `/proc/<pid>/maps` (a live thread's, when the main thread has exited).
 pub fn read_maps(pid: u32) -> io::Result<Vec<MapEntry>> {
-    let file = File::open(format!("/proc/{pid}/maps"))?;
+    let file = File::open(crate::proc_dir::process_dir(pid).join("maps"))?;
     let mut text = String::new();
     file.take(MAX_MAPS_BYTES).read_to_string(&mut text)?;
     Ok(parse_maps(&text))

@@ -37,7 +37,7 @@ impl Symbolizer {
     /// first, then in address order. Files that cannot be opened or parsed are skipped (logged
     /// at debug level); only failing to read the maps is an error.
     pub fn modules(&self, pid: u32) -> Result<Vec<MappedModule>, Error> {
-        let maps_path = PathBuf::from(format!("/proc/{pid}/maps"));
+        let maps_path = crate::proc_dir::process_dir(pid).join("maps");
         let entries =
             maps::read_maps(pid).map_err(|err| Error::from_proc_io(pid, maps_path, err))?;
         Ok(self.modules_from_maps(pid, &entries))
@@ -199,7 +199,7 @@ struct MainExecutable {
 
 impl MainExecutable {
     fn of(pid: u32) -> MainExecutable {
-        let exe = format!("/proc/{pid}/exe");
+        let exe = crate::proc_dir::process_dir(pid).join("exe");
         let path = fs::read_link(&exe).ok().map(|target| {
             let target = target.to_string_lossy().into_owned();
             match target.strip_suffix(" (deleted)") {

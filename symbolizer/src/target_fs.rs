@@ -25,7 +25,7 @@ pub(crate) struct TargetRoot {
 
 impl TargetRoot {
     pub fn of_process(pid: u32) -> TargetRoot {
-        TargetRoot::at(PathBuf::from(format!("/proc/{pid}/root")))
+        TargetRoot::at(crate::proc_dir::process_dir(pid).join("root"))
     }
 
     pub fn host() -> TargetRoot {
@@ -134,7 +134,7 @@ fn read_memory(pid: u32, address: u64, len: u64, max: u64) -> io::Result<Vec<u8>
             format!("refusing to read {len} bytes of process memory"),
         ));
     }
-    let mem = File::open(format!("/proc/{pid}/mem"))?;
+    let mem = File::open(crate::proc_dir::process_dir(pid).join("mem"))?;
     let len = usize::try_from(len).map_err(io::Error::other)?;
     let mut buf = vec![0; len];
     mem.read_exact_at(&mut buf, address)?;

@@ -255,7 +255,10 @@ impl<A: Aggregate> Stage<A> {
 
     fn sample(&mut self, tid: u32, regs: Registers, stack: &[u8], kernel: &[u64]) {
         if self.named.insert(tid) {
-            if let Some(name) = thread_name(self.pid, tid) {
+            // Read after the target exited, the name could be another program's.
+            let name =
+                thread_name(self.pid, tid).filter(|_| self.unwinder.modules().target_alive());
+            if let Some(name) = name {
                 self.profile.set_thread_name(tid, &name);
             }
         }

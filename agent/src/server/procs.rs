@@ -20,7 +20,7 @@ pub fn find_by_name(name: &str) -> Option<Incarnation> {
         .filter(|&pid| pid != me)
         .filter_map(|pid| {
             let stat = Stat::read(pid)?;
-            let matches = stat.alive()
+            let matches = stat.process_alive(pid)
                 && (comm_matches(&stat.comm, name) || exe_name(pid).as_deref() == Some(name));
             matches.then_some(stat.incarnation(pid))
         })

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::dump::{DumpedThread, ThreadDump};
 use crate::frames::NamedFrame;
+use crate::snapshot::ThreadState;
 
 pub fn render(dump: &ThreadDump) -> String {
     let mut out = String::new();
@@ -58,7 +59,13 @@ fn render_thread(out: &mut String, thread: &DumpedThread, stacks_refused: bool) 
         info.nonvoluntary_ctxt_switches,
     );
     if !thread.has_stack {
-        if !stacks_refused {
+        if info.state == ThreadState::Zombie {
+            // A main thread that called pthread_exit while the others run.
+            let _ = writeln!(
+                out,
+                "# exited: no stack left (the process runs on in its other threads)"
+            );
+        } else if !stacks_refused {
             let _ = writeln!(
                 out,
                 "# no stack captured (thread running or not stopped in time)"

@@ -9,6 +9,8 @@ use framehop::{ExplicitModuleSectionInfo, Module};
 use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::{Bytes, MappedModule, PerfMap, Symbolizer};
 
+use crate::process_identity::ProcessHandle;
+
 /// Mappings are re-read at most this often when samples hit unknown code: a process that jumps
 /// into anonymous memory (JIT, corrupted ip) must not make us re-read /proc/PID/maps per sample.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
@@ -54,6 +56,10 @@ pub struct ModuleSet {
     last_refresh: Instant,
     /// The target's perf map (JIT code names), read on first use.
     perf_map: OnceLock<Option<PerfMap>>,
+    /// The target process itself (a pidfd, opened before the first read): whatever is read
+    /// from `/proc/PID` while it lives is about it, and nothing read after it exited is used,
+    /// since the PID may name another program by then. `None` where it cannot be opened.
+    target: Option<ProcessHandle>,
 }
 
 /// A module as mapped, and what its addresses are moved by to be named.
@@ -73,8 +79,10 @@ pub struct ModuleChange {
 impl ModuleSet {
     /// Reads the target's modules now.
     pub fn load(pid: u32, symbolizer: Arc<Symbolizer>) -> Result<Self, rprof_symbolizer::Error> {
+        let target = ProcessHandle::open(pid);
         let modules = symbolizer.modules(pid)?;
         let mut set = ModuleSet::empty(pid, symbolizer);
+        set.target = target;
         let live = modules
             .into_iter()
             .map(|module| set.admit(Arc::new(module)))
@@ -93,7 +101,13 @@ impl ModuleSet {
             next_alias: ALIAS_BASE,
             last_refresh: Instant::now(),
             perf_map: OnceLock::new(),
+            target: None,
         }
+    }
+
+    /// Whether the target still runs, so that what was just read from `/proc/PID` is its own.
+    pub fn target_alive(&self) -> bool {
+        self.target.as_ref().is_none_or(ProcessHandle::is_alive)
     }
 
     pub fn pid(&self) -> u32 {
@@ -127,10 +141,11 @@ impl ModuleSet {
     pub fn jit_name(&self, addr: u64) -> Option<&str> {
         self.perf_map
             .get_or_init(|| {
-                PerfMap::for_process(self.pid).unwrap_or_else(|err| {
+                let map = PerfMap::for_process(self.pid).unwrap_or_else(|err| {
                     tracing::debug!(pid = self.pid, %err, "cannot read the perf map");
                     None
-                })
+                });
+                map.filter(|_| self.target_alive())
             })
             .as_ref()?
             .lookup(addr)
@@ -174,6 +189,9 @@ impl ModuleSet {
     pub fn refresh(&mut self) -> Option<ModuleChange> {
         self.last_refresh = Instant::now();
         let fresh = self.symbolizer.modules(self.pid).ok()?;
+        if !self.target_alive() {
+            return None;
+        }
         let mut live = Vec::with_capacity(fresh.len());
         let mut added = Vec::new();
         for module in fresh {
@@ -207,6 +225,7 @@ impl ModuleSet {
     /// that is gone). None when the file cannot be found or parsed.
     pub fn mapped(&mut self, entry: &MapEntry) -> Option<ModuleChange> {
         let module = match self.symbolizer.module_for_mapping(self.pid, entry) {
+            Ok(_) if !self.target_alive() => return None,
             Ok(module) => Arc::new(module),
             Err(err) => {
                 tracing::debug!(pid = self.pid, path = %entry.path, %err, "mapped code not loaded");

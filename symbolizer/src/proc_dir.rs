@@ -1,0 +1,90 @@
+//! Where a process's process-wide `/proc` files are read from.
+//!
+//! They are normally under `/proc/PID`, which describes the process through its main thread.
+//! But a main thread may exit (`pthread_exit` from `main`) while the others go on running the
+//! program: it then stays a zombie until the last thread exits, and `/proc/PID/maps` reads
+//! empty, `/proc/PID/exe`, `/proc/PID/root` and `/proc/PID/mem` fail, `/proc/PID/map_files` is
+//! empty. The same files of any live thread, under `/proc/PID/task/TID`, still describe the
+//! process (threads share the address space and the root), so that is where they are read then.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Threads looked at for a live one: bounds the work a process with a zombie main thread and
+/// a huge number of threads can cause (any live thread will do, and the first usually is).
+const MAX_TASKS_SCANNED: usize = 4096;
+
+/// The directory whose `maps`, `mem`, `exe`, `root`... describe process `pid`: `/proc/PID`,
+/// or, when the main thread has exited, `/proc/PID/task/TID` of a thread that has not.
+pub fn process_dir(pid: u32) -> PathBuf {
+    let leader = PathBuf::from(format!("/proc/{pid}"));
+    if !is_zombie(&leader) {
+        return leader;
+    }
+    live_thread(pid).map_or(leader, |tid| {
+        PathBuf::from(format!("/proc/{pid}/task/{tid}"))
+    })
+}
+
+/// Whether `pid` has exited as a whole: no task of it is alive. A zombie main thread with live
+/// threads is a running process.
+pub fn process_exited(pid: u32) -> bool {
+    let leader = PathBuf::from(format!("/proc/{pid}"));
+    match state(&leader) {
+        None => true,
+        Some('Z' | 'X') => live_thread(pid).is_none(),
+        Some(_) => false,
+    }
+}
+
+/// A thread of `pid` that is not a zombie.
+pub fn live_thread(pid: u32) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .take(MAX_TASKS_SCANNED)
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&tid| {
+            let dir = PathBuf::from(format!("/proc/{pid}/task/{tid}"));
+            matches!(state(&dir), Some(s) if s != 'Z' && s != 'X')
+        })
+}
+
+fn is_zombie(dir: &std::path::Path) -> bool {
+    matches!(state(dir), Some('Z' | 'X'))
+}
+
+/// The state letter of a `stat` file: the field after the parenthesized name, which may
+/// itself hold ") ".
+fn state(dir: &std::path::Path) -> Option<char> {
+    let mut text = String::new();
+    std::fs::File::open(dir.join("stat"))
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    let after_name = &text[text.rfind(')')? + 1..];
+    after_name.trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_process_is_read_from_its_own_directory() {
+        let pid = std::process::id();
+        assert_eq!(process_dir(pid), PathBuf::from(format!("/proc/{pid}")));
+        assert!(!process_exited(pid));
+        assert!(live_thread(pid).is_some());
+    }
+
+    #[test]
+    fn a_missing_process_has_exited() {
+        // PIDs never reach u32::MAX (pid_max is at most 2^22).
+        assert!(process_exited(u32::MAX));
+        assert_eq!(
+            process_dir(u32::MAX),
+            PathBuf::from(format!("/proc/{}", u32::MAX))
+        );
+    }
+}
