@@ -19,8 +19,11 @@
 //! Where `pidfd_open` is refused (older kernels: ENOSYS; a thread id rather than a process id:
 //! EINVAL) the handle falls back to comparing incarnations.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use rprof_symbolizer::proc_dir::read_text_lossy;
 
 /// One incarnation of a process. The start time tells a recycled PID from the process that
 /// held it before (to within a clock tick: see the module documentation).
@@ -124,12 +127,7 @@ pub(crate) struct Stat {
 
 impl Stat {
     pub(crate) fn read(pid: u32) -> Option<Stat> {
-        let mut text = String::new();
-        std::fs::File::open(format!("/proc/{pid}/stat"))
-            .ok()?
-            .take(4096)
-            .read_to_string(&mut text)
-            .ok()?;
+        let text = read_text_lossy(Path::new(&format!("/proc/{pid}/stat")), 4096).ok()?;
         Stat::parse(&text)
     }
 

@@ -1,7 +1,7 @@
 //! The process being recorded: an existing PID, or a command we launch held at the door until
 //! the sampler is attached, so its first instruction is already profiled.
 
-use std::io::Read;
+use std::path::Path;
 
 use anyhow::{bail, Result};
 
@@ -134,13 +134,7 @@ fn is_kernel_thread(pid: u32) -> bool {
 }
 
 fn read_stat(pid: u32) -> Option<String> {
-    let mut stat = String::new();
-    std::fs::File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .take(4096)
-        .read_to_string(&mut stat)
-        .ok()?;
-    Some(stat)
+    rprof_symbolizer::proc_dir::read_text_lossy(Path::new(&format!("/proc/{pid}/stat")), 4096).ok()
 }
 
 /// The state and the flags (field 9) of a stat line, if the state is there.

@@ -313,6 +313,63 @@ fn process_whose_main_thread_exited_is_profiled_through_its_live_threads() {
 }
 
 #[test]
+fn names_and_paths_that_are_not_utf8_are_profiled() {
+    use std::os::unix::ffi::OsStrExt;
+    let _cpu = exclusive_cpu();
+    agent_bin();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let built = build_c(
+        "churn_plugin",
+        &[
+            "-O2",
+            "-g",
+            "-shared",
+            "-fPIC",
+            "-DPLUGIN_BURN=odd_plugin_burn",
+        ],
+    );
+    let plugin = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"lib\xe9t\xff.so"));
+    fs::copy(&built, &plugin).expect("copy the plugin to a non-UTF-8 path");
+    let target = Target::spawn(&build_c("odd_names", &["-O2", "-g"]), &[&plugin]);
+    let pid = target.pid().to_string();
+    let maps = fs::read(format!("/proc/{pid}/maps")).expect("read the maps");
+    assert!(
+        std::str::from_utf8(&maps).is_err(),
+        "the premise failed: the maps are valid UTF-8"
+    );
+
+    let (profile, stdout, stderr) = record(target.pid(), 2, &[]);
+    println!("{stdout}");
+    let leaf = leaf_share(&profile, "odd_plugin_burn");
+    assert!(
+        total_samples(&profile) >= 100 && leaf >= 0.9,
+        "{} samples, {:.0} % in odd_plugin_burn\n{}\n--- stderr\n{stderr}",
+        total_samples(&profile),
+        100.0 * leaf,
+        top_leaves(&profile, 10)
+    );
+    let thread = profile
+        .sample
+        .iter()
+        .find_map(|s| label(&profile, s, "thread"))
+        .unwrap_or_default();
+    assert!(thread.starts_with("caf"), "thread label {thread:?}");
+
+    let dump = run_agent(&["threads", "--pid", &pid], Duration::from_secs(30));
+    assert_success(
+        &dump,
+        "rprof-agent threads on a process with a non-UTF-8 name",
+    );
+    assert!(
+        dump.stdout.contains("odd_plugin_burn"),
+        "the dump does not name the plugin's frame:\n{}",
+        dump.stdout
+    );
+}
+
+#[test]
 fn deleted_binary_is_still_named() {
     let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");

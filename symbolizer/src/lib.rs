@@ -41,4 +41,5 @@ pub use module::MappedModule;
 pub use object_info::{DebugAltLink, DebugLink, ObjectInfo};
 pub use perf_map::PerfMap;
 pub use symbolizer::Symbolizer;
+pub use target_fs::open_mapping;
 pub use unwind::UnwindSections;

@@ -1,7 +1,6 @@
 //! `/proc/PID/maps`: which files a process has mapped, and where.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 
 /// `/proc/PID/maps` of a huge process (JVMs, browsers) is a few MiB; anything beyond this is
 /// not a maps file we want to hold in memory.
@@ -46,9 +45,11 @@ impl MapEntry {
 
 /// Reads and parses `/proc/<pid>/maps` (a live thread's, when the main thread has exited).
 pub fn read_maps(pid: u32) -> io::Result<Vec<MapEntry>> {
-    let file = File::open(crate::proc_dir::process_dir(pid).join("maps"))?;
-    let mut text = String::new();
-    file.take(MAX_MAPS_BYTES).read_to_string(&mut text)?;
+    // Paths are raw bytes: one that is not UTF-8 must not hide every other mapping.
+    let text = crate::proc_dir::read_text_lossy(
+        &crate::proc_dir::process_dir(pid).join("maps"),
+        MAX_MAPS_BYTES,
+    )?;
     Ok(parse_maps(&text))
 }
 

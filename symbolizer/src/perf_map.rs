@@ -12,12 +12,18 @@
 //! target's user (as perf insists: otherwise a process could make a privileged agent read
 //! another user's file into a profile), and with its size and line lengths bounded.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use crate::target_fs::TargetRoot;
 
-/// Larger maps than this are read up to this size (a long-lived Node process writes a few MB).
-const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Larger maps than this are read up to this size (a long-lived Node process writes a few MB;
+/// one that never stops compiling may write more, and its newest functions go unnamed).
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Functions kept at most (a busy JIT writes tens of thousands). With the names in one buffer
+/// (at most the file's size), a hostile file costs at most ~100 MiB, and only while the profile
+/// is named.
+const MAX_ENTRIES: usize = 1 << 20;
 
 /// Names longer than this are cut: a JIT never writes them, a hostile file might.
 const MAX_NAME_BYTES: usize = 1024;
@@ -29,13 +35,16 @@ const MAX_OVERLAP_SCAN: usize = 16;
 #[derive(Debug, Default)]
 pub struct PerfMap {
     entries: Vec<Entry>,
+    /// Every name, one after the other: one allocation, not one per function.
+    names: String,
 }
 
 #[derive(Debug)]
 struct Entry {
     start: u64,
     end: u64,
-    name: String,
+    /// The name's bytes in `names`.
+    name: std::ops::Range<usize>,
 }
 
 impl PerfMap {
@@ -61,20 +70,50 @@ impl PerfMap {
                 format!("/tmp/perf-{ns_pid}.map is owned by uid {owner}, not the target's {uid}"),
             ));
         }
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
-        Ok(Some(PerfMap::parse(&String::from_utf8_lossy(&bytes))))
+        let mut map = PerfMap::default();
+        let mut reader = BufReader::new(file.take(MAX_FILE_BYTES));
+        let mut line = Vec::new();
+        while map.entries.len() < MAX_ENTRIES {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            map.add_line(&String::from_utf8_lossy(&line));
+        }
+        map.index();
+        Ok(Some(map))
     }
 
     /// Parses a perf map, skipping lines that are not `START SIZE NAME`.
     pub fn parse(text: &str) -> PerfMap {
-        let mut entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
-        // Stable: for equal starts file order is kept, and dedup keeps the last (newest) one.
-        entries.sort_by_key(|e| e.start);
-        entries.reverse();
-        entries.dedup_by_key(|e| e.start);
-        entries.reverse();
-        PerfMap { entries }
+        let mut map = PerfMap::default();
+        for line in text.lines().take(MAX_ENTRIES) {
+            map.add_line(line);
+        }
+        map.index();
+        map
+    }
+
+    fn add_line(&mut self, line: &str) {
+        let Some((start, end, name)) = parse_line(line) else {
+            return;
+        };
+        let at = self.names.len();
+        self.names.push_str(name);
+        self.entries.push(Entry {
+            start,
+            end,
+            name: at..self.names.len(),
+        });
+    }
+
+    /// Sorts the entries for lookup; for one start address the last line (the newest) wins.
+    fn index(&mut self) {
+        // Stable: for equal starts file order is kept, and dedup keeps the last one.
+        self.entries.sort_by_key(|e| e.start);
+        self.entries.reverse();
+        self.entries.dedup_by_key(|e| e.start);
+        self.entries.reverse();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,11 +132,12 @@ impl PerfMap {
             .rev()
             .take(MAX_OVERLAP_SCAN)
             .find(|e| address < e.end)
-            .map(|e| e.name.as_str())
+            .and_then(|e| self.names.get(e.name.clone()))
     }
 }
 
-fn parse_line(line: &str) -> Option<Entry> {
+/// `START SIZE NAME` as (start, end, name).
+fn parse_line(line: &str) -> Option<(u64, u64, &str)> {
     let mut fields = line.trim_start().splitn(3, [' ', '\t']);
     let start = hex(fields.next()?)?;
     let size = hex(fields.next()?)?;
@@ -105,11 +145,11 @@ fn parse_line(line: &str) -> Option<Entry> {
     if size == 0 || name.is_empty() {
         return None;
     }
-    Some(Entry {
+    Some((
         start,
-        end: start.checked_add(size)?,
-        name: truncate(name, MAX_NAME_BYTES).to_owned(),
-    })
+        start.checked_add(size)?,
+        truncate(name, MAX_NAME_BYTES),
+    ))
 }
 
 fn hex(field: &str) -> Option<u64> {
@@ -132,11 +172,10 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 fn read_status(pid: u32) -> io::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(format!("/proc/{pid}/status"))?
-        .take(64 << 10)
-        .read_to_string(&mut text)?;
-    Ok(text)
+    crate::proc_dir::read_text_lossy(
+        std::path::Path::new(&format!("/proc/{pid}/status")),
+        64 << 10,
+    )
 }
 
 /// The last NSpid field: the PID as the target's own PID namespace numbers it, which is the

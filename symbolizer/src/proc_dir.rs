@@ -7,8 +7,8 @@
 //! empty. The same files of any live thread, under `/proc/PID/task/TID`, still describe the
 //! process (threads share the address space and the root), so that is where they are read then.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 /// Threads looked at for a live one: bounds the work a process with a zombie main thread and
 /// a huge number of threads can cause (any live thread will do, and the first usually is).
@@ -49,19 +49,28 @@ pub fn live_thread(pid: u32) -> Option<u32> {
         })
 }
 
-fn is_zombie(dir: &std::path::Path) -> bool {
+/// Reads at most `max` bytes of a `/proc` file as text. Not as UTF-8: the kernel prints names
+/// (a thread's comm, a mapped file's path) as the raw bytes they are, which a program may set
+/// to anything; invalid sequences become U+FFFD instead of failing the whole read.
+pub fn read_text_lossy(path: &Path, max: u64) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_end(&mut bytes)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
+}
+
+fn is_zombie(dir: &Path) -> bool {
     matches!(state(dir), Some('Z' | 'X'))
 }
 
 /// The state letter of a `stat` file: the field after the parenthesized name, which may
 /// itself hold ") ".
-fn state(dir: &std::path::Path) -> Option<char> {
-    let mut text = String::new();
-    std::fs::File::open(dir.join("stat"))
-        .ok()?
-        .take(4096)
-        .read_to_string(&mut text)
-        .ok()?;
+fn state(dir: &Path) -> Option<char> {
+    let text = read_text_lossy(&dir.join("stat"), 4096).ok()?;
     let after_name = &text[text.rfind(')')? + 1..];
     after_name.trim_start().chars().next()
 }
@@ -76,6 +85,19 @@ mod tests {
         assert_eq!(process_dir(pid), PathBuf::from(format!("/proc/{pid}")));
         assert!(!process_exited(pid));
         assert!(live_thread(pid).is_some());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        std::fs::write(&path, b"42 (caf\xe9\xff) R 1").unwrap();
+        let text = read_text_lossy(&path, 4096).unwrap();
+        assert!(
+            text.starts_with("42 (caf") && text.ends_with(") R 1"),
+            "{text}"
+        );
+        assert_eq!(state(dir.path()), Some('R'));
     }
 
     #[test]

@@ -63,10 +63,7 @@ impl TargetRoot {
                 result => return result,
             }
         }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(self.root.join(relative))
+        open_regular_nonblocking(&self.root.join(relative))
     }
 }
 
@@ -85,7 +82,7 @@ pub(crate) fn open_mapped_file(
     strict: bool,
 ) -> io::Result<File> {
     let map_file = format!("/proc/{pid}/map_files/{}", entry.map_files_name());
-    let map_files_err = match File::open(&map_file) {
+    let map_files_err = match open_regular_nonblocking(Path::new(&map_file)) {
         Ok(file) if !strict || entry.inode == 0 || is_same_file(&file.metadata()?, entry) => {
             return Ok(file)
         }
@@ -107,6 +104,28 @@ pub(crate) fn open_mapped_file(
             entry.path
         )))
     }
+}
+
+/// The executable file behind one mapping of process `pid`, opened as
+/// [`open_mapped_file`] does (strictly: the mapped inode or nothing).
+pub fn open_mapping(pid: u32, entry: &MapEntry) -> io::Result<File> {
+    open_mapped_file(pid, &TargetRoot::of_process(pid), entry, true)
+}
+
+/// Opens a regular file without blocking: a device or FIFO can be mapped too (a target may
+/// map one executable), and must neither hang nor feed us without end.
+fn open_regular_nonblocking(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 /// Whether `metadata` describes the inode a maps line shows. Overlay filesystems report the

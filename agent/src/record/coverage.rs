@@ -6,11 +6,14 @@
 //! target of 5 ms threads used 1.7 s of CPU in a window, and got 0 samples at 100 Hz). The
 //! process's own CPU counters keep the time of threads that have exited, so comparing them
 //! with the samples tells how much went unseen, and the profile says so instead of silently
-//! under-reporting.
+//! under-reporting. Only user time counts unless kernel frames are sampled too: without
+//! `--kernel` the events exclude the kernel, and a syscall-heavy target is not under-sampled.
 
 use std::time::Duration;
 
 use procfs::process::Process;
+
+use crate::process_identity::ProcessHandle;
 
 /// Below this share of the target's CPU time in samples, the summary warns.
 const WARN_BELOW: f64 = 0.6;
@@ -20,24 +23,32 @@ const MIN_CPU: Duration = Duration::from_millis(500);
 /// The target's CPU time over a recording window.
 #[derive(Debug)]
 pub struct CpuCoverage {
-    pid: u32,
+    /// The target (a reused PID must not lend it another process's CPU time).
+    target: Option<ProcessHandle>,
+    /// Count system time too (kernel frames are sampled).
+    kernel: bool,
     start: Option<Duration>,
     used: Option<Duration>,
 }
 
 impl CpuCoverage {
-    /// Reads the target's CPU time now, as the window opens.
-    pub fn start(pid: u32) -> Self {
+    /// Reads the target's CPU time now, as the window opens: user time, and system time too
+    /// when `kernel` frames are sampled.
+    pub fn start(pid: u32, kernel: bool) -> Self {
+        let target = ProcessHandle::open(pid);
+        let start = target.as_ref().and_then(|t| cpu_time(t, kernel));
         CpuCoverage {
-            pid,
-            start: process_cpu_time(pid),
+            target,
+            kernel,
+            start,
             used: None,
         }
     }
 
     /// Reads it again as the window closes (nothing if the target has gone).
     pub fn stop(&mut self) {
-        if let (Some(start), Some(end)) = (self.start, process_cpu_time(self.pid)) {
+        let end = self.target.as_ref().and_then(|t| cpu_time(t, self.kernel));
+        if let (Some(start), Some(end)) = (self.start, end) {
             self.used = Some(end.saturating_sub(start));
         }
     }
@@ -83,12 +94,24 @@ fn share(part: Duration, whole: Duration) -> f64 {
     part.as_secs_f64() / whole.as_secs_f64()
 }
 
-/// User + system CPU time of the whole process, threads that have exited included.
-fn process_cpu_time(pid: u32) -> Option<Duration> {
-    let stat = Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
-    let ticks = stat.utime.saturating_add(stat.stime);
+/// The CPU time of `target` as a whole, threads that have exited included: user time, plus
+/// system time with `kernel`. None once it has exited (its PID may be another's by then).
+fn cpu_time(target: &ProcessHandle, kernel: bool) -> Option<Duration> {
+    let (utime, stime) = process_cpu_ticks(target.pid())?;
+    let ticks = if kernel {
+        utime.saturating_add(stime)
+    } else {
+        utime
+    };
     let per_second = procfs::ticks_per_second().max(1);
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    target
+        .is_alive()
+        .then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+fn process_cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    Some((stat.utime, stat.stime))
 }
 
 #[cfg(test)]
@@ -97,7 +120,8 @@ mod tests {
 
     fn coverage(used_ms: u64) -> CpuCoverage {
         CpuCoverage {
-            pid: 0,
+            target: None,
+            kernel: false,
             start: Some(Duration::ZERO),
             used: Some(Duration::from_millis(used_ms)),
         }
@@ -124,7 +148,8 @@ mod tests {
     fn too_little_cpu_or_a_gone_target_says_nothing() {
         assert_eq!(coverage(100).warning(0, 100), None);
         let gone = CpuCoverage {
-            pid: 0,
+            target: None,
+            kernel: false,
             start: Some(Duration::ZERO),
             used: None,
         };
@@ -134,6 +159,10 @@ mod tests {
 
     #[test]
     fn this_process_has_a_cpu_time() {
-        assert!(process_cpu_time(std::process::id()).is_some());
+        let me = ProcessHandle::open(std::process::id()).expect("a handle on this process");
+        let busy = std::time::Instant::now();
+        while busy.elapsed() < Duration::from_millis(30) {}
+        let user = cpu_time(&me, false).expect("user time");
+        assert!(cpu_time(&me, true).expect("user + system time") >= user);
     }
 }

@@ -57,7 +57,7 @@ impl CpuRecording {
             pump: Some(Pump::new(sampler)),
             pipeline,
             stats: SamplerStats::default(),
-            coverage: CpuCoverage::start(pid),
+            coverage: CpuCoverage::start(pid, settings.kernel),
         })
     }
 }

@@ -281,6 +281,7 @@ impl<A: Aggregate> Stage<A> {
 /// A thread's current name, read once when its first sample arrives (a thread renamed later
 /// reports itself through a COMM record).
 pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
-    let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+    let path = format!("/proc/{pid}/task/{tid}/comm");
+    let name = rprof_symbolizer::proc_dir::read_text_lossy(std::path::Path::new(&path), 64).ok()?;
     Some(name.trim_end_matches('\n').chars().take(64).collect())
 }

@@ -56,6 +56,23 @@ impl Coverage {
         self.inherited.remove(&tid);
     }
 
+    /// Forgets the threads that are no longer among `live` (the target's tasks now) as if
+    /// their EXIT records had come: those records are lost when a ring overflows, and are
+    /// never written by events still disabled when their thread exits. Without this an
+    /// attached thread's descriptors would stay open until the end of the recording.
+    pub(crate) fn keep_only(&mut self, live: &HashSet<u32>) {
+        let gone: Vec<u32> = self
+            .attached
+            .keys()
+            .chain(&self.inherited)
+            .filter(|tid| !live.contains(tid))
+            .copied()
+            .collect();
+        for tid in gone {
+            self.exited(tid);
+        }
+    }
+
     /// Attached threads that exited since the last call (and those given back to be looked at
     /// again): their own events are to be closed once nothing can write through them.
     pub(crate) fn take_exited_attached(&mut self) -> HashSet<u32> {
@@ -98,6 +115,21 @@ impl Coverage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_gone_without_an_exit_record_are_forgotten() {
+        let mut coverage = Coverage::default();
+        coverage.attached(10, &[1, 2], 0);
+        coverage.attached(11, &[3, 4], 0);
+        coverage.forked(12);
+        coverage.keep_only(&HashSet::from([11]));
+        assert_eq!(coverage.take_exited_attached(), HashSet::from([10]));
+        assert!(
+            coverage.needs_attach(12),
+            "an inherited thread that vanished is forgotten"
+        );
+        assert!(!coverage.needs_attach(11));
+    }
 
     fn emitter(tid: u32, event_id: u64, time: u64) -> Emitter {
         Emitter {

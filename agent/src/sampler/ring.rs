@@ -80,7 +80,9 @@ impl RingPlan {
         let fits = per_ring
             .checked_sub(1)
             .filter(|&data| data > 0)
-            .map_or(0, |data| whole_pages(data * page_size, page_size));
+            .map_or(0, |data| {
+                whole_pages(data.saturating_mul(page_size), page_size)
+            });
         RingPlan {
             preferred_bytes: fits.clamp(
                 self.minimum_bytes,
@@ -119,7 +121,7 @@ impl LockBudget {
             .unwrap_or(516);
         let pinned = vm_pinned_bytes().unwrap_or(0);
         LockBudget::from_limits(
-            mlock_kb * 1024 * cpus,
+            mlock_kb.saturating_mul(1024).saturating_mul(cpus),
             usize::try_from(rlimit).unwrap_or(usize::MAX),
             pinned,
             HELD_BYTES.load(Ordering::Relaxed),

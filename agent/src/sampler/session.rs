@@ -192,9 +192,12 @@ impl Sampler {
         if self.thread_attr.is_none() {
             return Ok(0);
         }
+        let tasks = self.target.tasks();
+        self.coverage
+            .keep_only(&tasks.iter().copied().collect::<HashSet<u32>>());
         self.close_exited_events();
         let mut attached = 0;
-        for tid in self.target.tasks() {
+        for tid in tasks {
             if self.coverage.needs_attach(tid) && self.attach_thread(tid)? {
                 attached += 1;
             }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ pub fn probes_of_process(pid: u32) -> io::Result<Vec<ProbePoint>> {
     let mut probes = Vec::new();
     for mappings in mapped_files(&entries) {
         let first = mappings[0];
-        match open_mapped(pid, first) {
+        match rprof_symbolizer::open_mapping(pid, first) {
             Ok(file) => probes.extend(probes_in(file, &first.path, &mappings)),
             Err(error) => tracing::debug!(pid, path = first.path, %error, "cannot open to probe"),
         }
@@ -115,34 +115,6 @@ fn mapped_files(entries: &[MapEntry]) -> Vec<Vec<&MapEntry>> {
         }
     }
     files
-}
-
-/// Opens the file behind a mapping: through `/proc/PID/map_files` (the mapped inode itself,
-/// even deleted or in another mount namespace), else by its path in the target's root,
-/// accepted only if it is still the mapped inode.
-fn open_mapped(pid: u32, entry: &MapEntry) -> io::Result<File> {
-    let map_file = format!("/proc/{pid}/map_files/{}", entry.map_files_name());
-    let map_files_error = match File::open(map_file) {
-        Ok(file) => return Ok(file),
-        Err(error) => error,
-    };
-    if entry.deleted {
-        return Err(map_files_error);
-    }
-    let relative = entry.path.trim_start_matches('/');
-    // Non-blocking: whatever the path names now (a FIFO?) must not hang us; a regular file
-    // reads the same either way.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(Path::new(&format!("/proc/{pid}/root")).join(relative))?;
-    // Overlay filesystems show another device in stat than in maps: the inode decides.
-    if file.metadata()?.ino() != entry.inode {
-        return Err(io::Error::other(
-            "the file at this path is no longer the mapped one",
-        ));
-    }
-    Ok(file)
 }
 
 /// The creation functions `file` defines. `mappings` (the file's executable mappings in the

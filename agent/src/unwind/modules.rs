@@ -20,6 +20,10 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 const ALIAS_BASE: u64 = 1 << 57;
 /// Relocated modules start on this alignment, one such unit apart.
 const ALIAS_ALIGN: u64 = 1 << 21;
+/// Distinct modules named at most. A target mapping ever new code (a library dlopen()ed at a
+/// new address each time, generated .so files) must not grow the set, and the linear lookups
+/// over it, without end: modules past this are unwound but left unnamed.
+const MAX_MODULES_NAMED: usize = 4096;
 
 /// The modules a target has mapped now, plus every module it ever mapped while we watched: code
 /// that was unloaded (dlclose, exec) still has samples that need names.
@@ -282,16 +286,15 @@ impl ModuleSet {
                 delta: seen.delta,
             };
         }
+        if self.named.len() >= MAX_MODULES_NAMED {
+            // Moved where no named module is, so that its samples are not given another's
+            // names: they stay unnamed.
+            let delta = self.alias_for(&module);
+            return Live { module, delta };
+        }
         let clash = self.named.iter().any(|n| overlap(&n.avma, &module.avma));
         let (delta, named) = if clash {
-            let start = self.next_alias;
-            let len = module.avma.end.saturating_sub(module.avma.start);
-            self.next_alias = start
-                .saturating_add(len)
-                .div_ceil(ALIAS_ALIGN)
-                .saturating_add(1)
-                .saturating_mul(ALIAS_ALIGN);
-            let delta = start.wrapping_sub(module.avma.start);
+            let delta = self.alias_for(&module);
             (delta, Arc::new(relocated(&module, delta)))
         } else {
             (0, Arc::clone(&module))
@@ -300,6 +303,18 @@ impl ModuleSet {
         self.seen.push(live.clone());
         self.named.push(named);
         live
+    }
+
+    /// A fresh place in the alias range for `module`: the delta that moves it there.
+    fn alias_for(&mut self, module: &MappedModule) -> u64 {
+        let start = self.next_alias;
+        let len = module.avma.end.saturating_sub(module.avma.start);
+        self.next_alias = start
+            .saturating_add(len)
+            .div_ceil(ALIAS_ALIGN)
+            .saturating_add(1)
+            .saturating_mul(ALIAS_ALIGN);
+        start.wrapping_sub(module.avma.start)
     }
 }
 
