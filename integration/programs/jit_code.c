@@ -13,9 +13,11 @@
  * A correct profile puts 75 % of the JIT samples in jit_hot_loop, each
  * under run_hot or run_cold and main.
  *
- * The map is removed when the program is ended by SIGTERM or SIGINT.
+ * The map is removed when the program is ended by SIGTERM or SIGINT. Given
+ * SECONDS, the program exits by itself after that long and leaves its map
+ * behind, as JIT runtimes do: a profiler must find it after the exit.
  *
- * Usage: jit_code
+ * Usage: jit_code [SECONDS]
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* long loop(long n): push rbp; mov rbp,rsp; mov rax,rdi;
@@ -83,8 +86,16 @@ static void write_map(unsigned char *code)
     fclose(map);
 }
 
-int main(void)
+static double now(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? atof(argv[1]) : 0;
     unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                                -1, 0);
     if (code == MAP_FAILED) {
@@ -105,10 +116,12 @@ int main(void)
 
     printf("ready\n");
     fflush(stdout);
-    for (;;) {
+    double deadline = now() + seconds;
+    while (seconds <= 0 || now() < deadline) {
         run_hot(WORK);
         run_hot(WORK);
         run_hot(WORK);
         run_cold(WORK);
     }
+    return 0;
 }

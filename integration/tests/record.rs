@@ -571,6 +571,24 @@ fn jit_code_is_named_from_the_perf_map_and_unwound_through() {
 }
 
 #[test]
+fn jit_code_of_a_target_that_exited_is_still_named() {
+    let _cpu = exclusive();
+    let program = build_c("jit_code", &["-O2", "-g", "-fomit-frame-pointer"]);
+    // Exits by itself 3 s in, leaving its perf map, while the recording asks for 10 s.
+    let target = Target::spawn(&program, &["3"]);
+    let _map = PerfMapFile(PathBuf::from(format!("/tmp/perf-{}.map", target.pid())));
+    let (profile, stdout, _) = record(target.pid(), 10, HZ_ARG);
+    assert!(stdout.contains("target exited"), "{stdout}");
+    let split = leaf_split(&profile, "jit_hot_loop", "jit_cold_loop");
+    println!("{split} after the target exited");
+    assert!(
+        split.total >= 200,
+        "JIT frames unnamed once the target exited: only {split}\n{}",
+        top_leaves(&profile, 10)
+    );
+}
+
+#[test]
 fn threads_started_during_the_recording_are_sampled() {
     let _cpu = exclusive();
     // The late threads start 2 s after ready, well after the agent has attached.

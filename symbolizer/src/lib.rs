@@ -39,7 +39,7 @@ pub use error::Error;
 pub use frame::Frame;
 pub use module::MappedModule;
 pub use object_info::{DebugAltLink, DebugLink, ObjectInfo};
-pub use perf_map::PerfMap;
+pub use perf_map::{PerfMap, PerfMapSource};
 pub use symbolizer::Symbolizer;
 pub use target_fs::open_mapping;
 pub use unwind::UnwindSections;

@@ -47,29 +47,62 @@ struct Entry {
     name: std::ops::Range<usize>,
 }
 
-impl PerfMap {
-    /// Reads process `pid`'s perf map. `Ok(None)` when it has none (the common case: only JIT
-    /// runtimes asked to write one do).
-    pub fn for_process(pid: u32) -> io::Result<Option<PerfMap>> {
+/// Where a process's perf map is: its root, the file name under its own PID, and the user
+/// that must own it. Taken while the process runs, it still finds the map once the process
+/// has exited (the root is held open), and never another process's under a reused PID.
+#[derive(Debug)]
+pub struct PerfMapSource {
+    root: TargetRoot,
+    path: String,
+    uid: u32,
+}
+
+impl PerfMapSource {
+    /// Process `pid`'s, as it is now.
+    pub fn of_process(pid: u32) -> io::Result<PerfMapSource> {
         let status = read_status(pid)?;
         let (Some(ns_pid), Some(uid)) = (innermost_pid(&status), effective_uid(&status)) else {
             return Err(io::Error::other(format!(
                 "/proc/{pid}/status has no NSpid or Uid line"
             )));
         };
-        let root = TargetRoot::of_process(pid);
-        let file = match root.open(&format!("/tmp/perf-{ns_pid}.map")) {
+        Ok(PerfMapSource {
+            root: TargetRoot::of_process(pid),
+            path: format!("/tmp/perf-{ns_pid}.map"),
+            uid,
+        })
+    }
+
+    /// Reads the map as it is now. `Ok(None)` when there is none (the common case: only JIT
+    /// runtimes asked to write one do).
+    pub fn read(&self) -> io::Result<Option<PerfMap>> {
+        let file = match self.root.open(&self.path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
         let owner = std::os::unix::fs::MetadataExt::uid(&file.metadata()?);
-        if owner != uid {
+        if owner != self.uid {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("/tmp/perf-{ns_pid}.map is owned by uid {owner}, not the target's {uid}"),
+                format!(
+                    "{} is owned by uid {owner}, not the target's {}",
+                    self.path, self.uid
+                ),
             ));
         }
+        PerfMap::read_from(file).map(Some)
+    }
+}
+
+impl PerfMap {
+    /// Reads process `pid`'s perf map now (see [`PerfMapSource::read`]).
+    pub fn for_process(pid: u32) -> io::Result<Option<PerfMap>> {
+        PerfMapSource::of_process(pid)?.read()
+    }
+
+    /// Parses a perf map file, bounded in size and entries.
+    fn read_from(file: std::fs::File) -> io::Result<PerfMap> {
         let mut map = PerfMap::default();
         let mut reader = BufReader::new(file.take(MAX_FILE_BYTES));
         let mut line = Vec::new();
@@ -81,7 +114,7 @@ impl PerfMap {
             map.add_line(&String::from_utf8_lossy(&line));
         }
         map.index();
-        Ok(Some(map))
+        Ok(map)
     }
 
     /// Parses a perf map, skipping lines that are not `START SIZE NAME`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use framehop::{ExplicitModuleSectionInfo, Module};
 use rprof_symbolizer::maps::MapEntry;
-use rprof_symbolizer::{Bytes, MappedModule, PerfMap, Symbolizer};
+use rprof_symbolizer::{Bytes, MappedModule, PerfMap, PerfMapSource, Symbolizer};
 
 use crate::process_identity::ProcessHandle;
 
@@ -58,7 +58,9 @@ pub struct ModuleSet {
     /// Where the next relocated module goes.
     next_alias: u64,
     last_refresh: Instant,
-    /// The target's perf map (JIT code names), read on first use.
+    /// Where the target's perf map (JIT code names) is, taken while it runs.
+    perf_map_source: Option<PerfMapSource>,
+    /// The perf map, read on first use.
     perf_map: OnceLock<Option<PerfMap>>,
     /// The target process itself (a pidfd, opened before the first read): whatever is read
     /// from `/proc/PID` while it lives is about it, and nothing read after it exited is used,
@@ -86,6 +88,9 @@ impl ModuleSet {
         let target = ProcessHandle::open(pid);
         let modules = symbolizer.modules(pid)?;
         let mut set = ModuleSet::empty(pid, symbolizer);
+        set.perf_map_source = PerfMapSource::of_process(pid)
+            .map_err(|err| tracing::debug!(pid, %err, "no perf map source"))
+            .ok();
         set.target = target;
         let live = modules
             .into_iter()
@@ -104,6 +109,7 @@ impl ModuleSet {
             named: Vec::new(),
             next_alias: ALIAS_BASE,
             last_refresh: Instant::now(),
+            perf_map_source: None,
             perf_map: OnceLock::new(),
             target: None,
         }
@@ -141,15 +147,15 @@ impl ModuleSet {
 
     /// The name a JIT runtime gave the code at `addr` in its perf map (`/tmp/perf-PID.map`), for
     /// addresses in no module. The map is read once, on first use: after the recording, when
-    /// it names everything compiled during it.
+    /// it names everything compiled during it. Its place was taken when the set was loaded, so
+    /// the map of a target that has exited since is still found (and never another's).
     pub fn jit_name(&self, addr: u64) -> Option<&str> {
         self.perf_map
             .get_or_init(|| {
-                let map = PerfMap::for_process(self.pid).unwrap_or_else(|err| {
+                self.perf_map_source.as_ref()?.read().unwrap_or_else(|err| {
                     tracing::debug!(pid = self.pid, %err, "cannot read the perf map");
                     None
-                });
-                map.filter(|_| self.target_alive())
+                })
             })
             .as_ref()?
             .lookup(addr)
