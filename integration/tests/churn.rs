@@ -457,6 +457,16 @@ fn exec_mid_window_names_each_sample_from_the_program_that_ran_it() {
             program.display()
         );
     }
+    // pprof shows mapping 1 as the profiled program: the one running now.
+    let first = profile
+        .mapping
+        .first()
+        .map(|m| string(&profile, m.filename));
+    assert_eq!(
+        first,
+        Some(canonical(&prog_b).as_str()),
+        "mapping 1 is not the program the target runs now"
+    );
     let roots = rooted(&profile, &[A, B], &["main"]);
     println!("work samples reaching main: {roots}");
     assert!(

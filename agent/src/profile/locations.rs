@@ -46,11 +46,19 @@ pub struct LocationTable<'m> {
 
 impl<'m> LocationTable<'m> {
     /// Adds one mapping per module, the main binary first (mapping id 1 is what pprof shows as
-    /// the profiled program).
+    /// the profiled program): after an exec, the program that runs now.
     pub fn new(modules: &'m ModuleSet, builder: &mut ProfileBuilder) -> Self {
-        let mapping_ids = modules
-            .all()
-            .iter()
+        let all = modules.all();
+        let main = all.iter().rposition(|m| m.is_main).unwrap_or(0);
+        let mapping_ids = all
+            .get(main)
+            .into_iter()
+            .chain(
+                all.iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != main)
+                    .map(|(_, m)| m),
+            )
             .map(|module| {
                 (
                     Arc::as_ptr(module),
