@@ -135,3 +135,27 @@ pub fn assert_success(finished: &Finished, what: &str) {
         finished.stderr
     );
 }
+
+/// The agent failed, said so in exactly one `error:` line mentioning every one of `words`, and
+/// nothing panicked.
+pub fn assert_one_line_error(finished: &Finished, what: &str, words: &[&str]) {
+    let output = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        finished.stdout, finished.stderr
+    );
+    assert!(!finished.status.success(), "{what}: exited 0\n{output}");
+    assert!(!output.contains("panicked"), "{what}: panicked\n{output}");
+    let errors: Vec<&str> = finished
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error:") || line.starts_with("rprof-agent: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{what}: not one error line\n{output}");
+    let line = errors[0].to_lowercase();
+    for word in words {
+        assert!(
+            line.contains(&word.to_lowercase()),
+            "{what}: the error line does not mention {word:?}\n{output}"
+        );
+    }
+}

@@ -200,6 +200,26 @@ pub fn leaf_split(profile: &Profile, a: &str, b: &str) -> Fraction {
     )
 }
 
+/// Asserts that leaf `a` holds `expected ± tolerance` of the samples whose leaf is `a` or `b`,
+/// out of at least 300 such samples.
+pub fn assert_leaf_ratio(profile: &Profile, a: &str, b: &str, expected: f64, tolerance: f64) {
+    let split = leaf_split(profile, a, b);
+    println!("{a} / ({a} + {b}) = {split}");
+    // Below 300 samples, the binomial noise alone (σ ≥ 2.5 points) makes ±5 points a coin toss.
+    assert!(
+        split.total >= 300,
+        "only {split} leaf samples in {a} or {b}: too few to judge the ratio\n{}",
+        top_leaves(profile, 10)
+    );
+    assert!(
+        (split.ratio() - expected).abs() <= tolerance,
+        "{a} holds {split} of the {a}+{b} leaf samples, expected {:.0} ± {:.0} %\n{}",
+        100.0 * expected,
+        100.0 * tolerance,
+        top_leaves(profile, 10)
+    );
+}
+
 /// Like [`leaf_split`], but `a` and `b` may be anywhere on the stack: for code whose leaf is an
 /// inlined helper (Rust's `rotate_left` inside `hot_a`), the function of interest is the
 /// physical function under it. `a` and `b` must not call each other.

@@ -13,8 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rprof_integration::{
-    agent_bin, agent_command, assert_success, build_c, exclusive_cpu, label, leaf_split,
-    read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks, Target,
+    agent_bin, agent_command, assert_leaf_ratio, assert_success, build_c, exclusive_cpu, label,
+    leaf_split, read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks,
+    Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -117,25 +118,6 @@ fn record_watching_fds(pid: u32, seconds: u32, extra_args: &[&str]) -> Watched {
         stdout: finished.stdout,
         fds,
     }
-}
-
-/// Asserts that `a` holds `expected ± tolerance` of the samples whose leaf is `a` or `b`.
-fn assert_leaf_ratio(profile: &Profile, a: &str, b: &str, expected: f64, tolerance: f64) {
-    let split = leaf_split(profile, a, b);
-    println!("{a} / ({a} + {b}) = {split}");
-    // Below 300 samples the binomial noise alone makes ±5 points a coin toss.
-    assert!(
-        split.total >= 300,
-        "only {split} leaf samples in {a} or {b}: too few to judge the ratio\n{}",
-        top_leaves(profile, 10)
-    );
-    assert!(
-        (split.ratio() - expected).abs() <= tolerance,
-        "{a} holds {split} of the {a}+{b} leaf samples, expected {:.0} ± {:.0} %\n{}",
-        100.0 * expected,
-        100.0 * tolerance,
-        top_leaves(profile, 10)
-    );
 }
 
 /// Of the samples that have one of `among` on their stack, those that reach one of `roots`.

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::build_id;
 use rprof_integration::{
-    agent_bin, assert_success, build_c, exclusive_cpu, go_tool_pprof, label, leaf_split, programs,
-    read_profile, record, record_full, run_agent, share_of, stack_split, string, top_leaves,
-    total_samples, Recording, Running, Stacks, Target,
+    agent_bin, assert_leaf_ratio, assert_success, build_c, exclusive_cpu, go_tool_pprof, label,
+    leaf_split, programs, read_profile, record, record_full, run_agent, share_of, stack_split,
+    string, top_leaves, total_samples, Recording, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -66,25 +66,6 @@ impl Measured {
             top_leaves(self.profile(), 10)
         );
     }
-}
-
-/// Asserts that leaf `a` holds `expected ± tolerance` of the samples whose leaf is `a` or `b`.
-fn assert_leaf_ratio(profile: &Profile, a: &str, b: &str, expected: f64, tolerance: f64) {
-    let split = leaf_split(profile, a, b);
-    println!("{a} / ({a} + {b}) = {split}");
-    // Below 300 samples, the binomial noise alone (σ ≥ 2.5 points) makes ±5 points a coin toss.
-    assert!(
-        split.total >= 300,
-        "only {split} leaf samples in {a} or {b}: too few to judge the ratio\n{}",
-        top_leaves(profile, 10)
-    );
-    assert!(
-        (split.ratio() - expected).abs() <= tolerance,
-        "{a} holds {split} of the {a}+{b} leaf samples, expected {:.0} ± {:.0} %\n{}",
-        100.0 * expected,
-        100.0 * tolerance,
-        top_leaves(profile, 10)
-    );
 }
 
 /// Asserts that at least `minimum` of all samples have `function` in their stack.
