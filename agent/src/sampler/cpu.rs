@@ -23,8 +23,7 @@ pub(crate) struct CpuEvents {
     per_cpu: Vec<PerfEvent>,
     /// Events of threads on this CPU, redirected into `ring`, with the thread each was opened
     /// for.
-    events: Vec<PerfEvent>,
-    tids: Vec<u32>,
+    events: Vec<(u32, PerfEvent)>,
     /// poll(2) reports POLLHUP, at once and for good, on an event whose thread exited and left
     /// no inherited copies. Such an event can tell us nothing more, so another event of the
     /// ring is polled instead (every event of a ring is woken when it fills).
@@ -40,7 +39,6 @@ impl CpuEvents {
             per_cpu_owner: false,
             per_cpu: Vec::new(),
             events: Vec::new(),
-            tids: Vec::new(),
             owner_hung_up: false,
         }
     }
@@ -84,8 +82,7 @@ impl CpuEvents {
     /// Keeps a connected event of thread `tid` open for as long as it can report anything (see
     /// [`CpuEvents::close_hung_up`]).
     pub(crate) fn keep(&mut self, tid: u32, event: PerfEvent) {
-        self.events.push(event);
-        self.tids.push(tid);
+        self.events.push((tid, event));
     }
 
     /// Closes the events of the threads in `exited` that hung up: their thread exited and no
@@ -96,13 +93,16 @@ impl CpuEvents {
     /// the closed events and whether an event of each thread of `exited` is still open.
     pub(crate) fn close_hung_up(&mut self, exited: &HashSet<u32>) -> (Vec<u64>, HashSet<u32>) {
         let candidates: Vec<usize> = (0..self.events.len())
-            .filter(|&i| exited.contains(&self.tids[i]))
+            .filter(|&i| exited.contains(&self.events[i].0))
             .collect();
         let mut still_open = HashSet::new();
         if candidates.is_empty() {
             return (Vec::new(), still_open);
         }
-        let fds: Vec<BorrowedFd<'_>> = candidates.iter().map(|&i| self.events[i].as_fd()).collect();
+        let fds: Vec<BorrowedFd<'_>> = candidates
+            .iter()
+            .map(|&i| self.events[i].1.as_fd())
+            .collect();
         // A hung-up event answers at once; a zero timeout never waits for the others. (Polling
         // one that still has inherited copies may take its ring's pending wakeup: the drain's
         // own timeout then brings the records a little later, none is lost.)
@@ -110,7 +110,7 @@ impl CpuEvents {
             Ok(Some(readiness)) => readiness,
             // Nothing hung up (or poll failed: try again at the next call).
             Ok(None) | Err(_) => {
-                still_open.extend(candidates.iter().map(|&i| self.tids[i]));
+                still_open.extend(candidates.iter().map(|&i| self.events[i].0));
                 return (Vec::new(), still_open);
             }
         };
@@ -119,11 +119,10 @@ impl CpuEvents {
         // Highest index first, so that swap_remove leaves the lower candidates in place.
         for (&i, ready) in candidates.iter().zip(readiness).rev() {
             if !ready.hung_up {
-                still_open.insert(self.tids[i]);
+                still_open.insert(self.events[i].0);
                 continue;
             }
-            let event = self.events.swap_remove(i);
-            self.tids.swap_remove(i);
+            let (_, event) = self.events.swap_remove(i);
             if let Ok(id) = event.id() {
                 closed.push(id);
             }
@@ -134,7 +133,7 @@ impl CpuEvents {
     /// The event to poll for this ring, if any can still report data.
     pub(crate) fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         if self.owner_hung_up {
-            self.events.first().map(AsFd::as_fd)
+            self.events.first().map(|(_, event)| event.as_fd())
         } else {
             Some(self.ring.owner().as_fd())
         }
@@ -147,7 +146,6 @@ impl CpuEvents {
             self.owner_hung_up = true;
         } else if !self.events.is_empty() {
             self.events.swap_remove(0);
-            self.tids.swap_remove(0);
         }
     }
 
@@ -163,7 +161,11 @@ impl CpuEvents {
     pub(crate) fn disable(&self) {
         // Failures only mean an event is already gone; teardown continues regardless.
         let _ = self.ring.owner().disable();
-        for event in self.per_cpu.iter().chain(&self.events) {
+        for event in self
+            .per_cpu
+            .iter()
+            .chain(self.events.iter().map(|(_, event)| event))
+        {
             let _ = event.disable();
         }
     }
