@@ -2,7 +2,7 @@
 //! of raw samples), written in the exact shape of Go's own CPU profile.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rprof_proto::{LabelSpec, Profile, ProfileBuilder};
 
@@ -101,11 +101,7 @@ impl CpuProfile {
             ("cpu", "nanoseconds"),
             period,
         );
-        builder.set_time_nanos(unix_nanos(meta.start));
-        builder.set_duration_nanos(i64::try_from(meta.duration.as_nanos()).unwrap_or(i64::MAX));
-        for comment in &meta.comments {
-            builder.add_comment(comment);
-        }
+        super::window::describe(&mut builder, meta.start, meta.duration, &meta.comments);
         let mut table = LocationTable::new(modules, &mut builder);
         for (key, &count) in &self.stacks {
             let ids = self.location_ids(&mut table, &mut builder, key, kernel_symbols);
@@ -143,9 +139,4 @@ impl CpuProfile {
         }
         ids
     }
-}
-
-fn unix_nanos(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }

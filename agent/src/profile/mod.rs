@@ -4,6 +4,7 @@ mod cpu;
 mod locations;
 mod thread_names;
 mod threadcreate;
+mod window;
 mod write;
 
 pub use cpu::{CpuProfile, CpuProfileMeta};

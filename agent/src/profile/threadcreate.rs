@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rprof_proto::{LabelSpec, Profile, ProfileBuilder};
 
@@ -125,11 +125,7 @@ impl ThreadcreateProfile {
     pub fn build(&self, modules: &ModuleSet, meta: &ThreadcreateMeta) -> Profile {
         let count_type = ("threadcreate", "count");
         let mut builder = ProfileBuilder::new(&[count_type], count_type, 1);
-        builder.set_time_nanos(unix_nanos(meta.start));
-        builder.set_duration_nanos(i64::try_from(meta.duration.as_nanos()).unwrap_or(i64::MAX));
-        for comment in &meta.comments {
-            builder.add_comment(comment);
-        }
+        super::window::describe(&mut builder, meta.start, meta.duration, &meta.comments);
         let mut table = LocationTable::new(modules, &mut builder);
         for (key, &count) in &self.stacks {
             let mut ids = table.user_stack(&mut builder, &key.user);
@@ -142,11 +138,6 @@ impl ThreadcreateProfile {
         }
         builder.build()
     }
-}
-
-fn unix_nanos(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
