@@ -167,12 +167,10 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
 }
 
 fn stack_record(count: usize, thread: &DumpedThread, modules: &ModuleSet) -> StackRecord {
-    // Go's `@` line lists return addresses; ours are return addresses minus one after the leaf.
     let pcs = thread
         .addresses
         .iter()
-        .enumerate()
-        .map(|(i, &address)| if i == 0 { address } else { address + 1 })
+        .map(|&a| legacy_text::pc(a))
         .collect();
     StackRecord {
         count,

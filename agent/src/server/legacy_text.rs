@@ -45,6 +45,17 @@ pub fn render(name: &str, total: usize, mut records: Vec<StackRecord>, notes: &[
     tabwriter::align(&text)
 }
 
+/// The `@` line address for a lookup address (the leaf's instruction pointer, then each
+/// caller's return address minus one). Go lists return addresses there, and pprof subtracts one
+/// from every one of them, the leaf's included, before naming it (legacy_profile.go,
+/// parseGoCount): so each is one past the address to name. For a caller that is its return
+/// address; for the leaf, which was interrupted rather than calling, it must be one past the
+/// instruction pointer too, or a leaf on a function's first instruction (a spin loop, a uprobe
+/// on pthread_create) would be named after the function before it.
+pub fn pc(lookup_address: u64) -> u64 {
+    lookup_address.wrapping_add(1)
+}
+
 /// `address` minus the entry of the function that contains it, from its module's symbol table.
 pub fn entry_offset(modules: &ModuleSet, address: u64) -> Option<u64> {
     let module = modules.find(address)?;

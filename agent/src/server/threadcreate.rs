@@ -112,12 +112,11 @@ impl<'p> Index<'p> {
     fn stack_record(&self, location_ids: &[u64], count: usize) -> StackRecord {
         let mut pcs = Vec::new();
         let mut frames = Vec::new();
-        for (depth, id) in location_ids.iter().enumerate() {
+        for id in location_ids {
             let Some(location) = self.locations.get(id) else {
                 continue;
             };
-            // Locations hold the leaf's address, then return addresses minus one.
-            pcs.push(location.address + u64::from(depth > 0));
+            pcs.push(legacy_text::pc(location.address));
             frames.extend(self.frame_lines(location));
         }
         StackRecord { count, pcs, frames }
@@ -190,10 +189,11 @@ mod tests {
             builder.add_sample(&[leaf, caller], &[2], &[LabelSpec::str("thread", worker)]);
         }
         let text = counts_by_stack(&builder.build(), None);
+        // Every `@` address is one past the one to name, the leaf's too: pprof subtracts one.
         assert_eq!(
             text,
             "threadcreate profile: total 4\n\
-             4 @ 0x1010 0x2021\n\
+             4 @ 0x1011 0x2021\n\
              #\t0x1010\tspawn\tapp.c:7\n\
              #\t0x2020\tmain\t/srv/app\n\
              \n"
