@@ -152,6 +152,18 @@ fn mappings_of(profile: &Profile, function: &str) -> Vec<String> {
     files
 }
 
+/// Asserts that every location of each function is in the mapping of its own file.
+fn assert_located_in(profile: &Profile, expected: &[(&str, &PathBuf)]) {
+    for (function, file) in expected {
+        assert_eq!(
+            mappings_of(profile, function),
+            [canonical(file)],
+            "the locations of {function} are not all in {}",
+            file.display()
+        );
+    }
+}
+
 fn canonical(path: &Path) -> String {
     fs::canonicalize(path)
         .unwrap_or_else(|err| panic!("canonicalize {}: {err}", path.display()))
@@ -313,14 +325,7 @@ fn libraries_loaded_and_unloaded_mid_window_are_named_from_their_own_file() {
         roots.ratio() >= 0.95,
         "{roots} of the plugin samples unwind to main\n{top}"
     );
-    for (function, lib) in [(A, &lib_a), (B, &lib_b)] {
-        assert_eq!(
-            mappings_of(&profile, function),
-            [canonical(lib)],
-            "the locations of {function} are not all in {}",
-            lib.display()
-        );
-    }
+    assert_located_in(&profile, &[(A, &lib_a), (B, &lib_b)]);
     // One mapping per load address at most, not one per dlopen: the recording saw hundreds.
     let plugin_mappings = profile
         .mapping
@@ -431,14 +436,7 @@ fn exec_mid_window_names_each_sample_from_the_program_that_ran_it() {
         (0.15..=0.5).contains(&split.ratio()),
         "{A} holds {split} of the work samples, expected about a third\n{top}"
     );
-    for (function, program) in [(A, &prog_a), (B, &prog_b)] {
-        assert_eq!(
-            mappings_of(&profile, function),
-            [canonical(program)],
-            "the locations of {function} are not all in {}",
-            program.display()
-        );
-    }
+    assert_located_in(&profile, &[(A, &prog_a), (B, &prog_b)]);
     // pprof shows mapping 1 as the profiled program: the one running now.
     let first = profile
         .mapping
