@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::kinds::Kind;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rprof-agent",
@@ -25,8 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Record a CPU (or threadcreate) profile of a running process (--pid) or of a command
-    /// (after --).
+    /// Record profiles (CPU by default; see --profile) of a running process (--pid) or of a
+    /// command (after --).
     Record(RecordArgs),
     /// Snapshot every thread: name, state, wait channel, syscall and symbolized stack.
     Threads(ThreadsArgs),
@@ -76,25 +78,6 @@ pub enum RecordFormat {
     Flamegraph,
 }
 
-/// A profile `record` can take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum ProfileKind {
-    /// Where CPU time goes (samples/count, cpu/nanoseconds), as Go's CPU profile.
-    Cpu,
-    /// The stacks that created threads in the window (threadcreate/count), and the churn.
-    Threadcreate,
-}
-
-impl ProfileKind {
-    /// The name used on the command line and in file names.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfileKind::Cpu => "cpu",
-            ProfileKind::Threadcreate => "threadcreate",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Process to profile.
@@ -115,9 +98,9 @@ pub struct RecordArgs {
     #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
 
-    /// Profiles to record, in the same window: cpu, threadcreate, or both (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
-    pub profile: Vec<ProfileKind>,
+    /// Profiles to record, in the same window (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "cpu", value_parser = crate::kinds::parser())]
+    pub profile: Vec<&'static Kind>,
 
     /// Output file [default: rprof-<profile>-<pid>-<time>.pb.gz, or .svg for a flamegraph].
     /// With several profiles, each file gets its profile's name before the extension
@@ -188,7 +171,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub max_seconds: u64,
 
-    /// CPU samples per second per thread on CPU.
+    /// CPU samples per second per thread on CPU (kinds that sample CPU time).
     #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
 

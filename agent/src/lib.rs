@@ -2,22 +2,25 @@
 //!
 //! Pipeline stages: [`sampler`] (perf_event ring buffers) and [`snapshot`] (ptrace pause) capture
 //! raw registers and stacks; [`unwind`] turns them into return addresses with framehop;
-//! [`profile`] symbolizes and writes pprof. One module per verb: [`record`], [`threads`], [`top`].
+//! [`recording`] drives a window of any kind; each kind's module in [`kinds`] (one registry)
+//! turns events into weighted samples; [`profile`] aggregates, symbolizes and writes pprof.
+//! One module per verb: [`record`], [`threads`], [`server`], [`top`]. See docs/ARCHITECTURE.md.
 
 pub mod cli;
 pub mod flamegraph;
 pub mod frames;
 pub mod kallsyms;
+pub mod kinds;
 pub mod launch;
 pub mod process_identity;
 pub mod profile;
 pub mod record;
+pub mod recording;
 pub mod sampler;
 pub mod server;
 pub mod snapshot;
 pub mod stop;
 pub mod target;
-pub mod threadcreate;
 pub mod threads;
 pub mod timestamp;
 pub mod top;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{compile, Program, TempDir};
+use rprof_agent::kinds::threadcreate::find_functions;
 use rprof_agent::sampler::{EventKind, Record, Sampler, SamplerConfig, Trigger, Uprobe};
-use rprof_agent::threadcreate::find_functions;
 
 /// On each line read from stdin: calls probe_me HITS times, then starts and joins THREADS
 /// threads, then prints "done".

@@ -1,13 +1,13 @@
-//! pprof output: turning unwound stacks into symbolized locations, and the profiles built on them.
+//! pprof output: turning unwound stacks into symbolized locations, the weighted stack aggregate
+//! every kind builds on, and writing files.
 
-mod cpu;
 mod locations;
+mod stacks;
 mod thread_names;
-mod threadcreate;
 mod window;
 mod write;
 
-pub use cpu::{CpuProfile, CpuProfileMeta};
 pub use locations::{LocationTable, PseudoFrame};
-pub use threadcreate::{ThreadcreateMeta, ThreadcreateProfile};
+pub use stacks::{Meta, Shape, StackAggregate, StackSample};
+pub use thread_names::ThreadNames;
 pub use write::write_atomically;

@@ -1,21 +1,13 @@
-//! `rprof-agent record`: CPU and threadcreate profiles of a running process or a launched
-//! command, taken in one window.
+//! `rprof-agent record`: profiles of any recorded kinds (see [`crate::kinds`]) of a running
+//! process or a launched command, taken in one window.
 //!
-//! Pipeline, per profile: a sampler's ring buffers are drained (the first profile's on this
-//! thread, any other's on a thread of its own); raw samples go to that profile's unwinder
-//! thread ([`pipeline`]), which aggregates stacks online; at the end each aggregate is
-//! symbolized into a pprof profile (or a flamegraph) and written atomically. [`capture`] takes
-//! one profile the same way and returns it instead (for the HTTP server).
+//! Per profile: its recording's trigger is drained (the first profile's on this thread, any
+//! other's on a thread of its own); raw samples go to that profile's unwinder thread, which
+//! aggregates stacks online (see [`crate::recording`]); at the end each aggregate is
+//! symbolized into a pprof profile (or a flamegraph) and written atomically.
 
-mod aggregate;
-pub mod capture;
-mod coverage;
-mod cpu;
 mod output;
-mod pipeline;
 mod progress;
-mod recording;
-mod threadcreate;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,18 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
-use crate::cli::{ProfileKind, RecordArgs, RecordFormat};
+use crate::cli::{RecordArgs, RecordFormat};
+use crate::kinds::Kind;
 use crate::profile::write_atomically;
+use crate::recording::{Finished, Outcome, Recording, Request, Window, POLL_INTERVAL};
 use crate::stop::StopFlag;
 use crate::target::Target;
-use cpu::{CpuRecording, CpuSettings};
 use progress::Progress;
-use recording::{Finished, Outcome, Recording, Window};
-use threadcreate::ThreadcreateRecording;
-
-/// How long one wait for ring-buffer data may block: bounds how late we notice Ctrl-C, the end
-/// of the window, or the target's exit.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     output::check_writable(args.output.as_deref())?;
@@ -68,7 +55,7 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     for (kind, recording) in recordings {
         let output = output::path(
             args.output.as_deref(),
-            kind,
+            kind.name,
             several,
             args.format,
             pid,
@@ -96,53 +83,47 @@ fn write(finished: Finished, output: &Path, args: &RecordArgs) -> Result<()> {
 }
 
 /// The profiles asked for, each once, in the order asked.
-fn profile_kinds(args: &RecordArgs) -> Vec<ProfileKind> {
-    let mut kinds = Vec::new();
+fn profile_kinds(args: &RecordArgs) -> Vec<&'static Kind> {
+    let mut kinds: Vec<&'static Kind> = Vec::new();
     for &kind in &args.profile {
-        if !kinds.contains(&kind) {
+        if !kinds.iter().any(|k| k.name == kind.name) {
             kinds.push(kind);
         }
     }
     kinds
 }
 
-type Recordings = Vec<(ProfileKind, Box<dyn Recording>)>;
+type Recordings = Vec<(&'static Kind, Box<dyn Recording>)>;
 
-/// Starts every profile asked for. A threadcreate profile that cannot be taken is an error when
-/// it is the only profile; next to a CPU profile, it is reported and left out.
+/// Starts every profile asked for. A profile that cannot be taken is an error when it is the
+/// only one; next to others, it is reported and left out.
 fn open_recordings(args: &RecordArgs, target: &Target) -> Result<Recordings> {
     let pid = target.pid();
     let kinds = profile_kinds(args);
     let symbolizer = Arc::new(Symbolizer::new());
-    let stack_bytes = args
-        .stack_size
-        .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES);
+    let program = target
+        .is_launched()
+        .then(|| args.command.first().map(String::as_str))
+        .flatten();
+    let request = Request {
+        pid,
+        program,
+        frequency: args.frequency,
+        stack_bytes: args
+            .stack_size
+            .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
+        kernel: args.kernel,
+        symbolizer: &symbolizer,
+    };
     let mut recordings: Recordings = Vec::new();
     for &kind in &kinds {
-        let opened: Result<Box<dyn Recording>> = match kind {
-            ProfileKind::Cpu => {
-                let settings = CpuSettings {
-                    frequency: args.frequency,
-                    stack_bytes,
-                    kernel: args.kernel,
-                };
-                Ok(Box::new(CpuRecording::open(settings, pid, &symbolizer)?))
-            }
-            ProfileKind::Threadcreate => {
-                let program = target
-                    .is_launched()
-                    .then(|| args.command.first().map(String::as_str))
-                    .flatten();
-                ThreadcreateRecording::open(pid, program, stack_bytes, &symbolizer)
-                    .map(|r| Box::new(r) as Box<dyn Recording>)
-            }
-        };
+        let opened = kind.open(&request);
         match opened {
             Ok(recording) => recordings.push((kind, recording)),
             Err(err) if kinds.len() > 1 => {
                 eprintln!(
                     "rprof-agent: the {} profile is unavailable, recording the others: {err:#}",
-                    kind.name()
+                    kind.name
                 );
             }
             Err(err) => return Err(err),

@@ -3,17 +3,17 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ProfileKind, RecordFormat};
+use crate::cli::RecordFormat;
 
 /// The extensions that name a profile's format: the profile's name goes before them.
 const KNOWN_EXTENSIONS: [&str; 4] = [".pb.gz", ".pprof", ".svg", ".gz"];
 
-/// The file for profile `kind`: `output` as given when it is the only profile, `output` with
-/// the profile's name before the extension when there are several (`prof.pb.gz` →
-/// `prof.cpu.pb.gz`), else `rprof-<kind>-<pid>-<stamp>.<ext>` in the working directory.
+/// The file for the profile named `kind`: `output` as given when it is the only profile,
+/// `output` with the profile's name before the extension when there are several (`prof.pb.gz`
+/// → `prof.cpu.pb.gz`), else `rprof-<kind>-<pid>-<stamp>.<ext>` in the working directory.
 pub fn path(
     output: Option<&Path>,
-    kind: ProfileKind,
+    kind: &str,
     several: bool,
     format: RecordFormat,
     pid: u32,
@@ -27,7 +27,7 @@ pub fn path(
                 RecordFormat::Pprof => "pb.gz",
                 RecordFormat::Flamegraph => "svg",
             };
-            PathBuf::from(format!("rprof-{}-{pid}-{stamp}.{extension}", kind.name()))
+            PathBuf::from(format!("rprof-{kind}-{pid}-{stamp}.{extension}"))
         }
     }
 }
@@ -58,7 +58,7 @@ pub fn check_writable(output: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// `path` with `.<kind>` inserted before its extension (or appended when it has none).
-fn with_profile_name(path: &Path, kind: ProfileKind) -> PathBuf {
+fn with_profile_name(path: &Path, kind: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -71,7 +71,7 @@ fn with_profile_name(path: &Path, kind: ProfileKind) -> PathBuf {
         .unwrap_or(&name);
     let mut renamed = OsString::from(split);
     renamed.push(".");
-    renamed.push(kind.name());
+    renamed.push(kind);
     renamed.push(&name[split.len()..]);
     path.with_file_name(renamed)
 }
@@ -80,7 +80,7 @@ fn with_profile_name(path: &Path, kind: ProfileKind) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn several(output: &str, kind: ProfileKind) -> PathBuf {
+    fn several(output: &str, kind: &str) -> PathBuf {
         path(
             Some(Path::new(output)),
             kind,
@@ -94,33 +94,24 @@ mod tests {
     #[test]
     fn several_profiles_get_their_name_before_the_extension() {
         assert_eq!(
-            several("out/prof.pb.gz", ProfileKind::Cpu),
+            several("out/prof.pb.gz", "cpu"),
             Path::new("out/prof.cpu.pb.gz")
         );
         assert_eq!(
-            several("prof.pb.gz", ProfileKind::Threadcreate),
+            several("prof.pb.gz", "threadcreate"),
             Path::new("prof.threadcreate.pb.gz")
         );
-        assert_eq!(
-            several("flame.svg", ProfileKind::Cpu),
-            Path::new("flame.cpu.svg")
-        );
-        assert_eq!(
-            several("a.b.data", ProfileKind::Cpu),
-            Path::new("a.b.cpu.data")
-        );
-        assert_eq!(several("prof", ProfileKind::Cpu), Path::new("prof.cpu"));
-        assert_eq!(
-            several(".hidden", ProfileKind::Cpu),
-            Path::new(".hidden.cpu")
-        );
+        assert_eq!(several("flame.svg", "cpu"), Path::new("flame.cpu.svg"));
+        assert_eq!(several("a.b.data", "cpu"), Path::new("a.b.cpu.data"));
+        assert_eq!(several("prof", "cpu"), Path::new("prof.cpu"));
+        assert_eq!(several(".hidden", "cpu"), Path::new(".hidden.cpu"));
     }
 
     #[test]
     fn one_profile_is_written_where_asked_or_under_a_default_name() {
         let given = path(
             Some(Path::new("cpu.pb.gz")),
-            ProfileKind::Threadcreate,
+            "threadcreate",
             false,
             RecordFormat::Pprof,
             7,
@@ -129,7 +120,7 @@ mod tests {
         assert_eq!(given, Path::new("cpu.pb.gz"));
         let default = path(
             None,
-            ProfileKind::Threadcreate,
+            "threadcreate",
             true,
             RecordFormat::Pprof,
             42,
@@ -139,14 +130,7 @@ mod tests {
             default,
             Path::new("rprof-threadcreate-42-20240229-123456.pb.gz")
         );
-        let svg = path(
-            None,
-            ProfileKind::Cpu,
-            false,
-            RecordFormat::Flamegraph,
-            1,
-            "t",
-        );
+        let svg = path(None, "cpu", false, RecordFormat::Flamegraph, 1, "t");
         assert_eq!(svg, Path::new("rprof-cpu-1-t.svg"));
     }
 }

@@ -1,6 +1,7 @@
-//! `/debug/pprof/goroutine` and `/debug/pprof/threads`: the thread snapshot (`threads` verb),
-//! in Go's three forms — `debug=0` pprof (`goroutine/count`, or `threads/count` under
-//! `/threads`), `debug=1` counts by stack, `debug=2` every thread with its stack.
+//! The endpoints of the snapshot kind (`goroutine`, `threads`): the thread snapshot (`threads`
+//! verb), in Go's three forms — `debug=0` pprof (`goroutine/count`, or `threads/count` under
+//! `/threads`: the endpoint's sample type), `debug=1` counts by stack, `debug=2` every thread
+//! with its stack.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,24 +18,15 @@ use super::responses;
 use super::state::SharedState;
 use crate::cli::ThreadsFormat;
 use crate::frames::NamedFrame;
+use crate::kinds::threads::{render, take_dump, DumpedThread, ThreadDump};
 use crate::snapshot::SnapshotOptions;
-use crate::threads::{render, take_dump, DumpedThread, ThreadDump};
 use crate::unwind::ModuleSet;
 
-/// Which path asked: the same snapshot, named as the path is.
+/// Which path asked: the same snapshot, under the path's name and sample type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DumpProfile {
-    Goroutine,
-    Threads,
-}
-
-impl DumpProfile {
-    fn name(self) -> &'static str {
-        match self {
-            DumpProfile::Goroutine => "goroutine",
-            DumpProfile::Threads => "threads",
-        }
-    }
+pub struct DumpProfile {
+    pub name: &'static str,
+    pub sample_type: &'static str,
 }
 
 /// A rendered snapshot: a pprof file or text.
@@ -66,7 +58,7 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || snapshot(target, symbolizer, &options, profile, debug))
             .await??;
     Ok(match rendered {
-        Rendered::Profile(bytes) => responses::profile(profile.name(), bytes),
+        Rendered::Profile(bytes) => responses::profile(profile.name, bytes),
         Rendered::Text(text) => responses::text(text),
     })
 }
@@ -106,33 +98,12 @@ fn pprof(
     profile: DumpProfile,
     taken: SystemTime,
 ) -> Result<Vec<u8>, PprofError> {
-    let bytes = render(dump, ThreadsFormat::Pprof, taken)
-        .map_err(|err| PprofError::from_chain("could not encode the snapshot", &err))?;
-    match profile {
-        DumpProfile::Threads => Ok(bytes),
-        DumpProfile::Goroutine => as_goroutine_profile(&bytes),
-    }
-}
-
-/// The snapshot profile with Go's sample type, `goroutine/count`: scrapers (Parca, Pyroscope)
-/// file a goroutine profile by it.
-fn as_goroutine_profile(threads: &[u8]) -> Result<Vec<u8>, PprofError> {
-    let mut profile = rprof_proto::decode(threads)
-        .map_err(|err| PprofError::internal(format!("could not re-read the snapshot: {err}")))?;
-    let name = i64::try_from(profile.string_table.len()).unwrap_or(i64::MAX);
-    profile.string_table.push("goroutine".to_string());
-    for value_type in profile
-        .sample_type
-        .iter_mut()
-        .chain(profile.period_type.as_mut())
-    {
-        value_type.r#type = name;
-    }
-    Ok(rprof_proto::encode_gzip(&profile))
+    render(dump, ThreadsFormat::Pprof, taken, profile.sample_type)
+        .map_err(|err| PprofError::from_chain("could not encode the snapshot", &err))
 }
 
 fn full_dump(dump: &ThreadDump, taken: SystemTime) -> Result<Vec<u8>, PprofError> {
-    render(dump, ThreadsFormat::Text, taken)
+    render(dump, ThreadsFormat::Text, taken, "threads")
         .map_err(|err| PprofError::from_chain("could not render the snapshot", &err))
 }
 
@@ -163,7 +134,7 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
     if let Some(why) = &dump.stack_error {
         notes.push(format!("stacks unavailable: {why}"));
     }
-    legacy_text::render(profile.name(), dump.threads.len(), records, &notes)
+    legacy_text::render(profile.name, dump.threads.len(), records, &notes)
 }
 
 fn stack_record(count: usize, thread: &DumpedThread, modules: &ModuleSet) -> StackRecord {

@@ -9,6 +9,7 @@ use axum::response::Response;
 use super::responses;
 use super::state::SharedState;
 use super::target::TargetSpec;
+use crate::kinds::{Form, KINDS};
 
 /// One row of the index.
 struct Entry {
@@ -31,41 +32,27 @@ pub async fn index(State(state): State<SharedState>) -> Response {
     responses::html(render(&status, &entries(threads)))
 }
 
-/// Go's rows that a native process has, sorted by name as Go sorts them.
+/// Go's rows that a native process has — every kind's endpoints, and `cmdline` — sorted by
+/// name as Go sorts them. Snapshots count the threads now.
 fn entries(threads: usize) -> Vec<Entry> {
-    vec![
-        Entry {
-            name: "cmdline",
-            count: 0,
-            description: "The command line invocation of the target process",
-        },
-        Entry {
-            name: "goroutine",
-            count: threads,
-            description: "Stack traces of all current threads (a native process's goroutines \
-                          are its OS threads); debug=2 adds each thread's state, wait channel \
-                          and system call",
-        },
-        Entry {
-            name: "profile",
-            count: 0,
-            description: "CPU profile. You can specify the duration in the seconds GET \
-                          parameter. After you get the profile file, use the go tool pprof \
-                          command to investigate the profile.",
-        },
-        Entry {
-            name: "threadcreate",
-            count: 0,
-            description: "Stack traces that led to the creation of new OS threads, recorded \
-                          for the seconds GET parameter (default 30): creations before the \
-                          request cannot be seen from outside the process",
-        },
-        Entry {
-            name: "threads",
-            count: threads,
-            description: "The goroutine snapshot under its own sample type (threads/count)",
-        },
-    ]
+    let mut entries = vec![Entry {
+        name: "cmdline",
+        count: 0,
+        description: "The command line invocation of the target process",
+    }];
+    for endpoint in KINDS.iter().flat_map(|kind| kind.endpoints) {
+        let count = match endpoint.form {
+            Form::Snapshot { .. } => threads,
+            Form::Window | Form::Recorded => 0,
+        };
+        entries.push(Entry {
+            name: endpoint.name,
+            count,
+            description: endpoint.description,
+        });
+    }
+    entries.sort_by_key(|entry| entry.name);
+    entries
 }
 
 fn render(status: &str, entries: &[Entry]) -> String {

@@ -1,17 +1,19 @@
 //! What bounds the work requests can make the agent do, besides `--max-seconds`:
 //!
-//! - one recording per kind at a time (CPU, threadcreate), as Go's runtime allows one CPU
-//!   profile: a second is refused at once, in Go's words;
+//! - one recording per kind at a time, as Go's runtime allows one CPU profile: a second is
+//!   refused at once, in Go's words;
 //! - thread snapshots one at a time (only one tracer can seize a thread: two snapshots of one
 //!   process at once would fail), and symbol lookups two at a time, each behind a short line
 //!   of waiting requests; past that, 503.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors::PprofError;
+use crate::kinds::{self, Kind};
 
 /// Requests that may wait for a snapshot or a lookup, beyond those being served.
 const MAX_WAITING: usize = 8;
@@ -20,17 +22,10 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Symbol lookups served at once (two cores: leave one to everything else).
 const CONCURRENT_LOOKUPS: usize = 2;
 
-/// A recording only one request at a time may run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recording {
-    Cpu,
-    Threadcreate,
-}
-
 /// All the limits of one server.
 pub struct Limits {
-    cpu: Arc<Semaphore>,
-    threadcreate: Arc<Semaphore>,
+    /// One permit per recorded kind, by name.
+    recordings: HashMap<&'static str, Arc<Semaphore>>,
     pub snapshots: Line,
     pub lookups: Line,
 }
@@ -38,19 +33,17 @@ pub struct Limits {
 impl Limits {
     pub fn new() -> Self {
         Limits {
-            cpu: Arc::new(Semaphore::new(1)),
-            threadcreate: Arc::new(Semaphore::new(1)),
+            recordings: kinds::recorded()
+                .map(|kind| (kind.name, Arc::new(Semaphore::new(1))))
+                .collect(),
             snapshots: Line::new("thread snapshot", 1),
             lookups: Line::new("symbol lookup", CONCURRENT_LOOKUPS),
         }
     }
 
     /// The right to run a `kind` recording, if none runs; held until dropped.
-    pub fn try_record(&self, kind: Recording) -> Option<OwnedSemaphorePermit> {
-        let semaphore = match kind {
-            Recording::Cpu => &self.cpu,
-            Recording::Threadcreate => &self.threadcreate,
-        };
+    pub fn try_record(&self, kind: &Kind) -> Option<OwnedSemaphorePermit> {
+        let semaphore = self.recordings.get(kind.name)?;
         Arc::clone(semaphore).try_acquire_owned().ok()
     }
 }
@@ -112,13 +105,16 @@ mod tests {
     #[test]
     fn one_recording_per_kind() {
         let limits = Limits::new();
-        let cpu = limits
-            .try_record(Recording::Cpu)
-            .expect("first CPU profile");
-        assert!(limits.try_record(Recording::Cpu).is_none());
-        assert!(limits.try_record(Recording::Threadcreate).is_some());
+        let (cpu_kind, threadcreate) = (&kinds::cpu::KIND, &kinds::threadcreate::KIND);
+        let cpu = limits.try_record(cpu_kind).expect("first CPU profile");
+        assert!(limits.try_record(cpu_kind).is_none());
+        assert!(limits.try_record(threadcreate).is_some());
         drop(cpu);
-        assert!(limits.try_record(Recording::Cpu).is_some());
+        assert!(limits.try_record(cpu_kind).is_some());
+        assert!(
+            limits.try_record(&kinds::threads::KIND).is_none(),
+            "not recorded"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -2,9 +2,10 @@
 //! `net/http/pprof` to every tool that speaks pprof over HTTP (`go tool pprof`, `pprof -http`,
 //! Parca and Grafana Alloy scrape configs).
 //!
-//! Layout: `routes` (the URL space and layers) dispatches to one module per endpoint (`index`,
-//! `cpu`, `dumps`, `threadcreate`, `cmdline`, `symbol`); `target` picks and follows the
-//! process; `auth`, `limits` and `listener` bound who may ask and how much; `errors` and
+//! Layout: `routes` (the URL space and layers) dispatches each profile to the handler of its
+//! kind's form, as the registry ([`crate::kinds`]) declares it (`recorded`: a window,
+//! `dumps`: a snapshot), and the rest to `index`, `cmdline`, `symbol`; `target` picks and
+//! follows the process; `auth`, `limits` and `listener` bound who may ask and how much; `errors` and
 //! `responses` give answers Go's shape; `shutdown` and `cancel` end recordings early.
 //! Recordings and snapshots are blocking work and run on tokio's blocking threads.
 
@@ -12,7 +13,7 @@ mod access_log;
 mod auth;
 mod cancel;
 mod cmdline;
-mod cpu;
+mod count_text;
 mod dumps;
 mod errors;
 mod index;
@@ -21,6 +22,7 @@ mod limits;
 mod listener;
 mod params;
 mod procs;
+mod recorded;
 mod recording;
 mod responses;
 mod routes;
@@ -29,7 +31,6 @@ mod state;
 mod symbol;
 mod tabwriter;
 mod target;
-mod threadcreate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Running a recording (CPU, threadcreate) for a request: one per kind at a time, on a blocking
-//! thread, cut short when the server shuts down or the client leaves.
+//! Running a recording of any recorded kind for a request: one per kind at a time, on a
+//! blocking thread, cut short when the server shuts down or the client leaves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +8,10 @@ use rprof_proto::Profile;
 
 use super::cancel;
 use super::errors::PprofError;
-use super::limits::Recording;
 use super::procs::{access_problem, Incarnation};
 use super::state::SharedState;
-use crate::cli::ProfileKind;
-use crate::record::capture::{capture, CaptureSpec};
+use crate::kinds::Kind;
+use crate::recording::capture::{capture, CaptureSpec};
 
 /// A finished recording.
 pub struct Recorded {
@@ -23,16 +22,16 @@ pub struct Recorded {
 /// Records the current target for `seconds` and returns the profile.
 pub async fn record(
     state: &SharedState,
-    kind: ProfileKind,
+    kind: &'static Kind,
     seconds: u64,
 ) -> Result<Recorded, PprofError> {
-    let what = label(kind);
+    let what = kind.go_name;
     let target = state.target.current()?;
-    let Some(running) = state.limits.try_record(limit(kind)) else {
+    let Some(running) = state.limits.try_record(kind) else {
         // Go's words, for Go's clients.
         return Err(PprofError::internal(format!(
             "Could not enable {what} profiling: {} profiling already in use",
-            kind.name()
+            kind.name
         )));
     };
     let (cancel, _abandon_if_dropped) = cancel::for_request(&state.shutdown);
@@ -67,19 +66,4 @@ fn failure(what: &str, target: Incarnation, err: &anyhow::Error) -> PprofError {
     // Without ptrace access the error is a consequence; the cause is worth saying.
     let cause = access_problem(target.pid).map_or_else(String::new, |p| format!(" ({p})"));
     PprofError::internal(format!("Could not enable {what} profiling: {err:#}{cause}"))
-}
-
-/// How Go names the profile in its messages ("CPU").
-fn label(kind: ProfileKind) -> &'static str {
-    match kind {
-        ProfileKind::Cpu => "CPU",
-        ProfileKind::Threadcreate => "threadcreate",
-    }
-}
-
-fn limit(kind: ProfileKind) -> Recording {
-    match kind {
-        ProfileKind::Cpu => Recording::Cpu,
-        ProfileKind::Threadcreate => Recording::Threadcreate,
-    }
 }

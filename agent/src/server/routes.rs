@@ -13,7 +13,8 @@ use super::auth::{require_token, Token};
 use super::errors::PprofError;
 use super::params::Params;
 use super::state::SharedState;
-use super::{access_log, cmdline, cpu, dumps, index, symbol, threadcreate};
+use super::{access_log, cmdline, dumps, index, recorded, symbol};
+use crate::kinds::{self, Form};
 
 /// Largest `/symbol` request body: ~60 000 addresses, far more than any profile has.
 const MAX_SYMBOL_BODY: usize = 1 << 20;
@@ -22,7 +23,6 @@ pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
     let mut router = Router::new()
         .route("/debug/pprof", get(to_index))
         .route("/debug/pprof/", get(index::index))
-        .route("/debug/pprof/profile", get(cpu::profile))
         .route("/debug/pprof/cmdline", get(cmdline::cmdline))
         .route(
             "/debug/pprof/symbol",
@@ -41,17 +41,25 @@ pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
         .layer(from_fn(access_log::log_requests))
 }
 
-/// `/debug/pprof/NAME`: the profiles Go serves by name that a native process has too.
+/// `/debug/pprof/NAME`: the endpoint of a kind in the registry, served in its form; Go's
+/// "Unknown profile" for the rest.
 async fn named_profile(
     State(state): State<SharedState>,
     Path(name): Path<String>,
     params: Params,
 ) -> Response {
-    let served = match name.as_str() {
-        "goroutine" => dumps::serve(state, dumps::DumpProfile::Goroutine, params).await,
-        "threads" => dumps::serve(state, dumps::DumpProfile::Threads, params).await,
-        "threadcreate" => threadcreate::serve(state, params).await,
-        _ => Err(PprofError::unknown_profile()),
+    let Some((kind, endpoint)) = kinds::endpoint(&name) else {
+        return PprofError::unknown_profile().into_response();
+    };
+    let served = match endpoint.form {
+        Form::Window | Form::Recorded => recorded::serve(state, kind, endpoint, params).await,
+        Form::Snapshot { sample_type } => {
+            let profile = dumps::DumpProfile {
+                name: endpoint.name,
+                sample_type,
+            };
+            dumps::serve(state, profile, params).await
+        }
     };
     served.into_response()
 }

@@ -1,13 +1,5 @@
-//! `rprof-agent threads`: every thread of a process with its state and symbolized stack — the
-//! analog of Go's goroutine dump — as text, JSON or pprof.
-//!
-//! The target is stopped only while registers and stacks are copied (see [`crate::snapshot`]);
-//! unwinding and symbolization happen after it runs again.
-
-mod dump;
-mod json;
-mod pprof;
-mod text;
+//! `rprof-agent threads`: the thread snapshot kind ([`crate::kinds::threads`]) taken once and
+//! written as text, JSON or pprof.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -16,9 +8,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
-pub use dump::{take_dump, DumpedThread, ThreadDump};
-
 use crate::cli::{ThreadsArgs, ThreadsFormat};
+use crate::kinds::threads::{render, take_dump};
 use crate::profile::write_atomically;
 use crate::snapshot::SnapshotOptions;
 
@@ -32,7 +23,7 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
     if let Some(why) = &dump.stack_error {
         eprintln!("rprof-agent: warning: no stacks: {why}");
     }
-    let bytes = render(&dump, args.format, taken)?;
+    let bytes = render(&dump, args.format, taken, "threads")?;
     match &args.output {
         Some(path) => write_atomically(path, &bytes)
             .with_context(|| format!("cannot write {}", path.display())),
@@ -51,17 +42,4 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
             .write_all(&bytes)
             .context("cannot write to stdout"),
     }
-}
-
-/// The dump in one of the three formats.
-pub fn render(dump: &ThreadDump, format: ThreadsFormat, taken: SystemTime) -> Result<Vec<u8>> {
-    Ok(match format {
-        ThreadsFormat::Text => text::render(dump).into_bytes(),
-        ThreadsFormat::Json => {
-            let mut json = json::render(dump)?;
-            json.push('\n');
-            json.into_bytes()
-        }
-        ThreadsFormat::Pprof => rprof_proto::encode_gzip(&pprof::build(dump, taken)),
-    })
 }

@@ -1,5 +1,5 @@
 //! The unwinding stage: a thread of its own that turns raw samples into aggregated stacks (of
-//! any profile: see [`Aggregate`]), so the thread draining the ring buffers never falls behind
+//! any kind: see [`Aggregate`]), so the thread draining the ring buffers never falls behind
 //! the kernel.
 
 use std::collections::HashSet;
@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::aggregate::Aggregate;
+use super::aggregate::{Aggregate, Unwound};
 use crate::sampler::{Record, Sample};
 use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
 use rprof_symbolizer::maps::MapEntry;
@@ -17,13 +17,14 @@ use rprof_symbolizer::maps::MapEntry;
 /// kernel's ring buffer absorbs (and counts) the overflow.
 const QUEUE_DEPTH: usize = 1024;
 
-/// What the drain hands to the unwinder.
-pub enum Event {
+/// What the drain hands to the unwinder; `X` is what the kind attaches to each sample.
+pub enum Event<X> {
     Sample {
         tid: u32,
         regs: Registers,
         stack: Vec<u8>,
         kernel: Vec<u64>,
+        extra: X,
     },
     Lost(u64),
     ThreadName {
@@ -45,11 +46,11 @@ pub enum Event {
     },
 }
 
-impl Event {
+impl<X> Event<X> {
     /// The events a side-band record means to the unwinder (samples are [`Event::sample`];
     /// a profile that tracks thread creation handles `Fork` itself). An exec comes before the
     /// new program's name and mappings, which the kernel reports after it.
-    pub fn side_band(record: &Record<'_>, mut send: impl FnMut(Event)) {
+    pub fn side_band(record: &Record<'_>, mut send: impl FnMut(Self)) {
         match *record {
             Record::Lost { count } => send(Event::Lost(count)),
             Record::Comm {
@@ -83,7 +84,7 @@ impl Event {
 
     /// The event for a record of an executable mapping of the target: the mapping itself for a
     /// file or the vdso, None for anonymous code (JIT), which has no module to load.
-    fn code_mapped(addr: u64, len: u64, pgoff: u64, inode: u64, filename: &str) -> Option<Event> {
+    fn code_mapped(addr: u64, len: u64, pgoff: u64, inode: u64, filename: &str) -> Option<Self> {
         let (path, deleted) = match filename.strip_suffix(" (deleted)") {
             Some(path) => (path, true),
             None => (filename, false),
@@ -106,9 +107,10 @@ impl Event {
         }))
     }
 
-    /// A sample, copied out of the ring buffer. Without user registers (a sample taken in a
-    /// kernel-only context) the registers are zero: kernel frames only.
-    pub fn sample(sample: &Sample<'_>) -> Event {
+    /// A sample, copied out of the ring buffer, with what the kind attaches to it. Without user
+    /// registers (a sample taken in a kernel-only context) the registers are zero: kernel
+    /// frames only.
+    pub fn sample(sample: &Sample<'_>, extra: X) -> Self {
         let regs = if sample.user_regs_available {
             Registers {
                 ip: sample.ip,
@@ -127,6 +129,7 @@ impl Event {
             regs,
             stack: sample.stack.to_vec(),
             kernel: sample.kernel_callchain.to_vec(),
+            extra,
         }
     }
 }
@@ -140,8 +143,8 @@ pub struct Counters {
 }
 
 /// The running unwinder thread, aggregating into an `A`.
-pub struct Pipeline<A> {
-    sender: Option<SyncSender<Event>>,
+pub struct Pipeline<A: Aggregate> {
+    sender: Option<SyncSender<Event<A::Extra>>>,
     handle: Option<JoinHandle<(A, StackUnwinder)>>,
     counters: Arc<Counters>,
 }
@@ -165,7 +168,7 @@ impl<A: Aggregate> Pipeline<A> {
         &self.counters
     }
 
-    pub fn send(&self, event: Event) {
+    pub fn send(&self, event: Event<A::Extra>) {
         if let Some(sender) = &self.sender {
             // Fails only if the unwinder thread died; its panic surfaces in finish().
             let _ = sender.send(event);
@@ -207,28 +210,29 @@ impl<A: Aggregate> Stage<A> {
         }
     }
 
-    fn run(mut self, events: Receiver<Event>) -> (A, StackUnwinder) {
+    fn run(mut self, events: Receiver<Event<A::Extra>>) -> (A, StackUnwinder) {
         for event in events {
             self.handle(event);
         }
         (self.profile, self.unwinder)
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<A::Extra>) {
         match event {
             Event::Sample {
                 tid,
                 regs,
                 stack,
                 kernel,
-            } => self.sample(tid, regs, &stack, &kernel),
+                extra,
+            } => self.sample(tid, regs, &stack, &kernel, extra),
             Event::Lost(count) => {
                 self.profile.add_lost(count);
                 self.counters.lost.fetch_add(count, Ordering::Relaxed);
             }
             Event::ThreadName { tid, name } => {
                 self.named.insert(tid);
-                self.profile.set_thread_name(tid, &name);
+                self.profile.stacks().names().set(tid, &name);
             }
             Event::CodeMappedAt(mapping) => {
                 // The file could not be loaded from the record (gone, unreadable): the maps
@@ -240,7 +244,7 @@ impl<A: Aggregate> Stage<A> {
             Event::Exec => self.unwinder.exec(),
             Event::ThreadCreated { tid, creator } => {
                 // A new thread under an id seen before: its name is the creator's, or unknown.
-                if self.profile.thread_created(tid, creator) {
+                if self.profile.stacks().names().inherit(tid, creator) {
                     self.named.insert(tid);
                 } else {
                     self.named.remove(&tid);
@@ -248,18 +252,18 @@ impl<A: Aggregate> Stage<A> {
             }
             Event::ThreadExited { tid } => {
                 self.named.remove(&tid);
-                self.profile.thread_exited(tid);
+                self.profile.stacks().names().forget(tid);
             }
         }
     }
 
-    fn sample(&mut self, tid: u32, regs: Registers, stack: &[u8], kernel: &[u64]) {
+    fn sample(&mut self, tid: u32, regs: Registers, stack: &[u8], kernel: &[u64], extra: A::Extra) {
         if self.named.insert(tid) {
             // Read after the target exited, the name could be another program's.
             let name =
                 thread_name(self.pid, tid).filter(|_| self.unwinder.modules().target_alive());
             if let Some(name) = name {
-                self.profile.set_thread_name(tid, &name);
+                self.profile.stacks().names().set(tid, &name);
             }
         }
         let end = if regs.ip == 0 {
@@ -270,7 +274,13 @@ impl<A: Aggregate> Stage<A> {
             self.unwinder
                 .unwind(regs, &StackMemory::new(regs.sp, stack), &mut self.frames)
         };
-        self.profile.add(tid, kernel, &self.frames, end);
+        let unwound = Unwound {
+            tid,
+            kernel,
+            user: &self.frames,
+            end,
+        };
+        self.profile.add(unwound, extra);
         self.counters.samples.fetch_add(1, Ordering::Relaxed);
         if end == UnwindEnd::Truncated {
             self.counters.truncated.fetch_add(1, Ordering::Relaxed);

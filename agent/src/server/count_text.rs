@@ -1,69 +1,15 @@
-//! `/debug/pprof/threadcreate`: the stacks that created threads.
-//!
-//! Go's profile is cumulative since the process started; from outside, creations can only be
-//! seen while the agent watches. So this is always a recording: `?seconds=N` as Go's delta
-//! form, and without it the same 30-second default as the CPU profile (documented in the index
-//! and the README). `debug=1` (or more) gives Go's text form of the recorded window.
+//! Go's `debug=1` text of a recorded count profile (threadcreate, and any recorded kind without
+//! a text form of its own): the samples grouped by stack, from the finished pprof profile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::response::Response;
 use rprof_proto::{Function, Line, Location, Mapping, Profile};
 
-use super::cpu::DEFAULT_SECONDS;
-use super::errors::PprofError;
 use super::legacy_text::{self, entry_offset, FrameLine, StackRecord};
-use super::params::Params;
-use super::recording::{record, Recorded};
-use super::responses;
-use super::state::SharedState;
-use crate::cli::ProfileKind;
 use crate::unwind::ModuleSet;
 
-pub async fn serve(state: SharedState, params: Params) -> Result<Response, PprofError> {
-    let seconds = params.seconds(state.settings.max_seconds)?;
-    let debug = params.debug();
-    if seconds.is_some() && debug != 0 {
-        return Err(PprofError::bad_request(
-            "seconds and debug params are incompatible",
-        ));
-    }
-    let window = seconds.unwrap_or(DEFAULT_SECONDS);
-    let recorded = record(&state, ProfileKind::Threadcreate, window).await?;
-    if debug > 0 {
-        text_form(&state, recorded).await
-    } else {
-        pprof_form(recorded, seconds.is_some()).await
-    }
-}
-
-async fn pprof_form(recorded: Recorded, delta: bool) -> Result<Response, PprofError> {
-    let profile = recorded.profile;
-    let bytes = tokio::task::spawn_blocking(move || rprof_proto::encode_gzip(&profile)).await?;
-    // Go names a delta download after the profile, with "-delta".
-    let filename = if delta {
-        "threadcreate-delta"
-    } else {
-        "threadcreate"
-    };
-    Ok(responses::profile(filename, bytes))
-}
-
-async fn text_form(state: &SharedState, recorded: Recorded) -> Result<Response, PprofError> {
-    let symbolizer = Arc::clone(&state.symbolizer);
-    let Recorded { pid, profile } = recorded;
-    let text = tokio::task::spawn_blocking(move || {
-        // For the entry offsets: the modules now are the window's but for a rare dlclose.
-        let modules = ModuleSet::load(pid, symbolizer).ok();
-        counts_by_stack(&profile, modules.as_ref())
-    })
-    .await?;
-    Ok(responses::text(text))
-}
-
-/// Go's `debug=1` text: creations grouped by creating stack.
-fn counts_by_stack(profile: &Profile, modules: Option<&ModuleSet>) -> String {
+/// Go's `debug=1` text, `NAME profile: total N`: the first sample value summed by stack.
+pub fn counts_by_stack(name: &str, profile: &Profile, modules: Option<&ModuleSet>) -> String {
     let mut counts: HashMap<&[u64], usize> = HashMap::new();
     for sample in &profile.sample {
         let count = usize::try_from(sample.value.first().copied().unwrap_or(0)).unwrap_or(0);
@@ -75,7 +21,7 @@ fn counts_by_stack(profile: &Profile, modules: Option<&ModuleSet>) -> String {
         .into_iter()
         .map(|(locations, count)| index.stack_record(locations, count))
         .collect();
-    legacy_text::render("threadcreate", total, records, &[])
+    legacy_text::render(name, total, records, &[])
 }
 
 /// A profile's tables by id.
@@ -188,7 +134,7 @@ mod tests {
         for worker in ["w1", "w2"] {
             builder.add_sample(&[leaf, caller], &[2], &[LabelSpec::str("thread", worker)]);
         }
-        let text = counts_by_stack(&builder.build(), None);
+        let text = counts_by_stack("threadcreate", &builder.build(), None);
         // Every `@` address is one past the one to name, the leaf's too: pprof subtracts one.
         assert_eq!(
             text,

@@ -30,14 +30,31 @@
 //! probes' side-band records (thread creation and exit, for the churn; names; new mappings)
 //! cover every task on the CPU: the sampler keeps the target's and drops the rest.
 //!
-//! Here: finding the functions to probe ([`probes`], [`symbols`]) and counting the churn
-//! ([`churn`]). The recording itself is `record --profile threadcreate`, its aggregate
-//! `profile::ThreadcreateProfile`.
+//! Here: the kind ([`KIND`]), finding the functions to probe ([`probes`], [`symbols`]), the
+//! recording ([`recording`]), its aggregate ([`aggregate`]) and the churn ([`churn`]).
 
+mod aggregate;
 pub mod churn;
 pub mod probes;
+mod recording;
 pub mod symbols;
 
 pub use churn::{Churn, ChurnSummary};
 pub use probes::{probes_of_command, probes_of_process, ProbePoint, CREATION_FUNCTIONS};
 pub use symbols::{find_functions, FunctionSymbol};
+
+use super::{Endpoint, Form, Kind, Source};
+
+pub static KIND: Kind = Kind {
+    name: "threadcreate",
+    help: "The stacks that created threads in the window (threadcreate/count), and the churn",
+    go_name: "threadcreate",
+    source: Source::Recorded(recording::open),
+    endpoints: &[Endpoint {
+        name: "threadcreate",
+        description: "Stack traces that led to the creation of new OS threads, recorded for the \
+                      seconds GET parameter (default 30): creations before the request cannot \
+                      be seen from outside the process",
+        form: Form::Recorded,
+    }],
+};

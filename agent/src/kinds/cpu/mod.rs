@@ -1,23 +1,52 @@
-//! The CPU profile: CPU-time samples of every thread, unwound and aggregated, written in the
-//! shape of Go's CPU profile (or as a flamegraph).
+//! The CPU kind: CPU-time samples of every thread (perf's cycles, or the cpu-clock timer where
+//! there is no PMU), unwound and aggregated, in the shape of Go's CPU profile; served as Go's
+//! `/debug/pprof/profile`.
+
+mod aggregate;
+mod coverage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rprof_symbolizer::Symbolizer;
 
-use super::coverage::CpuCoverage;
-use super::pipeline::{Event, Pipeline};
-use super::recording::{percent, Finished, Pump, Recording, Window};
+use super::{Endpoint, Form, Kind, Source};
 use crate::kallsyms::KernelSymbols;
-use crate::profile::{CpuProfile, CpuProfileMeta};
+use crate::profile::Meta;
+use crate::recording::{
+    percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
+};
 use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats};
 use crate::unwind::{ModuleSet, StackUnwinder};
+use aggregate::CpuStacks;
+use coverage::CpuCoverage;
+
+pub static KIND: Kind = Kind {
+    name: "cpu",
+    help: "Where CPU time goes (samples/count, cpu/nanoseconds), as Go's CPU profile",
+    go_name: "CPU",
+    source: Source::Recorded(open),
+    endpoints: &[Endpoint {
+        name: "profile",
+        description: "CPU profile. You can specify the duration in the seconds GET parameter. \
+                      After you get the profile file, use the go tool pprof command to \
+                      investigate the profile.",
+        form: Form::Window,
+    }],
+};
+
+fn open(request: &Request<'_>) -> Result<Box<dyn Recording>> {
+    let settings = CpuSettings {
+        frequency: request.frequency,
+        stack_bytes: request.stack_bytes,
+        kernel: request.kernel,
+    };
+    Ok(Box::new(CpuRecording::open(settings, request)?))
+}
 
 /// How to sample CPU time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuSettings {
+struct CpuSettings {
     /// Samples per second per thread on CPU.
     pub frequency: u64,
     /// User stack bytes copied per sample.
@@ -26,11 +55,11 @@ pub struct CpuSettings {
     pub kernel: bool,
 }
 
-pub struct CpuRecording {
+struct CpuRecording {
     settings: CpuSettings,
     /// `None` once stopped.
     pump: Option<Pump>,
-    pipeline: Pipeline<CpuProfile>,
+    pipeline: Pipeline<CpuStacks>,
     /// The event that drove sampling (cycles, cpu-clock).
     event: String,
     stats: SamplerStats,
@@ -39,7 +68,8 @@ pub struct CpuRecording {
 
 impl CpuRecording {
     /// Starts sampling every thread of `pid` and the unwinder thread.
-    pub fn open(settings: CpuSettings, pid: u32, symbolizer: &Arc<Symbolizer>) -> Result<Self> {
+    fn open(settings: CpuSettings, request: &Request<'_>) -> Result<Self> {
+        let pid = request.pid;
         let config = SamplerConfig {
             frequency: settings.frequency,
             stack_bytes: settings.stack_bytes,
@@ -47,9 +77,10 @@ impl CpuRecording {
             ..SamplerConfig::new(pid)
         };
         let sampler = Sampler::open(&config)?;
-        let modules = ModuleSet::load(pid, Arc::clone(symbolizer))
+        let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), CpuProfile::default())
+        let stacks = CpuStacks::new(settings.frequency);
+        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
             .context("cannot start the unwinder thread")?;
         Ok(CpuRecording {
             settings,
@@ -115,21 +146,21 @@ impl Recording for CpuRecording {
         let sampled = profile.samples().saturating_add(profile.lost());
         let mut comments = comments(&event, &stats, &profile, window, frequency);
         comments.extend(coverage.comment(sampled, frequency));
-        let meta = CpuProfileMeta {
-            frequency,
+        let meta = Meta {
             start: window.start,
             duration: window.duration,
             comments,
         };
-        let mut summary = summary(&profile, &meta, &event, window);
+        let mut summary = summary(&profile, frequency, &event, window);
         if let Some(warning) = coverage.warning(sampled, frequency) {
             summary = format!("{summary}\nwarning: {warning}");
         }
+        let has_samples = profile.samples() > 0;
         Ok(Finished {
             profile: profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta),
             summary,
             title: format!("rprof-agent: PID {}, {}", window.pid, event),
-            has_samples: profile.samples() > 0,
+            has_samples,
         })
     }
 }
@@ -138,16 +169,12 @@ impl Recording for CpuRecording {
 fn comments(
     event: &str,
     stats: &SamplerStats,
-    profile: &CpuProfile,
+    profile: &CpuStacks,
     window: &Window,
     frequency: u64,
 ) -> Vec<String> {
     vec![
-        format!(
-            "rprof-agent {} record, PID {}",
-            env!("CARGO_PKG_VERSION"),
-            window.pid
-        ),
+        provenance(window),
         format!("event: {event} at {frequency} Hz"),
         format!(
             "samples: {}, lost: {}, truncated stacks: {}",
@@ -163,22 +190,22 @@ fn comments(
 }
 
 /// Hands one record to the unwinder thread.
-fn forward(record: Record<'_>, pipeline: &Pipeline<CpuProfile>) {
+fn forward(record: Record<'_>, pipeline: &Pipeline<CpuStacks>) {
     match record {
-        Record::Sample(sample) => pipeline.send(Event::sample(&sample)),
+        Record::Sample(sample) => pipeline.send(Event::sample(&sample, ())),
         other => Event::side_band(&other, |event| pipeline.send(event)),
     }
 }
 
 /// The summary line, so a result is visible without any other tool.
-fn summary(profile: &CpuProfile, meta: &CpuProfileMeta, event: &str, window: &Window) -> String {
+fn summary(profile: &CpuStacks, frequency: u64, event: &str, window: &Window) -> String {
     let why = window.outcome.note();
     let truncated_pct = percent(profile.truncated(), profile.samples());
     format!(
         "{} samples over {:.1}s{why} ({event}, {} Hz), {} lost, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
         profile.samples(),
-        meta.duration.as_secs_f64(),
-        meta.frequency,
+        window.duration.as_secs_f64(),
+        frequency,
         profile.lost(),
         profile.truncated(),
         profile.distinct_stacks(),

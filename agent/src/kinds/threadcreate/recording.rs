@@ -1,5 +1,5 @@
 //! The threadcreate profile: every thread creation in the window, with its creating stack, and
-//! the churn (see `crate::threadcreate` for the mechanism).
+//! the churn (the module documentation says how).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -7,20 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rprof_symbolizer::Symbolizer;
 
-use super::pipeline::{Event, Pipeline};
-use super::recording::{percent, Finished, Pump, Recording, Window};
-use crate::profile::{ThreadcreateMeta, ThreadcreateProfile};
+use super::aggregate::Creations;
+use super::{probes_of_command, probes_of_process, Churn, ChurnSummary, ProbePoint};
+use crate::profile::Meta;
+use crate::recording::{
+    percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
+};
 use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats, Trigger};
-use crate::threadcreate::{probes_of_command, probes_of_process, Churn, ChurnSummary, ProbePoint};
 use crate::unwind::{ModuleSet, StackUnwinder};
 
-pub struct ThreadcreateRecording {
+pub(super) fn open(request: &Request<'_>) -> Result<Box<dyn Recording>> {
+    Ok(Box::new(ThreadcreateRecording::open(request)?))
+}
+
+struct ThreadcreateRecording {
     pid: u32,
     /// `None` once stopped.
     pump: Option<Pump>,
-    pipeline: Pipeline<ThreadcreateProfile>,
+    pipeline: Pipeline<Creations>,
     /// The probed functions, named in the comments.
     probes: Vec<ProbePoint>,
     churn: Churn,
@@ -32,13 +37,9 @@ impl ThreadcreateRecording {
     /// Probes the thread-creation functions `pid` maps (for a launched command, the ones it
     /// will map: `program` is about to be exec'd) and starts the unwinder thread. Each hit
     /// copies `stack_bytes` of the creating thread's stack.
-    pub fn open(
-        pid: u32,
-        program: Option<&str>,
-        stack_bytes: u32,
-        symbolizer: &Arc<Symbolizer>,
-    ) -> Result<Self> {
-        let probes = match program {
+    fn open(request: &Request<'_>) -> Result<Self> {
+        let pid = request.pid;
+        let probes = match request.program {
             Some(program) => probes_of_command(pid, program),
             None => probes_of_process(pid),
         }
@@ -51,19 +52,15 @@ impl ThreadcreateRecording {
         }
         let config = SamplerConfig {
             trigger: Trigger::Uprobes(probes.iter().map(ProbePoint::uprobe).collect()),
-            stack_bytes,
+            stack_bytes: request.stack_bytes,
             ..SamplerConfig::new(pid)
         };
         let sampler = Sampler::open(&config)?;
-        let modules = ModuleSet::load(pid, Arc::clone(symbolizer))
+        let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
         let probed = probes.iter().filter_map(|p| p.code.clone()).collect();
-        let pipeline = Pipeline::start(
-            pid,
-            StackUnwinder::new(modules),
-            ThreadcreateProfile::new(probed),
-        )
-        .context("cannot start the unwinder thread")?;
+        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), Creations::new(probed))
+            .context("cannot start the unwinder thread")?;
         Ok(ThreadcreateRecording {
             pid,
             pump: Some(Pump::new(sampler)),
@@ -110,16 +107,18 @@ impl Recording for ThreadcreateRecording {
     fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
         let this = *self;
         let (profile, unwinder) = this.pipeline.finish()?;
-        let meta = ThreadcreateMeta {
+        let meta = Meta {
             start: window.start,
             duration: window.duration,
             comments: comments(&this.probes, &this.summary, &this.stats, &profile, window),
         };
+        let summary = summary(&profile, &this.summary, window);
+        let has_samples = profile.creations() > 0;
         Ok(Finished {
             profile: profile.build(unwinder.modules(), &meta),
-            summary: summary(&profile, &this.summary, window),
+            summary,
             title: format!("rprof-agent: PID {}, threadcreate", window.pid),
-            has_samples: profile.creations() > 0,
+            has_samples,
         })
     }
 }
@@ -129,16 +128,12 @@ fn comments(
     probes: &[ProbePoint],
     churn: &ChurnSummary,
     stats: &SamplerStats,
-    profile: &ThreadcreateProfile,
+    profile: &Creations,
     window: &Window,
 ) -> Vec<String> {
     let probes: Vec<String> = probes.iter().map(ToString::to_string).collect();
     let mut comments = vec![
-        format!(
-            "rprof-agent {} record, PID {}",
-            env!("CARGO_PKG_VERSION"),
-            window.pid
-        ),
+        provenance(window),
         format!("event: uprobe on {}", probes.join(", ")),
         churn.to_string(),
         format!(
@@ -163,9 +158,9 @@ fn comments(
 }
 
 /// Hands one record to the unwinder thread, and counts thread creation and exit.
-fn forward(record: Record<'_>, pipeline: &Pipeline<ThreadcreateProfile>, churn: &mut Churn) {
+fn forward(record: Record<'_>, pipeline: &Pipeline<Creations>, churn: &mut Churn) {
     match record {
-        Record::Sample(sample) => pipeline.send(Event::sample(&sample)),
+        Record::Sample(sample) => pipeline.send(Event::sample(&sample, ())),
         Record::Fork { tid, ptid, .. } => {
             churn.created(tid);
             pipeline.send(Event::ThreadCreated { tid, creator: ptid });
@@ -190,7 +185,7 @@ fn live_threads(pid: u32) -> HashSet<u32> {
 }
 
 /// The summary line: creations, churn, losses.
-fn summary(profile: &ThreadcreateProfile, churn: &ChurnSummary, window: &Window) -> String {
+fn summary(profile: &Creations, churn: &ChurnSummary, window: &Window) -> String {
     let why = window.outcome.note();
     let truncated_pct = percent(profile.truncated(), profile.creations());
     format!(

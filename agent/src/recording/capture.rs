@@ -7,21 +7,18 @@ use anyhow::Result;
 use rprof_proto::Profile;
 use rprof_symbolizer::Symbolizer;
 
-use super::cpu::{CpuRecording, CpuSettings};
-use super::recording::{Outcome, Recording, Window};
-use super::threadcreate::ThreadcreateRecording;
-use super::POLL_INTERVAL;
-use crate::cli::ProfileKind;
+use super::{Outcome, Request, Window, POLL_INTERVAL};
+use crate::kinds::Kind;
 use crate::sampler::DEFAULT_STACK_BYTES;
 
 /// What to capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct CaptureSpec {
-    pub kind: ProfileKind,
+    pub kind: &'static Kind,
     pub pid: u32,
     /// How long to record.
     pub window: Duration,
-    /// CPU samples per second per thread (CPU profile only).
+    /// CPU samples per second per thread (kinds that sample CPU time).
     pub frequency: u64,
 }
 
@@ -34,22 +31,15 @@ pub fn capture(
 ) -> Result<Profile> {
     // The process itself, not its PID: a PID reused mid-capture ends the capture.
     let target = crate::process_identity::ProcessHandle::open(spec.pid);
-    let mut recording: Box<dyn Recording> = match spec.kind {
-        ProfileKind::Cpu => {
-            let settings = CpuSettings {
-                frequency: spec.frequency,
-                stack_bytes: DEFAULT_STACK_BYTES,
-                kernel: false,
-            };
-            Box::new(CpuRecording::open(settings, spec.pid, symbolizer)?)
-        }
-        ProfileKind::Threadcreate => Box::new(ThreadcreateRecording::open(
-            spec.pid,
-            None,
-            DEFAULT_STACK_BYTES,
-            symbolizer,
-        )?),
+    let request = Request {
+        pid: spec.pid,
+        program: None,
+        frequency: spec.frequency,
+        stack_bytes: DEFAULT_STACK_BYTES,
+        kernel: false,
+        symbolizer,
     };
+    let mut recording = spec.kind.open(&request)?;
     let start = SystemTime::now();
     let clock = Instant::now();
     let outcome = loop {
