@@ -9,6 +9,7 @@ pub mod flamegraph;
 pub mod frames;
 pub mod kallsyms;
 pub mod launch;
+pub mod proc;
 pub mod process_identity;
 pub mod profile;
 pub mod record;

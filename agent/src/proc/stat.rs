@@ -1,0 +1,87 @@
+//! `/proc/PID/stat`, through procfs: the state letter, the flags, the start time.
+
+use procfs::process::{Process, Stat, StatFlags};
+use procfs::{FromRead, ProcError};
+
+/// The stat of process `pid` (its main thread's); [`ProcError::NotFound`] if there is no such
+/// process.
+pub fn process_stat(pid: u32) -> Result<Stat, ProcError> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&pid| pid > 0)
+        .ok_or(ProcError::NotFound(None))?;
+    Process::new(pid)?.stat()
+}
+
+/// Whether a task has exited: a zombie, or on its way out.
+pub fn is_exited(stat: &Stat) -> bool {
+    matches!(stat.state, 'Z' | 'X' | 'x')
+}
+
+/// `PF_KTHREAD` in the flags: a kernel thread, with no user space to profile.
+pub fn is_kernel_thread(stat: &Stat) -> bool {
+    // Truncating: flags procfs does not know of must not hide the one asked about.
+    StatFlags::from_bits_truncate(stat.flags).contains(StatFlags::PF_KTHREAD)
+}
+
+/// Parses the text of a stat file with procfs, `None` if malformed. procfs slices the text one
+/// byte before the `(` and two after the last `)`, which the kernel always leaves room for;
+/// text that does not (never the kernel's) is refused here rather than panicking there.
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let trimmed = text.trim_ascii();
+    let open = trimmed.iter().position(|&b| b == b'(')?;
+    let close = trimmed.iter().rposition(|&b| b == b')')?;
+    if open < 2 || close < open || close + 2 >= trimmed.len() {
+        return None;
+    }
+    Stat::from_read(trimmed).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_come_after_the_last_parenthesis() {
+        let text = "42 (my ) (server) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 987654 \
+                    1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let stat = parse_stat(text.as_bytes()).expect("parses");
+        assert_eq!(stat.comm, "my ) (server");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.starttime, 987654);
+        assert!(!is_exited(&stat));
+        assert!(!is_kernel_thread(&stat));
+    }
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 2097216 0 0 0 0 5 6 0 0 20 0 1 0 9 0 0 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_stat(line.as_bytes()).expect("parses");
+        assert_eq!((stat.state, stat.flags), ('S', 2_097_216));
+        assert!(is_kernel_thread(&stat));
+        for malformed in ["42 (x) Z", "42 (x", "42 (x) ", "(x) S", "", ")("] {
+            assert!(parse_stat(malformed.as_bytes()).is_none(), "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_replaced_not_fatal() {
+        let line = b"42 (caf\xe9\xff) R 1 42 42 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 0 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_stat(line).expect("parses");
+        assert!(stat.comm.starts_with("caf"));
+        assert_eq!(stat.state, 'R');
+    }
+
+    #[test]
+    fn this_process_is_a_live_user_process() {
+        let stat = process_stat(std::process::id()).expect("we run");
+        assert!(!is_exited(&stat) && !is_kernel_thread(&stat));
+        assert!(matches!(process_stat(0), Err(ProcError::NotFound(_))));
+        assert!(matches!(
+            process_stat(u32::MAX),
+            Err(ProcError::NotFound(_))
+        ));
+    }
+}
