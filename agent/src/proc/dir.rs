@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use procfs::process::{Process, Stat};
 use procfs::ProcError;
 
-use super::stat::is_exited;
+use super::stat::{is_exited, read_stat};
 use super::tasks::task_ids;
 
 /// `/proc/PID`, opened once. If the process dies and its PID is reused, reads through it fail
@@ -40,7 +40,7 @@ impl ProcDir {
 
     /// The main thread's stat.
     pub fn stat(&self) -> Result<Stat, ProcError> {
-        self.process.stat()
+        read_stat(&self.process)
     }
 
     /// The thread ids listed now; empty once the process is gone.

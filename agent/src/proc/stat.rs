@@ -1,7 +1,12 @@
-//! `/proc/PID/stat`, through procfs: the state letter, the flags, the start time.
+//! `/proc/PID/stat`, through procfs: the state letter, the flags, the start time. Read with a
+//! size bound and checked before procfs parses it, so that no text makes it panic.
+
+use std::io::{self, Read};
 
 use procfs::process::{Process, Stat, StatFlags};
 use procfs::{FromRead, ProcError};
+
+use super::bounded::SMALL_FILE_LIMIT;
 
 /// The stat of process `pid` (its main thread's); [`ProcError::NotFound`] if there is no such
 /// process.
@@ -10,7 +15,22 @@ pub fn process_stat(pid: u32) -> Result<Stat, ProcError> {
         .ok()
         .filter(|&pid| pid > 0)
         .ok_or(ProcError::NotFound(None))?;
-    Process::new(pid)?.stat()
+    read_stat(&Process::new(pid)?)
+}
+
+/// The stat of `process`, read through its held directory: at most [`SMALL_FILE_LIMIT`]
+/// bytes, parsed by [`parse_stat`].
+pub(super) fn read_stat(process: &Process) -> Result<Stat, ProcError> {
+    let mut text = Vec::new();
+    process
+        .open_relative("stat")?
+        .take(SMALL_FILE_LIMIT)
+        .read_to_end(&mut text)
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => ProcError::NotFound(None),
+            _ => ProcError::Io(err, None),
+        })?;
+    parse_stat(&text).ok_or(ProcError::Incomplete(None))
 }
 
 /// Whether a task has exited: a zombie, or on its way out.

@@ -119,20 +119,10 @@ pub(crate) fn monotonic_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// Whether CAP_IPC_LOCK is in our effective set (`CapEff` of /proc/self/status).
+/// Whether CAP_IPC_LOCK is in our effective set.
 pub(crate) fn has_ipc_lock() -> bool {
     const CAP_IPC_LOCK: u32 = 14;
-    own_status().is_some_and(|status| status.capeff & (1 << CAP_IPC_LOCK) != 0)
-}
-
-/// `VmPin` of /proc/self/status in bytes.
-pub(crate) fn vm_pinned_bytes() -> Option<usize> {
-    let kib = usize::try_from(own_status()?.vmpin?).ok()?;
-    Some(kib.saturating_mul(1024))
-}
-
-fn own_status() -> Option<procfs::process::Status> {
-    procfs::process::Process::myself().ok()?.status().ok()
+    crate::proc::has_capability(CAP_IPC_LOCK)
 }
 
 /// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.

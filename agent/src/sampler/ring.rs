@@ -120,7 +120,7 @@ impl LockBudget {
         let mlock_kb = host::kernel_sysctl("perf_event_mlock_kb")
             .and_then(|kb| usize::try_from(kb).ok())
             .unwrap_or(516);
-        let pinned = host::vm_pinned_bytes().unwrap_or(0);
+        let pinned = crate::proc::pinned_bytes().unwrap_or(0);
         LockBudget::from_limits(
             mlock_kb.saturating_mul(1024).saturating_mul(cpus),
             usize::try_from(rlimit).unwrap_or(usize::MAX),

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
 
-use super::procfile::task_file;
+use crate::proc::task_file;
 
 /// Ceiling for the maps file: `vm.max_map_count` defaults to 65530 mappings of ~100 bytes each,
 /// so this leaves room for long paths without letting a huge file exhaust memory.

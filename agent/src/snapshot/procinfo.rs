@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use procfs::ProcError;
 
-use super::procfile::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 use super::state::ThreadState;
 use super::syscall::{parse_syscall, SyscallInfo};
+use crate::proc::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 
 /// One thread as procfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
