@@ -1,4 +1,7 @@
 //! The target's readable mappings, from `/proc/PID/maps`: where a stack copy must end.
+//!
+//! Parsed by hand rather than with procfs: only two fields are needed, and procfs's maps
+//! parser fails on the whole file when a mapped path (chosen by the target) is not UTF-8.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
