@@ -1,5 +1,5 @@
 //! `/proc/PID/stat`, through procfs: the state letter, the flags, the start time. Read with a
-//! size bound and checked before procfs parses it, so that no text makes it panic.
+//! size bound and checked before procfs parses it, so that no text can make it panic.
 
 use std::io::{self, Read};
 
@@ -44,17 +44,29 @@ pub fn is_kernel_thread(stat: &Stat) -> bool {
     StatFlags::from_bits_truncate(stat.flags).contains(StatFlags::PF_KTHREAD)
 }
 
-/// Parses the text of a stat file with procfs, `None` if malformed. procfs slices the text one
-/// byte before the `(` and two after the last `)`, which the kernel always leaves room for;
-/// text that does not (never the kernel's) is refused here rather than panicking there.
+/// Parses the text of a stat file with procfs, `None` if malformed.
+///
+/// procfs converts the text lossily, trims it, then slices it one byte before the `(` and two
+/// after the last `)`: the kernel's `PID (comm) S ...` always leaves room for that, but other
+/// text (never the kernel's) could make a slice fall outside the text or inside a character.
+/// So the same conversion is done here first and the shape checked: ASCII digits and a space
+/// before the name, a space after it.
 pub fn parse_stat(text: &[u8]) -> Option<Stat> {
-    let trimmed = text.trim_ascii();
-    let open = trimmed.iter().position(|&b| b == b'(')?;
-    let close = trimmed.iter().rposition(|&b| b == b')')?;
-    if open < 2 || close < open || close + 2 >= trimmed.len() {
+    let text = String::from_utf8_lossy(text);
+    let line = text.trim();
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line.get(..open.checked_sub(1)?)?;
+    let bytes = line.as_bytes();
+    let well_formed = !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && bytes.get(open - 1) == Some(&b' ')
+        && close > open
+        && bytes.get(close + 1) == Some(&b' ');
+    if !well_formed {
         return None;
     }
-    Stat::from_read(trimmed).ok()
+    Stat::from_read(line.as_bytes()).ok()
 }
 
 #[cfg(test)]
@@ -80,8 +92,36 @@ mod tests {
         let stat = parse_stat(line.as_bytes()).expect("parses");
         assert_eq!((stat.state, stat.flags), ('S', 2_097_216));
         assert!(is_kernel_thread(&stat));
-        for malformed in ["42 (x) Z", "42 (x", "42 (x) ", "(x) S", "", ")("] {
+        let malformed = [
+            "42 (x) Z",
+            "42 (x",
+            "42 (x) ",
+            "(x) S",
+            "",
+            ")(",
+            "4\u{e9}2 (x) S",
+            "42 (x)\u{e9} S",
+            "42 (x) \u{85}",
+            "42 x) (y S",
+        ];
+        for malformed in malformed {
             assert!(parse_stat(malformed.as_bytes()).is_none(), "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn no_cut_or_corrupted_line_panics() {
+        let line = b"42 (a) b) S 1 42 42 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 0 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        for end in 0..=line.len() {
+            let _ = parse_stat(&line[..end]);
+        }
+        for at in 0..line.len() {
+            for byte in [b'(', b')', b' ', 0xe9, 0xff, b'\n'] {
+                let mut corrupted = line.to_vec();
+                corrupted[at] = byte;
+                let _ = parse_stat(&corrupted);
+            }
         }
     }
 
