@@ -12,6 +12,7 @@ pub mod frames;
 pub mod kallsyms;
 pub mod kinds;
 pub mod launch;
+pub mod proc;
 pub mod process_identity;
 pub mod profile;
 pub mod record;

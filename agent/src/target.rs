@@ -1,11 +1,10 @@
 //! The process being recorded: an existing PID, or a command we launch held at the door until
 //! the sampler is attached, so its first instruction is already profiled.
 
-use std::path::Path;
-
 use anyhow::{bail, Result};
 
 use crate::launch::GatedChild;
+use crate::proc::{is_kernel_thread, process_stat};
 use crate::process_identity::ProcessHandle;
 
 /// A process under recording.
@@ -100,51 +99,20 @@ pub fn check_pid(pid: u32) -> Result<()> {
     if pid == 0 {
         bail!("no such process: PID 0 is not a process");
     }
-    match process_state(pid) {
-        None => bail!(
-            "no such process: PID {pid} (check the PID, and that /proc shows this PID namespace)"
-        ),
+    let Ok(stat) = process_stat(pid) else {
+        bail!("no such process: PID {pid} (check the PID, and that /proc shows this PID namespace)")
+    };
+    match stat.state {
         // A zombie main thread with live threads is a running process (main called
         // pthread_exit); only one without any is gone.
-        Some('Z' | 'X') if rprof_symbolizer::proc_dir::live_thread(pid).is_some() => Ok(()),
-        Some('Z') => {
-            bail!("process {pid} is a zombie: it has exited and has no code left to profile")
-        }
-        Some('X') => bail!("process {pid} is exiting"),
-        Some(_) if is_kernel_thread(pid) => bail!(
+        'Z' | 'X' if rprof_symbolizer::proc_dir::live_thread(pid).is_some() => Ok(()),
+        'Z' => bail!("process {pid} is a zombie: it has exited and has no code left to profile"),
+        'X' => bail!("process {pid} is exiting"),
+        _ if is_kernel_thread(&stat) => bail!(
             "PID {pid} is a kernel thread: it has no user-space code to profile; pick a user process"
         ),
-        Some(_) => Ok(()),
+        _ => Ok(()),
     }
-}
-
-/// `PF_KTHREAD` in the flags field of /proc/PID/stat (include/linux/sched.h).
-const PF_KTHREAD: u64 = 0x0020_0000;
-
-/// The one-letter state from /proc/PID/stat, None if the process does not exist.
-pub fn process_state(pid: u32) -> Option<char> {
-    parse_stat(&read_stat(pid)?).map(|(state, _)| state)
-}
-
-/// Whether `pid` is a kernel thread (false if it cannot be told).
-fn is_kernel_thread(pid: u32) -> bool {
-    read_stat(pid)
-        .and_then(|stat| parse_stat(&stat))
-        .is_some_and(|(_, flags)| flags & PF_KTHREAD != 0)
-}
-
-fn read_stat(pid: u32) -> Option<String> {
-    rprof_symbolizer::proc_dir::read_text_lossy(Path::new(&format!("/proc/{pid}/stat")), 4096).ok()
-}
-
-/// The state and the flags (field 9) of a stat line, if the state is there.
-fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    // The command name is in parentheses and may itself contain ") ": the state follows the last.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Fields 4 to 8 (ppid, pgrp, session, tty, tpgid), then the flags.
-    let flags = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Some((state, flags))
 }
 
 #[cfg(test)]
@@ -159,14 +127,5 @@ mod tests {
         assert!(err(0).contains("no such process"), "{}", err(0));
         assert!(err(u32::MAX).contains("no such process"));
         check_pid(std::process::id()).expect("this process is a user process");
-    }
-
-    #[test]
-    fn stat_lines_with_odd_names_parse() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 2097216 0 0 0 0 5 6 0 0 20 0 1 0 9 0 0";
-        assert_eq!(parse_stat(line), Some(('S', 2_097_216)));
-        assert_eq!(parse_stat("42 (x) Z"), Some(('Z', 0)));
-        assert_eq!(parse_stat("42 (x"), None);
-        assert_eq!(parse_stat("42 (x) "), None);
     }
 }

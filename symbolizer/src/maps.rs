@@ -1,4 +1,8 @@
 //! `/proc/PID/maps`: which files a process has mapped, and where.
+//!
+//! Parsed here rather than with procfs: its maps parser reads UTF-8 lines and fails on the
+//! whole file when one mapped path is not UTF-8 (a name the target chooses); this one reads
+//! lossily, with a size bound, and skips a malformed line instead.
 
 use std::io;
 

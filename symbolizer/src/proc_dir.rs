@@ -37,7 +37,8 @@ pub fn process_exited(pid: u32) -> bool {
     }
 }
 
-/// A thread of `pid` that is not a zombie.
+/// A thread of `pid` that is not a zombie. Listed by hand, at most `MAX_TASKS_SCANNED`:
+/// procfs's task iterator opens every task's directory and has no bound.
 pub fn live_thread(pid: u32) -> Option<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
@@ -68,7 +69,9 @@ fn is_zombie(dir: &Path) -> bool {
 }
 
 /// The state letter of a `stat` file: the field after the parenthesized name, which may
-/// itself hold ") ".
+/// itself hold ") ". Read by hand: this crate does not depend on procfs, whose `Process` also
+/// wants a `/proc/PID` path while this reads a task's directory (or a test's), and only the
+/// one letter is needed.
 fn state(dir: &Path) -> Option<char> {
     let text = read_text_lossy(&dir.join("stat"), 4096).ok()?;
     let after_name = &text[text.rfind(')')? + 1..];

@@ -3,9 +3,8 @@
 
 use perf_event_open_sys::bindings::{self as sys, perf_event_attr};
 
-use super::config::{EventKind, SamplerConfig};
+use super::config::{EventKind, SamplerConfig, Uprobe};
 use super::record::SampleFormat;
-use super::uprobe::Uprobe;
 
 /// The user registers an unwinder starts from, in ascending bit order because that is the order
 /// the kernel writes them in: frame pointer, stack pointer, instruction pointer.

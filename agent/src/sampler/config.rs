@@ -1,10 +1,15 @@
 //! What to sample and how often, and which perf event ended up doing it.
 
+use std::ffi::CString;
 use std::fmt;
 
 use super::error::SamplerError;
-use super::record::SAMPLE_FIXED_BYTES;
-use super::uprobe::Uprobe;
+
+/// Bytes of a sample record besides the stack copy (and the call chain, when asked for):
+/// header, identifier, ip, pid/tid, time, abi, three registers, stack size and dyn_size. Here,
+/// with the settings, because the default stack copy is sized from it; `record.rs` decodes
+/// that layout and `attr.rs` asks for it.
+pub(crate) const SAMPLE_FIXED_BYTES: u32 = 88;
 
 /// 100 Hz, like Go's CPU profiler: enough for a profile, cheap for the target.
 pub const DEFAULT_FREQUENCY: u64 = 100;
@@ -84,6 +89,19 @@ pub enum Trigger {
     CpuTime,
     /// Every execution, by any thread of the target, of any of these instructions.
     Uprobes(Vec<Uprobe>),
+}
+
+/// One probed instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Uprobe {
+    /// The file, as the kernel can open it from the agent's mount namespace while the sampler
+    /// opens (e.g. `/proc/self/fd/N` of a descriptor the caller holds). The probe attaches to
+    /// the inode the path resolves to.
+    pub path: CString,
+    /// File offset of the probed instruction.
+    pub offset: u64,
+    /// How messages name the probe, e.g. `pthread_create in /usr/lib/libc.so.6`.
+    pub name: String,
 }
 
 /// The event that drives sampling: for CPU time, hardware cycles where a PMU exists, else the

@@ -112,7 +112,7 @@ impl SamplerError {
         SamplerError::MlockLimit {
             ring_kib: ring_bytes / 1024,
             mlock_kb: host::kernel_sysctl("perf_event_mlock_kb"),
-            memlock_kib: super::ring::memlock_limit().map(|bytes| bytes / 1024),
+            memlock_kib: host::memlock_limit().map(|bytes| bytes / 1024),
         }
     }
 

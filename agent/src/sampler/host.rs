@@ -119,6 +119,25 @@ pub(crate) fn monotonic_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
+/// Whether CAP_IPC_LOCK is in our effective set.
+pub(crate) fn has_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    crate::proc::has_capability(CAP_IPC_LOCK)
+}
+
+/// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.
+pub(crate) fn memlock_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

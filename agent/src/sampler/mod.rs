@@ -31,13 +31,13 @@ mod threads;
 mod uprobe;
 
 pub use config::{
-    EventKind, SamplerConfig, Trigger, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+    EventKind, SamplerConfig, Trigger, Uprobe, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES,
+    MAX_STACK_BYTES,
 };
 pub use error::SamplerError;
 pub use record::{Record, Sample};
 pub use session::Sampler;
 pub use stats::SamplerStats;
-pub use uprobe::Uprobe;
 
 /// Entry point for the `perf_records` fuzz target in `fuzz/`: decodes `bytes` as one ring-buffer
 /// record, as the drain loop does. Not API.

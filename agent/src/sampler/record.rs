@@ -7,10 +7,6 @@ use std::fmt;
 
 use perf_event_open_sys::bindings as sys;
 
-/// Bytes of a sample record besides the stack copy (and the call chain, when asked for):
-/// header, identifier, ip, pid/tid, time, abi, three registers, stack size and dyn_size.
-pub(crate) const SAMPLE_FIXED_BYTES: u32 = 88;
-
 const HEADER_BYTES: usize = 8;
 
 /// `sample_id_all` appends `{ pid, tid } { time } { identifier }` to every non-sample record,
@@ -446,6 +442,7 @@ impl<'a> Fields<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::sampler::config::SAMPLE_FIXED_BYTES;
 
     /// Builds records the way the kernel lays them out, for tests here and in `ring.rs`.
     pub(crate) struct RecordBuilder {

@@ -18,6 +18,7 @@ use perf_event_open_sys::bindings::perf_event_mmap_page;
 use super::config::Trigger;
 use super::error::SamplerError;
 use super::event::PerfEvent;
+use super::host;
 
 /// How much ring buffer to map per CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,16 +111,16 @@ impl LockBudget {
     /// Other processes of the same user holding perf rings are not visible here: the mapping
     /// then fails and [`Ring::map_within`] halves the ring.
     fn now(cpus: usize, page_size: usize) -> LockBudget {
-        if has_ipc_lock() || super::host::kernel_sysctl("perf_event_paranoid") == Some(-1) {
+        if host::has_ipc_lock() || host::kernel_sysctl("perf_event_paranoid") == Some(-1) {
             return LockBudget::Unlimited;
         }
-        let Some(rlimit) = memlock_limit() else {
+        let Some(rlimit) = host::memlock_limit() else {
             return LockBudget::Unlimited;
         };
-        let mlock_kb = super::host::kernel_sysctl("perf_event_mlock_kb")
+        let mlock_kb = host::kernel_sysctl("perf_event_mlock_kb")
             .and_then(|kb| usize::try_from(kb).ok())
             .unwrap_or(516);
-        let pinned = vm_pinned_bytes().unwrap_or(0);
+        let pinned = crate::proc::pinned_bytes().unwrap_or(0);
         LockBudget::from_limits(
             mlock_kb.saturating_mul(1024).saturating_mul(cpus),
             usize::try_from(rlimit).unwrap_or(usize::MAX),
@@ -157,40 +158,6 @@ impl LockBudget {
 
 /// Bytes of ring buffer (data and metadata pages) this process has mapped and not unmapped.
 static HELD_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether CAP_IPC_LOCK is in our effective set (`CapEff` of /proc/self/status).
-fn has_ipc_lock() -> bool {
-    const CAP_IPC_LOCK: u32 = 14;
-    status_field("CapEff:")
-        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
-}
-
-/// `VmPin` of /proc/self/status in bytes.
-fn vm_pinned_bytes() -> Option<usize> {
-    let value = status_field("VmPin:")?;
-    let kib: usize = value.trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn status_field(name: &str) -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with(name))?;
-    Some(line[name.len()..].trim().to_owned())
-}
-
-/// The soft RLIMIT_MEMLOCK in bytes; `None` when unlimited.
-pub(crate) fn memlock_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return None;
-    }
-    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
-}
 
 /// A ring buffer and the event that owns its mapping.
 pub(crate) struct Ring {

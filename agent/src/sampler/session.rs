@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec, SPECS};
-use super::config::{EventKind, SamplerConfig, Trigger};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, SAMPLE_FIXED_BYTES};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
 use super::error::SamplerError;
@@ -16,11 +16,12 @@ use super::event::PerfEvent;
 use super::host;
 use super::merge;
 use super::poll;
-use super::record::{self, DecodeScratch, Decoded, Record, SampleFormat, SAMPLE_FIXED_BYTES};
+use super::record::{self, DecodeScratch, Decoded, Record, SampleFormat};
 use super::ring::{RecordCursor, Ring, RingPlan};
 use super::stats::SamplerStats;
-use super::threads::Target;
-use super::uprobe::{self, Uprobe};
+use super::threads;
+use super::uprobe;
+use crate::process_identity::ProcessHandle;
 
 /// Room for a kernel call chain in a sample: perf_event_max_stack (127) frames, context
 /// markers and the entry count.
@@ -28,7 +29,7 @@ const CALLCHAIN_BYTES: u32 = 130 * 8;
 
 /// Samples one process. Dropping it stops sampling and releases every event and buffer.
 pub struct Sampler {
-    target: Target,
+    target: ProcessHandle,
     kind: EventKind,
     /// The attr of each thread's own events; `None` when per-CPU events cover every thread.
     thread_attr: Option<perf_event_attr>,
@@ -47,7 +48,7 @@ impl Sampler {
         if config.trigger == Trigger::CpuTime {
             check_frequency(config.frequency)?;
         }
-        let target = Target::inspect(config.pid)?;
+        let target = threads::inspect(config.pid)?;
         if let Err(error) = host::raise_nofile_limit() {
             tracing::debug!(%error, "could not raise the open-file limit");
         }
@@ -67,7 +68,7 @@ impl Sampler {
     /// Events on every thread, the first thread's owning the rings.
     fn open_per_thread(
         config: &SamplerConfig,
-        target: Target,
+        target: ProcessHandle,
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
@@ -97,7 +98,7 @@ impl Sampler {
     fn open_per_cpu(
         config: &SamplerConfig,
         probes: &[Uprobe],
-        target: Target,
+        target: ProcessHandle,
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
@@ -113,7 +114,7 @@ impl Sampler {
     }
 
     fn new(
-        target: Target,
+        target: ProcessHandle,
         kind: EventKind,
         thread_attr: Option<perf_event_attr>,
         config: &SamplerConfig,
@@ -207,7 +208,7 @@ impl Sampler {
 
     /// Whether the target process still exists (and is not a zombie).
     pub fn target_alive(&self) -> bool {
-        self.target.alive()
+        self.target.is_alive()
     }
 
     /// Counters since `open`.
@@ -424,7 +425,7 @@ fn probe_rings(
 type FirstThread<'t> = (EventSpec, u32, Vec<PerfEvent>, &'t [u32]);
 
 fn first_thread<'t>(
-    target: &Target,
+    target: &ProcessHandle,
     config: &SamplerConfig,
     tids: &'t [u32],
     cpus: &[u32],
@@ -440,7 +441,7 @@ fn first_thread<'t>(
 
 /// Opens `tid`'s events with the first spec the kernel accepts. `Ok(None)` if the thread exited.
 fn probe(
-    target: &Target,
+    target: &ProcessHandle,
     config: &SamplerConfig,
     tid: u32,
     cpus: &[u32],

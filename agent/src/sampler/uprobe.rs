@@ -15,32 +15,18 @@
 //! every process that maps the probed file, too. The sampler keeps the target's records and
 //! drops the others'.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
 
 use nix::errno::Errno;
 
 use super::attr;
-use super::config::SamplerConfig;
+use super::config::{SamplerConfig, Uprobe};
 use super::error::SamplerError;
 use super::event::PerfEvent;
 
 /// Where the uprobe PMU publishes its dynamic type number.
 const PMU_TYPE_PATH: &str = "/sys/bus/event_source/devices/uprobe/type";
-
-/// One probed instruction.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Uprobe {
-    /// The file, as the kernel can open it from the agent's mount namespace while the sampler
-    /// opens (e.g. `/proc/self/fd/N` of a descriptor the caller holds). The probe attaches to
-    /// the inode the path resolves to.
-    pub path: CString,
-    /// File offset of the probed instruction.
-    pub offset: u64,
-    /// How messages name the probe, e.g. `pthread_create in /usr/lib/libc.so.6`.
-    pub name: String,
-}
 
 /// The uprobe PMU's type number (`perf_event_attr.type`).
 pub(crate) fn pmu_type() -> Result<u32, SamplerError> {

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use crate::proc::process_stat;
+use crate::process_identity::process_alive;
 pub use crate::process_identity::Incarnation;
-use crate::process_identity::Stat;
 
 /// Longest command name the kernel keeps (TASK_COMM_LEN - 1): longer names are truncated.
 const COMM_LEN: usize = 15;
@@ -19,10 +20,10 @@ pub fn find_by_name(name: &str) -> Option<Incarnation> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter_map(|pid| {
-            let stat = Stat::read(pid)?;
-            let matches = stat.process_alive(pid)
+            let stat = process_stat(pid).ok()?;
+            let matches = process_alive(pid, &stat)
                 && (comm_matches(&stat.comm, name) || exe_name(pid).as_deref() == Some(name));
-            matches.then_some(stat.incarnation(pid))
+            matches.then_some(Incarnation::from_stat(pid, &stat))
         })
         .min_by_key(|found| (found.start_ticks(), found.pid))
 }
@@ -75,7 +76,7 @@ mod tests {
     fn the_agent_finds_its_own_parent_but_never_itself() {
         let me = Incarnation::of(std::process::id()).expect("we run");
         assert!(me.is_alive());
-        let own_name = Stat::read(me.pid).expect("own stat").comm;
+        let own_name = process_stat(me.pid).expect("own stat").comm;
         assert_ne!(find_by_name(&own_name).map(|found| found.pid), Some(me.pid));
     }
 }

@@ -1,10 +1,15 @@
 //! The target's readable mappings, from `/proc/PID/maps`: where a stack copy must end.
+//!
+//! Parsed by hand rather than with procfs: only two fields are needed, and procfs's maps
+//! parser fails on the whole file when a mapped path (chosen by the target) is not UTF-8. Nor
+//! with the symbolizer's (`rprof_symbolizer::maps`): this one may run while threads are
+//! stopped, so it streams the file and allocates nothing per line, and it is fuzzed as is.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
 
-use super::procfile::task_file;
+use crate::proc::task_file;
 
 /// Ceiling for the maps file: `vm.max_map_count` defaults to 65530 mappings of ~100 bytes each,
 /// so this leaves room for long paths without letting a huge file exhaust memory.

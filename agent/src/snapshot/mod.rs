@@ -18,7 +18,6 @@ mod maps;
 mod memory;
 mod nonblocking;
 mod permission;
-mod procfile;
 mod procinfo;
 mod ptrace;
 mod stack;

@@ -9,11 +9,11 @@ use std::io;
 use std::time::Duration;
 
 use super::permission;
-use super::procfile::{read_bounded, task_file, SMALL_FILE_LIMIT};
 use super::procinfo::{self, Clock};
 use super::stack::{Registers, StackReader};
 use super::syscall::SyscallInfo;
 use super::{Snapshot, SnapshotOptions};
+use crate::proc::{read_bounded, task_file, SMALL_FILE_LIMIT};
 
 pub(crate) fn snapshot(pid: u32, tids: &[u32], opts: &SnapshotOptions, clock: &Clock) -> Snapshot {
     let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);

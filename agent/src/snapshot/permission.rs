@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::procfile::{read_bounded, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 use super::procinfo;
+use crate::proc::{read_bounded, SMALL_FILE_LIMIT};
 
 /// `CAP_SYS_PTRACE` (include/uapi/linux/capability.h).
 const CAP_SYS_PTRACE: u32 = 19;
@@ -54,17 +54,9 @@ fn yama_ptrace_scope() -> Option<u32> {
     std::str::from_utf8(&text).ok()?.trim().parse().ok()
 }
 
-/// Whether this process has CAP_SYS_PTRACE in its effective set (`CapEff:` is hexadecimal).
+/// Whether this process has CAP_SYS_PTRACE in its effective set.
 fn has_cap_sys_ptrace() -> bool {
-    let Ok(status) = read_bounded(Path::new("/proc/self/status"), STATUS_FILE_LIMIT) else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&status);
-    let effective = text
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-    effective.is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+    crate::proc::has_capability(CAP_SYS_PTRACE)
 }
 
 #[cfg(test)]

@@ -4,20 +4,14 @@
 //! are bounded, parsers return `None` instead of panicking, and a thread that vanishes between two
 //! reads is simply missing from the result.
 
-use std::fs;
 use std::io;
 use std::time::Duration;
 
-use super::procfile::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
+use procfs::ProcError;
+
 use super::state::ThreadState;
 use super::syscall::{parse_syscall, SyscallInfo};
-
-/// Most threads listed for one process: far above `kernel.threads-max` defaults, it only keeps a
-/// pathological /proc from exhausting memory.
-const MAX_THREADS: usize = 1 << 20;
-
-/// `PF_KTHREAD` in the stat flags field (include/linux/sched.h).
-const PF_KTHREAD: u64 = 0x0020_0000;
+use crate::proc::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 
 /// One thread as procfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +34,7 @@ pub struct ThreadInfo {
 
 /// The thread ids of a process, sorted, from `/proc/PID/task`.
 pub fn thread_ids(pid: u32) -> io::Result<Vec<u32>> {
-    let mut tids = Vec::new();
-    for entry in fs::read_dir(process_file(pid, "task"))? {
-        let name = entry?.file_name();
-        if let Some(tid) = name.to_str().and_then(|s| s.parse().ok()) {
-            tids.push(tid);
-        }
-        if tids.len() >= MAX_THREADS {
-            break;
-        }
-    }
+    let mut tids = crate::proc::task_ids(&process_file(pid, "task"))?;
     tids.sort_unstable();
     Ok(tids)
 }
@@ -60,6 +45,11 @@ pub fn thread_info(pid: u32, tid: u32) -> Option<ThreadInfo> {
 }
 
 /// [`thread_info`] with the clock read once for many threads.
+///
+/// Parsed by hand rather than with procfs: a snapshot reads several files of every thread, each
+/// with a size bound, and fuzzes their parsers; procfs's `Status` fails whole on a thread name
+/// that is not UTF-8 (the context-switch counts would go), and its `Stat` parser panics on
+/// text that is cut short.
 pub(crate) fn thread_info_at(pid: u32, tid: u32, clock: &Clock) -> Option<ThreadInfo> {
     let stat = read_stat(pid, tid)?;
     let status = read_bounded(&task_file(pid, tid, "status"), STATUS_FILE_LIMIT).ok();
@@ -80,9 +70,12 @@ pub(crate) fn thread_info_at(pid: u32, tid: u32, clock: &Clock) -> Option<Thread
 
 /// Whether `pid` is a kernel thread, which has no user stack. Errors if the process is gone.
 pub(crate) fn is_kernel_thread(pid: u32) -> io::Result<bool> {
-    let text = read_bounded(&process_file(pid, "stat"), SMALL_FILE_LIMIT)?;
-    let stat = parse_stat(&text).ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))?;
-    Ok(stat.flags & PF_KTHREAD != 0)
+    let stat = crate::proc::process_stat(pid).map_err(|err| match err {
+        ProcError::NotFound(_) => io::Error::from(io::ErrorKind::NotFound),
+        ProcError::Io(err, _) => err,
+        other => io::Error::other(other),
+    })?;
+    Ok(crate::proc::is_kernel_thread(&stat))
 }
 
 /// Whether a thread has exited (or is gone), which is why ptrace would refuse it.
@@ -90,7 +83,9 @@ pub(crate) fn is_exiting(pid: u32, tid: u32) -> bool {
     read_stat(pid, tid).is_none_or(|s| matches!(s.state, 'Z' | 'X' | 'x'))
 }
 
-/// The PID tracing `pid` (`TracerPid:` in its status), 0 when none.
+/// The PID tracing `pid` (`TracerPid:` in its status), 0 when none. Not procfs's `Status`: it
+/// reads the file as UTF-8 lines, and fails whole on a `Name:` that is not (a name the target
+/// chooses).
 pub(crate) fn tracer_pid(pid: u32) -> Option<u32> {
     let status = read_bounded(&process_file(pid, "status"), STATUS_FILE_LIMIT).ok()?;
     status_u64(&status, "TracerPid").and_then(|p| u32::try_from(p).ok())

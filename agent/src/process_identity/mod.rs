@@ -12,18 +12,24 @@
 //! - [`ProcessHandle`]: a pidfd (`pidfd_open`, Linux ≥ 5.3). It refers to one process for as
 //!   long as it is open and becomes readable when that process exits; it cannot be fooled by
 //!   reuse, whatever the timing, and checking it costs one `poll` instead of parsing procfs.
-//!   Everything that reads `/proc/PID/*` over time (record's window, thread snapshots, the
-//!   server's captures) holds one: a read made while the handle says "alive", after the handle
-//!   was opened, is about that process, since an exit is final.
+//!   Everything that reads `/proc/PID/*` over time (the sampler, record's window, thread
+//!   snapshots, the server's captures) holds one: a read made while the handle says "alive",
+//!   after the handle was opened, is about that process, since an exit is final. It also holds
+//!   the process's `/proc/PID` open ([`ProcDir`]), for reads that must fail rather than
+//!   describe a newcomer.
 //!
 //! Where `pidfd_open` is refused (older kernels: ENOSYS; a thread id rather than a process id:
 //! EINVAL) the handle falls back to comparing incarnations.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+mod pidfd;
 
-use rprof_symbolizer::proc_dir::read_text_lossy;
+use std::os::fd::OwnedFd;
+
+use procfs::process::Stat;
+use procfs::ProcError;
+
+use crate::proc::{is_exited, process_stat, ProcDir};
+use pidfd::{pidfd_open, pidfd_readable};
 
 /// One incarnation of a process. The start time tells a recycled PID from the process that
 /// held it before (to within a clock tick: see the module documentation).
@@ -37,8 +43,16 @@ pub struct Incarnation {
 impl Incarnation {
     /// The process `pid` is now, if it exists and has not exited.
     pub fn of(pid: u32) -> Option<Self> {
-        let stat = Stat::read(pid)?;
-        stat.process_alive(pid).then_some(stat.incarnation(pid))
+        let stat = process_stat(pid).ok()?;
+        process_alive(pid, &stat).then_some(Incarnation::from_stat(pid, &stat))
+    }
+
+    /// The incarnation `stat` (of process `pid`'s main thread) describes.
+    pub(crate) fn from_stat(pid: u32, stat: &Stat) -> Self {
+        Incarnation {
+            pid,
+            start_ticks: stat.starttime,
+        }
     }
 
     /// Still the same process, and not a zombie.
@@ -48,7 +62,10 @@ impl Incarnation {
 
     /// The command name (comm), for messages.
     pub fn name(&self) -> String {
-        Stat::read(self.pid).map(|s| s.comm).unwrap_or_default()
+        process_stat(self.pid)
+            .ok()
+            .map(|s| s.comm)
+            .unwrap_or_default()
     }
 
     /// Start time in clock ticks after boot, for ordering processes by age.
@@ -57,38 +74,61 @@ impl Incarnation {
     }
 }
 
-/// One process, held through a pidfd (or, failing that, its incarnation).
+/// Whether process `pid`, whose main thread `stat` describes, still runs: its main thread may
+/// have exited (a zombie) while other threads go on.
+pub(crate) fn process_alive(pid: u32, stat: &Stat) -> bool {
+    !is_exited(stat) || rprof_symbolizer::proc_dir::live_thread(pid).is_some()
+}
+
+/// One process, held through a pidfd (or, failing that, its incarnation), with its `/proc`
+/// directory: the one type for "the process we profile".
 #[derive(Debug)]
 pub struct ProcessHandle {
     incarnation: Incarnation,
     /// `None` where pidfd_open is unavailable: liveness then compares start times.
     pidfd: Option<OwnedFd>,
+    /// `/proc/PID`, opened after the pidfd: read while the pidfd says alive, it is this
+    /// process's.
+    dir: ProcDir,
 }
 
 impl ProcessHandle {
     /// The process `pid` names now; `None` if there is none, or it has exited (a zombie).
     pub fn open(pid: u32) -> Option<Self> {
+        Self::attach(pid).ok()
+    }
+
+    /// [`ProcessHandle::open`], telling a missing or exited process ([`ProcError::NotFound`])
+    /// from a /proc that cannot be read.
+    pub fn attach(pid: u32) -> Result<Self, ProcError> {
+        let gone = || ProcError::NotFound(None);
         // The pidfd first, procfs second: if the pidfd's process is still alive after the read,
         // the read was about it (an impostor can only get the PID after it exits).
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => Some(fd),
-            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return None,
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Err(gone()),
             Err(err) => {
                 tracing::debug!(pid, %err, "pidfd_open refused: comparing start times instead");
                 None
             }
         };
+        let dir = ProcDir::open(pid)?;
+        let stat = dir.stat()?;
         // With a pidfd, a process whose main thread exited while others run (its stat says
         // zombie) is alive until its last thread exits; without one, only a live stat counts.
-        let stat = Stat::read(pid)?;
-        if pidfd.is_none() && !stat.process_alive(pid) {
-            return None;
+        if pidfd.is_none() && !process_alive(pid, &stat) {
+            return Err(gone());
         }
         let handle = ProcessHandle {
-            incarnation: stat.incarnation(pid),
+            incarnation: Incarnation::from_stat(pid, &stat),
             pidfd,
+            dir,
         };
-        handle.is_alive().then_some(handle)
+        if handle.is_alive() {
+            Ok(handle)
+        } else {
+            Err(gone())
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -97,6 +137,16 @@ impl ProcessHandle {
 
     pub fn incarnation(&self) -> Incarnation {
         self.incarnation
+    }
+
+    /// The process's `/proc/PID`, held open.
+    pub fn dir(&self) -> &ProcDir {
+        &self.dir
+    }
+
+    /// The thread ids listed now; empty once the process is gone.
+    pub fn tasks(&self) -> Vec<u32> {
+        self.dir.tasks()
     }
 
     /// Whether the process still runs: not exited, not a zombie. Never true again once false,
@@ -118,105 +168,10 @@ impl ProcessHandle {
     }
 }
 
-/// The fields of /proc/PID/stat that identify a process.
-pub(crate) struct Stat {
-    pub(crate) comm: String,
-    state: char,
-    start_ticks: u64,
-}
-
-impl Stat {
-    pub(crate) fn read(pid: u32) -> Option<Stat> {
-        let text = read_text_lossy(Path::new(&format!("/proc/{pid}/stat")), 4096).ok()?;
-        Stat::parse(&text)
-    }
-
-    fn parse(text: &str) -> Option<Stat> {
-        // The name is in parentheses and may itself hold ") ": fields resume after the last.
-        let open = text.find('(')?;
-        let close = text.rfind(')')?;
-        let comm = text.get(open + 1..close)?.to_string();
-        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-        // `fields` starts at field 3 (state); starttime is field 22.
-        let state = fields.first()?.chars().next()?;
-        let start_ticks = fields.get(19)?.parse().ok()?;
-        Some(Stat {
-            comm,
-            state,
-            start_ticks,
-        })
-    }
-
-    pub(crate) fn alive(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
-    }
-
-    /// Whether process `pid`, whose main thread this stat describes, still runs: its main
-    /// thread may have exited (a zombie) while other threads go on.
-    pub(crate) fn process_alive(&self, pid: u32) -> bool {
-        self.alive() || rprof_symbolizer::proc_dir::live_thread(pid).is_some()
-    }
-
-    pub(crate) fn incarnation(&self, pid: u32) -> Incarnation {
-        Incarnation {
-            pid,
-            start_ticks: self.start_ticks,
-        }
-    }
-}
-
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    if pid <= 0 {
-        return Err(io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is
-    // passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// A pidfd polls readable once its process has exited (zombie or reaped).
-fn pidfd_readable(pidfd: &OwnedFd) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd, a descriptor we own for the duration of the call, no wait.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
-        match ready {
-            0 => return false,
-            n if n > 0 => return pollfd.revents & (libc::POLLIN | libc::POLLHUP) != 0,
-            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
-            // Cannot happen with a valid descriptor; assume the worst rather than run on.
-            _ => return true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
-
-    #[test]
-    fn stat_fields_come_after_the_last_parenthesis() {
-        let text = "42 (my ) (server) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 987654 \
-                    1000 10 18446744073709551615";
-        let stat = Stat::parse(text).expect("parses");
-        assert_eq!(stat.comm, "my ) (server");
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_ticks, 987654);
-        assert!(stat.alive());
-        assert!(Stat::parse("42 (x) Z").is_none());
-    }
 
     #[test]
     fn a_handle_sees_its_process_exit_and_stays_exited() {
