@@ -6,9 +6,12 @@
 //! Adding a kind: a new module here that defines a `pub static KIND: Kind`, plus one line in
 //! [`KINDS`]. See docs/ARCHITECTURE.md.
 
+pub mod block;
 pub mod cpu;
 pub mod threadcreate;
 pub mod threads;
+pub mod waits;
+pub mod wall;
 
 use std::fmt;
 
@@ -18,7 +21,13 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use crate::recording::{Recording, Request};
 
 /// Every profile kind, in the order the command line and the index list them.
-pub static KINDS: &[&Kind] = &[&cpu::KIND, &threadcreate::KIND, &threads::KIND];
+pub static KINDS: &[&Kind] = &[
+    &cpu::KIND,
+    &threadcreate::KIND,
+    &threads::KIND,
+    &block::KIND,
+    &wall::KIND,
+];
 
 /// One profile kind.
 pub struct Kind {
