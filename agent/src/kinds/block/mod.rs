@@ -22,6 +22,7 @@ pub static KIND: Kind = Kind {
     source: Source::Recorded(open),
     endpoints: &[Endpoint {
         name: "block",
+        path: None,
         description: "Stack traces that led to blocking on synchronization primitives \
                       (mutexes, condition variables, semaphores, joins), recorded for the \
                       seconds GET parameter (default 30)",

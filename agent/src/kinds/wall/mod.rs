@@ -17,13 +17,23 @@ pub static KIND: Kind = Kind {
            wall/nanoseconds; labels state and wait), as fgprof",
     go_name: "wall",
     source: Source::Recorded(open),
-    endpoints: &[Endpoint {
-        name: "wall",
-        description: "Wall-clock profile (on-CPU and off-CPU time together, as fgprof), \
+    endpoints: &[
+        Endpoint {
+            name: "wall",
+            path: None,
+            description: "Wall-clock profile (on-CPU and off-CPU time together, as fgprof), \
                       recorded for the seconds GET parameter (default 30); -tagfocus \
                       state=off-cpu shows the off-CPU time alone",
-        form: Form::Recorded,
-    }],
+            form: Form::Recorded,
+        },
+        Endpoint {
+            name: "fgprof",
+            path: Some("/debug/fgprof"),
+            description: "fgprof's endpoint: the wall-clock profile for the seconds GET \
+                      parameter (default 30)",
+            form: Form::Window,
+        },
+    ],
 };
 
 fn open(request: &Request<'_>) -> Result<Box<dyn Recording>> {
