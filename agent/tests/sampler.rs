@@ -312,7 +312,7 @@ impl Seen {
             } => self.comms.push((tid, name.to_owned(), exec)),
             Record::Fork { tid, .. } => self.forks.push(tid),
             Record::Exit { tid, .. } => self.exits.push(tid),
-            Record::Lost { .. } | Record::Mmap { .. } => {}
+            Record::Lost { .. } | Record::Mmap { .. } | Record::Switch { .. } => {}
         }
     }
 }

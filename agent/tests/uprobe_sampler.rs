@@ -120,7 +120,7 @@ impl Seen {
             Record::Fork { tid, .. } => self.forks.push(tid),
             Record::Exit { tid, .. } => self.exits.push(tid),
             Record::Lost { count } => panic!("{count} records lost"),
-            Record::Mmap { .. } | Record::Comm { .. } => {}
+            Record::Mmap { .. } | Record::Comm { .. } | Record::Switch { .. } => {}
         }
     }
 }

@@ -387,6 +387,49 @@ fn go_tool_pprof_fetches_a_threadcreate_window() {
     );
 }
 
+#[test]
+fn go_tool_pprof_fetches_block_wall_and_fgprof_windows() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let totals = dir.path().join("totals");
+    let target = Target::spawn(&build_c("lock_waits", C_FLAGS), &[&totals]);
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let block = pprof(
+        &["-sample_index=delay", "-traces"],
+        &server.url("/debug/pprof/block?seconds=2"),
+    );
+    assert!(block.contains("Type: delay"), "{block}");
+    for site in ["wait_at_a", "wait_at_b"] {
+        assert!(block.contains(site), "no {site} in:\n{block}");
+    }
+    assert!(block.contains("wait:  lock"), "{block}");
+    let response = server.get("/debug/pprof/block?seconds=1");
+    response.expect_status(200);
+    assert_eq!(
+        response.header("content-disposition"),
+        Some("attachment; filename=\"block-delta\"")
+    );
+
+    let off_cpu = pprof(
+        &["-tagfocus=state=off-cpu", "-traces"],
+        &server.url("/debug/pprof/wall?seconds=2"),
+    );
+    assert!(off_cpu.contains("Type: wall"), "{off_cpu}");
+    assert!(off_cpu.contains("wait_at_a"), "{off_cpu}");
+    assert!(!off_cpu.contains("state:  on-cpu"), "{off_cpu}");
+    let fgprof = pprof(&["-raw"], &server.url("/debug/fgprof?seconds=1"));
+    assert!(fgprof.contains("PeriodType: wall nanoseconds"), "{fgprof}");
+    let index = server.get("/debug/pprof/").text();
+    for name in ["block", "wall"] {
+        assert!(
+            index.contains(&format!("<a href='{name}?debug=1'>")),
+            "{index}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Text endpoints, over plain HTTP.
 
@@ -533,7 +576,7 @@ fn errors_are_gos() {
     let pid = target.pid().to_string();
     let server = Server::start(&["--pid", &pid, "--max-seconds", "5"]);
 
-    for unknown in ["heap", "allocs", "mutex", "block", "trace", "nonsense"] {
+    for unknown in ["heap", "allocs", "mutex", "trace", "nonsense"] {
         server
             .get(&format!("/debug/pprof/{unknown}"))
             .expect_go_error(404, "Unknown profile");

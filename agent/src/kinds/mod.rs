@@ -6,9 +6,12 @@
 //! Adding a kind: a new module here that defines a `pub static KIND: Kind`, plus one line in
 //! [`KINDS`]. See docs/ARCHITECTURE.md.
 
+pub mod block;
 pub mod cpu;
 pub mod threadcreate;
 pub mod threads;
+pub mod waits;
+pub mod wall;
 
 use std::fmt;
 
@@ -18,7 +21,13 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use crate::recording::{Recording, Request};
 
 /// Every profile kind, in the order the command line and the index list them.
-pub static KINDS: &[&Kind] = &[&cpu::KIND, &threadcreate::KIND, &threads::KIND];
+pub static KINDS: &[&Kind] = &[
+    &cpu::KIND,
+    &threadcreate::KIND,
+    &threads::KIND,
+    &block::KIND,
+    &wall::KIND,
+];
 
 /// One profile kind.
 pub struct Kind {
@@ -47,6 +56,9 @@ pub enum Source {
 pub struct Endpoint {
     /// NAME, the path under `/debug/pprof/`.
     pub name: &'static str,
+    /// Where it is served instead, for endpoints that live elsewhere in Go's world (fgprof's
+    /// `/debug/fgprof`); such endpoints are not on the index page.
+    pub path: Option<&'static str>,
     /// What the index page says about it.
     pub description: &'static str,
     pub form: Form,
@@ -100,10 +112,15 @@ pub fn recorded() -> impl Iterator<Item = &'static Kind> {
 
 /// The kind serving `/debug/pprof/NAME`, and that endpoint.
 pub fn endpoint(name: &str) -> Option<(&'static Kind, &'static Endpoint)> {
-    KINDS.iter().copied().find_map(|kind| {
-        let endpoint = kind.endpoints.iter().find(|e| e.name == name)?;
-        Some((kind, endpoint))
-    })
+    endpoints().find(|(_, e)| e.name == name && e.path.is_none())
+}
+
+/// Every endpoint of every kind, with its kind.
+pub fn endpoints() -> impl Iterator<Item = (&'static Kind, &'static Endpoint)> {
+    KINDS
+        .iter()
+        .copied()
+        .flat_map(|kind| kind.endpoints.iter().map(move |endpoint| (kind, endpoint)))
 }
 
 /// Parses `--profile NAME`: the recorded kinds, each listed with its help line.
@@ -131,8 +148,8 @@ mod tests {
         endpoints.sort_unstable();
         endpoints.dedup();
         assert_eq!(endpoints.len(), count);
-        for endpoint in endpoints {
-            assert_eq!(self::endpoint(endpoint).unwrap().1.name, endpoint);
+        for (_, endpoint) in self::endpoints().filter(|(_, e)| e.path.is_none()) {
+            assert_eq!(self::endpoint(endpoint.name).unwrap().1.name, endpoint.name);
         }
     }
 
@@ -143,5 +160,7 @@ mod tests {
         assert!(!find("threads").is_some_and(Kind::is_recorded));
         assert_eq!(endpoint("profile").map(|(k, _)| k.name), Some("cpu"));
         assert!(endpoint("heap").is_none());
+        assert!(endpoint("fgprof").is_none(), "served at its own path");
+        assert_eq!(endpoint("block").map(|(k, _)| k.name), Some("block"));
     }
 }

@@ -1,10 +1,10 @@
 //! What the unwinder stage feeds with unwound stacks: a kind's aggregate.
 
 use crate::profile::StackAggregate;
-use crate::unwind::UnwindEnd;
+use crate::unwind::{ModuleSet, UnwindEnd};
 
 /// One sample after unwinding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Unwound<'a> {
     pub tid: u32,
     /// Kernel frames, leaf first (empty unless kernel frames are recorded).
@@ -12,6 +12,9 @@ pub struct Unwound<'a> {
     /// User frames as lookup addresses, leaf first.
     pub user: &'a [u64],
     pub end: UnwindEnd,
+    /// The target's code as the unwinder knows it now: for kinds that tell samples apart by
+    /// the functions on their stack (a wait on a lock or on I/O).
+    pub modules: &'a ModuleSet,
 }
 
 /// An online aggregate of unwound samples, owned by the unwinder thread.

@@ -78,7 +78,10 @@ impl<X> Event<X> {
                 }
             }
             Record::Exit { tid, .. } => send(Event::ThreadExited { tid }),
-            Record::Sample(_) | Record::Mmap { .. } | Record::Fork { .. } => {}
+            Record::Sample(_)
+            | Record::Mmap { .. }
+            | Record::Fork { .. }
+            | Record::Switch { .. } => {}
         }
     }
 
@@ -279,6 +282,7 @@ impl<A: Aggregate> Stage<A> {
             kernel,
             user: &self.frames,
             end,
+            modules: self.unwinder.modules(),
         };
         self.profile.add(unwound, extra);
         self.counters.samples.fetch_add(1, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 use perf_event_open_sys::bindings::{self as sys, perf_event_attr};
 
-use super::config::{EventKind, SamplerConfig, Uprobe};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe};
 use super::record::SampleFormat;
 
 /// The user registers an unwinder starts from, in ascending bit order because that is the order
@@ -26,11 +26,12 @@ compile_error!("the sampler knows the user register numbers of x86_64 and aarch6
 const _: () = assert!(USER_REGS[0] < USER_REGS[1] && USER_REGS[1] < USER_REGS[2]);
 
 /// What a thread's own events count: CPU time, by the CPU's cycle counter or by the kernel's
-/// cpu-clock timer.
+/// cpu-clock timer; or the times it leaves the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ThreadEvent {
     Cycles,
     CpuClock,
+    ContextSwitches,
 }
 
 impl ThreadEvent {
@@ -38,6 +39,7 @@ impl ThreadEvent {
         match self {
             ThreadEvent::Cycles => EventKind::Cycles,
             ThreadEvent::CpuClock => EventKind::CpuClock,
+            ThreadEvent::ContextSwitches => EventKind::ContextSwitches,
         }
     }
 }
@@ -52,7 +54,7 @@ pub(crate) struct EventSpec {
     pub inherit_thread: bool,
 }
 
-pub(crate) const SPECS: [EventSpec; 4] = [
+const CPU_TIME_SPECS: [EventSpec; 4] = [
     EventSpec {
         event: ThreadEvent::Cycles,
         inherit_thread: true,
@@ -71,10 +73,30 @@ pub(crate) const SPECS: [EventSpec; 4] = [
     },
 ];
 
+const CONTEXT_SWITCH_SPECS: [EventSpec; 2] = [
+    EventSpec {
+        event: ThreadEvent::ContextSwitches,
+        inherit_thread: true,
+    },
+    EventSpec {
+        event: ThreadEvent::ContextSwitches,
+        inherit_thread: false,
+    },
+];
+
+/// The event specs to try, in order, for the threads' own events under `trigger`.
+pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
+    match trigger {
+        Trigger::ContextSwitches { .. } => &CONTEXT_SWITCH_SPECS,
+        Trigger::CpuTime | Trigger::Uprobes(_) => &CPU_TIME_SPECS,
+    }
+}
+
 /// The sample layout `build` asks for with this configuration.
 pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
     SampleFormat {
         callchain: config.kernel,
+        period: matches!(config.trigger, Trigger::ContextSwitches { .. }),
     }
 }
 
@@ -85,11 +107,32 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
     let (type_, event) = match spec.event {
         ThreadEvent::Cycles => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES),
         ThreadEvent::CpuClock => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_CLOCK),
+        ThreadEvent::ContextSwitches => {
+            (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CONTEXT_SWITCHES)
+        }
     };
     attr.type_ = type_;
     attr.config = u64::from(event);
-    attr.set_freq(1);
-    attr.sample_freq = config.frequency;
+    match config.trigger {
+        Trigger::ContextSwitches { frequency } => {
+            // The kernel adapts the period of each event to about `frequency` samples per
+            // second and reports it with each sample: a thread switching rarely has every
+            // switch sampled, a busy one 1 in N, weighted by N.
+            attr.set_freq(1);
+            attr.sample_freq = frequency;
+            // A record each time a thread leaves the CPU or comes back, with its time: what
+            // weights a switch-out sample by how long the thread stayed off.
+            attr.set_context_switch(1);
+            // The switch counts in the kernel (in schedule()): excluding the kernel would
+            // exclude every switch. The user registers and stack are still the ones the thread
+            // entered the kernel with.
+            attr.set_exclude_kernel(0);
+        }
+        Trigger::CpuTime | Trigger::Uprobes(_) => {
+            attr.set_freq(1);
+            attr.sample_freq = config.frequency;
+        }
+    }
     // New threads of a sampled thread get copies of its events, writing to the same rings.
     attr.set_inherit(1);
     attr.set_inherit_thread(u64::from(spec.inherit_thread));
@@ -171,6 +214,9 @@ fn sample_type(config: &SamplerConfig) -> u64 {
     if config.kernel {
         bits |= sys::PERF_SAMPLE_CALLCHAIN;
     }
+    if let Trigger::ContextSwitches { .. } = config.trigger {
+        bits |= sys::PERF_SAMPLE_PERIOD;
+    }
     u64::from(bits)
 }
 
@@ -181,7 +227,7 @@ mod tests {
     #[test]
     fn user_only_attr_excludes_the_kernel() {
         let config = SamplerConfig::new(1);
-        let attr = build(&config, SPECS[3], 4096);
+        let attr = build(&config, CPU_TIME_SPECS[3], 4096);
         assert_eq!(attr.type_, sys::PERF_TYPE_SOFTWARE);
         assert_eq!(attr.exclude_kernel(), 1);
         assert_eq!(attr.sample_type & u64::from(sys::PERF_SAMPLE_CALLCHAIN), 0);
@@ -193,7 +239,13 @@ mod tests {
         assert_eq!(attr.freq(), 1);
         assert_eq!(attr.sample_freq, 100);
         assert_eq!(attr.task(), 1);
-        assert_eq!(sample_format(&config), SampleFormat { callchain: false });
+        assert_eq!(
+            sample_format(&config),
+            SampleFormat {
+                callchain: false,
+                period: false
+            }
+        );
     }
 
     #[test]
@@ -219,7 +271,7 @@ mod tests {
             (1, 1, 1)
         );
         // The same layout and clock as the threads' events.
-        let thread = build(&config, SPECS[3], 4096);
+        let thread = build(&config, CPU_TIME_SPECS[3], 4096);
         assert_eq!(reporting.sample_type, thread.sample_type);
         assert_eq!(reporting.clockid, thread.clockid);
     }
@@ -228,12 +280,41 @@ mod tests {
     fn kernel_attr_asks_for_kernel_call_chains() {
         let mut config = SamplerConfig::new(1);
         config.kernel = true;
-        let attr = build(&config, SPECS[0], 4096);
+        let attr = build(&config, CPU_TIME_SPECS[0], 4096);
         assert_eq!(attr.type_, sys::PERF_TYPE_HARDWARE);
         assert_eq!(attr.exclude_kernel(), 0);
         assert_eq!(attr.exclude_callchain_kernel(), 0);
         assert_ne!(attr.sample_type & u64::from(sys::PERF_SAMPLE_CALLCHAIN), 0);
         assert_eq!(attr.inherit_thread(), 1);
-        assert_eq!(sample_format(&config), SampleFormat { callchain: true });
+        assert_eq!(
+            sample_format(&config),
+            SampleFormat {
+                callchain: true,
+                period: false
+            }
+        );
+    }
+
+    #[test]
+    fn context_switch_attr_samples_switches_in_the_kernel_with_records() {
+        let mut config = SamplerConfig::new(1);
+        config.trigger = Trigger::ContextSwitches { frequency: 400 };
+        let spec = specs(&config.trigger)[0];
+        let attr = build(&config, spec, 4096);
+        assert_eq!(
+            (attr.type_, attr.config),
+            (
+                sys::PERF_TYPE_SOFTWARE,
+                u64::from(sys::PERF_COUNT_SW_CONTEXT_SWITCHES)
+            )
+        );
+        assert_eq!((attr.freq(), attr.sample_freq), (1, 400));
+        assert_ne!(attr.sample_type & u64::from(sys::PERF_SAMPLE_PERIOD), 0);
+        assert!(sample_format(&config).period);
+        assert_eq!(attr.context_switch(), 1);
+        assert_eq!(attr.exclude_kernel(), 0, "switches happen in the kernel");
+        assert_eq!(attr.exclude_callchain_kernel(), 1);
+        assert_eq!((attr.inherit(), attr.inherit_thread()), (1, 1));
+        assert_eq!(spec.event.kind(), EventKind::ContextSwitches);
     }
 }

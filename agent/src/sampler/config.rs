@@ -64,6 +64,11 @@ impl SamplerConfig {
             Trigger::Uprobes(probes) if probes.iter().any(|p| p.path.is_empty()) => {
                 return Err(invalid("a uprobe has an empty file path"));
             }
+            Trigger::ContextSwitches { frequency: 0 } => {
+                return Err(invalid(
+                    "the context-switch sampling frequency must be at least 1",
+                ));
+            }
             _ => {}
         }
         if self.stack_bytes == 0 || self.stack_bytes & 7 != 0 || self.stack_bytes > MAX_STACK_BYTES
@@ -89,6 +94,11 @@ pub enum Trigger {
     CpuTime,
     /// Every execution, by any thread of the target, of any of these instructions.
     Uprobes(Vec<Uprobe>),
+    /// Times a thread of the target leaves the CPU, about `frequency` samples per second per
+    /// thread at most (each weighted by the period it stands for), with a record of every
+    /// time one leaves or comes back (`Record::Switch`). The switch happens in the kernel, so
+    /// the event cannot exclude it: it needs CAP_PERFMON or `perf_event_paranoid` ≤ 1.
+    ContextSwitches { frequency: u64 },
 }
 
 /// One probed instruction.
@@ -111,6 +121,7 @@ pub enum EventKind {
     Cycles,
     CpuClock,
     Uprobe,
+    ContextSwitches,
 }
 
 impl fmt::Display for EventKind {
@@ -119,6 +130,7 @@ impl fmt::Display for EventKind {
             EventKind::Cycles => "cycles",
             EventKind::CpuClock => "cpu-clock",
             EventKind::Uprobe => "uprobe",
+            EventKind::ContextSwitches => "context-switches",
         })
     }
 }

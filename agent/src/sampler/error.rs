@@ -36,6 +36,13 @@ pub enum SamplerError {
     )]
     UprobesUnsupported { reason: String },
 
+    #[error("{}", kernel_event_permission_message(*.pid, *.paranoid, *.in_container))]
+    KernelEventPermissionDenied {
+        pid: u32,
+        paranoid: Option<i64>,
+        in_container: bool,
+    },
+
     #[error("{}", uprobe_permission_message(*.in_container))]
     UprobePermissionDenied { in_container: bool },
 
@@ -101,6 +108,16 @@ impl SamplerError {
         }
     }
 
+    /// EACCES/EPERM from perf_event_open for an event that must count in the kernel (context
+    /// switches).
+    pub(crate) fn kernel_event_permission_denied(pid: u32) -> Self {
+        SamplerError::KernelEventPermissionDenied {
+            pid,
+            paranoid: host::kernel_sysctl("perf_event_paranoid"),
+            in_container: host::in_container(),
+        }
+    }
+
     /// EACCES/EPERM from perf_event_open on the uprobe PMU.
     pub(crate) fn uprobe_permission_denied() -> Self {
         SamplerError::UprobePermissionDenied {
@@ -144,6 +161,21 @@ fn permission_denied_message(pid: u32, paranoid: Option<i64>, in_container: bool
             "; in a container add --cap-add PERFMON (and a seccomp profile allowing \
              perf_event_open)",
         );
+    }
+    message
+}
+
+/// Context switches happen in the kernel: an event that samples them cannot exclude the kernel,
+/// which `perf_event_paranoid` ≥ 2 forbids without CAP_PERFMON.
+fn kernel_event_permission_message(pid: u32, paranoid: Option<i64>, in_container: bool) -> String {
+    let mut message = format!(
+        "not allowed to sample the context switches of PID {pid} (kernel.perf_event_paranoid = \
+         {}): they happen in the kernel, which needs CAP_PERFMON (Linux ≥5.8) or CAP_SYS_ADMIN, \
+         or kernel.perf_event_paranoid ≤ 1; run as root or grant CAP_PERFMON",
+        optional(paranoid)
+    );
+    if in_container {
+        message.push_str("; in a container add --cap-add PERFMON");
     }
     message
 }
@@ -200,6 +232,11 @@ mod tests {
                 reason: "/sys/bus/event_source/devices/uprobe/type does not exist".into(),
             },
             SamplerError::UprobePermissionDenied { in_container: true },
+            SamplerError::KernelEventPermissionDenied {
+                pid: 7,
+                paranoid: Some(2),
+                in_container: false,
+            },
             SamplerError::UprobeRefused {
                 probe: "pthread_create in /usr/lib/libc.so.6".into(),
                 offset: 0x89380,

@@ -35,6 +35,7 @@ pub use config::{
     MAX_STACK_BYTES,
 };
 pub use error::SamplerError;
+pub(crate) use host::monotonic_ns;
 pub use record::{Record, Sample};
 pub use session::Sampler;
 pub use stats::SamplerStats;
@@ -45,5 +46,13 @@ pub use stats::SamplerStats;
 pub fn fuzz_decode_record(bytes: &[u8], callchain: bool) -> bool {
     let _ = record::timestamp(bytes);
     let mut scratch = record::DecodeScratch::default();
-    record::decode(bytes, record::SampleFormat { callchain }, &mut scratch).is_ok()
+    record::decode(
+        bytes,
+        record::SampleFormat {
+            callchain,
+            period: false,
+        },
+        &mut scratch,
+    )
+    .is_ok()
 }

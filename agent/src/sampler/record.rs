@@ -20,6 +20,9 @@ const CONTEXT_MARKER_MIN: u64 = sys::PERF_CONTEXT_MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SampleFormat {
     pub callchain: bool,
+    /// Samples carry the sampling period in effect (frequency-driven events: each sample
+    /// stands for that many events).
+    pub period: bool,
 }
 
 /// One thing the kernel reported, borrowed from the ring buffer (or from a scratch copy when it
@@ -63,6 +66,16 @@ pub enum Record<'a> {
         pid: u32,
         tid: u32,
     },
+    /// Thread `tid` left the CPU (`out`; `preempt` when it was still runnable: preempted, not
+    /// waiting) or came back, at `time` (CLOCK_MONOTONIC ns). Only with context-switch
+    /// sampling.
+    Switch {
+        pid: u32,
+        tid: u32,
+        time: u64,
+        out: bool,
+        preempt: bool,
+    },
 }
 
 /// One sample of a thread.
@@ -72,6 +85,9 @@ pub struct Sample<'a> {
     pub tid: u32,
     /// CLOCK_MONOTONIC, nanoseconds.
     pub time: u64,
+    /// How many events this sample stands for (1 unless the event is frequency-driven and
+    /// reports its period).
+    pub period: u64,
     /// The user-mode instruction pointer (from the user registers; the sampled address when
     /// those are not available).
     pub ip: u64,
@@ -167,8 +183,9 @@ pub(crate) fn decode<'a>(
         let (sample, emitter) = decode_sample(body, format, callchain)?;
         return Ok(Decoded::Record(Record::Sample(sample), Some(emitter)));
     }
-    let (body, emitter) = split_trailer(body)?;
+    let (body, emitter, pid) = split_trailer(body)?;
     let decoded = match kind {
+        sys::PERF_RECORD_SWITCH => decode_switch(u32::from(misc), pid, emitter),
         sys::PERF_RECORD_MMAP2 => decode_mmap2(body, u32::from(misc), text)?,
         sys::PERF_RECORD_MMAP => decode_mmap(body, u32::from(misc), text)?,
         sys::PERF_RECORD_COMM => decode_comm(body, u32::from(misc), text)?,
@@ -195,6 +212,7 @@ fn decode_sample<'a>(
     let pid = fields.u32()?;
     let tid = fields.u32()?;
     let time = fields.u64()?;
+    let period = if format.period { fields.u64()? } else { 1 };
     callchain.clear();
     if format.callchain {
         let entries = fields.u64()?;
@@ -218,6 +236,7 @@ fn decode_sample<'a>(
         pid,
         tid,
         time,
+        period,
         ip,
         sp,
         bp,
@@ -263,14 +282,15 @@ fn collect_kernel_frames(chain: &[u8], out: &mut Vec<u64>) {
     }
 }
 
-fn split_trailer(body: &[u8]) -> Result<(&[u8], Emitter), Malformed> {
+/// The record's own fields, who wrote it, and the process of the task it is about.
+fn split_trailer(body: &[u8]) -> Result<(&[u8], Emitter, u32), Malformed> {
     let split = body
         .len()
         .checked_sub(TRAILER_BYTES)
         .ok_or(Malformed("record too short for its sample_id trailer"))?;
     let (body, trailer) = body.split_at(split);
     let mut fields = Fields::new(trailer);
-    let _pid = fields.u32()?;
+    let pid = fields.u32()?;
     let tid = fields.u32()?;
     let time = fields.u64()?;
     let event_id = fields.u64()?;
@@ -281,7 +301,20 @@ fn split_trailer(body: &[u8]) -> Result<(&[u8], Emitter), Malformed> {
             event_id,
             time,
         },
+        pid,
     ))
+}
+
+/// PERF_RECORD_SWITCH has no fields of its own: the task and time are the trailer's, the
+/// direction and the preemption flags are in `misc`.
+fn decode_switch(misc: u32, pid: u32, emitter: Emitter) -> Record<'static> {
+    Record::Switch {
+        pid,
+        tid: emitter.tid,
+        time: emitter.time,
+        out: misc & sys::PERF_RECORD_MISC_SWITCH_OUT != 0,
+        preempt: misc & sys::PERF_RECORD_MISC_SWITCH_OUT_PREEMPT != 0,
+    }
 }
 
 fn decode_mmap2<'a>(
@@ -512,7 +545,10 @@ pub(crate) mod tests {
             .build()
     }
 
-    const USER: SampleFormat = SampleFormat { callchain: false };
+    const USER: SampleFormat = SampleFormat {
+        callchain: false,
+        period: false,
+    };
 
     fn decode_one(bytes: &[u8], format: SampleFormat) -> Result<String, Malformed> {
         let mut scratch = DecodeScratch::default();
@@ -595,7 +631,10 @@ pub(crate) mod tests {
             .u64(8)
             .build();
         let mut scratch = DecodeScratch::default();
-        let format = SampleFormat { callchain: true };
+        let format = SampleFormat {
+            callchain: true,
+            period: false,
+        };
         let Decoded::Record(Record::Sample(sample), _) =
             decode(&bytes, format, &mut scratch).unwrap()
         else {
@@ -750,12 +789,54 @@ pub(crate) mod tests {
             .u64(3)
             .trailer(1, 1, 1, 1)
             .build();
-        let switch = RecordBuilder::new(sys::PERF_RECORD_SWITCH, 0)
+        let unknown = RecordBuilder::new(sys::PERF_RECORD_AUX, 0)
+            .u64(1)
+            .u64(2)
+            .u64(3)
             .trailer(1, 1, 1, 1)
             .build();
         let mut scratch = DecodeScratch::default();
         assert_eq!(decode(&throttle, USER, &mut scratch), Ok(Decoded::Throttle));
-        assert_eq!(decode(&switch, USER, &mut scratch), Ok(Decoded::Other));
+        assert_eq!(decode(&unknown, USER, &mut scratch), Ok(Decoded::Other));
+    }
+
+    #[test]
+    fn switches_carry_direction_preemption_task_and_time() {
+        let misc =
+            (sys::PERF_RECORD_MISC_SWITCH_OUT | sys::PERF_RECORD_MISC_SWITCH_OUT_PREEMPT) as u16;
+        let out = RecordBuilder::new(sys::PERF_RECORD_SWITCH, misc)
+            .trailer(100, 101, 5000, 9)
+            .build();
+        let back = RecordBuilder::new(sys::PERF_RECORD_SWITCH, 0)
+            .trailer(100, 101, 6000, 9)
+            .build();
+        let mut scratch = DecodeScratch::default();
+        let Ok(Decoded::Record(record, Some(emitter))) = decode(&out, USER, &mut scratch) else {
+            panic!("not decoded");
+        };
+        assert_eq!(
+            record,
+            Record::Switch {
+                pid: 100,
+                tid: 101,
+                time: 5000,
+                out: true,
+                preempt: true
+            }
+        );
+        assert_eq!((emitter.tid, emitter.event_id), (101, 9));
+        let Ok(Decoded::Record(record, _)) = decode(&back, USER, &mut scratch) else {
+            panic!("not decoded");
+        };
+        assert!(matches!(
+            record,
+            Record::Switch {
+                out: false,
+                preempt: false,
+                time: 6000,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -801,7 +882,14 @@ pub(crate) mod tests {
             .u64(1)
             .u64(u64::MAX / 4)
             .build();
-        assert!(decode_one(&huge_chain, SampleFormat { callchain: true }).is_err());
+        assert!(decode_one(
+            &huge_chain,
+            SampleFormat {
+                callchain: true,
+                period: false
+            }
+        )
+        .is_err());
         let mut header_too_long = sample_record(1, 1, &stack, 16);
         header_too_long[6..8].copy_from_slice(&u16::MAX.to_ne_bytes());
         assert!(decode_one(&header_too_long, USER).is_err());
@@ -829,6 +917,7 @@ pub(crate) mod tests {
             }
             let format = SampleFormat {
                 callchain: next() % 2 == 0,
+                period: next() % 2 == 0,
             };
             let _ = decode_one(&bytes, format);
             let _ = timestamp(&bytes);

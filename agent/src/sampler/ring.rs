@@ -60,7 +60,8 @@ impl RingPlan {
     pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
         let plan = match trigger {
             Trigger::CpuTime => Self::DEFAULT,
-            Trigger::Uprobes(_) => Self::probes(cpus),
+            // Switches come in bursts too, each sample with a stack copy.
+            Trigger::Uprobes(_) | Trigger::ContextSwitches { .. } => Self::probes(cpus),
         };
         let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
         plan.within(LockBudget::now(cpus, page_size), cpus, page_size)

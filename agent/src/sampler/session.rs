@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
-use super::attr::{self, EventSpec, SPECS};
+use super::attr::{self, EventSpec};
 use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, SAMPLE_FIXED_BYTES};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
@@ -56,7 +56,9 @@ impl Sampler {
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
         let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
         let sampler = match &config.trigger {
-            Trigger::CpuTime => Self::open_per_thread(config, target, &cpu_list, plan)?,
+            Trigger::CpuTime | Trigger::ContextSwitches { .. } => {
+                Self::open_per_thread(config, target, &cpu_list, plan)?
+            }
             Trigger::Uprobes(probes) => {
                 Self::open_per_cpu(config, probes, target, &cpu_list, plan)?
             }
@@ -380,7 +382,8 @@ impl Dispatch<'_> {
             Record::Fork { .. }
             | Record::Exit { .. }
             | Record::Mmap { .. }
-            | Record::Comm { .. } => {}
+            | Record::Comm { .. }
+            | Record::Switch { .. } => {}
         }
         f(record);
     }
@@ -393,7 +396,8 @@ fn record_pid(record: &Record<'_>) -> Option<u32> {
         Record::Mmap { pid, .. }
         | Record::Comm { pid, .. }
         | Record::Fork { pid, .. }
-        | Record::Exit { pid, .. } => Some(pid),
+        | Record::Exit { pid, .. }
+        | Record::Switch { pid, .. } => Some(pid),
         Record::Lost { .. } => None,
     }
 }
@@ -448,22 +452,33 @@ fn probe(
     wakeup: u32,
 ) -> Result<Option<(EventSpec, Vec<PerfEvent>)>, SamplerError> {
     let mut last = Errno::ENOENT;
-    for (index, &spec) in SPECS.iter().enumerate() {
+    let specs = attr::specs(&config.trigger);
+    for (index, &spec) in specs.iter().enumerate() {
         let attr = attr::build(config, spec, wakeup);
         match open_on_cpus(&attr, tid, cpus) {
             Ok(Some(events)) => return Ok(Some((spec, events))),
             Ok(None) => return Ok(None),
             // No such event here, or an attr feature this kernel lacks: try the next spec.
             Err(errno)
-                if unsupported(errno) || (errno == Errno::EINVAL && index + 1 < SPECS.len()) =>
+                if unsupported(errno) || (errno == Errno::EINVAL && index + 1 < specs.len()) =>
             {
                 tracing::debug!(?spec, %errno, "perf event not available");
                 last = errno;
             }
-            Err(errno) => return Err(open_error(errno, target.pid(), 1, cpus.len())),
+            Err(errno) => return Err(thread_open_error(config, errno, target.pid(), cpus.len())),
         }
     }
-    Err(open_error(last, target.pid(), 1, cpus.len()))
+    Err(thread_open_error(config, last, target.pid(), cpus.len()))
+}
+
+/// Why a thread's events did not open: a refused context-switch event says what it needs.
+fn thread_open_error(config: &SamplerConfig, errno: Errno, pid: u32, cpus: usize) -> SamplerError {
+    match (&config.trigger, errno) {
+        (Trigger::ContextSwitches { .. }, Errno::EACCES | Errno::EPERM) => {
+            SamplerError::kernel_event_permission_denied(pid)
+        }
+        _ => open_error(errno, pid, 1, cpus),
+    }
 }
 
 /// Opens one event per CPU for `tid`. `Ok(None)` if the thread exited meanwhile.

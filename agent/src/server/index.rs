@@ -40,7 +40,11 @@ fn entries(threads: usize) -> Vec<Entry> {
         count: 0,
         description: "The command line invocation of the target process",
     }];
-    for endpoint in KINDS.iter().flat_map(|kind| kind.endpoints) {
+    for endpoint in KINDS
+        .iter()
+        .flat_map(|kind| kind.endpoints)
+        .filter(|endpoint| endpoint.path.is_none())
+    {
         let count = match endpoint.form {
             Form::Snapshot { .. } => threads,
             Form::Window | Form::Recorded => 0,

@@ -14,13 +14,13 @@ use super::errors::PprofError;
 use super::params::Params;
 use super::state::SharedState;
 use super::{access_log, cmdline, dumps, index, recorded, symbol};
-use crate::kinds::{self, Form};
+use crate::kinds::{self, Endpoint, Form, Kind};
 
 /// Largest `/symbol` request body: ~60 000 addresses, far more than any profile has.
 const MAX_SYMBOL_BODY: usize = 1 << 20;
 
 pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
-    let mut router = Router::new()
+    let mut router: Router<SharedState> = Router::new()
         .route("/debug/pprof", get(to_index))
         .route("/debug/pprof/", get(index::index))
         .route("/debug/pprof/cmdline", get(cmdline::cmdline))
@@ -30,7 +30,17 @@ pub fn router(state: SharedState, token: Option<Arc<Token>>) -> Router {
                 .post(symbol::lookup_body)
                 .layer(DefaultBodyLimit::max(MAX_SYMBOL_BODY)),
         )
-        .route("/debug/pprof/{name}", get(named_profile))
+        .route("/debug/pprof/{name}", get(named_profile));
+    // Endpoints a kind serves elsewhere (fgprof's /debug/fgprof).
+    for (kind, endpoint) in kinds::endpoints() {
+        if let Some(path) = endpoint.path {
+            router = router.route(
+                path,
+                get(move |State(state), params| serve(state, kind, endpoint, params)),
+            );
+        }
+    }
+    let mut router = router
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .with_state(state);
     if let Some(token) = token {
@@ -51,6 +61,16 @@ async fn named_profile(
     let Some((kind, endpoint)) = kinds::endpoint(&name) else {
         return PprofError::unknown_profile().into_response();
     };
+    serve(state, kind, endpoint, params).await
+}
+
+/// One endpoint of a kind, served in its form.
+async fn serve(
+    state: SharedState,
+    kind: &'static Kind,
+    endpoint: &'static Endpoint,
+    params: Params,
+) -> Response {
     let served = match endpoint.form {
         Form::Window | Form::Recorded => recorded::serve(state, kind, endpoint, params).await,
         Form::Snapshot { sample_type } => {

@@ -28,6 +28,7 @@ pub static KIND: Kind = Kind {
     source: Source::Recorded(open),
     endpoints: &[Endpoint {
         name: "profile",
+        path: None,
         description: "CPU profile. You can specify the duration in the seconds GET parameter. \
                       After you get the profile file, use the go tool pprof command to \
                       investigate the profile.",

@@ -111,11 +111,13 @@ mod tests {
     use super::*;
 
     fn hit(profile: &mut Creations, tid: u32, user: &[u64], end: UnwindEnd) {
+        let modules = ModuleSet::load(std::process::id(), std::sync::Arc::default()).unwrap();
         let sample = Unwound {
             tid,
             kernel: &[],
             user,
             end,
+            modules: &modules,
         };
         profile.add(sample, ());
     }

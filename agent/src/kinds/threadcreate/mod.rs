@@ -52,6 +52,7 @@ pub static KIND: Kind = Kind {
     source: Source::Recorded(recording::open),
     endpoints: &[Endpoint {
         name: "threadcreate",
+        path: None,
         description: "Stack traces that led to the creation of new OS threads, recorded for the \
                       seconds GET parameter (default 30): creations before the request cannot \
                       be seen from outside the process",

@@ -27,6 +27,7 @@ pub static KIND: Kind = Kind {
     endpoints: &[
         Endpoint {
             name: "goroutine",
+            path: None,
             description: "Stack traces of all current threads (a native process's goroutines \
                           are its OS threads); debug=2 adds each thread's state, wait channel \
                           and system call",
@@ -36,6 +37,7 @@ pub static KIND: Kind = Kind {
         },
         Endpoint {
             name: "threads",
+            path: None,
             description: "The goroutine snapshot under its own sample type (threads/count)",
             form: Form::Snapshot {
                 sample_type: "threads",

@@ -1,0 +1,245 @@
+//! Recording where threads wait: context-switch sampling of every thread (and, for `wall`,
+//! CPU-time sampling too), paired into waits in the drain, unwound and aggregated by stack.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::aggregate::{Observed, View, WaitStacks};
+use super::tracker::{Tracker, Wait};
+use super::{SWITCH_SAMPLES_PER_SECOND, SWITCH_STACK_BYTES};
+use crate::profile::Meta;
+use crate::recording::{
+    percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
+};
+use crate::sampler::{monotonic_ns, Record, Sampler, SamplerConfig, SamplerStats, Trigger};
+use crate::snapshot::{take_snapshot, SnapshotOptions};
+use crate::unwind::{ModuleSet, Registers, StackUnwinder};
+
+pub struct WaitRecording {
+    /// The kind's name, for the progress line and the summary.
+    name: &'static str,
+    /// Context switches of every thread; `None` once stopped.
+    switches: Option<Pump>,
+    /// CPU time of every thread (`wall`); `None` for `block` and once stopped.
+    cpu: Option<Pump>,
+    cpu_event: Option<String>,
+    tracker: Tracker,
+    pipeline: Pipeline<WaitStacks>,
+    stats: SamplerStats,
+}
+
+impl WaitRecording {
+    /// Starts sampling `request.pid`'s context switches (and its CPU time for a wall view),
+    /// and parks the threads that are already waiting.
+    pub fn open(name: &'static str, view: View, request: &Request<'_>) -> Result<Self> {
+        let pid = request.pid;
+        let config = SamplerConfig {
+            trigger: Trigger::ContextSwitches {
+                frequency: SWITCH_SAMPLES_PER_SECOND,
+            },
+            stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
+            ..SamplerConfig::new(pid)
+        };
+        let switches = Sampler::open(&config)?;
+        let (cpu, cpu_event) = match view {
+            View::Wall { .. } => {
+                let config = SamplerConfig {
+                    frequency: request.frequency,
+                    stack_bytes: request.stack_bytes,
+                    ..SamplerConfig::new(pid)
+                };
+                let sampler = Sampler::open(&config)?;
+                let event = sampler.event_kind().to_string();
+                (Some(Pump::new(sampler)), Some(event))
+            }
+            View::Block => (None, None),
+        };
+        let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
+            .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), WaitStacks::new(view))
+            .context("cannot start the unwinder thread")?;
+        let mut tracker = Tracker::default();
+        park_waiting_threads(pid, &mut tracker);
+        Ok(WaitRecording {
+            name,
+            switches: Some(Pump::new(switches)),
+            cpu,
+            cpu_event,
+            tracker,
+            pipeline,
+            stats: SamplerStats::default(),
+        })
+    }
+}
+
+/// Parks every thread blocked in a system call now, with its stack (read without stopping
+/// it), as waiting since now: a thread that waits through the whole window leaves no switch
+/// to sample.
+fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
+    let since = monotonic_ns();
+    let options = SnapshotOptions {
+        nonblocking: true,
+        ..SnapshotOptions::default()
+    };
+    match take_snapshot(pid, &options) {
+        Ok(snapshot) => {
+            for capture in snapshot.stacks {
+                let regs = Registers {
+                    ip: capture.regs.ip,
+                    sp: capture.regs.sp,
+                    bp: capture.regs.bp,
+                };
+                tracker.park(capture.tid, regs, capture.stack, since);
+            }
+        }
+        Err(err) => tracing::debug!("no snapshot of the threads already waiting: {err}"),
+    }
+}
+
+impl Recording for WaitRecording {
+    fn label(&self) -> String {
+        match &self.cpu_event {
+            Some(cpu) => format!("context-switches + {cpu}"),
+            None => "context-switches".to_owned(),
+        }
+    }
+
+    fn pump(&mut self, timeout: Duration) {
+        let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
+        // With two samplers, each waits half the time: both are drained at least once per
+        // `timeout`, and a ring filling up wakes its own wait most of the time.
+        let wait = if self.cpu.is_some() {
+            timeout / 2
+        } else {
+            timeout
+        };
+        if let Some(switches) = &mut self.switches {
+            switches.pump(wait, &mut |record| {
+                forward_switch(&record, tracker, pipeline);
+            });
+        }
+        if let Some(cpu) = &mut self.cpu {
+            cpu.pump(wait, &mut |record| forward_cpu(record, pipeline));
+        }
+    }
+
+    fn figures(&self) -> String {
+        let counters = self.pipeline.counters();
+        format!(
+            "{} samples, {} lost",
+            counters.samples.load(Ordering::Relaxed),
+            counters.lost.load(Ordering::Relaxed),
+        )
+    }
+
+    fn stop(&mut self) {
+        let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
+        if let Some(mut cpu) = self.cpu.take() {
+            cpu.drain(&mut |record| forward_cpu(record, pipeline));
+        }
+        let Some(mut switches) = self.switches.take() else {
+            return;
+        };
+        switches.drain(&mut |record| forward_switch(&record, tracker, pipeline));
+        tracker.finish(monotonic_ns(), |wait| send_wait(pipeline, wait));
+        self.stats = switches.sampler().stats();
+    }
+
+    fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
+        let this = *self;
+        let (stacks, unwinder) = this.pipeline.finish()?;
+        let meta = Meta {
+            start: window.start,
+            duration: window.duration,
+            comments: comments(&this.stats, &this.tracker, &stacks, window, &this.cpu_event),
+        };
+        let summary = summary(this.name, &stacks, window);
+        Ok(Finished {
+            profile: stacks.build(unwinder.modules(), &meta),
+            summary,
+            title: format!("rprof-agent: PID {}, {}", window.pid, this.name),
+            has_samples: stacks.samples() > 0,
+        })
+    }
+}
+
+/// A CPU sample (wall): on the CPU, its stack as for a CPU profile.
+fn forward_cpu(record: Record<'_>, pipeline: &Pipeline<WaitStacks>) {
+    match record {
+        Record::Sample(sample) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
+        Record::Lost { count } => pipeline.send(Event::Lost(count)),
+        // The switch sampler reports the same mappings and names.
+        _ => {}
+    }
+}
+
+/// A record of the context-switch sampler: waits it completes go to the unwinder, side-band
+/// records too.
+fn forward_switch(record: &Record<'_>, tracker: &mut Tracker, pipeline: &Pipeline<WaitStacks>) {
+    tracker.record(record, |wait| send_wait(pipeline, wait));
+    if !matches!(record, Record::Sample(_) | Record::Switch { .. }) {
+        Event::side_band(record, |event| pipeline.send(event));
+    }
+}
+
+fn send_wait(pipeline: &Pipeline<WaitStacks>, wait: Wait) {
+    pipeline.send(Event::Sample {
+        tid: wait.tid,
+        regs: wait.regs,
+        stack: wait.stack,
+        kernel: Vec::new(),
+        extra: Observed::OffCpu(wait.off_cpu),
+    });
+}
+
+fn comments(
+    stats: &SamplerStats,
+    tracker: &Tracker,
+    stacks: &WaitStacks,
+    window: &Window,
+    cpu_event: &Option<String>,
+) -> Vec<String> {
+    let mut comments = vec![
+        provenance(window),
+        format!(
+            "event: context-switches, at most {SWITCH_SAMPLES_PER_SECOND} samples/s per thread \
+             and CPU, each weighted by the switches it stands for"
+        ),
+    ];
+    if let Some(cpu) = cpu_event {
+        comments.push(format!("on-CPU: {cpu} samples"));
+    }
+    comments.push(format!(
+        "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; waits not on \
+         synchronization skipped: {}; lost records: {}; truncated stacks: {}",
+        stacks.samples(),
+        stacks.off_cpu_ns as f64 / 1e9,
+        tracker.preempted,
+        stacks.not_synchronization,
+        stacks.lost(),
+        stacks.truncated(),
+    ));
+    comments.push(format!(
+        "threads: {} attached, {} inherited",
+        stats.threads_attached, stats.threads_inherited
+    ));
+    comments
+}
+
+fn summary(name: &str, stacks: &WaitStacks, window: &Window) -> String {
+    let why = window.outcome.note();
+    format!(
+        "{} {name} samples over {:.1}s{why}, {:.3}s off CPU, {} lost, {} truncated stacks \
+         ({:.1}%), {} distinct stacks",
+        stacks.samples(),
+        window.duration.as_secs_f64(),
+        stacks.off_cpu_ns as f64 / 1e9,
+        stacks.lost(),
+        stacks.truncated(),
+        percent(stacks.truncated(), stacks.samples()),
+        stacks.distinct_stacks(),
+    )
+}

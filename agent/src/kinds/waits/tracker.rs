@@ -1,0 +1,291 @@
+//! Off-CPU intervals from context-switch sampling: a sample taken as a thread leaves the CPU
+//! holds its stack; the switch record that brings it back tells how long it was away. The pair
+//! is one wait, weighted by the sampling period the sample stands for. Switches the kernel
+//! marks as preemptions (the thread was still runnable) are not waits.
+//!
+//! Rings are per CPU: a thread that leaves the CPU on one and comes back on another may have
+//! its return read before its departure. Each thread's last returns are kept, and a departure
+//! confirmed as a wait (its switch-out record, which follows the sample in the same ring, is not
+//! a preemption) is paired with the first return after it, whichever came first.
+//!
+//! Threads already waiting when the window opens are parked with the stack a snapshot found
+//! (blocked threads' stacks are read without stopping them), and threads still waiting when it
+//! closes are counted up to its end: a thread blocked for the whole window shows, as in fgprof.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::sampler::{Record, Sample};
+use crate::unwind::Registers;
+
+/// Threads kept parked at most (a target has fewer threads than this).
+const MAX_PARKED: usize = 1 << 16;
+/// Returns remembered per thread, for departures read after them.
+const RECENT_RETURNS: usize = 8;
+
+/// A wait that ended (or was cut by the window's end).
+pub struct Wait {
+    pub tid: u32,
+    pub regs: Registers,
+    pub stack: Vec<u8>,
+    pub off_cpu: OffCpu,
+}
+
+/// How long a thread was away, and how many such waits its sample stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffCpu {
+    pub nanoseconds: u64,
+    pub weight: u64,
+}
+
+/// A thread off the CPU, with the stack it left with.
+struct Parked {
+    regs: Registers,
+    stack: Vec<u8>,
+    since: u64,
+    weight: u64,
+}
+
+/// Pairs switch-out samples with switch-in records.
+#[derive(Default)]
+pub struct Tracker {
+    parked: HashMap<u32, Parked>,
+    /// Each thread's last returns to the CPU (oldest first) not yet paired with a departure.
+    returns: HashMap<u32, VecDeque<u64>>,
+    /// Sampled switch-outs that were preemptions, not waits.
+    pub preempted: u64,
+}
+
+impl Tracker {
+    /// `tid` was already off the CPU at `since` (the window's start), with this stack.
+    pub fn park(&mut self, tid: u32, regs: Registers, stack: Vec<u8>, since: u64) {
+        self.insert(
+            tid,
+            Parked {
+                regs,
+                stack,
+                since,
+                weight: 1,
+            },
+        );
+    }
+
+    /// Follows one record; a wait that ends here goes to `done`.
+    pub fn record(&mut self, record: &Record<'_>, mut done: impl FnMut(Wait)) {
+        match *record {
+            Record::Sample(ref sample) => self.left(sample),
+            Record::Switch {
+                tid,
+                out: true,
+                preempt,
+                ..
+            } => self.switched_out(tid, preempt, &mut done),
+            Record::Switch {
+                tid,
+                out: false,
+                time,
+                ..
+            } => self.switched_in(tid, time, &mut done),
+            Record::Exit { tid, .. } => {
+                self.parked.remove(&tid);
+                self.returns.remove(&tid);
+            }
+            _ => {}
+        }
+    }
+
+    /// The switch-out record that follows a sample: a preemption is no wait; a wait may have
+    /// had its return read already.
+    fn switched_out(&mut self, tid: u32, preempt: bool, done: &mut impl FnMut(Wait)) {
+        let Some(since) = self.parked.get(&tid).map(|parked| parked.since) else {
+            return;
+        };
+        if preempt {
+            self.parked.remove(&tid);
+            self.preempted += 1;
+        } else if let Some(back) = self.take_return(tid, since) {
+            if let Some(parked) = self.parked.remove(&tid) {
+                done(parked.ended(tid, back));
+            }
+        }
+    }
+
+    /// `tid` is back on a CPU at `time`: the end of its wait, or a return to remember for a
+    /// departure not read yet.
+    fn switched_in(&mut self, tid: u32, time: u64, done: &mut impl FnMut(Wait)) {
+        match self.parked.remove(&tid) {
+            Some(parked) if parked.since <= time => done(parked.ended(tid, time)),
+            other => {
+                if let Some(parked) = other {
+                    self.parked.insert(tid, parked);
+                }
+                self.remember_return(tid, time);
+            }
+        }
+    }
+
+    /// The window closed at `until`: every thread still away has waited until then.
+    pub fn finish(&mut self, until: u64, mut done: impl FnMut(Wait)) {
+        for (tid, parked) in self.parked.drain() {
+            done(parked.ended(tid, until));
+        }
+    }
+
+    /// The first remembered return of `tid` after `since`, forgetting it and the older ones.
+    fn take_return(&mut self, tid: u32, since: u64) -> Option<u64> {
+        let returns = self.returns.get_mut(&tid)?;
+        while let Some(back) = returns.pop_front() {
+            if back >= since {
+                return Some(back);
+            }
+        }
+        None
+    }
+
+    fn remember_return(&mut self, tid: u32, time: u64) {
+        if self.returns.len() >= MAX_PARKED && !self.returns.contains_key(&tid) {
+            return;
+        }
+        let returns = self.returns.entry(tid).or_default();
+        if returns.len() >= RECENT_RETURNS {
+            returns.pop_front();
+        }
+        returns.push_back(time);
+    }
+
+    /// A switch-out sample: the thread leaves the CPU now, with this stack.
+    fn left(&mut self, sample: &Sample<'_>) {
+        if !sample.user_regs_available {
+            return;
+        }
+        let parked = Parked {
+            regs: Registers {
+                ip: sample.ip,
+                sp: sample.sp,
+                bp: sample.bp,
+            },
+            stack: sample.stack.to_vec(),
+            since: sample.time,
+            weight: sample.period.max(1),
+        };
+        self.insert(sample.tid, parked);
+    }
+
+    fn insert(&mut self, tid: u32, parked: Parked) {
+        if self.parked.len() < MAX_PARKED || self.parked.contains_key(&tid) {
+            self.parked.insert(tid, parked);
+        }
+    }
+}
+
+impl Parked {
+    fn ended(self, tid: u32, at: u64) -> Wait {
+        Wait {
+            tid,
+            regs: self.regs,
+            stack: self.stack,
+            off_cpu: OffCpu {
+                nanoseconds: at.saturating_sub(self.since),
+                weight: self.weight,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(tid: u32, time: u64, period: u64) -> Sample<'static> {
+        Sample {
+            pid: 1,
+            tid,
+            time,
+            period,
+            ip: 0x10,
+            sp: 0x20,
+            bp: 0,
+            user_regs_available: true,
+            stack: &[1, 2, 3],
+            kernel_callchain: &[],
+        }
+    }
+
+    fn switch(tid: u32, time: u64, out: bool, preempt: bool) -> Record<'static> {
+        Record::Switch {
+            pid: 1,
+            tid,
+            time,
+            out,
+            preempt,
+        }
+    }
+
+    #[test]
+    fn a_switch_out_sample_and_the_switch_back_make_one_weighted_wait() {
+        let mut tracker = Tracker::default();
+        let mut waits = Vec::new();
+        let records = [
+            Record::Sample(sample(7, 1_000, 3)),
+            switch(7, 1_000, true, false),
+            switch(8, 1_500, false, false),
+            switch(7, 5_000, false, false),
+        ];
+        for record in &records {
+            tracker.record(record, |wait| waits.push((wait.tid, wait.off_cpu)));
+        }
+        assert_eq!(
+            waits,
+            vec![(
+                7,
+                OffCpu {
+                    nanoseconds: 4_000,
+                    weight: 3
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_return_read_before_the_departure_still_ends_the_wait() {
+        let mut tracker = Tracker::default();
+        let mut waits = Vec::new();
+        let records = [
+            // The return, on another CPU's ring, is read first.
+            switch(7, 5_000, false, false),
+            Record::Sample(sample(7, 1_000, 1)),
+            switch(7, 1_000, true, false),
+            // A later departure waits for its own return.
+            Record::Sample(sample(7, 6_000, 1)),
+            switch(7, 6_000, true, false),
+            switch(7, 6_500, false, false),
+        ];
+        for record in &records {
+            tracker.record(record, |wait| waits.push(wait.off_cpu.nanoseconds));
+        }
+        assert_eq!(waits, vec![4_000, 500]);
+    }
+
+    #[test]
+    fn preemptions_are_not_waits_and_the_window_end_cuts_open_waits() {
+        let mut tracker = Tracker::default();
+        let mut waits = Vec::new();
+        tracker.record(&Record::Sample(sample(7, 1_000, 1)), |w| waits.push(w.tid));
+        tracker.record(&switch(7, 1_000, true, true), |w| waits.push(w.tid));
+        tracker.record(&switch(7, 2_000, false, false), |w| waits.push(w.tid));
+        assert!(waits.is_empty());
+        assert_eq!(tracker.preempted, 1);
+        tracker.park(
+            9,
+            Registers {
+                ip: 1,
+                sp: 2,
+                bp: 0,
+            },
+            vec![0; 8],
+            500,
+        );
+        let mut cut = Vec::new();
+        tracker.finish(10_500, |w| cut.push((w.tid, w.off_cpu.nanoseconds)));
+        assert_eq!(cut, vec![(9, 10_000)]);
+    }
+}

@@ -1,0 +1,346 @@
+//! `rprof-agent record --profile block|wall`, end to end: real programs that wait on locks,
+//! sleep, read pipes and sockets and poll, measuring their own waits; real context-switch
+//! sampling; profiles checked against what the programs measured.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use rprof_integration::{
+    agent_bin, agent_command, assert_one_line_error, build_c, exclusive_cpu, is_root, label,
+    record_full, string, Recording, Running, Stacks, Target,
+};
+use rprof_proto::pb::{Profile, Sample};
+
+/// Optimized, with DWARF, without frame pointers: only unwind tables can unwind it.
+const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
+
+/// Recording window, seconds.
+const SECONDS: u32 = 3;
+
+/// Takes the CPU lock, then makes sure the agent is built before any program starts.
+fn exclusive() -> MutexGuard<'static, ()> {
+    let guard = exclusive_cpu();
+    agent_bin();
+    guard
+}
+
+/// A test program that writes `X Y NOW` totals to a file, running.
+struct Measuring {
+    target: Target,
+    totals: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Two totals the program measured, and when (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    first: u64,
+    second: u64,
+    at: u64,
+}
+
+impl Measuring {
+    fn start(program: &Path) -> Measuring {
+        let dir = tempfile::tempdir().expect("create a directory");
+        let totals = dir.path().join("totals");
+        let target = Target::spawn(program, &[&totals]);
+        Measuring {
+            target,
+            totals,
+            _dir: dir,
+        }
+    }
+
+    fn totals(&self) -> Totals {
+        let text = fs::read_to_string(&self.totals)
+            .unwrap_or_else(|err| panic!("read {}: {err}", self.totals.display()));
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .map(|n| n.parse().expect("a number"))
+            .collect();
+        assert_eq!(numbers.len(), 3, "totals file: {text:?}");
+        Totals {
+            first: numbers[0],
+            second: numbers[1],
+            at: numbers[2],
+        }
+    }
+
+    /// Records `profile` while reading the totals before and after: what the program measured
+    /// per second over about the window.
+    fn record(&self, profile: &str) -> (Recording, [f64; 2]) {
+        let before = self.totals();
+        let recording = record_full(self.target.pid(), SECONDS, &["--profile", profile]);
+        // The program writes its totals every 50 ms.
+        std::thread::sleep(Duration::from_millis(120));
+        let after = self.totals();
+        let seconds = (after.at - before.at) as f64 / 1e9;
+        let rates = [
+            (after.first - before.first) as f64 / seconds,
+            (after.second - before.second) as f64 / seconds,
+        ];
+        (recording, rates)
+    }
+}
+
+/// The sum of value `index` over the samples that `keep` accepts.
+fn total(profile: &Profile, index: usize, keep: impl Fn(&[&str], &Sample) -> bool) -> f64 {
+    let stacks = Stacks::new(profile);
+    profile
+        .sample
+        .iter()
+        .filter(|sample| keep(&stacks.frames(sample), sample))
+        .map(|sample| sample.value[index] as f64)
+        .sum()
+}
+
+fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
+    profile
+        .sample_type
+        .iter()
+        .map(|t| (string(profile, t.r#type), string(profile, t.unit)))
+        .collect()
+}
+
+fn window_seconds(profile: &Profile) -> f64 {
+    profile.duration_nanos as f64 / 1e9
+}
+
+#[test]
+fn block_attributes_lock_waits_to_the_waiting_call_sites() {
+    let _cpu = exclusive();
+    let program = Measuring::start(&build_c("lock_waits", C_FLAGS));
+    let (recording, [rate_a, rate_b]) = program.record("block");
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    assert_eq!(
+        sample_types(profile),
+        [("contentions", "count"), ("delay", "nanoseconds")]
+    );
+    let at = |site: &'static str| move |frames: &[&str], _: &Sample| frames.contains(&site);
+    let delay_a = total(profile, 1, at("wait_at_a"));
+    let delay_b = total(profile, 1, at("wait_at_b"));
+    let truth = rate_a / (rate_a + rate_b);
+    let share = delay_a / (delay_a + delay_b);
+    println!(
+        "wait_at_a: {:.1} % of the delay, the program measured {:.1} %",
+        100.0 * share,
+        100.0 * truth
+    );
+    assert!(
+        (0.65..=0.95).contains(&truth),
+        "the program did not wait about 3:1 ({:.1} %)",
+        100.0 * truth
+    );
+    assert!(
+        (share - truth).abs() <= 0.05,
+        "wait_at_a holds {:.1} % of the delay, the program measured {:.1} %",
+        100.0 * share,
+        100.0 * truth
+    );
+    // Delays per second of window against the program's per second of its own clock.
+    let profiled_rate = (delay_a + delay_b) / window_seconds(profile);
+    let measured_rate = (rate_a + rate_b) * 1.0;
+    let error = profiled_rate / measured_rate - 1.0;
+    println!(
+        "delay: {:.3} s/s in the profile, {:.3} s/s measured",
+        profiled_rate / 1e9,
+        measured_rate / 1e9
+    );
+    assert!(
+        error.abs() <= 0.10,
+        "the profile's delay is {:+.1} % off what the program measured",
+        100.0 * error
+    );
+    // Every waiting stack is a lock wait, reaching the thread's root.
+    let stacks = Stacks::new(profile);
+    for sample in &profile.sample {
+        let frames = stacks.frames(sample);
+        if frames.contains(&"wait_at_a") || frames.contains(&"wait_at_b") {
+            assert_eq!(label(profile, sample, "wait"), Some("lock"), "{frames:?}");
+            assert!(
+                frames.last() == Some(&"clone3") || frames.last() == Some(&"clone"),
+                "{frames:?}"
+            );
+        }
+    }
+    // The holders sleep while holding: sleeping is not a synchronization wait.
+    assert_eq!(
+        total(profile, 1, |frames, _| frames.contains(&"holder")
+            && frames.iter().any(|f| f.contains("nanosleep"))),
+        0.0
+    );
+}
+
+#[test]
+fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
+    let _cpu = exclusive();
+    let program = Measuring::start(&build_c("half_asleep", C_FLAGS));
+    let (recording, [cpu_rate, sleep_rate]) = program.record("wall");
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    assert_eq!(
+        sample_types(profile),
+        [("samples", "count"), ("wall", "nanoseconds")]
+    );
+    assert_eq!(string(profile, profile.default_sample_type), "wall");
+    let of_thread = |thread: &'static str, state: &'static str| {
+        move |_: &[&str], sample: &Sample| {
+            label(profile, sample, "thread") == Some(thread)
+                && label(profile, sample, "state") == Some(state)
+        }
+    };
+    let on = total(profile, 1, of_thread("alternating", "on-cpu"));
+    let off = total(profile, 1, of_thread("alternating", "off-cpu"));
+    let share = on / (on + off);
+    let truth = cpu_rate / (cpu_rate + sleep_rate);
+    println!(
+        "alternating on CPU: {:.1} % of its time, the program measured {:.1} %",
+        100.0 * share,
+        100.0 * truth
+    );
+    assert!(
+        (0.35..=0.65).contains(&truth),
+        "the program did not compute about half the time ({:.1} %)",
+        100.0 * truth
+    );
+    assert!(
+        (share - truth).abs() <= 0.05,
+        "on CPU {:.1} % in the profile, {:.1} % measured",
+        100.0 * share,
+        100.0 * truth
+    );
+    // Threads blocked the whole window show with what they wait for, for about the window.
+    let window = window_seconds(profile) * 1e9;
+    for (function, wait) in [
+        ("read_pipe_forever", "io"),
+        ("recv_socket_forever", "io"),
+        ("epoll_forever", "poll"),
+        ("nanosleep_forever", "sleep"),
+    ] {
+        let waited = total(profile, 1, |frames, sample| {
+            frames.contains(&function) && label(profile, sample, "wait") == Some(wait)
+        });
+        let elsewhere = total(profile, 1, |frames, sample| {
+            frames.contains(&function) && label(profile, sample, "wait") != Some(wait)
+        });
+        println!("{function}: {:.2} s as {wait}", waited / 1e9);
+        assert!(
+            waited >= 0.9 * window && elsewhere == 0.0,
+            "{function}: {:.2} s as {wait}, {:.2} s otherwise, in a {:.2} s window",
+            waited / 1e9,
+            elsewhere / 1e9,
+            window / 1e9
+        );
+    }
+}
+
+#[test]
+fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
+    let _cpu = exclusive();
+    let program = Measuring::start(&build_c("ping_pong", C_FLAGS));
+    let rate =
+        |from: Totals, to: Totals| (to.first - from.first) as f64 * 1e9 / (to.at - from.at) as f64;
+    // The best of three half seconds: ping-pong speed varies with whatever else runs.
+    let measure = || {
+        (0..3)
+            .map(|_| {
+                let before = program.totals();
+                std::thread::sleep(Duration::from_millis(500));
+                rate(before, program.totals())
+            })
+            .fold(0.0, f64::max)
+    };
+    let baseline = measure();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let out = dir.path().join("prof.pb.gz");
+    let pid = program.target.pid().to_string();
+    let mut cmd = agent_command(&[
+        "record",
+        "--pid",
+        &pid,
+        "--seconds",
+        "60",
+        "--profile",
+        "block,wall",
+        "-o",
+    ]);
+    cmd.arg(&out);
+    let agent = Running::spawn(cmd, "rprof-agent record");
+    std::thread::sleep(Duration::from_millis(500));
+    let sampled = measure();
+    agent.signal(libc::SIGKILL);
+    let killed = agent.finish(Duration::from_secs(10));
+    assert!(!killed.status.success(), "the agent was killed");
+    // The kernel closes every event of a process that dies: nothing samples the target now.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = measure();
+    println!(
+        "round trips/s: {baseline:.0} before, {sampled:.0} while sampled, {after:.0} after the \
+         agent was killed"
+    );
+    assert!(
+        after >= 0.85 * baseline,
+        "{after:.0} round trips/s after the agent was killed, {baseline:.0} before it started"
+    );
+}
+
+#[test]
+fn without_perfmon_the_waiting_kinds_say_what_they_need() {
+    let _cpu = exclusive();
+    assert!(
+        is_root(),
+        "this test runs the target and the agent as another user: run the tests as root"
+    );
+    let paranoid = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("read kernel.perf_event_paranoid");
+    assert!(
+        paranoid.trim().parse::<i32>().unwrap_or(2) >= 2,
+        "kernel.perf_event_paranoid is below 2 here: any user may sample the kernel, so the \
+         refusal cannot be tested"
+    );
+    // A target and an agent of one unprivileged user: ptrace is allowed, kernel events not.
+    let as_user = [
+        "--reuid",
+        "65533",
+        "--regid",
+        "65533",
+        "--clear-groups",
+        "--",
+    ];
+    let dir = tempfile::tempdir().expect("create a directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let program = build_c("lock_waits", C_FLAGS);
+    let mut target_args: Vec<&OsStr> = as_user.iter().map(OsStr::new).collect();
+    let totals = dir.path().join("totals");
+    target_args.extend([program.as_os_str(), totals.as_os_str()]);
+    let target = Target::spawn(Path::new("setpriv"), &target_args);
+    for kind in ["block", "wall"] {
+        let out = dir.path().join(format!("{kind}.pb.gz"));
+        let pid = target.pid().to_string();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(as_user).arg(agent_bin()).args([
+            "record",
+            "--pid",
+            &pid,
+            "--seconds",
+            "1",
+            "--profile",
+            kind,
+            "-o",
+        ]);
+        cmd.arg(&out);
+        let finished = Running::spawn(cmd, "rprof-agent record").finish(Duration::from_secs(20));
+        assert_one_line_error(
+            &finished,
+            kind,
+            &["context switches", "CAP_PERFMON", "perf_event_paranoid"],
+        );
+        assert!(!out.exists(), "{kind}: a profile was written");
+    }
+}
