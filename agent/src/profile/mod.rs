@@ -10,4 +10,4 @@ mod write;
 pub use cpu::{CpuProfile, CpuProfileMeta};
 pub use locations::{LocationTable, PseudoFrame};
 pub use threadcreate::{ThreadcreateMeta, ThreadcreateProfile};
-pub use write::write_atomically;
+pub use write::{directory_of, write_output, Output};

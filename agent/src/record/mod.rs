@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
 
 use crate::cli::{ProfileKind, RecordArgs, RecordFormat};
-use crate::profile::write_atomically;
+use crate::profile::write_output;
 use crate::stop::StopFlag;
 use crate::target::Target;
 use cpu::{CpuRecording, CpuSettings};
@@ -39,7 +39,7 @@ use threadcreate::ThreadcreateRecording;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
-    output::check_writable(args.output.as_deref())?;
+    output::check_writable(args.output.as_deref(), profile_kinds(args).len() > 1)?;
     let mut target = match args.pid {
         Some(pid) => Target::attach(pid)?,
         None => Target::launch(&args.command)?,
@@ -86,11 +86,17 @@ fn write(finished: Finished, output: &Path, args: &RecordArgs) -> Result<()> {
         RecordFormat::Pprof => rprof_proto::encode_gzip(&finished.profile),
         RecordFormat::Flamegraph => crate::flamegraph::svg(&finished.profile, &finished.title)?,
     };
-    write_atomically(output, &bytes)
+    let written = write_output(output, &bytes)
         .with_context(|| format!("cannot write {}", output.display()))?;
-    println!("wrote {}: {}", output.display(), finished.summary);
+    let mut report = format!("wrote {}: {}\n", output.display(), finished.summary);
     if args.top > 0 && finished.has_samples {
-        print!("{}", crate::top::table(&finished.profile, 0, args.top));
+        report.push_str(&crate::top::table(&finished.profile, 0, args.top));
+    }
+    // A profile sent to standard output keeps it to itself.
+    if written.shares_stdout() {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use rprof_symbolizer::Symbolizer;
 pub use dump::{take_dump, DumpedThread, ThreadDump};
 
 use crate::cli::{ThreadsArgs, ThreadsFormat};
-use crate::profile::write_atomically;
+use crate::profile::write_output;
 use crate::snapshot::SnapshotOptions;
 
 pub fn run(args: &ThreadsArgs) -> Result<()> {
@@ -34,7 +34,8 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
     }
     let bytes = render(&dump, args.format, taken)?;
     match &args.output {
-        Some(path) => write_atomically(path, &bytes)
+        Some(path) => write_output(path, &bytes)
+            .map(drop)
             .with_context(|| format!("cannot write {}", path.display())),
         None if args.format == ThreadsFormat::Pprof => {
             let path = std::path::PathBuf::from(format!(
@@ -42,7 +43,7 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
                 args.pid,
                 crate::timestamp::compact_utc(taken)
             ));
-            write_atomically(&path, &bytes)
+            write_output(&path, &bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!("wrote {}: {} threads", path.display(), dump.threads.len());
             Ok(())
