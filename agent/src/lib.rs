@@ -4,6 +4,7 @@
 //! raw registers and stacks; [`unwind`] turns them into return addresses with framehop;
 //! [`profile`] symbolizes and writes pprof. One module per verb: [`record`], [`threads`], [`top`].
 
+pub mod architecture;
 pub mod cli;
 pub mod flamegraph;
 pub mod frames;
