@@ -40,7 +40,6 @@ use rprof_symbolizer::Symbolizer;
 use crate::cli::ServeArgs;
 use auth::Token;
 use limits::Limits;
-use listener::{CappedListener, Peer};
 use shutdown::Shutdown;
 use state::{AppState, Settings};
 use target::{TargetSpec, TargetWatch};
@@ -91,12 +90,7 @@ async fn serve(args: &ServeArgs, token: Option<Arc<Token>>) -> Result<()> {
         limits: Limits::new(),
         shutdown: shutdown.clone(),
     });
-    let app = routes::router(state, token).into_make_service_with_connect_info::<Peer>();
-    let stopping = shutdown.clone();
-    axum::serve(CappedListener::new(listener), app)
-        .with_graceful_shutdown(async move { stopping.wait().await })
-        .await
-        .context("the server failed")?;
+    listener::serve(listener, routes::router(state, token), shutdown).await;
     signals.abort();
     tracing::info!("stopped");
     Ok(())
