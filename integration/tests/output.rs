@@ -6,7 +6,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::MutexGuard;
 use std::thread;
@@ -132,6 +132,13 @@ fn a_fifo_gets_the_profile_and_stays_a_fifo() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let fifo = dir.path().join("profile.fifo");
         mkfifo(&fifo);
+        // Held open for writing until the agent is done, so the reader sees the end of the
+        // stream then, and only then, whatever the agent did (even never opening the FIFO).
+        let keeper = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .expect("open the FIFO read-write");
         let reader = {
             let fifo = fifo.clone();
             thread::spawn(move || {
@@ -143,13 +150,7 @@ fn a_fifo_gets_the_profile_and_stays_a_fifo() {
             })
         };
         let finished = run_agent(&verb.args(target.pid(), fifo.as_os_str()), AGENT_TIMEOUT);
-        if !reader.is_finished() {
-            // The agent never opened the FIFO: open it once, so the reader sees its end.
-            let _ = fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&fifo);
-        }
+        drop(keeper);
         let bytes = reader.join().expect("the reader thread");
         assert_success(&finished, &format!("{verb:?} -o FIFO"));
         assert_profile(&bytes, &format!("{verb:?}: what the FIFO's reader got"));
