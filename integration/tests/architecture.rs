@@ -1,10 +1,14 @@
 //! The agent unwinds 64-bit x86-64 programs only: a 32-bit program is refused by every verb in
 //! one line, before anything is attached, and is left running as it was.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use rprof_integration::{
-    agent_bin, assert_nothing_stopped, assert_one_line_error, programs, run_agent, Target,
+    agent_bin, agent_command, assert_nothing_stopped, assert_one_line_error, programs, run_agent,
+    Running, Target,
 };
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,4 +58,46 @@ fn a_32_bit_command_is_refused_before_it_runs() {
         finished.elapsed < Duration::from_secs(1),
         "it ran the program"
     );
+}
+
+#[test]
+fn a_32_bit_program_found_by_name_gets_503_saying_why() {
+    agent_bin();
+    let target = Target::start(&programs::i386_ready());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Running::spawn(
+        agent_command(&["serve", "--process", "i386_ready", "--listen", &listen]),
+        "rprof-agent serve",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(err) if Instant::now() > deadline => panic!("serve does not listen: {err}"),
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    stream
+        .write_all(b"GET /debug/pprof/profile?seconds=1 HTTP/1.0\r\n\r\n")
+        .expect("send a request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the answer");
+    assert!(response.starts_with("HTTP/1.0 503"), "{response}");
+    assert!(
+        response.contains("32-bit") && response.contains("x86-64"),
+        "{response}"
+    );
+    assert_nothing_stopped(target.pid());
+    server.signal(libc::SIGTERM);
+    let finished = server.finish(Duration::from_secs(30));
+    assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
 }
