@@ -650,7 +650,7 @@ fn a_bearer_token_is_required_when_configured() {
         .expect_status(200);
 }
 
-/// The server's header-read timeout (agent/src/server/listener.rs).
+/// The server's header-read and body timeouts (agent/src/server/listener.rs).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `count` connections that each send half a request header and wait, as a slow or hostile
@@ -687,7 +687,7 @@ fn assert_closed_by(mut stream: TcpStream, deadline: Instant) {
 }
 
 #[test]
-fn slow_clients_neither_keep_profiles_out_nor_stay_past_the_header_timeout() {
+fn slow_clients_neither_keep_profiles_out_nor_stay_past_their_timeouts() {
     let _cpu = exclusive();
     let target = Target::start(&leaf_ratio());
     let pid = target.pid().to_string();
@@ -695,6 +695,13 @@ fn slow_clients_neither_keep_profiles_out_nor_stay_past_the_header_timeout() {
 
     let opened = Instant::now();
     let held = half_open_connections(server.port, 200);
+    // And one that sends a whole header, then a tenth of the body it announced.
+    let mut slow_body = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    slow_body
+        .write_all(
+            b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0x10",
+        )
+        .expect("send a header and part of a body");
     // While they are held, a profile and the index are served.
     let raw = pprof(&["-raw"], &server.url("/debug/pprof/profile?seconds=2"));
     assert!(raw.contains("leaf_a") && raw.contains("leaf_b"), "{raw}");
@@ -715,6 +722,7 @@ fn slow_clients_neither_keep_profiles_out_nor_stay_past_the_header_timeout() {
         "a slow client was dropped after {first_closed:?}, before its header timeout"
     );
     held.for_each(|stream| assert_closed_by(stream, deadline));
+    assert_closed_by(slow_body, deadline);
 }
 
 // ---------------------------------------------------------------------------------------------

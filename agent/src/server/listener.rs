@@ -8,7 +8,8 @@
 //!   descriptor. Past the cap, new connections wait in the kernel's accept queue until one
 //!   closes; as idle ones close within the header timeout, the cap is held only by connections
 //!   being served or by idle ones for a bounded time.
-//! - A request header may hold at most [`MAX_HEADER_BYTES`].
+//! - A request header may hold at most [`MAX_HEADER_BYTES`], and a request body must arrive
+//!   whole within [`BODY_TIMEOUT`] of its header.
 //!
 //! Shutdown stops accepting, lets every request in flight finish (a profile cut short by the
 //! shutdown is still sent), closes idle connections and returns once all are closed.
@@ -29,6 +30,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::body_deadline::DeadlineBody;
 use super::shutdown::Shutdown;
 
 /// Connections open at once. Profiling clients hold one or two each; the rest of the room is
@@ -37,6 +39,8 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// How long a connection may take to send a request header, from its accept or from the end
 /// of its previous answer.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive, from the end of its header.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most a request header may hold (hyper's smallest allowed buffer is 8 KiB). Clients of
 /// a pprof endpoint send a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -60,7 +64,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
         };
         let app = app.clone();
         // The access log and the handlers find the client's address where axum puts it.
-        let service = service_fn(move |mut request: Request<Incoming>| {
+        let service = service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(|body| DeadlineBody::new(body, BODY_TIMEOUT));
             request.extensions_mut().insert(ConnectInfo(Peer(peer)));
             app.call(request)
         });

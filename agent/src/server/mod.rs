@@ -10,6 +10,7 @@
 
 mod access_log;
 mod auth;
+mod body_deadline;
 mod cancel;
 mod cmdline;
 mod cpu;
