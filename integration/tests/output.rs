@@ -296,3 +296,13 @@ fn several_profiles_to_one_stream_are_refused() {
     assert_one_line_error(&finished, "two profiles to a device", &["several", "null"]);
     assert_eq!(files_in(dir.path()), ["null"]);
 }
+
+#[test]
+fn stdout_is_refused_when_the_launched_command_writes_there_too() {
+    agent_bin();
+    for output in ["-", "/dev/stdout"] {
+        let args = ["record", "--seconds", "1", "-o", output, "--", "true"];
+        let finished = run_agent(&args, AGENT_TIMEOUT);
+        assert_one_line_error(&finished, &args.join(" "), &["standard output", "launched"]);
+    }
+}

@@ -39,7 +39,8 @@ use threadcreate::ThreadcreateRecording;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
-    output::check_writable(args.output.as_deref(), profile_kinds(args).len() > 1)?;
+    let (several, launched) = (profile_kinds(args).len() > 1, args.pid.is_none());
+    output::check_writable(args.output.as_deref(), several, launched)?;
     let mut target = match args.pid {
         Some(pid) => Target::attach(pid)?,
         None => Target::launch(&args.command)?,

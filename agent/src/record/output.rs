@@ -36,8 +36,8 @@ pub fn path(
 /// Fails early, before anything is attached, when the profile could not be written at the end:
 /// a recording that runs for minutes and then fails on its output path helps nobody.
 /// `several` profiles need file names (each gets its own); a stream (`-`, a device, a FIFO)
-/// takes one.
-pub fn check_writable(output: Option<&Path>, several: bool) -> anyhow::Result<()> {
+/// takes one, and not standard output when a `launched` command writes there too.
+pub fn check_writable(output: Option<&Path>, several: bool, launched: bool) -> anyhow::Result<()> {
     use anyhow::{anyhow, bail};
     let Some(path) = output else {
         return check_directory(Path::new("."), "to the working directory");
@@ -48,6 +48,10 @@ pub fn check_writable(output: Option<&Path>, several: bool) -> anyhow::Result<()
         _ if several && output.is_stream() => bail!(
             "cannot write several profiles to {what}: it is not a regular file (give -o a file \
              name: each profile is written beside it under its own name)"
+        ),
+        _ if launched && output.shares_stdout() => bail!(
+            "cannot write the profile to {what}: it is standard output, where the launched \
+             command writes too (give -o a file name)"
         ),
         Output::Stdout => Ok(()),
         Output::Stream(stream) => access(&stream, &what),
