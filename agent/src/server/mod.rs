@@ -4,8 +4,10 @@
 //!
 //! Layout: `routes` (the URL space and layers) dispatches to one module per endpoint (`index`,
 //! `cpu`, `dumps`, `threadcreate`, `cmdline`, `symbol`); `target` picks and follows the
-//! process; `auth`, `limits` and `listener` bound who may ask and how much; `errors` and
-//! `responses` give answers Go's shape; `shutdown` and `cancel` end recordings early.
+//! process; `listener` serves connections within timeouts and a cap, `body_deadline` bounds
+//! the time a request body may take, `auth` and `limits` bound who may ask and how much;
+//! `errors` and `responses` give answers Go's shape; `shutdown` and `cancel` end recordings
+//! early.
 //! Recordings and snapshots are blocking work and run on tokio's blocking threads.
 
 mod access_log;
