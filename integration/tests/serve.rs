@@ -668,20 +668,22 @@ fn half_open_connections(port: u16, count: usize) -> Vec<TcpStream> {
         .collect()
 }
 
-/// Waits until the server closes `stream` (EOF or reset), at most until `deadline`.
-fn assert_closed_by(mut stream: TcpStream, deadline: Instant) {
+/// Waits until the server closes `stream` (EOF or reset), at most until `deadline`, and returns
+/// what it sent before.
+fn assert_closed_by(mut stream: TcpStream, deadline: Instant) -> Vec<u8> {
+    let mut received = Vec::new();
     let mut buf = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "a half-open connection is still open");
+        assert!(!left.is_zero(), "a slow or idle connection is still open");
         stream
             .set_read_timeout(Some(left))
             .expect("set a read timeout");
         match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(err) => panic!("a half-open connection is still open after the deadline: {err}"),
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(err) => panic!("a slow or idle connection is still open after the deadline: {err}"),
         }
     }
 }
@@ -702,6 +704,10 @@ fn slow_clients_neither_keep_profiles_out_nor_stay_past_their_timeouts() {
             b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0x10",
         )
         .expect("send a header and part of a body");
+    // And one that asks once, is answered, and then keeps its connection idle.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    idle.write_all(b"GET /debug/pprof/cmdline HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send a keep-alive request");
     // While they are held, a profile and the index are served.
     let raw = pprof(&["-raw"], &server.url("/debug/pprof/profile?seconds=2"));
     assert!(raw.contains("leaf_a") && raw.contains("leaf_b"), "{raw}");
@@ -721,8 +727,15 @@ fn slow_clients_neither_keep_profiles_out_nor_stay_past_their_timeouts() {
         first_closed >= HEADER_TIMEOUT - Duration::from_secs(1),
         "a slow client was dropped after {first_closed:?}, before its header timeout"
     );
-    held.for_each(|stream| assert_closed_by(stream, deadline));
-    assert_closed_by(slow_body, deadline);
+    for stream in held.chain([slow_body]) {
+        assert_closed_by(stream, deadline);
+    }
+    let answer = assert_closed_by(idle, deadline);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
