@@ -6,6 +6,7 @@
 //! turns events into weighted samples; [`profile`] aggregates, symbolizes and writes pprof.
 //! One module per verb: [`record`], [`threads`], [`server`], [`top`]. See docs/ARCHITECTURE.md.
 
+pub mod architecture;
 pub mod cli;
 pub mod flamegraph;
 pub mod frames;

@@ -38,6 +38,9 @@ impl Target {
 
     /// Forks `command`, leaving the child blocked before exec until [`Target::start`].
     pub fn launch(command: &[String]) -> Result<Self> {
+        if let Some(program) = command.first() {
+            crate::architecture::check_command(program)?;
+        }
         let child = GatedChild::spawn(command)?;
         Ok(Target {
             pid: child.pid(),
@@ -94,7 +97,8 @@ impl Target {
     }
 }
 
-/// Checks that `pid` names a live user process, with an actionable message otherwise.
+/// Checks that `pid` names a live user process running a program the agent can unwind, with an
+/// actionable message otherwise.
 pub fn check_pid(pid: u32) -> Result<()> {
     if pid == 0 {
         bail!("no such process: PID 0 is not a process");
@@ -111,7 +115,7 @@ pub fn check_pid(pid: u32) -> Result<()> {
         _ if is_kernel_thread(&stat) => bail!(
             "PID {pid} is a kernel thread: it has no user-space code to profile; pick a user process"
         ),
-        _ => Ok(()),
+        _ => crate::architecture::check_process(pid),
     }
 }
 

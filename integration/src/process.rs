@@ -214,6 +214,8 @@ pub struct Running {
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
+    /// Standard output as written, for commands that write binary data there.
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
     /// From the start of the command to its exit (to within the polling interval).
     pub elapsed: Duration,
@@ -266,11 +268,13 @@ impl Running {
         let status = status
             .unwrap_or_else(|| panic!("{} still runs after {timeout:?}; killed it", self.what));
         let grace_end = Instant::now() + OUTPUT_GRACE;
+        let stdout_bytes = self.stdout.collect(grace_end);
         Finished {
             status,
             elapsed,
-            stdout: self.stdout.collect(grace_end),
-            stderr: self.stderr.collect(grace_end),
+            stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+            stdout_bytes,
+            stderr: String::from_utf8_lossy(&self.stderr.collect(grace_end)).into_owned(),
         }
     }
 
@@ -314,11 +318,11 @@ impl Capture {
     }
 
     /// What was read by EOF, or by `deadline` if a grandchild still holds the pipe open.
-    fn collect(&self, deadline: Instant) -> String {
+    fn collect(&self, deadline: Instant) -> Vec<u8> {
         while !self.reader.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        String::from_utf8_lossy(&lock(&self.bytes)).into_owned()
+        lock(&self.bytes).clone()
     }
 }
 
@@ -338,4 +342,27 @@ pub fn files_in(dir: &Path) -> Vec<std::ffi::OsString> {
         .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
         .map(|entry| entry.expect("a directory entry").file_name())
         .collect()
+}
+
+/// Every thread of `pid` is running or sleeping as usual: none in stopped or tracing stop, none
+/// traced by anybody.
+pub fn assert_nothing_stopped(pid: u32) {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let task = entry.expect("task entry").path();
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let state = field("State:");
+        assert!(
+            !state.starts_with('t') && !state.starts_with('T'),
+            "{} left in state {state}",
+            task.display()
+        );
+        assert_eq!(field("TracerPid:"), "0", "{} still traced", task.display());
+    }
 }

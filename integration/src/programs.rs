@@ -47,3 +47,20 @@ pub fn rust_target() -> PathBuf {
 pub fn go_target() -> PathBuf {
     build_go("go_target", &[])
 }
+
+/// `i386_ready`: a static 32-bit x86 program without libc (so gcc-multilib is not needed):
+/// prints `ready` and waits in pause() for ever.
+pub fn i386_ready() -> PathBuf {
+    build_c(
+        "i386_ready",
+        &[
+            "-m32",
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-pie",
+            "-no-pie",
+            "-O1",
+        ],
+    )
+}

@@ -693,6 +693,94 @@ fn a_bearer_token_is_required_when_configured() {
         .expect_status(200);
 }
 
+/// The server's header-read and body timeouts (agent/src/server/listener.rs).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `count` connections that each send half a request header and wait, as a slow or hostile
+/// client does.
+fn half_open_connections(port: u16, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|err| panic!("connect to 127.0.0.1:{port}: {err}"));
+            stream
+                .write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Ag")
+                .expect("send half a header");
+            stream
+        })
+        .collect()
+}
+
+/// Waits until the server closes `stream` (EOF or reset), at most until `deadline`, and returns
+/// what it sent before.
+fn assert_closed_by(mut stream: TcpStream, deadline: Instant) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "a slow or idle connection is still open");
+        stream
+            .set_read_timeout(Some(left))
+            .expect("set a read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(err) => panic!("a slow or idle connection is still open after the deadline: {err}"),
+        }
+    }
+}
+
+#[test]
+fn slow_clients_neither_keep_profiles_out_nor_stay_past_their_timeouts() {
+    let _cpu = exclusive();
+    let target = Target::start(&leaf_ratio());
+    let pid = target.pid().to_string();
+    let server = Server::start(&["--pid", &pid]);
+
+    let opened = Instant::now();
+    let held = half_open_connections(server.port, 200);
+    // And one that sends a whole header, then a tenth of the body it announced.
+    let mut slow_body = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    slow_body
+        .write_all(
+            b"POST /debug/pprof/symbol HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0x10",
+        )
+        .expect("send a header and part of a body");
+    // And one that asks once, is answered, and then keeps its connection idle.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    idle.write_all(b"GET /debug/pprof/cmdline HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send a keep-alive request");
+    // While they are held, a profile and the index are served.
+    let raw = pprof(&["-raw"], &server.url("/debug/pprof/profile?seconds=2"));
+    assert!(raw.contains("leaf_a") && raw.contains("leaf_b"), "{raw}");
+    server.get("/debug/pprof/").expect_status(200);
+    assert!(
+        opened.elapsed() < HEADER_TIMEOUT,
+        "the requests took {:?}: longer than the slow clients may hold their connections",
+        opened.elapsed()
+    );
+    // Then each is closed by the server at its header timeout (with slack for a busy machine),
+    // not before (the first closes no sooner than a second before it).
+    let deadline = opened + HEADER_TIMEOUT + Duration::from_secs(5);
+    let mut held = held.into_iter();
+    assert_closed_by(held.next().expect("200 connections"), deadline);
+    let first_closed = opened.elapsed();
+    assert!(
+        first_closed >= HEADER_TIMEOUT - Duration::from_secs(1),
+        "a slow client was dropped after {first_closed:?}, before its header timeout"
+    );
+    for stream in held.chain([slow_body]) {
+        assert_closed_by(stream, deadline);
+    }
+    let answer = assert_closed_by(idle, deadline);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Target selection and lifecycle.
 

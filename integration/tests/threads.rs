@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rprof_integration::{
-    assert_success, build_c, exclusive_cpu, label, read_profile, run_agent, string, Stacks, Target,
+    assert_nothing_stopped, assert_success, build_c, exclusive_cpu, label, read_profile, run_agent,
+    string, Stacks, Target,
 };
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,29 +57,6 @@ fn threads(pid: u32, extra: &[&str]) -> String {
     let finished = run_agent(&args, AGENT_TIMEOUT);
     assert_success(&finished, "rprof-agent threads");
     finished.stdout
-}
-
-/// Every thread of `pid` is running or sleeping as usual: none in stopped or tracing stop, none
-/// traced by anybody.
-fn assert_nothing_stopped(pid: u32) {
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
-        let task = entry.expect("task entry").path();
-        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        let state = field("State:");
-        assert!(
-            !state.starts_with('t') && !state.starts_with('T'),
-            "{} left in state {state}",
-            task.display()
-        );
-        assert_eq!(field("TracerPid:"), "0", "{} still traced", task.display());
-    }
 }
 
 fn frames_in_block<'a>(text: &'a str, name: &str) -> (&'a str, Vec<&'a str>) {

@@ -10,4 +10,4 @@ mod write;
 pub use locations::{LocationTable, PseudoFrame};
 pub use stacks::{Meta, Shape, StackAggregate, StackSample};
 pub use thread_names::ThreadNames;
-pub use write::write_atomically;
+pub use write::{directory_of, write_output, Output};

@@ -19,14 +19,15 @@ use rprof_symbolizer::Symbolizer;
 
 use crate::cli::{RecordArgs, RecordFormat};
 use crate::kinds::Kind;
-use crate::profile::write_atomically;
+use crate::profile::write_output;
 use crate::recording::{Finished, Outcome, Recording, Request, Window, POLL_INTERVAL};
 use crate::stop::StopFlag;
 use crate::target::Target;
 use progress::Progress;
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
-    output::check_writable(args.output.as_deref())?;
+    let (several, launched) = (profile_kinds(args).len() > 1, args.pid.is_none());
+    output::check_writable(args.output.as_deref(), several, launched)?;
     let mut target = match args.pid {
         Some(pid) => Target::attach(pid)?,
         None => Target::launch(&args.command)?,
@@ -73,11 +74,17 @@ fn write(finished: Finished, output: &Path, args: &RecordArgs) -> Result<()> {
         RecordFormat::Pprof => rprof_proto::encode_gzip(&finished.profile),
         RecordFormat::Flamegraph => crate::flamegraph::svg(&finished.profile, &finished.title)?,
     };
-    write_atomically(output, &bytes)
+    let written = write_output(output, &bytes)
         .with_context(|| format!("cannot write {}", output.display()))?;
-    println!("wrote {}: {}", output.display(), finished.summary);
+    let mut report = format!("wrote {}: {}\n", output.display(), finished.summary);
     if args.top > 0 && finished.has_samples {
-        print!("{}", crate::top::table(&finished.profile, 0, args.top));
+        report.push_str(&crate::top::table(&finished.profile, 0, args.top));
+    }
+    // A profile sent to standard output keeps it to itself.
+    if written.shares_stdout() {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::cli::RecordFormat;
+use crate::profile::{directory_of, Output};
 
 /// The extensions that name a profile's format: the profile's name goes before them.
 const KNOWN_EXTENSIONS: [&str; 4] = [".pb.gz", ".pprof", ".svg", ".gz"];
@@ -34,27 +35,48 @@ pub fn path(
 
 /// Fails early, before anything is attached, when the profile could not be written at the end:
 /// a recording that runs for minutes and then fails on its output path helps nobody.
-pub fn check_writable(output: Option<&Path>) -> anyhow::Result<()> {
-    use anyhow::bail;
-    use nix::unistd::{access, AccessFlags};
-    let (dir, what) = match output {
-        Some(path) if path.is_dir() => {
-            bail!("cannot write {}: it is a directory", path.display())
-        }
-        Some(path) => {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            (parent.unwrap_or(Path::new(".")), path.display().to_string())
-        }
-        None => (Path::new("."), "to the working directory".to_string()),
+/// `several` profiles need file names (each gets its own); a stream (`-`, a device, a FIFO)
+/// takes one, and not standard output when a `launched` command writes there too.
+pub fn check_writable(output: Option<&Path>, several: bool, launched: bool) -> anyhow::Result<()> {
+    use anyhow::{anyhow, bail};
+    let Some(path) = output else {
+        return check_directory(Path::new("."), "to the working directory");
     };
+    let what = path.display().to_string();
+    let output = Output::of(path).map_err(|err| anyhow!("cannot write {what}: {err}"))?;
+    match output {
+        _ if several && output.is_stream() => bail!(
+            "cannot write several profiles to {what}: it is not a regular file (give -o a file \
+             name: each profile is written beside it under its own name)"
+        ),
+        _ if launched && output.shares_stdout() => bail!(
+            "cannot write the profile to {what}: it is standard output, where the launched \
+             command writes too (give -o a file name)"
+        ),
+        Output::Stdout => Ok(()),
+        Output::Stream(stream) => access(&stream, &what),
+        // Several profiles are named after the path given, a single one replaces the file
+        // the path leads to.
+        Output::File(_) if several => check_directory(directory_of(path), &what),
+        Output::File(file) => check_directory(directory_of(&file), &what),
+    }
+}
+
+/// Fails unless profiles can be created in `dir`.
+fn check_directory(dir: &Path, what: &str) -> anyhow::Result<()> {
     if !dir.is_dir() {
-        bail!("cannot write {what}: no such directory {}", dir.display());
+        anyhow::bail!("cannot write {what}: no such directory {}", dir.display());
     }
-    if let Err(err) = access(dir, AccessFlags::W_OK) {
+    access(dir, what).map_err(|err| anyhow::anyhow!("{err} in {}", dir.display()))
+}
+
+/// Fails unless this process may write `path`.
+fn access(path: &Path, what: &str) -> anyhow::Result<()> {
+    use nix::unistd::AccessFlags;
+    nix::unistd::access(path, AccessFlags::W_OK).map_err(|err| {
         let err = std::io::Error::from(err);
-        bail!("cannot write {what}: {err} in {}", dir.display());
-    }
-    Ok(())
+        anyhow::anyhow!("cannot write {what}: {err}")
+    })
 }
 
 /// `path` with `.<kind>` inserted before its extension (or appended when it has none).

@@ -5,12 +5,15 @@
 //! Layout: `routes` (the URL space and layers) dispatches each profile to the handler of its
 //! kind's form, as the registry ([`crate::kinds`]) declares it (`recorded`: a window,
 //! `dumps`: a snapshot), and the rest to `index`, `cmdline`, `symbol`; `target` picks and
-//! follows the process; `auth`, `limits` and `listener` bound who may ask and how much; `errors` and
-//! `responses` give answers Go's shape; `shutdown` and `cancel` end recordings early.
+//! follows the process; `listener` serves connections within timeouts and a cap,
+//! `body_deadline` bounds the time a request body may take, `auth` and `limits` bound who may
+//! ask and how much; `errors` and `responses` give answers Go's shape; `shutdown` and `cancel`
+//! end recordings early.
 //! Recordings and snapshots are blocking work and run on tokio's blocking threads.
 
 mod access_log;
 mod auth;
+mod body_deadline;
 mod cancel;
 mod cmdline;
 mod count_text;
@@ -41,7 +44,6 @@ use rprof_symbolizer::Symbolizer;
 use crate::cli::ServeArgs;
 use auth::Token;
 use limits::Limits;
-use listener::{CappedListener, Peer};
 use shutdown::Shutdown;
 use state::{AppState, Settings};
 use target::{TargetSpec, TargetWatch};
@@ -92,12 +94,7 @@ async fn serve(args: &ServeArgs, token: Option<Arc<Token>>) -> Result<()> {
         limits: Limits::new(),
         shutdown: shutdown.clone(),
     });
-    let app = routes::router(state, token).into_make_service_with_connect_info::<Peer>();
-    let stopping = shutdown.clone();
-    axum::serve(CappedListener::new(listener), app)
-        .with_graceful_shutdown(async move { stopping.wait().await })
-        .await
-        .context("the server failed")?;
+    listener::serve(listener, routes::router(state, token), shutdown).await;
     signals.abort();
     tracing::info!("stopped");
     Ok(())

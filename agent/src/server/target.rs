@@ -65,10 +65,15 @@ impl TargetWatch {
         *self.current.borrow()
     }
 
-    /// The target now, or the 503 that explains why there is none.
+    /// The target now, or the 503 that explains why there is none or why it cannot be
+    /// profiled (a program found by name may be a 32-bit one; `--pid` is checked at start).
     pub fn current(&self) -> Result<Incarnation, PprofError> {
-        self.peek()
-            .ok_or_else(|| PprofError::unavailable(self.absent_reason()))
+        let target = self
+            .peek()
+            .ok_or_else(|| PprofError::unavailable(self.absent_reason()))?;
+        crate::architecture::check_process(target.pid)
+            .map_err(|err| PprofError::unavailable(err.to_string()))?;
+        Ok(target)
     }
 
     fn absent_reason(&self) -> String {
@@ -129,6 +134,9 @@ fn announce(spec: &TargetSpec, previous: Option<Incarnation>, next: Option<Incar
     match (next, spec) {
         (Some(target), _) => {
             tracing::info!("profiling PID {} ({})", target.pid, target.name());
+            if let Err(err) = crate::architecture::check_process(target.pid) {
+                tracing::warn!("{err}: requests get 503");
+            }
             if let Some(problem) = access_problem(target.pid) {
                 tracing::warn!("{problem}");
             }

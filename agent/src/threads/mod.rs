@@ -10,7 +10,7 @@ use rprof_symbolizer::Symbolizer;
 
 use crate::cli::{ThreadsArgs, ThreadsFormat};
 use crate::kinds::threads::{render, take_dump};
-use crate::profile::write_atomically;
+use crate::profile::write_output;
 use crate::snapshot::SnapshotOptions;
 
 pub fn run(args: &ThreadsArgs) -> Result<()> {
@@ -25,7 +25,8 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
     }
     let bytes = render(&dump, args.format, taken, "threads")?;
     match &args.output {
-        Some(path) => write_atomically(path, &bytes)
+        Some(path) => write_output(path, &bytes)
+            .map(drop)
             .with_context(|| format!("cannot write {}", path.display())),
         None if args.format == ThreadsFormat::Pprof => {
             let path = std::path::PathBuf::from(format!(
@@ -33,7 +34,7 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
                 args.pid,
                 crate::timestamp::compact_utc(taken)
             ));
-            write_atomically(&path, &bytes)
+            write_output(&path, &bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!("wrote {}: {} threads", path.display(), dump.threads.len());
             Ok(())
