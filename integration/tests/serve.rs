@@ -388,7 +388,7 @@ fn go_tool_pprof_fetches_a_threadcreate_window() {
 }
 
 #[test]
-fn go_tool_pprof_fetches_block_wall_and_fgprof_windows() {
+fn go_tool_pprof_fetches_block_mutex_wall_and_fgprof_windows() {
     let _cpu = exclusive();
     let dir = tempfile::tempdir().expect("create a directory");
     let totals = dir.path().join("totals");
@@ -419,6 +419,12 @@ fn go_tool_pprof_fetches_block_wall_and_fgprof_windows() {
     assert!(off_cpu.contains("Type: wall"), "{off_cpu}");
     assert!(off_cpu.contains("wait_at_a"), "{off_cpu}");
     assert!(!off_cpu.contains("state:  on-cpu"), "{off_cpu}");
+    let mutex = pprof(
+        &["-sample_index=delay", "-traces"],
+        &server.url("/debug/pprof/mutex?seconds=2"),
+    );
+    assert!(mutex.contains("Type: delay"), "{mutex}");
+    assert!(mutex.contains("pthread_mutex_unlock"), "{mutex}");
     let fgprof = pprof(&["-raw"], &server.url("/debug/fgprof?seconds=1"));
     assert!(fgprof.contains("PeriodType: wall nanoseconds"), "{fgprof}");
     let index = server.get("/debug/pprof/").text();
@@ -576,7 +582,7 @@ fn errors_are_gos() {
     let pid = target.pid().to_string();
     let server = Server::start(&["--pid", &pid, "--max-seconds", "5"]);
 
-    for unknown in ["heap", "allocs", "mutex", "trace", "nonsense"] {
+    for unknown in ["heap", "allocs", "trace", "nonsense"] {
         server
             .get(&format!("/debug/pprof/{unknown}"))
             .expect_go_error(404, "Unknown profile");

@@ -178,6 +178,62 @@ fn block_attributes_lock_waits_to_the_waiting_call_sites() {
 }
 
 #[test]
+fn mutex_attributes_the_waiters_delay_to_the_releasing_critical_sections() {
+    let _cpu = exclusive();
+    let program = Measuring::start(&build_c("lock_holders", C_FLAGS));
+    let (recording, [behind_a, behind_b]) = program.record("mutex");
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    assert_eq!(
+        sample_types(profile),
+        [("contentions", "count"), ("delay", "nanoseconds")]
+    );
+    let in_section =
+        |section: &'static str| move |frames: &[&str], _: &Sample| frames.contains(&section);
+    let delay_a = total(profile, 1, in_section("section_a"));
+    let delay_b = total(profile, 1, in_section("section_b"));
+    let share = delay_a / (delay_a + delay_b);
+    let truth = behind_a / (behind_a + behind_b);
+    println!(
+        "section_a: {:.1} % of the delay it and section_b caused, the waiter measured {:.1} %",
+        100.0 * share,
+        100.0 * truth
+    );
+    assert!(
+        (0.65..=0.85).contains(&truth),
+        "the sections did not hold the lock about 3:1 ({:.1} %)",
+        100.0 * truth
+    );
+    assert!(
+        (share - 0.75).abs() <= 0.05 && (share - truth).abs() <= 0.05,
+        "section_a caused {:.1} % of the delay; 75 % by construction, {:.1} % measured",
+        100.0 * share,
+        100.0 * truth
+    );
+    // The releases are what the waiter waited behind: about its whole delay, and the
+    // releasing stack is the unlock in the section, down to the thread's root.
+    let profiled_rate = (delay_a + delay_b) / window_seconds(profile);
+    let measured_rate = behind_a + behind_b;
+    let error = profiled_rate / measured_rate - 1.0;
+    assert!(
+        error.abs() <= 0.15,
+        "the attributed delay is {:+.1} % off what the waiter measured",
+        100.0 * error
+    );
+    let stacks = Stacks::new(profile);
+    for sample in &profile.sample {
+        let frames = stacks.frames(sample);
+        if frames.contains(&"section_a") || frames.contains(&"section_b") {
+            assert!(
+                frames.iter().any(|f| f.contains("pthread_mutex_unlock")),
+                "{frames:?}"
+            );
+            assert_eq!(frames.last(), Some(&"clone3"), "{frames:?}");
+        }
+    }
+}
+
+#[test]
 fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
     let _cpu = exclusive();
     let program = Measuring::start(&build_c("half_asleep", C_FLAGS));
@@ -320,7 +376,7 @@ fn without_perfmon_the_waiting_kinds_say_what_they_need() {
     let totals = dir.path().join("totals");
     target_args.extend([program.as_os_str(), totals.as_os_str()]);
     let target = Target::spawn(Path::new("setpriv"), &target_args);
-    for kind in ["block", "wall"] {
+    for kind in ["block", "mutex", "wall"] {
         let out = dir.path().join(format!("{kind}.pb.gz"));
         let pid = target.pid().to_string();
         let mut cmd = Command::new("setpriv");

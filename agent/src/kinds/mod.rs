@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod cpu;
+pub mod mutex;
 pub mod threadcreate;
 pub mod threads;
 pub mod waits;
@@ -26,6 +27,7 @@ pub static KINDS: &[&Kind] = &[
     &threadcreate::KIND,
     &threads::KIND,
     &block::KIND,
+    &mutex::KIND,
     &wall::KIND,
 ];
 

@@ -32,6 +32,7 @@ pub(crate) enum ThreadEvent {
     Cycles,
     CpuClock,
     ContextSwitches,
+    Tracepoint,
 }
 
 impl ThreadEvent {
@@ -40,6 +41,7 @@ impl ThreadEvent {
             ThreadEvent::Cycles => EventKind::Cycles,
             ThreadEvent::CpuClock => EventKind::CpuClock,
             ThreadEvent::ContextSwitches => EventKind::ContextSwitches,
+            ThreadEvent::Tracepoint => EventKind::Tracepoint,
         }
     }
 }
@@ -84,10 +86,22 @@ const CONTEXT_SWITCH_SPECS: [EventSpec; 2] = [
     },
 ];
 
+const TRACEPOINT_SPECS: [EventSpec; 2] = [
+    EventSpec {
+        event: ThreadEvent::Tracepoint,
+        inherit_thread: true,
+    },
+    EventSpec {
+        event: ThreadEvent::Tracepoint,
+        inherit_thread: false,
+    },
+];
+
 /// The event specs to try, in order, for the threads' own events under `trigger`.
 pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
     match trigger {
         Trigger::ContextSwitches { .. } => &CONTEXT_SWITCH_SPECS,
+        Trigger::Tracepoint { .. } => &TRACEPOINT_SPECS,
         Trigger::CpuTime | Trigger::Uprobes(_) => &CPU_TIME_SPECS,
     }
 }
@@ -96,7 +110,8 @@ pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
 pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
     SampleFormat {
         callchain: config.kernel,
-        period: matches!(config.trigger, Trigger::ContextSwitches { .. }),
+        period: config.trigger.counts_in_kernel(),
+        raw: matches!(config.trigger, Trigger::Tracepoint { .. }),
     }
 }
 
@@ -110,22 +125,28 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
         ThreadEvent::ContextSwitches => {
             (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CONTEXT_SWITCHES)
         }
+        ThreadEvent::Tracepoint => (sys::PERF_TYPE_TRACEPOINT, 0),
     };
     attr.type_ = type_;
-    attr.config = u64::from(event);
+    attr.config = match config.trigger {
+        Trigger::Tracepoint { id, .. } => id,
+        _ => u64::from(event),
+    };
     match config.trigger {
-        Trigger::ContextSwitches { frequency } => {
+        Trigger::ContextSwitches { frequency } | Trigger::Tracepoint { frequency, .. } => {
             // The kernel adapts the period of each event to about `frequency` samples per
             // second and reports it with each sample: a thread switching rarely has every
             // switch sampled, a busy one 1 in N, weighted by N.
             attr.set_freq(1);
             attr.sample_freq = frequency;
-            // A record each time a thread leaves the CPU or comes back, with its time: what
-            // weights a switch-out sample by how long the thread stayed off.
-            attr.set_context_switch(1);
-            // The switch counts in the kernel (in schedule()): excluding the kernel would
-            // exclude every switch. The user registers and stack are still the ones the thread
-            // entered the kernel with.
+            if let Trigger::ContextSwitches { .. } = config.trigger {
+                // A record each time a thread leaves the CPU or comes back, with its time:
+                // what weights a switch-out sample by how long the thread stayed off.
+                attr.set_context_switch(1);
+            }
+            // The event counts in the kernel (in schedule(), at a tracepoint): excluding the
+            // kernel would exclude every hit. The user registers and stack are still the ones
+            // the thread entered the kernel with.
             attr.set_exclude_kernel(0);
         }
         Trigger::CpuTime | Trigger::Uprobes(_) => {
@@ -214,8 +235,11 @@ fn sample_type(config: &SamplerConfig) -> u64 {
     if config.kernel {
         bits |= sys::PERF_SAMPLE_CALLCHAIN;
     }
-    if let Trigger::ContextSwitches { .. } = config.trigger {
+    if config.trigger.counts_in_kernel() {
         bits |= sys::PERF_SAMPLE_PERIOD;
+    }
+    if let Trigger::Tracepoint { .. } = config.trigger {
+        bits |= sys::PERF_SAMPLE_RAW;
     }
     u64::from(bits)
 }
@@ -243,7 +267,8 @@ mod tests {
             sample_format(&config),
             SampleFormat {
                 callchain: false,
-                period: false
+                period: false,
+                raw: false
             }
         );
     }
@@ -290,7 +315,8 @@ mod tests {
             sample_format(&config),
             SampleFormat {
                 callchain: true,
-                period: false
+                period: false,
+                raw: false
             }
         );
     }

@@ -64,9 +64,10 @@ impl SamplerConfig {
             Trigger::Uprobes(probes) if probes.iter().any(|p| p.path.is_empty()) => {
                 return Err(invalid("a uprobe has an empty file path"));
             }
-            Trigger::ContextSwitches { frequency: 0 } => {
+            Trigger::ContextSwitches { frequency: 0 }
+            | Trigger::Tracepoint { frequency: 0, .. } => {
                 return Err(invalid(
-                    "the context-switch sampling frequency must be at least 1",
+                    "the kernel event sampling frequency must be at least 1",
                 ));
             }
             _ => {}
@@ -99,6 +100,20 @@ pub enum Trigger {
     /// time one leaves or comes back (`Record::Switch`). The switch happens in the kernel, so
     /// the event cannot exclude it: it needs CAP_PERFMON or `perf_event_paranoid` ≤ 1.
     ContextSwitches { frequency: u64 },
+    /// Every hit of kernel tracepoint `id` (from tracefs) in a thread of the target, about
+    /// `frequency` samples per second per thread at most, each with the tracepoint's raw
+    /// fields. Like context switches, it counts in the kernel: CAP_PERFMON.
+    Tracepoint { id: u64, frequency: u64 },
+}
+
+impl Trigger {
+    /// The event counts in the kernel, so it cannot exclude it.
+    pub(crate) fn counts_in_kernel(&self) -> bool {
+        matches!(
+            self,
+            Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. }
+        )
+    }
 }
 
 /// One probed instruction.
@@ -122,6 +137,7 @@ pub enum EventKind {
     CpuClock,
     Uprobe,
     ContextSwitches,
+    Tracepoint,
 }
 
 impl fmt::Display for EventKind {
@@ -131,6 +147,7 @@ impl fmt::Display for EventKind {
             EventKind::CpuClock => "cpu-clock",
             EventKind::Uprobe => "uprobe",
             EventKind::ContextSwitches => "context-switches",
+            EventKind::Tracepoint => "tracepoint",
         })
     }
 }

@@ -51,6 +51,7 @@ pub fn fuzz_decode_record(bytes: &[u8], callchain: bool) -> bool {
         record::SampleFormat {
             callchain,
             period: false,
+            raw: false,
         },
         &mut scratch,
     )

@@ -23,6 +23,8 @@ pub(crate) struct SampleFormat {
     /// Samples carry the sampling period in effect (frequency-driven events: each sample
     /// stands for that many events).
     pub period: bool,
+    /// Samples carry the tracepoint's raw fields.
+    pub raw: bool,
 }
 
 /// One thing the kernel reported, borrowed from the ring buffer (or from a scratch copy when it
@@ -102,6 +104,8 @@ pub struct Sample<'a> {
     /// Kernel frames, innermost first, without context markers. Empty unless kernel call
     /// chains were asked for.
     pub kernel_callchain: &'a [u64],
+    /// A tracepoint's raw fields (its tracefs `format`); empty for other events.
+    pub raw: &'a [u8],
 }
 
 impl fmt::Debug for Sample<'_> {
@@ -222,6 +226,13 @@ fn decode_sample<'a>(
             .ok_or(Malformed("call chain longer than its record"))?;
         collect_kernel_frames(fields.bytes(entries * 8)?, callchain);
     }
+    // `u32 size; char data[size]`, padded by the kernel so that what follows is aligned.
+    let raw = if format.raw {
+        let size = usize::try_from(fields.u32()?).map_err(|_| Malformed("raw size"))?;
+        fields.bytes(size)?
+    } else {
+        &[]
+    };
     let abi = fields.u64()?;
     // The registers are present only when the kernel had user registers to copy, in bit order
     // of sample_regs_user: frame pointer, stack pointer, instruction pointer.
@@ -243,6 +254,7 @@ fn decode_sample<'a>(
         user_regs_available: regs.is_some(),
         stack,
         kernel_callchain: callchain,
+        raw,
     };
     Ok((
         sample,
@@ -548,6 +560,7 @@ pub(crate) mod tests {
     const USER: SampleFormat = SampleFormat {
         callchain: false,
         period: false,
+        raw: false,
     };
 
     fn decode_one(bytes: &[u8], format: SampleFormat) -> Result<String, Malformed> {
@@ -634,6 +647,7 @@ pub(crate) mod tests {
         let format = SampleFormat {
             callchain: true,
             period: false,
+            raw: false,
         };
         let Decoded::Record(Record::Sample(sample), _) =
             decode(&bytes, format, &mut scratch).unwrap()
@@ -886,7 +900,8 @@ pub(crate) mod tests {
             &huge_chain,
             SampleFormat {
                 callchain: true,
-                period: false
+                period: false,
+                raw: false
             }
         )
         .is_err());
@@ -918,6 +933,7 @@ pub(crate) mod tests {
             let format = SampleFormat {
                 callchain: next() % 2 == 0,
                 period: next() % 2 == 0,
+                raw: false,
             };
             let _ = decode_one(&bytes, format);
             let _ = timestamp(&bytes);

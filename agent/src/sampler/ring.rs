@@ -61,7 +61,9 @@ impl RingPlan {
         let plan = match trigger {
             Trigger::CpuTime => Self::DEFAULT,
             // Switches come in bursts too, each sample with a stack copy.
-            Trigger::Uprobes(_) | Trigger::ContextSwitches { .. } => Self::probes(cpus),
+            Trigger::Uprobes(_) | Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. } => {
+                Self::probes(cpus)
+            }
         };
         let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
         plan.within(LockBudget::now(cpus, page_size), cpus, page_size)

@@ -56,7 +56,7 @@ impl Sampler {
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
         let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
         let sampler = match &config.trigger {
-            Trigger::CpuTime | Trigger::ContextSwitches { .. } => {
+            Trigger::CpuTime | Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. } => {
                 Self::open_per_thread(config, target, &cpu_list, plan)?
             }
             Trigger::Uprobes(probes) => {
@@ -474,7 +474,7 @@ fn probe(
 /// Why a thread's events did not open: a refused context-switch event says what it needs.
 fn thread_open_error(config: &SamplerConfig, errno: Errno, pid: u32, cpus: usize) -> SamplerError {
     match (&config.trigger, errno) {
-        (Trigger::ContextSwitches { .. }, Errno::EACCES | Errno::EPERM) => {
+        (trigger, Errno::EACCES | Errno::EPERM) if trigger.counts_in_kernel() => {
             SamplerError::kernel_event_permission_denied(pid)
         }
         _ => open_error(errno, pid, 1, cpus),

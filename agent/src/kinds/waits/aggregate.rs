@@ -3,7 +3,8 @@
 
 use rprof_proto::Profile;
 
-use super::classify::Classifier;
+use super::classify::{Classifier, Wait};
+use super::releases::{EndedWait, Release, Releases, Wakeup};
 use super::tracker::OffCpu;
 use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
 use crate::recording::{Aggregate, Unwound};
@@ -16,6 +17,8 @@ pub enum Observed {
     OnCpu,
     /// Away from the CPU for a while.
     OffCpu(OffCpu),
+    /// Woke thread `wakee` at `time` (`mutex` only); the sample stands for `weight` wakeups.
+    Woke { wakee: u32, time: u64, weight: u64 },
 }
 
 /// Which profile the waits go into.
@@ -30,6 +33,16 @@ pub enum View {
         /// Nanoseconds of CPU time one CPU sample stands for.
         cpu_period: i64,
     },
+    /// Go's mutex profile: the stacks that released a lock others waited for, weighted by
+    /// how long they had waited; `contentions/count`, `delay/nanoseconds`.
+    Mutex,
+}
+
+/// A waker's stack, kept until its wakeup is paired with the wait it ended.
+struct WakerStack {
+    tid: u32,
+    user: Box<[u64]>,
+    truncated: bool,
 }
 
 /// Waits (and CPU samples) by stack.
@@ -39,9 +52,10 @@ pub struct WaitStacks {
     classifier: Classifier,
     /// Waits not on synchronization (I/O, sleep...), left out of a block profile.
     pub not_synchronization: u64,
-    /// Total off-CPU nanoseconds counted (weighted).
+    /// Total off-CPU nanoseconds counted (weighted); for `mutex`, the delay attributed.
     pub off_cpu_ns: u64,
     lost: u64,
+    releases: Releases<WakerStack>,
 }
 
 impl WaitStacks {
@@ -53,7 +67,13 @@ impl WaitStacks {
             not_synchronization: 0,
             off_cpu_ns: 0,
             lost: 0,
+            releases: Releases::default(),
         }
+    }
+
+    /// Wakeups that ended waits not on a lock (`mutex`).
+    pub fn not_on_lock(&self) -> u64 {
+        self.releases.not_on_lock
     }
 
     pub fn samples(&self) -> u64 {
@@ -74,7 +94,7 @@ impl WaitStacks {
 
     pub fn build(&self, modules: &ModuleSet, meta: &Meta) -> Profile {
         let shape = match self.view {
-            View::Block => Shape {
+            View::Block | View::Mutex => Shape {
                 sample_types: &[("contentions", "count"), ("delay", "nanoseconds")],
                 period_type: ("contentions", "count"),
                 period: 1,
@@ -92,6 +112,18 @@ impl WaitStacks {
 
     fn add_off_cpu(&mut self, sample: &Unwound<'_>, off_cpu: OffCpu) {
         let wait = self.classifier.classify(sample.modules, sample.user);
+        if self.view == View::Mutex {
+            let ended = EndedWait {
+                since: off_cpu.since,
+                until: off_cpu.since.saturating_add(off_cpu.nanoseconds),
+                weight: off_cpu.weight,
+                on_lock: wait == Wait::Lock,
+            };
+            for release in self.releases.wait_ended(sample.tid, ended) {
+                self.add_release(release);
+            }
+            return;
+        }
         if self.view == View::Block && !wait.is_synchronization() {
             self.not_synchronization += 1;
             return;
@@ -101,11 +133,47 @@ impl WaitStacks {
         let total = weight.saturating_mul(nanoseconds);
         self.off_cpu_ns = self.off_cpu_ns.saturating_add(total.unsigned_abs());
         let labels: &[(&str, &str)] = match self.view {
-            View::Block => &[("wait", wait.label())],
             View::Wall { .. } => &[("state", "off-cpu"), ("wait", wait.label())],
+            View::Block | View::Mutex => &[("wait", wait.label())],
         };
         self.stacks
             .add(&stack_sample(sample, labels), &[weight, total]);
+    }
+}
+
+impl WaitStacks {
+    fn add_woke(&mut self, sample: &Unwound<'_>, wakee: u32, time: u64, weight: u64) {
+        let stack = WakerStack {
+            tid: sample.tid,
+            user: sample.user.into(),
+            truncated: sample.end == UnwindEnd::Truncated,
+        };
+        let wakeup = Wakeup {
+            time,
+            weight,
+            stack,
+        };
+        if let Some(release) = self.releases.woke(wakee, wakeup) {
+            self.add_release(release);
+        }
+    }
+
+    /// A release paired with the wait it ended: the delay, on the releaser's stack.
+    fn add_release(&mut self, release: Release<WakerStack>) {
+        let weight = i64::try_from(release.weight).unwrap_or(i64::MAX);
+        let delay = i64::try_from(release.delay)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(weight);
+        self.off_cpu_ns = self.off_cpu_ns.saturating_add(delay.unsigned_abs());
+        let stack = &release.stack;
+        let sample = StackSample {
+            tid: stack.tid,
+            kernel: &[],
+            user: &stack.user,
+            root: stack.truncated.then_some(PseudoFrame::Truncated),
+            labels: &[],
+        };
+        self.stacks.add(&sample, &[weight, delay]);
     }
 }
 
@@ -120,7 +188,17 @@ impl Aggregate for WaitStacks {
                 self.stacks
                     .add(&stack_sample(&sample, labels), &[1, cpu_period]);
             }
-            (Observed::OnCpu, View::Block) => {}
+            (
+                Observed::Woke {
+                    wakee,
+                    time,
+                    weight,
+                },
+                View::Mutex,
+            ) => {
+                self.add_woke(&sample, wakee, time, weight);
+            }
+            (Observed::OnCpu, _) | (Observed::Woke { .. }, _) => {}
         }
     }
 

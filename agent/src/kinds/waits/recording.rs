@@ -1,5 +1,6 @@
-//! Recording where threads wait: context-switch sampling of every thread (and, for `wall`,
-//! CPU-time sampling too), paired into waits in the drain, unwound and aggregated by stack.
+//! Recording where threads wait: context-switch sampling of every thread, paired into waits
+//! in the drain, unwound and aggregated by stack; for `wall` CPU-time sampling too, for
+//! `mutex` the wakeups the threads do (`sched_waking`), which tell who ended each wait.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::aggregate::{Observed, View, WaitStacks};
 use super::tracker::{Tracker, Wait};
+use super::waking::Waking;
 use super::{SWITCH_SAMPLES_PER_SECOND, SWITCH_STACK_BYTES};
 use crate::profile::Meta;
 use crate::recording::{
@@ -23,9 +25,12 @@ pub struct WaitRecording {
     name: &'static str,
     /// Context switches of every thread; `None` once stopped.
     switches: Option<Pump>,
-    /// CPU time of every thread (`wall`); `None` for `block` and once stopped.
-    cpu: Option<Pump>,
-    cpu_event: Option<String>,
+    /// The second sampler: CPU time (`wall`) or wakeups (`mutex`); `None` for `block` and
+    /// once stopped.
+    second: Option<Pump>,
+    second_event: Option<String>,
+    /// How to read a wakeup's woken thread (`mutex`).
+    waking: Option<Waking>,
     tracker: Tracker,
     pipeline: Pipeline<WaitStacks>,
     stats: SamplerStats,
@@ -44,19 +49,32 @@ impl WaitRecording {
             ..SamplerConfig::new(pid)
         };
         let switches = Sampler::open(&config)?;
-        let (cpu, cpu_event) = match view {
-            View::Wall { .. } => {
-                let config = SamplerConfig {
-                    frequency: request.frequency,
-                    stack_bytes: request.stack_bytes,
-                    ..SamplerConfig::new(pid)
-                };
-                let sampler = Sampler::open(&config)?;
-                let event = sampler.event_kind().to_string();
-                (Some(Pump::new(sampler)), Some(event))
-            }
-            View::Block => (None, None),
+        let waking = match view {
+            View::Mutex => Some(Waking::find()?),
+            View::Block | View::Wall { .. } => None,
         };
+        let second = match (view, waking) {
+            (View::Wall { .. }, _) => Some(SamplerConfig {
+                frequency: request.frequency,
+                stack_bytes: request.stack_bytes,
+                ..SamplerConfig::new(pid)
+            }),
+            (View::Mutex, Some(waking)) => Some(SamplerConfig {
+                trigger: Trigger::Tracepoint {
+                    id: waking.id,
+                    frequency: SWITCH_SAMPLES_PER_SECOND,
+                },
+                stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
+                ..SamplerConfig::new(pid)
+            }),
+            _ => None,
+        }
+        .map(|config| Sampler::open(&config))
+        .transpose()?;
+        let second_event = second.as_ref().map(|s| match view {
+            View::Mutex => "sched_waking".to_owned(),
+            _ => s.event_kind().to_string(),
+        });
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
         let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), WaitStacks::new(view))
@@ -66,8 +84,9 @@ impl WaitRecording {
         Ok(WaitRecording {
             name,
             switches: Some(Pump::new(switches)),
-            cpu,
-            cpu_event,
+            second: second.map(Pump::new),
+            second_event,
+            waking,
             tracker,
             pipeline,
             stats: SamplerStats::default(),
@@ -101,8 +120,8 @@ fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
 
 impl Recording for WaitRecording {
     fn label(&self) -> String {
-        match &self.cpu_event {
-            Some(cpu) => format!("context-switches + {cpu}"),
+        match &self.second_event {
+            Some(second) => format!("context-switches + {second}"),
             None => "context-switches".to_owned(),
         }
     }
@@ -111,7 +130,7 @@ impl Recording for WaitRecording {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
         // With two samplers, each waits half the time: both are drained at least once per
         // `timeout`, and a ring filling up wakes its own wait most of the time.
-        let wait = if self.cpu.is_some() {
+        let wait = if self.second.is_some() {
             timeout / 2
         } else {
             timeout
@@ -121,8 +140,9 @@ impl Recording for WaitRecording {
                 forward_switch(&record, tracker, pipeline);
             });
         }
-        if let Some(cpu) = &mut self.cpu {
-            cpu.pump(wait, &mut |record| forward_cpu(record, pipeline));
+        let waking = self.waking.as_ref();
+        if let Some(second) = &mut self.second {
+            second.pump(wait, &mut |record| forward_second(record, waking, pipeline));
         }
     }
 
@@ -137,8 +157,9 @@ impl Recording for WaitRecording {
 
     fn stop(&mut self) {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
-        if let Some(mut cpu) = self.cpu.take() {
-            cpu.drain(&mut |record| forward_cpu(record, pipeline));
+        let waking = self.waking.as_ref();
+        if let Some(mut second) = self.second.take() {
+            second.drain(&mut |record| forward_second(record, waking, pipeline));
         }
         let Some(mut switches) = self.switches.take() else {
             return;
@@ -154,7 +175,13 @@ impl Recording for WaitRecording {
         let meta = Meta {
             start: window.start,
             duration: window.duration,
-            comments: comments(&this.stats, &this.tracker, &stacks, window, &this.cpu_event),
+            comments: comments(
+                &this.stats,
+                &this.tracker,
+                &stacks,
+                window,
+                &this.second_event,
+            ),
         };
         let summary = summary(this.name, &stacks, window);
         Ok(Finished {
@@ -166,11 +193,22 @@ impl Recording for WaitRecording {
     }
 }
 
-/// A CPU sample (wall): on the CPU, its stack as for a CPU profile.
-fn forward_cpu(record: Record<'_>, pipeline: &Pipeline<WaitStacks>) {
-    match record {
-        Record::Sample(sample) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
-        Record::Lost { count } => pipeline.send(Event::Lost(count)),
+/// A record of the second sampler: a CPU sample (`wall`: on the CPU, its stack as for a CPU
+/// profile) or a wakeup (`mutex`: the waker's stack, and whom it woke).
+fn forward_second(record: Record<'_>, waking: Option<&Waking>, pipeline: &Pipeline<WaitStacks>) {
+    match (record, waking) {
+        (Record::Sample(sample), None) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
+        (Record::Sample(sample), Some(waking)) => {
+            if let Some(wakee) = waking.wakee(sample.raw) {
+                let woke = Observed::Woke {
+                    wakee,
+                    time: sample.time,
+                    weight: sample.period.max(1),
+                };
+                pipeline.send(Event::sample(&sample, woke));
+            }
+        }
+        (Record::Lost { count }, _) => pipeline.send(Event::Lost(count)),
         // The switch sampler reports the same mappings and names.
         _ => {}
     }
@@ -200,7 +238,7 @@ fn comments(
     tracker: &Tracker,
     stacks: &WaitStacks,
     window: &Window,
-    cpu_event: &Option<String>,
+    second_event: &Option<String>,
 ) -> Vec<String> {
     let mut comments = vec![
         provenance(window),
@@ -209,8 +247,14 @@ fn comments(
              and CPU, each weighted by the switches it stands for"
         ),
     ];
-    if let Some(cpu) = cpu_event {
-        comments.push(format!("on-CPU: {cpu} samples"));
+    match second_event.as_deref() {
+        Some("sched_waking") => comments.push(format!(
+            "releases: sched_waking samples (the waker's stack), paired with the lock wait each \
+             ended; wakeups that ended other waits: {}",
+            stacks.not_on_lock()
+        )),
+        Some(cpu) => comments.push(format!("on-CPU: {cpu} samples")),
+        None => {}
     }
     comments.push(format!(
         "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; waits not on \

@@ -33,6 +33,9 @@ pub struct Wait {
 /// How long a thread was away, and how many such waits its sample stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffCpu {
+    /// When the thread left the CPU (CLOCK_MONOTONIC ns; the window's start if it was
+    /// already away).
+    pub since: u64,
     pub nanoseconds: u64,
     pub weight: u64,
 }
@@ -184,6 +187,7 @@ impl Parked {
             regs: self.regs,
             stack: self.stack,
             off_cpu: OffCpu {
+                since: self.since,
                 nanoseconds: at.saturating_sub(self.since),
                 weight: self.weight,
             },
@@ -207,6 +211,7 @@ mod tests {
             user_regs_available: true,
             stack: &[1, 2, 3],
             kernel_callchain: &[],
+            raw: &[],
         }
     }
 
@@ -238,6 +243,7 @@ mod tests {
             vec![(
                 7,
                 OffCpu {
+                    since: 1_000,
                     nanoseconds: 4_000,
                     weight: 3
                 }

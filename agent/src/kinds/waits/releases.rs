@@ -1,0 +1,170 @@
+//! Who made a thread wait: each wakeup a thread of the target did (its stack, and the thread it
+//! woke) paired with the wait it ended. Wakeups and waits come from two samplers, drained in
+//! turn: either may be read first, so each side keeps what the other has not matched yet, a
+//! few per thread.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Wakeups and waits kept unmatched per thread: a thread has one wait at a time, and its
+/// wakeup is read within a drain or two of it.
+const KEPT_PER_THREAD: usize = 16;
+/// Threads tracked at most.
+const MAX_THREADS: usize = 1 << 16;
+
+/// A wakeup not matched yet: who woke, with what stack, and when.
+pub struct Wakeup<S> {
+    pub time: u64,
+    /// How many wakeups the sample stands for.
+    pub weight: u64,
+    /// The waker's stack, as the kind keeps it.
+    pub stack: S,
+}
+
+/// A wait that ended: from `since` to `until`, and whether it was on a lock.
+#[derive(Debug, Clone, Copy)]
+pub struct EndedWait {
+    pub since: u64,
+    pub until: u64,
+    pub weight: u64,
+    pub on_lock: bool,
+}
+
+/// A waker's stack and the delay its release caused, once paired.
+pub struct Release<S> {
+    pub stack: S,
+    /// Wakeups it stands for (the wakeup's and the wait's sampling weights).
+    pub weight: u64,
+    /// How long the woken thread had waited when it was woken.
+    pub delay: u64,
+}
+
+/// Pairs wakeups with the waits they end.
+pub struct Releases<S> {
+    wakeups: HashMap<u32, VecDeque<Wakeup<S>>>,
+    waits: HashMap<u32, VecDeque<EndedWait>>,
+    /// Wakeups that ended a wait not on a lock (a condition variable, a pipe...).
+    pub not_on_lock: u64,
+}
+
+impl<S> Default for Releases<S> {
+    fn default() -> Self {
+        Releases {
+            wakeups: HashMap::new(),
+            waits: HashMap::new(),
+            not_on_lock: 0,
+        }
+    }
+}
+
+impl<S> Releases<S> {
+    /// Thread `wakee` was woken, by a thread whose stack is `wakeup.stack`.
+    pub fn woke(&mut self, wakee: u32, wakeup: Wakeup<S>) -> Option<Release<S>> {
+        let waits = self.waits.get(&wakee);
+        let ended = waits.and_then(|waits| {
+            waits
+                .iter()
+                .find(|wait| wait.since <= wakeup.time && wakeup.time <= wait.until)
+                .copied()
+        });
+        match ended {
+            Some(wait) => self.pair(wakeup, wait),
+            None => {
+                push_capped(&mut self.wakeups, wakee, wakeup);
+                None
+            }
+        }
+    }
+
+    /// Thread `waiter`'s wait ended: the wakeups read before it that fall inside it are its
+    /// releases (in the order read).
+    pub fn wait_ended(&mut self, waiter: u32, wait: EndedWait) -> Vec<Release<S>> {
+        let mut releases = Vec::new();
+        if let Some(wakeups) = self.wakeups.get_mut(&waiter) {
+            let mut kept = VecDeque::new();
+            let mut matched = Vec::new();
+            for wakeup in wakeups.drain(..) {
+                if wait.since <= wakeup.time && wakeup.time <= wait.until {
+                    matched.push(wakeup);
+                } else if wakeup.time > wait.until {
+                    kept.push_back(wakeup);
+                }
+            }
+            *wakeups = kept;
+            releases.extend(matched.into_iter().filter_map(|w| self.pair(w, wait)));
+        }
+        push_capped(&mut self.waits, waiter, wait);
+        releases
+    }
+
+    fn pair(&mut self, wakeup: Wakeup<S>, wait: EndedWait) -> Option<Release<S>> {
+        if !wait.on_lock {
+            self.not_on_lock += 1;
+            return None;
+        }
+        Some(Release {
+            stack: wakeup.stack,
+            weight: wakeup.weight.saturating_mul(wait.weight),
+            delay: wakeup.time.saturating_sub(wait.since),
+        })
+    }
+}
+
+fn push_capped<T>(map: &mut HashMap<u32, VecDeque<T>>, tid: u32, item: T) {
+    if map.len() >= MAX_THREADS && !map.contains_key(&tid) {
+        return;
+    }
+    let kept = map.entry(tid).or_default();
+    if kept.len() >= KEPT_PER_THREAD {
+        kept.pop_front();
+    }
+    kept.push_back(item);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wakeup(time: u64, stack: &'static str) -> Wakeup<&'static str> {
+        Wakeup {
+            time,
+            weight: 1,
+            stack,
+        }
+    }
+
+    fn wait(since: u64, until: u64, on_lock: bool) -> EndedWait {
+        EndedWait {
+            since,
+            until,
+            weight: 1,
+            on_lock,
+        }
+    }
+
+    #[test]
+    fn a_wakeup_pairs_with_the_wait_it_ended_whichever_is_read_first() {
+        let mut releases = Releases::default();
+        // Wakeup first.
+        assert!(releases.woke(7, wakeup(3_000, "unlock_a")).is_none());
+        let paired = releases.wait_ended(7, wait(1_000, 3_100, true));
+        assert_eq!(paired.len(), 1);
+        assert_eq!((paired[0].stack, paired[0].delay), ("unlock_a", 2_000));
+        // Wait first.
+        assert!(releases.wait_ended(7, wait(4_000, 4_600, true)).is_empty());
+        let paired = releases.woke(7, wakeup(4_500, "unlock_b")).expect("paired");
+        assert_eq!((paired.stack, paired.delay), ("unlock_b", 500));
+    }
+
+    #[test]
+    fn wakeups_ending_other_waits_are_not_releases() {
+        let mut releases = Releases::default();
+        assert!(releases.wait_ended(8, wait(0, 900, false)).is_empty());
+        assert!(releases.woke(8, wakeup(800, "signal")).is_none());
+        assert_eq!(releases.not_on_lock, 1);
+        // A wakeup of nobody we know stays pending, and is forgotten past the cap.
+        for i in 0..(KEPT_PER_THREAD as u64 + 4) {
+            assert!(releases.woke(9, wakeup(i, "x")).is_none());
+        }
+        assert_eq!(releases.wakeups[&9].len(), KEPT_PER_THREAD);
+    }
+}

@@ -1,0 +1,105 @@
+//! The kernel's `sched:sched_waking` tracepoint: it fires in the thread that wakes another
+//! (the releaser of a lock, in `futex(FUTEX_WAKE)`), with the woken thread's id in its raw
+//! fields. Its id and field layout are published in tracefs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Where tracefs is mounted, in the order kernels and distributions use.
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+/// The event, under `events/`.
+const EVENT: &str = "sched/sched_waking";
+/// A format file is a few hundred bytes; read no more than this.
+const MAX_FORMAT_BYTES: usize = 16 << 10;
+
+/// The tracepoint's id and where its `pid` field (the woken thread) lies in a sample's raw data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waking {
+    pub id: u64,
+    pid_offset: usize,
+}
+
+impl Waking {
+    /// Reads the tracepoint's id and layout from tracefs.
+    pub fn find() -> Result<Waking> {
+        let Some(dir) = TRACEFS
+            .iter()
+            .map(|root| Path::new(root).join("events").join(EVENT))
+            .find(|dir| dir.join("id").is_file())
+        else {
+            bail!(
+                "the kernel's {EVENT} tracepoint is not visible: tracefs is not mounted (mount \
+                 it with `mount -t tracefs nodev /sys/kernel/tracing`; in a container, mount \
+                 the host's /sys/kernel/tracing read-only)"
+            );
+        };
+        let id = read_small(&dir.join("id"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: not a tracepoint id", dir.join("id").display()))?;
+        let format = read_small(&dir.join("format"))?;
+        let pid_offset = field_offset(&format, "pid_t pid")
+            .with_context(|| format!("no pid field in {}", dir.join("format").display()))?;
+        Ok(Waking { id, pid_offset })
+    }
+
+    /// The woken thread's id in a sample's raw fields.
+    pub fn wakee(&self, raw: &[u8]) -> Option<u32> {
+        let bytes = raw.get(self.pid_offset..self.pid_offset.checked_add(4)?)?;
+        let pid = i32::from_ne_bytes(bytes.try_into().ok()?);
+        u32::try_from(pid).ok().filter(|&pid| pid > 0)
+    }
+}
+
+fn read_small(path: &PathBuf) -> Result<String> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if text.len() > MAX_FORMAT_BYTES {
+        bail!("{} is larger than a tracepoint format", path.display());
+    }
+    Ok(text)
+}
+
+/// The offset of the field declared as `declaration` in a tracefs format:
+/// `field:pid_t pid; offset:24; size:4; signed:1;` (tab-separated).
+fn field_offset(format: &str, declaration: &str) -> Option<usize> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';');
+        let field = parts.next()?.trim().strip_prefix("field:")?;
+        if field.trim() != declaration {
+            return None;
+        }
+        let offset = parts.next()?.trim().strip_prefix("offset:")?;
+        offset.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMAT: &str = "name: sched_waking\nID: 375\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+        \tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+        \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn the_woken_thread_is_read_where_the_format_says() {
+        assert_eq!(field_offset(FORMAT, "pid_t pid"), Some(24));
+        assert_eq!(field_offset(FORMAT, "int common_pid"), Some(4));
+        assert_eq!(field_offset(FORMAT, "pid_t missing"), None);
+        let waking = Waking {
+            id: 375,
+            pid_offset: 24,
+        };
+        let mut raw = vec![0u8; 36];
+        raw[24..28].copy_from_slice(&4242i32.to_ne_bytes());
+        assert_eq!(waking.wakee(&raw), Some(4242));
+        assert_eq!(waking.wakee(&raw[..26]), None, "cut short");
+        raw[24..28].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(waking.wakee(&raw), None);
+    }
+}
