@@ -39,7 +39,7 @@ fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>> {
 
 /// Resolves `--sample_index`: a number, or a sample type name; default: the profile's default
 /// sample type, else the last one (pprof's rule).
-fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
+pub fn sample_index(profile: &Profile, wanted: Option<&str>) -> Result<usize> {
     let types: Vec<&str> = profile
         .sample_type
         .iter()

@@ -78,7 +78,12 @@ fn write(finished: Finished, output: &Path, args: &RecordArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", output.display()))?;
     let mut report = format!("wrote {}: {}\n", output.display(), finished.summary);
     if args.top > 0 && finished.has_samples {
-        report.push_str(&crate::top::table(&finished.profile, 0, args.top));
+        report.push_str(&crate::top::table(
+            &finished.profile,
+            // The profile's own default (delay for block and mutex, wall time for wall).
+            crate::top::sample_index(&finished.profile, None).unwrap_or(0),
+            args.top,
+        ));
     }
     // A profile sent to standard output keeps it to itself.
     if written.shares_stdout() {
