@@ -5,8 +5,9 @@
  * Claim under test: the block profile attributes waiting time to the waiting stack, with
  * delays that add up to what the waiters measured. holder_a and holder_b hold their lock for
  * HOLD_US at a time, with a short gap between holds. waiter_a waits for lock_a again as soon
- * as it got it (it waits nearly all the time); waiter_b sleeps REST_B_US after each wait (it
- * waits about a third of the time). wait_at_a and wait_at_b time each pthread_mutex_lock with
+ * as it got it (it waits nearly all the time); waiter_b sleeps a random time, REST_B_US on
+ * average, after each wait, so that it comes back at a random point of a hold (it waits about a
+ * third of the time). wait_at_a and wait_at_b time each pthread_mutex_lock with
  * CLOCK_MONOTONIC.
  *
  * Every 50 ms the totals (nanoseconds waited at a, at b) are written to TOTALS_FILE (a
@@ -90,9 +91,11 @@ static void *waiter_a(void *arg)
 static void *waiter_b(void *arg)
 {
     (void)arg;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
     for (;;) {
         wait_at_b();
-        sleep_us(REST_B_US);
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        sleep_us((long)(x % (2 * REST_B_US)));
     }
     return NULL;
 }

@@ -98,6 +98,9 @@ pub fn classify_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Wait {
 
 fn classify_name(name: &str) -> Option<Wait> {
     let plain = plain_c_name(name);
+    // Rust prints inherent methods as `<path::Type>::method`: match `Type::method`.
+    let name = name.replace(['<', '>'], "");
+    let name = name.as_str();
     // C names first (libc), exactly, then qualified names (C++, Rust, Go) by their parts.
     C_NAMES
         .iter()
@@ -358,6 +361,15 @@ mod tests {
         ];
         // Rust's futex_wait is the leaf-most match, but only a helper: the lock decides.
         assert_eq!(classify_names(rust_lock), Wait::Lock);
+        assert_eq!(
+            classify_names([
+                "syscall",
+                "std::sys::pal::unix::futex::futex_wait",
+                "<std::sys::sync::mutex::futex::Mutex>::lock_contended",
+            ]),
+            Wait::Lock,
+            "as the symbolizer prints inherent methods"
+        );
         assert_eq!(
             classify_names(["syscall", "std::sys::pal::unix::futex::futex_wait", "main"]),
             Wait::Sync
