@@ -24,3 +24,20 @@ pub struct SamplerStats {
     /// Records that did not decode, and ring resynchronisations after a bad record size.
     pub malformed: u64,
 }
+
+impl SamplerStats {
+    /// Every record the sampler knows it did not hand out, each under its own name: for a
+    /// profile's comments.
+    pub fn drops(&self) -> String {
+        format!(
+            "records dropped: {} lost by the kernel (ring full; records of any kind), {} \
+             throttled events, {} malformed, {} duplicates of threads attached twice, {} of \
+             other processes",
+            self.lost,
+            self.throttled,
+            self.malformed,
+            self.duplicates_dropped,
+            self.foreign_dropped
+        )
+    }
+}

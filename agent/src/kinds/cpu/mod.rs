@@ -187,6 +187,7 @@ fn comments(
             "threads: {} attached, {} inherited",
             stats.threads_attached, stats.threads_inherited
         ),
+        stats.drops(),
     ]
 }
 

@@ -147,6 +147,7 @@ fn comments(
             "records of other processes dropped: {}",
             stats.foreign_dropped
         ),
+        stats.drops(),
     ];
     if profile.repeated() > 0 {
         comments.push(format!(

@@ -270,6 +270,7 @@ fn comments(
         "threads: {} attached, {} inherited",
         stats.threads_attached, stats.threads_inherited
     ));
+    comments.push(stats.drops());
     comments
 }
 
