@@ -11,8 +11,8 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use rprof_integration::{
-    agent_bin, agent_command, assert_one_line_error, build_c, build_rust, cpu_time, exclusive_cpu,
-    is_root, label, record_full, string, Recording, Running, Stacks, Target,
+    agent_bin, agent_command, assert_one_line_error, build_c, build_cpp, build_rust, cpu_time,
+    exclusive_cpu, is_root, label, record_full, string, Recording, Running, Stacks, Target,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -222,6 +222,42 @@ fn block_sees_rusts_own_mutex() {
         }
     }
     assert!(seen > 0, "no waiting stack");
+}
+
+#[test]
+fn block_sees_cpp_locks_and_condition_variables_with_their_callers() {
+    let _cpu = exclusive();
+    let target = Target::start(&build_cpp("cpp_locks", C_FLAGS));
+    let recording = record_full(target.pid(), SECONDS, &["--profile", "block"]);
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    let window = window_seconds(profile) * 1e9;
+    for (function, wait, at_least) in [
+        // The locker waits nearly all the time; the consumer all but a moment every 5 ms.
+        ("wait_for_lock", "lock", 0.8),
+        ("wait_for_signal", "condvar", 0.8),
+    ] {
+        let waited = total(profile, 1, |frames, sample| {
+            frames.iter().any(|f| f.contains(function))
+                && label(profile, sample, "wait") == Some(wait)
+        });
+        let elsewhere = total(profile, 1, |frames, sample| {
+            frames.iter().any(|f| f.contains(function))
+                && label(profile, sample, "wait") != Some(wait)
+        });
+        println!(
+            "{function}: {:.2} s as {wait}, {:.2} s otherwise",
+            waited / 1e9,
+            elsewhere / 1e9
+        );
+        assert!(
+            waited >= at_least * window && elsewhere <= 0.05 * waited,
+            "{function}: {:.2} s as {wait}, {:.2} s otherwise, in a {:.2} s window",
+            waited / 1e9,
+            elsewhere / 1e9,
+            window / 1e9
+        );
+    }
 }
 
 #[test]
