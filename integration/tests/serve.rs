@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use object::{Object, ObjectSegment, ObjectSymbol};
 use rprof_integration::{
     agent_bin, agent_command, build_c, decode_profile, exclusive_cpu, go_tool_pprof, total_samples,
-    workspace_root, Finished, Running, Target,
+    workspace_root, Finished, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -405,11 +405,40 @@ fn go_tool_pprof_fetches_block_mutex_wall_and_fgprof_windows() {
         assert!(block.contains(site), "no {site} in:\n{block}");
     }
     assert!(block.contains("wait:  lock"), "{block}");
-    let response = server.get("/debug/pprof/block?seconds=1");
+    // The delay splits between the call sites as the program measured it.
+    let waited = || -> [f64; 2] {
+        let text = std::fs::read_to_string(&totals).expect("read the program's totals");
+        let numbers: Vec<f64> = text
+            .split_whitespace()
+            .map(|n| n.parse().expect("a number"))
+            .collect();
+        [numbers[0], numbers[1]]
+    };
+    let before = waited();
+    let response = server.get("/debug/pprof/block?seconds=3");
+    let after = waited();
     response.expect_status(200);
     assert_eq!(
         response.header("content-disposition"),
         Some("attachment; filename=\"block-delta\"")
+    );
+    let profile = decode_profile(&response.body);
+    let stacks = Stacks::new(&profile);
+    let delay_at = |site: &str| -> i64 {
+        profile
+            .sample
+            .iter()
+            .filter(|sample| stacks.frames(sample).contains(&site))
+            .map(|sample| sample.value[1])
+            .sum()
+    };
+    let (a, b) = (delay_at("wait_at_a") as f64, delay_at("wait_at_b") as f64);
+    let truth = (after[0] - before[0]) / (after[0] - before[0] + after[1] - before[1]);
+    assert!(
+        (a / (a + b) - truth).abs() <= 0.05,
+        "wait_at_a holds {:.1} % of the delay served, the program measured {:.1} %",
+        100.0 * a / (a + b),
+        100.0 * truth
     );
 
     let off_cpu = pprof(
