@@ -11,10 +11,12 @@
 //!   deadline, signals it, and never leaves a process behind;
 //! - [`agent`]: builds `rprof-agent` once per test process and records profiles with it;
 //! - [`profile`]: reads a pprof profile and answers questions about its stacks and labels;
-//! - [`elf`]: checks the premises of a test on the binary itself (no DWARF, no .eh_frame...).
+//! - [`elf`]: checks the premises of a test on the binary itself (no DWARF, no .eh_frame...);
+//! - [`measuring`]: test programs that measure themselves, recorded and compared.
 
 pub mod agent;
 pub mod elf;
+pub mod measuring;
 pub mod process;
 pub mod profile;
 pub mod programs;
@@ -24,6 +26,7 @@ pub use agent::{
     agent_bin, agent_command, assert_one_line_error, assert_success, exclusive_cpu, record,
     record_full, run_agent, Recording,
 };
+pub use measuring::{total, Measuring, Totals};
 pub use process::{assert_nothing_stopped, cpu_time, files_in, is_root, Finished, Running, Target};
 pub use profile::{
     assert_leaf_ratio, decode_profile, frames_of, label, leaf_share, leaf_split, read_profile,

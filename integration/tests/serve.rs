@@ -455,6 +455,8 @@ fn go_tool_pprof_fetches_block_mutex_wall_and_fgprof_windows() {
     assert!(mutex.contains("Type: delay"), "{mutex}");
     assert!(mutex.contains("pthread_mutex_unlock"), "{mutex}");
     let fgprof = pprof(&["-raw"], &server.url("/debug/fgprof?seconds=1"));
+    let growth = pprof(&["-raw"], &server.url("/debug/pprof/growth?seconds=1"));
+    assert!(growth.contains("PeriodType: faults count"), "{growth}");
     assert!(fgprof.contains("PeriodType: wall nanoseconds"), "{fgprof}");
     let index = server.get("/debug/pprof/").text();
     for name in ["block", "wall"] {

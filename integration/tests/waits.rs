@@ -5,14 +5,14 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
 use rprof_integration::{
     agent_bin, agent_command, assert_one_line_error, build_c, build_cpp, build_rust, cpu_time,
-    exclusive_cpu, is_root, label, record_full, string, Recording, Running, Stacks, Target,
+    exclusive_cpu, is_root, label, record_full, string, total, Measuring, Running, Stacks, Target,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -27,76 +27,6 @@ fn exclusive() -> MutexGuard<'static, ()> {
     let guard = exclusive_cpu();
     agent_bin();
     guard
-}
-
-/// A test program that writes `X Y NOW` totals to a file, running.
-struct Measuring {
-    target: Target,
-    totals: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// Two totals the program measured, and when (CLOCK_MONOTONIC ns).
-#[derive(Debug, Clone, Copy)]
-struct Totals {
-    first: u64,
-    second: u64,
-    at: u64,
-}
-
-impl Measuring {
-    fn start(program: &Path) -> Measuring {
-        let dir = tempfile::tempdir().expect("create a directory");
-        let totals = dir.path().join("totals");
-        let target = Target::spawn(program, &[&totals]);
-        Measuring {
-            target,
-            totals,
-            _dir: dir,
-        }
-    }
-
-    fn totals(&self) -> Totals {
-        let text = fs::read_to_string(&self.totals)
-            .unwrap_or_else(|err| panic!("read {}: {err}", self.totals.display()));
-        let numbers: Vec<u64> = text
-            .split_whitespace()
-            .map(|n| n.parse().expect("a number"))
-            .collect();
-        assert_eq!(numbers.len(), 3, "totals file: {text:?}");
-        Totals {
-            first: numbers[0],
-            second: numbers[1],
-            at: numbers[2],
-        }
-    }
-
-    /// Records `profile` while reading the totals before and after: what the program measured
-    /// per second over about the window.
-    fn record(&self, profile: &str) -> (Recording, [f64; 2]) {
-        let before = self.totals();
-        let recording = record_full(self.target.pid(), SECONDS, &["--profile", profile]);
-        // The program writes its totals every 50 ms.
-        std::thread::sleep(Duration::from_millis(120));
-        let after = self.totals();
-        let seconds = (after.at - before.at) as f64 / 1e9;
-        let rates = [
-            (after.first - before.first) as f64 / seconds,
-            (after.second - before.second) as f64 / seconds,
-        ];
-        (recording, rates)
-    }
-}
-
-/// The sum of value `index` over the samples that `keep` accepts.
-fn total(profile: &Profile, index: usize, keep: impl Fn(&[&str], &Sample) -> bool) -> f64 {
-    let stacks = Stacks::new(profile);
-    profile
-        .sample
-        .iter()
-        .filter(|sample| keep(&stacks.frames(sample), sample))
-        .map(|sample| sample.value[index] as f64)
-        .sum()
 }
 
 fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
@@ -115,7 +45,7 @@ fn window_seconds(profile: &Profile) -> f64 {
 fn block_attributes_lock_waits_to_the_waiting_call_sites() {
     let _cpu = exclusive();
     let program = Measuring::start(&build_c("lock_waits", C_FLAGS));
-    let (recording, [rate_a, rate_b]) = program.record("block");
+    let (recording, [rate_a, rate_b]) = program.record("block", SECONDS);
     let profile = &recording.profile;
     println!("{}", recording.stdout);
     assert_eq!(
@@ -184,7 +114,7 @@ fn block_sees_rusts_own_mutex() {
         "rust_locks",
         &["-C", "opt-level=3", "-C", "debuginfo=1"],
     ));
-    let (recording, [rate_a, rate_b]) = program.record("block");
+    let (recording, [rate_a, rate_b]) = program.record("block", SECONDS);
     let profile = &recording.profile;
     println!("{}", recording.stdout);
     let at = |site: &'static str| {
@@ -264,7 +194,7 @@ fn block_sees_cpp_locks_and_condition_variables_with_their_callers() {
 fn mutex_attributes_the_waiters_delay_to_the_releasing_critical_sections() {
     let _cpu = exclusive();
     let program = Measuring::start(&build_c("lock_holders", C_FLAGS));
-    let (recording, [behind_a, behind_b]) = program.record("mutex");
+    let (recording, [behind_a, behind_b]) = program.record("mutex", SECONDS);
     let profile = &recording.profile;
     println!("{}", recording.stdout);
     assert_eq!(
@@ -320,7 +250,7 @@ fn mutex_attributes_the_waiters_delay_to_the_releasing_critical_sections() {
 fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
     let _cpu = exclusive();
     let program = Measuring::start(&build_c("half_asleep", C_FLAGS));
-    let (recording, [cpu_rate, sleep_rate]) = program.record("wall");
+    let (recording, [cpu_rate, sleep_rate]) = program.record("wall", SECONDS);
     let profile = &recording.profile;
     println!("{}", recording.stdout);
     assert_eq!(

@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod cpu;
+pub mod growth;
 pub mod mutex;
 pub mod threadcreate;
 pub mod threads;
@@ -29,6 +30,7 @@ pub static KINDS: &[&Kind] = &[
     &block::KIND,
     &mutex::KIND,
     &wall::KIND,
+    &growth::KIND,
 ];
 
 /// One profile kind.

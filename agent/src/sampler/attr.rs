@@ -33,6 +33,7 @@ pub(crate) enum ThreadEvent {
     CpuClock,
     ContextSwitches,
     Tracepoint,
+    PageFaults,
 }
 
 impl ThreadEvent {
@@ -42,6 +43,7 @@ impl ThreadEvent {
             ThreadEvent::CpuClock => EventKind::CpuClock,
             ThreadEvent::ContextSwitches => EventKind::ContextSwitches,
             ThreadEvent::Tracepoint => EventKind::Tracepoint,
+            ThreadEvent::PageFaults => EventKind::PageFaults,
         }
     }
 }
@@ -97,11 +99,23 @@ const TRACEPOINT_SPECS: [EventSpec; 2] = [
     },
 ];
 
+const PAGE_FAULT_SPECS: [EventSpec; 2] = [
+    EventSpec {
+        event: ThreadEvent::PageFaults,
+        inherit_thread: true,
+    },
+    EventSpec {
+        event: ThreadEvent::PageFaults,
+        inherit_thread: false,
+    },
+];
+
 /// The event specs to try, in order, for the threads' own events under `trigger`.
 pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
     match trigger {
         Trigger::ContextSwitches { .. } => &CONTEXT_SWITCH_SPECS,
         Trigger::Tracepoint { .. } => &TRACEPOINT_SPECS,
+        Trigger::PageFaults { .. } => &PAGE_FAULT_SPECS,
         Trigger::CpuTime | Trigger::Uprobes(_) => &CPU_TIME_SPECS,
     }
 }
@@ -110,7 +124,7 @@ pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
 pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
     SampleFormat {
         callchain: config.kernel,
-        period: config.trigger.counts_in_kernel(),
+        period: config.trigger.reports_period(),
         raw: matches!(config.trigger, Trigger::Tracepoint { .. }),
     }
 }
@@ -126,6 +140,7 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
             (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CONTEXT_SWITCHES)
         }
         ThreadEvent::Tracepoint => (sys::PERF_TYPE_TRACEPOINT, 0),
+        ThreadEvent::PageFaults => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_PAGE_FAULTS),
     };
     attr.type_ = type_;
     attr.config = match config.trigger {
@@ -148,6 +163,11 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
             // kernel would exclude every hit. The user registers and stack are still the ones
             // the thread entered the kernel with.
             attr.set_exclude_kernel(0);
+        }
+        Trigger::PageFaults { period } => {
+            // A fault taken in user space is counted with the user's registers: it passes
+            // exclude_kernel, which keeps the event within perf_event_paranoid=2.
+            attr.sample_period = period;
         }
         Trigger::CpuTime | Trigger::Uprobes(_) => {
             attr.set_freq(1);
@@ -235,7 +255,7 @@ fn sample_type(config: &SamplerConfig) -> u64 {
     if config.kernel {
         bits |= sys::PERF_SAMPLE_CALLCHAIN;
     }
-    if config.trigger.counts_in_kernel() {
+    if config.trigger.reports_period() {
         bits |= sys::PERF_SAMPLE_PERIOD;
     }
     if let Trigger::Tracepoint { .. } = config.trigger {

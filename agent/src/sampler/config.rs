@@ -65,7 +65,8 @@ impl SamplerConfig {
                 return Err(invalid("a uprobe has an empty file path"));
             }
             Trigger::ContextSwitches { frequency: 0 }
-            | Trigger::Tracepoint { frequency: 0, .. } => {
+            | Trigger::Tracepoint { frequency: 0, .. }
+            | Trigger::PageFaults { period: 0 } => {
                 return Err(invalid(
                     "the kernel event sampling frequency must be at least 1",
                 ));
@@ -104,9 +105,19 @@ pub enum Trigger {
     /// `frequency` samples per second per thread at most, each with the tracepoint's raw
     /// fields. Like context switches, it counts in the kernel: CAP_PERFMON.
     Tracepoint { id: u64, frequency: u64 },
+    /// Every `period`-th page fault a thread of the target takes in user space (first touches
+    /// of new memory, copy-on-write). Needs no more privilege than CPU time.
+    PageFaults { period: u64 },
 }
 
 impl Trigger {
+    /// Samples stand for a varying number of events (frequency mode), reported with each.
+    /// (A fixed-period software event must not ask for it: the kernel then samples every event
+    /// and reports 1 as its period.)
+    pub(crate) fn reports_period(&self) -> bool {
+        self.counts_in_kernel()
+    }
+
     /// The event counts in the kernel, so it cannot exclude it.
     pub(crate) fn counts_in_kernel(&self) -> bool {
         matches!(
@@ -138,6 +149,7 @@ pub enum EventKind {
     Uprobe,
     ContextSwitches,
     Tracepoint,
+    PageFaults,
 }
 
 impl fmt::Display for EventKind {
@@ -148,6 +160,7 @@ impl fmt::Display for EventKind {
             EventKind::Uprobe => "uprobe",
             EventKind::ContextSwitches => "context-switches",
             EventKind::Tracepoint => "tracepoint",
+            EventKind::PageFaults => "page-faults",
         })
     }
 }

@@ -59,7 +59,7 @@ impl RingPlan {
     /// locked-memory limits let this process lock now.
     pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
         let plan = match trigger {
-            Trigger::CpuTime => Self::DEFAULT,
+            Trigger::CpuTime | Trigger::PageFaults { .. } => Self::DEFAULT,
             // Switches come in bursts too, each sample with a stack copy.
             Trigger::Uprobes(_) | Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. } => {
                 Self::probes(cpus)

@@ -48,6 +48,7 @@ impl Sampler {
         if config.trigger == Trigger::CpuTime {
             check_frequency(config.frequency)?;
         }
+        let config = &within_max_sample_rate(config);
         let target = threads::inspect(config.pid)?;
         if let Err(error) = host::raise_nofile_limit() {
             tracing::debug!(%error, "could not raise the open-file limit");
@@ -56,9 +57,10 @@ impl Sampler {
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
         let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
         let sampler = match &config.trigger {
-            Trigger::CpuTime | Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. } => {
-                Self::open_per_thread(config, target, &cpu_list, plan)?
-            }
+            Trigger::CpuTime
+            | Trigger::ContextSwitches { .. }
+            | Trigger::Tracepoint { .. }
+            | Trigger::PageFaults { .. } => Self::open_per_thread(config, target, &cpu_list, plan)?,
             Trigger::Uprobes(probes) => {
                 Self::open_per_cpu(config, probes, target, &cpu_list, plan)?
             }
@@ -528,6 +530,24 @@ fn open_error(errno: Errno, pid: u32, threads: usize, cpus: usize) -> SamplerErr
         errno if unsupported(errno) => SamplerError::EventNotSupported { errno },
         errno => SamplerError::io("perf_event_open", errno),
     }
+}
+
+/// `config` with the sampling frequency of an event the agent chose (not the user: theirs is
+/// checked) lowered to the kernel's perf_event_max_sample_rate, which the kernel itself lowers
+/// on a machine where sampling interrupts take long.
+fn within_max_sample_rate(config: &SamplerConfig) -> SamplerConfig {
+    let max = host::kernel_sysctl("perf_event_max_sample_rate")
+        .and_then(|max| u64::try_from(max).ok())
+        .filter(|&max| max > 0);
+    let mut config = config.clone();
+    if let (
+        Some(max),
+        Trigger::ContextSwitches { frequency } | Trigger::Tracepoint { frequency, .. },
+    ) = (max, &mut config.trigger)
+    {
+        *frequency = (*frequency).min(max);
+    }
+    config
 }
 
 /// The kernel refuses frequencies above perf_event_max_sample_rate with a bare EINVAL.

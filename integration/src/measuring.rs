@@ -1,0 +1,83 @@
+//! Test programs that measure themselves: they write `X Y NOW` totals (two figures and the
+//! CLOCK_MONOTONIC time they were taken at) to a file, and a recording of them is checked
+//! against what they measured over about the same window.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rprof_proto::pb::{Profile, Sample};
+
+use crate::agent::{record_full, Recording};
+use crate::process::Target;
+use crate::profile::Stacks;
+
+/// A test program that writes `X Y NOW` totals to a file, running.
+pub struct Measuring {
+    pub target: Target,
+    totals: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Two totals the program measured, and when (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub first: u64,
+    pub second: u64,
+    pub at: u64,
+}
+
+impl Measuring {
+    pub fn start(program: &Path) -> Measuring {
+        let dir = tempfile::tempdir().expect("create a directory");
+        let totals = dir.path().join("totals");
+        let target = Target::spawn(program, &[&totals]);
+        Measuring {
+            target,
+            totals,
+            _dir: dir,
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        let text = fs::read_to_string(&self.totals)
+            .unwrap_or_else(|err| panic!("read {}: {err}", self.totals.display()));
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .map(|n| n.parse().expect("a number"))
+            .collect();
+        assert_eq!(numbers.len(), 3, "totals file: {text:?}");
+        Totals {
+            first: numbers[0],
+            second: numbers[1],
+            at: numbers[2],
+        }
+    }
+
+    /// Records `profile` while reading the totals before and after: what the program measured
+    /// per second over about the window.
+    pub fn record(&self, profile: &str, seconds: u32) -> (Recording, [f64; 2]) {
+        let before = self.totals();
+        let recording = record_full(self.target.pid(), seconds, &["--profile", profile]);
+        // The program writes its totals every 50 ms.
+        std::thread::sleep(Duration::from_millis(120));
+        let after = self.totals();
+        let seconds = (after.at - before.at) as f64 / 1e9;
+        let rates = [
+            (after.first - before.first) as f64 / seconds,
+            (after.second - before.second) as f64 / seconds,
+        ];
+        (recording, rates)
+    }
+}
+
+/// The sum of value `index` over the samples that `keep` accepts.
+pub fn total(profile: &Profile, index: usize, keep: impl Fn(&[&str], &Sample) -> bool) -> f64 {
+    let stacks = Stacks::new(profile);
+    profile
+        .sample
+        .iter()
+        .filter(|sample| keep(&stacks.frames(sample), sample))
+        .map(|sample| sample.value[index] as f64)
+        .sum()
+}
