@@ -5,9 +5,10 @@
  *
  * pool: a thread pool. 4 workers ("pool-worker") take tasks from a queue guarded by one mutex and
  *   two condition variables; a producer ("pool-producer") refills the queue with BATCH tasks once
- *   it has drained, then waits for it to drain again. Each task spins TASK_US microseconds of its
- *   thread's CPU time, a fifth of it while holding the queue's lock (the shared state a real
- *   task would update), so the lock is contended as well as the condition variables waited on.
+ *   it has drained, preparing (a fifth of TASK_US each) and pushing them one at a time under the
+ *   lock, then waits for it to drain again. Each task spins TASK_US microseconds of its thread's
+ *   CPU time, a fifth of it while holding the queue's lock (the shared state a real task would
+ *   update), so the lock is contended as well as the condition variables waited on.
  *   Every refill wakes the workers and every drain puts them (and the producer) to sleep: the
  *   context-switch rate follows TASK_US * BATCH. Unit: one task done.
  * pingpong: two threads ("ping", "pong") pass one byte back and forth through two pipes, the
