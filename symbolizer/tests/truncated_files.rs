@@ -6,9 +6,8 @@ mod common;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{compile, nm_symbol, run, Scratch};
+use common::{compile, nm_symbol, Scratch};
 use rprof_symbolizer::Symbolizer;
 
 fn source() -> PathBuf {
@@ -19,21 +18,7 @@ fn source() -> PathBuf {
 fn split_debug(scratch: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
     let binary = scratch.path("sample");
     compile("gcc", &source(), &binary, &["-O2", "-g"]);
-    let debug = scratch.path("sample.debug");
-    run(Command::new("objcopy")
-        .arg("--only-keep-debug")
-        .arg(&binary)
-        .arg(&debug));
-    let stripped = scratch.path("sample.stripped");
-    run(Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&binary));
-    run(Command::new("objcopy")
-        .arg(format!("--add-gnu-debuglink={}", debug.display()))
-        .arg(&stripped)
-        .current_dir(scratch.path("")));
+    let (stripped, debug) = common::split_debug(scratch, &binary, "");
     (binary, stripped, debug)
 }
 
