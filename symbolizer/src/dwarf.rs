@@ -25,8 +25,8 @@ const MAX_CACHED_NAMES: usize = 64 * 1024;
 /// libc debug file is ~30 MB to name two frames. So where units stand alone (no reference
 /// from one unit into another: no `DW_FORM_ref_addr`, no partial units, no dwz file), only an
 /// index of unit address ranges is built, and each unit an address falls in gets a context of
-/// its own over just that unit, on first use. Files whose units refer to each other get one
-/// context over everything, as before.
+/// its own over just that unit, on first use. Files whose units refer to each other (Rust, LTO
+/// builds) get one context over everything.
 pub(crate) struct DwarfContext {
     lookup: Lookup,
     /// Raw linkage name -> demangled name.
