@@ -3,14 +3,16 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::ops::{Deref, Range};
 use std::sync::Arc;
+
+use crate::truncation_guard::{self, Guard};
 
 /// Where the bytes of a [`Bytes`] live.
 enum Storage {
     /// A read-only mapping of a file: large binaries are paged in on demand, never copied.
-    Mmap(memmap2::Mmap),
+    Mmap(GuardedMap),
     /// Owned memory: decompressed sections, the vdso image read from the target, test data.
     Vec(Vec<u8>),
 }
@@ -18,10 +20,17 @@ enum Storage {
 impl Storage {
     fn as_slice(&self) -> &[u8] {
         match self {
-            Storage::Mmap(map) => map,
+            Storage::Mmap(guarded) => &guarded.map,
             Storage::Vec(vec) => vec,
         }
     }
+}
+
+/// A file mapping guarded against truncation (see [`crate::truncation_guard`]). Fields drop in
+/// order: the guard goes before the mapping is unmapped.
+struct GuardedMap {
+    _guard: Guard,
+    map: memmap2::Mmap,
 }
 
 /// Cheaply clonable, immutable bytes: an `Arc`'d file mapping or vector plus a sub-range.
@@ -54,23 +63,37 @@ impl Bytes {
 
     /// Maps `file` read-only (private mapping).
     ///
-    /// As with every mmap-based reader, the file must not be truncated while mapped: binaries
-    /// that are being executed cannot be written to (ETXTBSY), and installers replace shared
-    /// libraries by rename, so in practice the mapped inode is immutable.
+    /// The file may be the target's, and cut short while mapped: pages past its new end then
+    /// read as zeros ([`crate::truncation_guard`]) instead of killing us with SIGBUS. Where
+    /// that guard is not available, the file is read into memory instead.
     pub fn map_file(file: &File) -> io::Result<Bytes> {
         let len = file.metadata()?.len();
         if len == 0 {
             // mmap(2) rejects zero-length mappings.
             return Ok(Bytes::empty());
         }
-        // SAFETY: the mapping is read-only and private; see the note above about truncation.
+        // SAFETY: the mapping is read-only and private. Its contents can change under us only
+        // if the file is truncated or written to: truncation is handled by the guard below,
+        // and a rewrite changes bytes that every parser already treats as untrusted.
         let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        let Some(guard) = truncation_guard::guard(map.as_ptr(), map.len()) else {
+            drop(map);
+            return Bytes::read_file(file);
+        };
         let end = map.len();
         Ok(Bytes {
-            storage: Arc::new(Storage::Mmap(map)),
+            storage: Arc::new(Storage::Mmap(GuardedMap { _guard: guard, map })),
             start: 0,
             end,
         })
+    }
+
+    /// Reads the whole of `file` into memory (no larger than its size said at the start).
+    fn read_file(file: &File) -> io::Result<Bytes> {
+        let len = file.metadata()?.len();
+        let mut data = Vec::new();
+        file.take(len).read_to_end(&mut data)?;
+        Ok(Bytes::from_vec(data))
     }
 
     /// The sub-range `range` of this buffer (relative to its start), or `None` when it is out

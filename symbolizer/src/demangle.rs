@@ -65,7 +65,44 @@ fn demangle_cpp(raw: &str) -> Option<String> {
     let options = cpp_demangle::DemangleOptions::new().recursion_limit(128);
     let mut out = BoundedString::default();
     symbol.structured_demangle(&mut out, &options).ok()?;
-    Some(out.0)
+    Some(without_empty_packs(without_clone_suffixes(&out.0)))
+}
+
+/// `f() [clone .isra.0] [clone .cold]` -> `f()`. GCC and LLVM name the parts and copies they
+/// make of a function (`.cold`, `.isra.0`, `.constprop.0`, `.llvm.<hash>`, `.part.0`) after
+/// it, and a person profiling wants them counted as that function (their addresses stay
+/// their own).
+fn without_clone_suffixes(name: &str) -> &str {
+    let mut name = name;
+    while let Some(stripped) = name.strip_suffix(']') {
+        match stripped.rfind(" [clone .") {
+            Some(start) => name = &name[..start],
+            None => break,
+        }
+    }
+    name
+}
+
+/// `A<B, >` -> `A<B>`, `f<, int>` -> `f<int>`: cpp_demangle prints a separator for each
+/// template argument, including an empty pack (`J E`), where c++filt prints nothing.
+fn without_empty_packs(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find(", ") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let after_separator = &after[2..];
+        // `operator,` is a name, not a separator before an empty argument.
+        let empty_argument = !out.ends_with("operator")
+            && (after_separator.starts_with('>') || after_separator.starts_with(", "));
+        let empty_first = out.ends_with('<') && !out.ends_with("operator<");
+        if !empty_argument && !empty_first {
+            out.push_str(", ");
+        }
+        rest = after_separator;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A `fmt::Write` sink that fails instead of growing past [`MAX_DEMANGLED_LEN`]: some mangled
@@ -113,5 +150,30 @@ mod tests {
         assert_eq!(demangle("main"), "main");
         assert_eq!(demangle("runtime.mallocgc"), "runtime.mallocgc");
         assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn cpp_names_as_cpp_filt_prints_them_without_clones() {
+        let manager = "llvm::AnalysisManager<llvm::Function>::clear()";
+        assert_eq!(
+            demangle("_ZN4llvm15AnalysisManagerINS_8FunctionEJEE5clearEv"),
+            manager
+        );
+        assert_eq!(
+            demangle(
+                "_ZN4llvm15AnalysisManagerINS_8FunctionEJEE5clearEv.llvm.15853751787893754531"
+            ),
+            manager
+        );
+        assert_eq!(
+            demangle("_ZN4llvm15AnalysisManagerINS_8FunctionEJEE5clearEv.llvm.1.cold"),
+            manager
+        );
+        assert_eq!(demangle("_Z1fIiJEJEEvv"), "void f<int>()");
+        assert_eq!(demangle("_Z1fIJEiEvv"), "void f<int>()");
+        assert_eq!(demangle("_Z3barv.isra.0"), "bar()");
+        assert_eq!(demangle("_Z3fooIJEEvv"), "void foo<>()");
+        assert_eq!(demangle("_Z1fIiiEvv"), "void f<int, int>()");
+        assert_eq!(demangle("_ZN1AcmES_"), "A::operator,(A)");
     }
 }

@@ -7,6 +7,7 @@ use object::Object;
 use crate::bytes::Bytes;
 use crate::elf::{self, Elf};
 use crate::frame::Frame;
+use crate::units::{Sections, UnitContexts};
 
 /// gimli reader over our shared bytes: no copies of uncompressed sections, no borrows.
 pub(crate) type Reader = gimli::EndianReader<gimli::RunTimeEndian, Bytes>;
@@ -19,33 +20,41 @@ const MAX_INLINE_DEPTH: usize = 128;
 const MAX_CACHED_NAMES: usize = 64 * 1024;
 
 /// A lazily built addr2line context for one file's DWARF.
+///
+/// addr2line parses every unit's abbreviations and line program header up front, which for a
+/// libc debug file is ~30 MB to name two frames. So where units stand alone (no reference
+/// from one unit into another: no `DW_FORM_ref_addr`, no partial units, no dwz file), only an
+/// index of unit address ranges is built, and each unit an address falls in gets a context of
+/// its own over just that unit, on first use. Files whose units refer to each other (Rust, LTO
+/// builds) get one context over everything.
 pub(crate) struct DwarfContext {
-    context: addr2line::Context<Reader>,
+    lookup: Lookup,
     /// Raw linkage name -> demangled name.
     demangled: HashMap<String, String>,
 }
 
+enum Lookup {
+    PerUnit(Box<UnitContexts>),
+    Whole(Box<addr2line::Context<Reader>>),
+}
+
 impl DwarfContext {
     /// Loads the DWARF sections of `elf` (whose bytes are `file`), plus those of a
-    /// supplementary (`.gnu_debugaltlink`, dwz) file when given. Parses unit headers only;
-    /// units themselves are parsed on first lookup.
+    /// supplementary (`.gnu_debugaltlink`, dwz) file when given, and indexes its units.
     pub fn new(elf: &Elf<'_>, file: &Bytes, sup: Option<(&Elf<'_>, &Bytes)>) -> Option<Self> {
-        let mut dwarf = load_dwarf(elf, file)?;
-        if let Some((sup_elf, sup_file)) = sup {
-            if let Some(sup_dwarf) = load_dwarf(sup_elf, sup_file) {
-                dwarf.set_sup(sup_dwarf);
-            }
-        }
-        match addr2line::Context::from_dwarf(dwarf) {
-            Ok(context) => Some(DwarfContext {
-                context,
-                demangled: HashMap::new(),
-            }),
-            Err(err) => {
-                tracing::debug!(%err, "unusable DWARF");
-                None
-            }
-        }
+        let sections = load_sections(elf, file)?;
+        let sup = sup.and_then(|(sup_elf, sup_file)| load_sections(sup_elf, sup_file));
+        let lookup = match sup {
+            None => match UnitContexts::new(sections) {
+                Ok(units) => Lookup::PerUnit(Box::new(units)),
+                Err(sections) => whole(&sections, None)?,
+            },
+            Some(sup) => whole(&sections, Some(&sup))?,
+        };
+        Some(DwarfContext {
+            lookup,
+            demangled: HashMap::new(),
+        })
     }
 
     /// Frames for `svma`, innermost first. Empty when no unit covers the address. Frames
@@ -55,30 +64,66 @@ impl DwarfContext {
         if svma == u64::MAX {
             return Vec::new();
         }
-        let mut iter = match self.context.find_frames(svma).skip_all_loads() {
-            Ok(iter) => iter,
-            Err(err) => {
-                tracing::trace!(%err, svma, "DWARF lookup failed");
-                return Vec::new();
-            }
-        };
-        let mut frames = Vec::new();
-        while frames.len() < MAX_INLINE_DEPTH {
-            match iter.next() {
-                Ok(Some(frame)) => frames.push(convert(&frame, &mut self.demangled)),
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::trace!(%err, svma, "DWARF frame iteration failed");
-                    break;
+        match &mut self.lookup {
+            Lookup::Whole(context) => frames_in(context, svma, &mut self.demangled),
+            Lookup::PerUnit(units) => {
+                for unit in units.covering(svma) {
+                    let Some(context) = units.context(unit) else {
+                        continue;
+                    };
+                    let frames = frames_in(context, svma, &mut self.demangled);
+                    if !frames.is_empty() {
+                        return frames;
+                    }
                 }
+                Vec::new()
             }
         }
-        let count = frames.len();
-        for frame in frames.iter_mut().take(count.saturating_sub(1)) {
-            frame.inlined = true;
-        }
-        frames
     }
+}
+
+fn whole(sections: &Sections, sup: Option<&Sections>) -> Option<Lookup> {
+    let mut dwarf = sections.borrow(Clone::clone);
+    if let Some(sup) = sup {
+        dwarf.set_sup(sup.borrow(Clone::clone));
+    }
+    match addr2line::Context::from_dwarf(dwarf) {
+        Ok(context) => Some(Lookup::Whole(Box::new(context))),
+        Err(err) => {
+            tracing::debug!(%err, "unusable DWARF");
+            None
+        }
+    }
+}
+
+fn frames_in(
+    context: &addr2line::Context<Reader>,
+    svma: u64,
+    demangled: &mut HashMap<String, String>,
+) -> Vec<Frame> {
+    let mut iter = match context.find_frames(svma).skip_all_loads() {
+        Ok(iter) => iter,
+        Err(err) => {
+            tracing::trace!(%err, svma, "DWARF lookup failed");
+            return Vec::new();
+        }
+    };
+    let mut frames = Vec::new();
+    while frames.len() < MAX_INLINE_DEPTH {
+        match iter.next() {
+            Ok(Some(frame)) => frames.push(convert(&frame, demangled)),
+            Ok(None) => break,
+            Err(err) => {
+                tracing::trace!(%err, svma, "DWARF frame iteration failed");
+                break;
+            }
+        }
+    }
+    let count = frames.len();
+    for frame in frames.iter_mut().take(count.saturating_sub(1)) {
+        frame.inlined = true;
+    }
+    frames
 }
 
 fn convert(frame: &addr2line::Frame<'_, Reader>, demangled: &mut HashMap<String, String>) -> Frame {
@@ -118,7 +163,18 @@ pub(crate) fn has_dwarf(elf: &Elf<'_>) -> bool {
     elf::has_section_data(elf, ".debug_info") || elf::has_section_data(elf, ".zdebug_info")
 }
 
-fn load_dwarf(elf: &Elf<'_>, file: &Bytes) -> Option<gimli::Dwarf<Reader>> {
+/// Sections addr2line never reads (location lists, macros, type units, name indexes): not
+/// loaded, so not decompressed.
+const UNUSED_SECTIONS: [gimli::SectionId; 6] = [
+    gimli::SectionId::DebugLoc,
+    gimli::SectionId::DebugLocLists,
+    gimli::SectionId::DebugMacinfo,
+    gimli::SectionId::DebugMacro,
+    gimli::SectionId::DebugNames,
+    gimli::SectionId::DebugTypes,
+];
+
+fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<Sections> {
     if !has_dwarf(elf) {
         return None;
     }
@@ -128,8 +184,15 @@ fn load_dwarf(elf: &Elf<'_>, file: &Bytes) -> Option<gimli::Dwarf<Reader>> {
         gimli::RunTimeEndian::Big
     };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data = elf::section_bytes(elf, file, id.name()).unwrap_or_else(Bytes::empty);
-        Ok(gimli::EndianReader::new(data, endian))
+        let data = if UNUSED_SECTIONS.contains(&id) {
+            None
+        } else {
+            elf::section_bytes(elf, file, id.name())
+        };
+        Ok(gimli::EndianReader::new(
+            data.unwrap_or_else(Bytes::empty),
+            endian,
+        ))
     };
-    gimli::Dwarf::load(load).ok()
+    gimli::DwarfSections::load(load).ok().map(Box::new)
 }

@@ -31,6 +31,8 @@ pub mod proc_dir;
 mod symbol_table;
 mod symbolizer;
 mod target_fs;
+mod truncation_guard;
+mod units;
 mod unwind;
 
 pub use bytes::Bytes;

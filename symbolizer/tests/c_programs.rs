@@ -130,32 +130,11 @@ fn symtab_names_after_strip_debug() {
     }
 }
 
-/// `objcopy --only-keep-debug` + `strip` + `--add-gnu-debuglink`, the debug file put at
-/// `debug_dir` (relative to the binary's directory).
+/// sample.c built, then split: see [`common::split_debug`].
 fn split_debug(scratch: &Scratch, debug_dir: &str) -> (PathBuf, PathBuf, PathBuf) {
     let binary = build(scratch, "sample", &[]);
-    let debug = scratch.path("sample.debug");
-    run(Command::new("objcopy")
-        .arg("--only-keep-debug")
-        .arg(&binary)
-        .arg(&debug));
-    let stripped = scratch.path("sample.stripped");
-    run(Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&binary));
-    // --add-gnu-debuglink reads the debug file (for its CRC) at the path given.
-    run(Command::new("objcopy")
-        .arg(format!("--add-gnu-debuglink={}", debug.display()))
-        .arg(&stripped)
-        .current_dir(scratch.path("")));
-    let placed = scratch.path(debug_dir).join("sample.debug");
-    if placed != debug {
-        std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
-        std::fs::rename(&debug, &placed).unwrap();
-    }
-    (binary, stripped, placed)
+    let (stripped, debug) = common::split_debug(scratch, &binary, debug_dir);
+    (binary, stripped, debug)
 }
 
 #[test]

@@ -170,10 +170,7 @@ pub fn with_minidebuginfo(scratch: &Scratch, binary: &Path, keep: &[&str]) -> Pa
     let keep_file = scratch.path(&format!("{name}.keep"));
     std::fs::write(&keep_file, keep.join("\n")).unwrap();
     let full_debug = scratch.path(&format!("{name}.full.debug"));
-    run(Command::new("objcopy")
-        .arg("--only-keep-debug")
-        .arg(binary)
-        .arg(&full_debug));
+    keep_debug_only(binary, &full_debug);
     let mini = scratch.path(&format!("{name}.mini"));
     run(Command::new("objcopy")
         .args(["-S", "--remove-section", ".comment"])
@@ -182,11 +179,7 @@ pub fn with_minidebuginfo(scratch: &Scratch, binary: &Path, keep: &[&str]) -> Pa
         .arg(&mini));
     run(Command::new("xz").arg("-kf").arg(&mini));
     let stripped = scratch.path(&format!("{name}.minidebuginfo"));
-    run(Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(binary));
+    strip_all(binary, &stripped);
     run(Command::new("objcopy")
         .arg(format!(
             "--add-section=.gnu_debugdata={}.xz",
@@ -227,4 +220,43 @@ pub fn spawn_and_read_line(program: &mut Command) -> (ChildGuard, String) {
         .read_line(&mut line)
         .expect("read child's first line");
     (ChildGuard(child), line.trim().to_owned())
+}
+
+/// `objcopy --only-keep-debug` + `strip` + `--add-gnu-debuglink` on `binary` (in the scratch
+/// directory): the stripped copy and its debug file, put at `debug_dir` (relative to the
+/// scratch directory).
+pub fn split_debug(scratch: &Scratch, binary: &Path, debug_dir: &str) -> (PathBuf, PathBuf) {
+    let name = binary.file_name().unwrap().to_str().unwrap();
+    let debug = scratch.path(&format!("{name}.debug"));
+    keep_debug_only(binary, &debug);
+    let stripped = scratch.path(&format!("{name}.stripped"));
+    strip_all(binary, &stripped);
+    // --add-gnu-debuglink reads the debug file (for its CRC) at the path given.
+    run(Command::new("objcopy")
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(&stripped)
+        .current_dir(scratch.path("")));
+    let placed = scratch.path(debug_dir).join(format!("{name}.debug"));
+    if placed != debug {
+        std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+        std::fs::rename(&debug, &placed).unwrap();
+    }
+    (stripped, placed)
+}
+
+/// `objcopy --only-keep-debug binary out`.
+pub fn keep_debug_only(binary: &Path, out: &Path) {
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(binary)
+        .arg(out));
+}
+
+/// `strip --strip-all -o out binary`.
+pub fn strip_all(binary: &Path, out: &Path) {
+    run(Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(out)
+        .arg(binary));
 }
