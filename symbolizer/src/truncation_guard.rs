@@ -15,12 +15,16 @@ use std::sync::OnceLock;
 /// Mappings guarded at once. Each cached file holds one; past this, files are read instead.
 const SLOTS: usize = 4096;
 
-/// A guarded range: `start` is 0 for a free slot. A slot is claimed by a compare-exchange on
-/// `start` (after `len` is written), released by storing 0.
+/// A guarded range: `start` is 0 for a free slot. A slot is claimed by a compare-exchange of
+/// `start` from 0 to [`CLAIMING`], then `len` and the real `start` are written (so two threads
+/// claiming at once never mix their lengths); released by storing 0.
 struct Slot {
     start: AtomicUsize,
     len: AtomicUsize,
 }
+
+/// `start` of a slot being claimed: not a range yet.
+const CLAIMING: usize = usize::MAX;
 
 static GUARDED: [Slot; SLOTS] = [const {
     Slot {
@@ -67,11 +71,12 @@ pub(crate) fn guard(start: *const u8, len: usize) -> Option<Guard> {
         if slot.start.load(Ordering::Relaxed) != 0 {
             return None;
         }
-        slot.len.store(len, Ordering::SeqCst);
         slot.start
-            .compare_exchange(0, start, Ordering::SeqCst, Ordering::Relaxed)
-            .ok()
-            .map(|_| Guard { slot: index })
+            .compare_exchange(0, CLAIMING, Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        slot.len.store(len, Ordering::SeqCst);
+        slot.start.store(start, Ordering::SeqCst);
+        Some(Guard { slot: index })
     })
 }
 
@@ -114,7 +119,7 @@ extern "C" fn on_sigbus(
     let guarded = GUARDED.iter().any(|slot| {
         let start = slot.start.load(Ordering::SeqCst);
         let len = slot.len.load(Ordering::SeqCst);
-        start != 0 && address >= start && address - start < len
+        start != 0 && start != CLAIMING && address >= start && address - start < len
     });
     if guarded {
         let page = address & !(installed.page_size - 1);
