@@ -1,7 +1,12 @@
 //! The unwinding stage: a thread of its own that turns raw samples into aggregated stacks (of
 //! any kind: see [`Aggregate`]), so the thread draining the ring buffers never falls behind
 //! the kernel.
+//!
+//! Events cross to it in batches, one per drain (or per [`BATCH_BYTES`]): handing over each
+//! sample would wake the unwinder thread once per sample, and on a busy machine every wakeup
+//! takes a CPU from the target.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -13,9 +18,12 @@ use crate::sampler::{Record, Sample};
 use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
 use rprof_symbolizer::maps::MapEntry;
 
-/// Samples in flight between the drain and the unwinder; past this the drain blocks and the
+/// Batches in flight between the drain and the unwinder; past this the drain blocks and the
 /// kernel's ring buffer absorbs (and counts) the overflow.
-const QUEUE_DEPTH: usize = 1024;
+const QUEUE_DEPTH: usize = 16;
+/// A batch is handed over once its stacks hold this much, even mid-drain: bounds what is held
+/// (16 batches of 2 MiB at most, as the 1024 samples in flight before batching).
+const BATCH_BYTES: usize = 2 << 20;
 
 /// What the drain hands to the unwinder; `X` is what the kind attaches to each sample.
 pub enum Event<X> {
@@ -147,7 +155,9 @@ pub struct Counters {
 
 /// The running unwinder thread, aggregating into an `A`.
 pub struct Pipeline<A: Aggregate> {
-    sender: Option<SyncSender<Event<A::Extra>>>,
+    sender: Option<SyncSender<Vec<Event<A::Extra>>>>,
+    /// Events not handed over yet, and the stack bytes they hold.
+    batch: RefCell<(Vec<Event<A::Extra>>, usize)>,
     handle: Option<JoinHandle<(A, StackUnwinder)>>,
     counters: Arc<Counters>,
 }
@@ -162,6 +172,7 @@ impl<A: Aggregate> Pipeline<A> {
             .spawn(move || stage.run(receiver))?;
         Ok(Pipeline {
             sender: Some(sender),
+            batch: RefCell::new((Vec::new(), 0)),
             handle: Some(handle),
             counters,
         })
@@ -171,15 +182,36 @@ impl<A: Aggregate> Pipeline<A> {
         &self.counters
     }
 
+    /// Queues `event` for the unwinder; it is handed over with its batch.
     pub fn send(&self, event: Event<A::Extra>) {
+        let full = {
+            let mut batch = self.batch.borrow_mut();
+            if let Event::Sample { stack, .. } = &event {
+                batch.1 += stack.len();
+            }
+            batch.0.push(event);
+            batch.1 >= BATCH_BYTES
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Hands the events queued so far to the unwinder: at the end of each drain.
+    pub fn flush(&self) {
+        let events = std::mem::take(&mut *self.batch.borrow_mut()).0;
+        if events.is_empty() {
+            return;
+        }
         if let Some(sender) = &self.sender {
             // Fails only if the unwinder thread died; its panic surfaces in finish().
-            let _ = sender.send(event);
+            let _ = sender.send(events);
         }
     }
 
     /// Waits for every queued sample to be unwound and returns the aggregate.
     pub fn finish(mut self) -> anyhow::Result<(A, StackUnwinder)> {
+        self.flush();
         self.sender = None;
         let handle = self
             .handle
@@ -213,8 +245,8 @@ impl<A: Aggregate> Stage<A> {
         }
     }
 
-    fn run(mut self, events: Receiver<Event<A::Extra>>) -> (A, StackUnwinder) {
-        for event in events {
+    fn run(mut self, batches: Receiver<Vec<Event<A::Extra>>>) -> (A, StackUnwinder) {
+        for event in batches.into_iter().flatten() {
             self.handle(event);
         }
         (self.profile, self.unwinder)

@@ -103,6 +103,7 @@ impl Recording for CpuRecording {
         if let Some(pump) = &mut self.pump {
             let pipeline = &self.pipeline;
             pump.pump(timeout, &mut |record| forward(record, pipeline));
+            pipeline.flush();
         }
     }
 

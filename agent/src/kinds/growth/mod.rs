@@ -85,6 +85,7 @@ impl Recording for GrowthRecording {
         if let Some(pump) = &mut self.pump {
             let pipeline = &self.pipeline;
             pump.pump(timeout, &mut |record| forward(record, pipeline));
+            pipeline.flush();
         }
     }
 

@@ -82,6 +82,7 @@ impl Recording for ThreadcreateRecording {
         if let Some(pump) = &mut self.pump {
             let (pipeline, churn) = (&self.pipeline, &mut self.churn);
             pump.pump(timeout, &mut |record| forward(record, pipeline, churn));
+            pipeline.flush();
         }
     }
 

@@ -144,6 +144,7 @@ impl Recording for WaitRecording {
         if let Some(second) = &mut self.second {
             second.pump(wait, &mut |record| forward_second(record, waking, pipeline));
         }
+        pipeline.flush();
     }
 
     fn figures(&self) -> String {
