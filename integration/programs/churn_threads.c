@@ -31,13 +31,13 @@ static unsigned long created;
 
 /* noipa: no inlining, cloning or identical-code folding, which would merge
  * the two bodies into one symbol. */
-__attribute__((noipa)) void churn_work_a(void)
+__attribute__((noipa, aligned(64))) void churn_work_a(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;
 }
 
-__attribute__((noipa)) void churn_work_b(void)
+__attribute__((noipa, aligned(64))) void churn_work_b(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;

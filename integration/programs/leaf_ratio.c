@@ -21,13 +21,13 @@ static volatile unsigned long sink;
 
 /* noipa: no inlining, cloning or identical-code folding, which would
  * otherwise merge the two bodies into one symbol. */
-__attribute__((noipa)) void leaf_a(void)
+__attribute__((noipa, aligned(64))) void leaf_a(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;
 }
 
-__attribute__((noipa)) void leaf_b(void)
+__attribute__((noipa, aligned(64))) void leaf_b(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;

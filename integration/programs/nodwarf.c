@@ -18,13 +18,13 @@
 static volatile unsigned long sink;
 
 /* noipa: no inlining, cloning or identical-code folding. */
-__attribute__((noipa)) static void leaf_a(void)
+__attribute__((noipa, aligned(64))) static void leaf_a(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;
 }
 
-__attribute__((noipa)) static void leaf_b(void)
+__attribute__((noipa, aligned(64))) static void leaf_b(void)
 {
     for (unsigned long i = 0; i < WORK; i++)
         sink += i * i;
