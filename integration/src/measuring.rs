@@ -81,3 +81,35 @@ pub fn total(profile: &Profile, index: usize, keep: impl Fn(&[&str], &Sample) ->
         .map(|sample| sample.value[index] as f64)
         .sum()
 }
+
+/// Asserts that the profile splits a figure between two places as the program measured it:
+/// `profiled[0]` is within 5 points of `measured[0]`'s share, and the program's own split is
+/// within `premise` (what it was built to do). Returns the profiled share of the first place.
+pub fn assert_split(
+    what: &str,
+    profiled: [f64; 2],
+    measured: [f64; 2],
+    premise: std::ops::RangeInclusive<f64>,
+) -> f64 {
+    let share = profiled[0] / (profiled[0] + profiled[1]);
+    let truth = measured[0] / (measured[0] + measured[1]);
+    println!(
+        "{what}: {:.1} % in the profile, {:.1} % measured by the program",
+        100.0 * share,
+        100.0 * truth
+    );
+    assert!(
+        premise.contains(&truth),
+        "{what}: the program measured {:.1} %, outside its premise {:.0}–{:.0} %",
+        100.0 * truth,
+        100.0 * premise.start(),
+        100.0 * premise.end()
+    );
+    assert!(
+        (share - truth).abs() <= 0.05,
+        "{what}: {:.1} % in the profile, {:.1} % measured by the program",
+        100.0 * share,
+        100.0 * truth
+    );
+    share
+}

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use rprof_integration::{agent_bin, build_c, exclusive_cpu, string, total, Measuring, Stacks};
+use rprof_integration::{
+    agent_bin, assert_split, build_c, exclusive_cpu, string, total, Measuring, Stacks,
+};
 
 /// Optimized, with DWARF, without frame pointers: only unwind tables can unwind it.
 const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
@@ -26,18 +28,11 @@ fn growth_attributes_new_resident_memory_to_the_code_that_touched_it() {
     let at = |site: &'static str| move |frames: &[&str], _: &_| frames.contains(&site);
     let bytes_a = total(profile, 1, at("grow_a"));
     let bytes_b = total(profile, 1, at("grow_b"));
-    let share = bytes_a / (bytes_a + bytes_b);
-    let truth = rate_a / (rate_a + rate_b);
-    println!(
-        "grow_a: {:.1} % of the resident bytes, the program touched {:.1} %",
-        100.0 * share,
-        100.0 * truth
-    );
-    assert!(
-        (share - truth).abs() <= 0.05,
-        "grow_a holds {:.1} % of the resident bytes, the program touched {:.1} %",
-        100.0 * share,
-        100.0 * truth
+    assert_split(
+        "grow_a's share of the resident bytes",
+        [bytes_a, bytes_b],
+        [rate_a, rate_b],
+        0.7..=0.8,
     );
     // Bytes per second of window against the program's per second of its own clock.
     let seconds = Duration::from_nanos(profile.duration_nanos.unsigned_abs()).as_secs_f64();

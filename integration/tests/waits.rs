@@ -11,8 +11,9 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use rprof_integration::{
-    agent_bin, agent_command, assert_one_line_error, build_c, build_cpp, build_rust, cpu_time,
-    exclusive_cpu, is_root, label, record_full, string, total, Measuring, Running, Stacks, Target,
+    agent_bin, agent_command, assert_one_line_error, assert_split, build_c, build_cpp, build_rust,
+    cpu_time, exclusive_cpu, is_root, label, record_full, string, total, Measuring, Running,
+    Stacks, Target,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -55,23 +56,11 @@ fn block_attributes_lock_waits_to_the_waiting_call_sites() {
     let at = |site: &'static str| move |frames: &[&str], _: &Sample| frames.contains(&site);
     let delay_a = total(profile, 1, at("wait_at_a"));
     let delay_b = total(profile, 1, at("wait_at_b"));
-    let truth = rate_a / (rate_a + rate_b);
-    let share = delay_a / (delay_a + delay_b);
-    println!(
-        "wait_at_a: {:.1} % of the delay, the program measured {:.1} %",
-        100.0 * share,
-        100.0 * truth
-    );
-    assert!(
-        (0.65..=0.85).contains(&truth),
-        "the program did not wait about 3:1 ({:.1} %)",
-        100.0 * truth
-    );
-    assert!(
-        (share - truth).abs() <= 0.05,
-        "wait_at_a holds {:.1} % of the delay, the program measured {:.1} %",
-        100.0 * share,
-        100.0 * truth
+    assert_split(
+        "wait_at_a's share of the delay",
+        [delay_a, delay_b],
+        [rate_a, rate_b],
+        0.65..=0.85,
     );
     // Delays per second of window against the program's per second of its own clock.
     let profiled_rate = (delay_a + delay_b) / window_seconds(profile);
@@ -122,18 +111,11 @@ fn block_sees_rusts_own_mutex() {
     };
     let delay_a = total(profile, 1, at("::wait_at_a"));
     let delay_b = total(profile, 1, at("::wait_at_b"));
-    let share = delay_a / (delay_a + delay_b);
-    let truth = rate_a / (rate_a + rate_b);
-    println!(
-        "wait_at_a: {:.1} % of the delay, the program measured {:.1} %",
-        100.0 * share,
-        100.0 * truth
-    );
-    assert!(
-        (share - truth).abs() <= 0.05,
-        "wait_at_a holds {:.1} % of the delay, the program measured {:.1} %",
-        100.0 * share,
-        100.0 * truth
+    assert_split(
+        "wait_at_a's share of the delay",
+        [delay_a, delay_b],
+        [rate_a, rate_b],
+        0.65..=0.85,
     );
     let stacks = Stacks::new(profile);
     let mut seen = 0;
@@ -266,23 +248,11 @@ fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
     };
     let on = total(profile, 1, of_thread("alternating", "on-cpu"));
     let off = total(profile, 1, of_thread("alternating", "off-cpu"));
-    let share = on / (on + off);
-    let truth = cpu_rate / (cpu_rate + sleep_rate);
-    println!(
-        "alternating on CPU: {:.1} % of its time, the program measured {:.1} %",
-        100.0 * share,
-        100.0 * truth
-    );
-    assert!(
-        (0.35..=0.65).contains(&truth),
-        "the program did not compute about half the time ({:.1} %)",
-        100.0 * truth
-    );
-    assert!(
-        (share - truth).abs() <= 0.05,
-        "on CPU {:.1} % in the profile, {:.1} % measured",
-        100.0 * share,
-        100.0 * truth
+    assert_split(
+        "alternating's time on the CPU",
+        [on, off],
+        [cpu_rate, sleep_rate],
+        0.35..=0.65,
     );
     // Threads blocked the whole window show with what they wait for, for about the window.
     let window = window_seconds(profile) * 1e9;

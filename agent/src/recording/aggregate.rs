@@ -1,6 +1,6 @@
 //! What the unwinder stage feeds with unwound stacks: a kind's aggregate.
 
-use crate::profile::StackAggregate;
+use crate::profile::{PseudoFrame, StackAggregate, StackSample};
 use crate::unwind::{ModuleSet, UnwindEnd};
 
 /// One sample after unwinding.
@@ -15,6 +15,20 @@ pub struct Unwound<'a> {
     /// The target's code as the unwinder knows it now: for kinds that tell samples apart by
     /// the functions on their stack (a wait on a lock or on I/O).
     pub modules: &'a ModuleSet,
+}
+
+impl<'a> Unwound<'a> {
+    /// The sample as the stack aggregate files it, with the kind's `labels`; a stack unwound
+    /// short of its root ends in `[truncated stack]`.
+    pub fn stack_sample(&self, labels: &'a [(&'static str, &'a str)]) -> StackSample<'a> {
+        StackSample {
+            tid: self.tid,
+            kernel: self.kernel,
+            user: self.user,
+            root: (self.end == UnwindEnd::Truncated).then_some(PseudoFrame::Truncated),
+            labels,
+        }
+    }
 }
 
 /// An online aggregate of unwound samples, owned by the unwinder thread.

@@ -4,9 +4,9 @@
 use rprof_proto::Profile;
 
 use crate::kallsyms::KernelSymbols;
-use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
+use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate};
 use crate::recording::{Aggregate, Unwound};
-use crate::unwind::{ModuleSet, UnwindEnd};
+use crate::unwind::ModuleSet;
 
 /// Go's CPU profile sample types.
 const SAMPLE_TYPES: &[(&str, &str)] = &[("samples", "count"), ("cpu", "nanoseconds")];
@@ -72,14 +72,8 @@ impl Aggregate for CpuStacks {
     type Extra = ();
 
     fn add(&mut self, sample: Unwound<'_>, (): ()) {
-        let sample = StackSample {
-            tid: sample.tid,
-            kernel: sample.kernel,
-            user: sample.user,
-            root: (sample.end == UnwindEnd::Truncated).then_some(PseudoFrame::Truncated),
-            labels: &[],
-        };
-        self.stacks.add(&sample, &[1, self.period]);
+        self.stacks
+            .add(&sample.stack_sample(&[]), &[1, self.period]);
     }
 
     fn add_lost(&mut self, count: u64) {

@@ -17,13 +17,13 @@ use anyhow::{Context, Result};
 use rprof_proto::Profile;
 
 use super::{Endpoint, Form, Kind, Source};
-use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
+use crate::profile::{Meta, Shape, StackAggregate};
 use crate::recording::{
     percent, provenance, Aggregate, Event, Finished, Pipeline, Pump, Recording, Request, Unwound,
     Window,
 };
 use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats, Trigger};
-use crate::unwind::{ModuleSet, StackUnwinder, UnwindEnd};
+use crate::unwind::{ModuleSet, StackUnwinder};
 
 /// Faults per sample: a few hundred samples a second for a process growing by hundreds of
 /// MiB a second.
@@ -193,13 +193,7 @@ impl Aggregate for Faults {
         self.faults = self.faults.saturating_add(faults);
         let faults = i64::try_from(faults).unwrap_or(i64::MAX);
         let page = i64::try_from(self.page_size).unwrap_or(4096);
-        let sample = StackSample {
-            tid: sample.tid,
-            kernel: &[],
-            user: sample.user,
-            root: (sample.end == UnwindEnd::Truncated).then_some(PseudoFrame::Truncated),
-            labels: &[],
-        };
+        let sample = sample.stack_sample(&[]);
         self.stacks
             .add(&sample, &[faults, faults.saturating_mul(page)]);
     }

@@ -6,9 +6,9 @@ use std::ops::Range;
 
 use rprof_proto::Profile;
 
-use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
+use crate::profile::{Meta, Shape, StackAggregate};
 use crate::recording::{Aggregate, Unwound};
-use crate::unwind::{ModuleSet, UnwindEnd};
+use crate::unwind::ModuleSet;
 
 const COUNT: (&str, &str) = ("threadcreate", "count");
 
@@ -87,14 +87,7 @@ impl Aggregate for Creations {
             self.repeated += 1;
             return;
         }
-        let sample = StackSample {
-            tid: sample.tid,
-            kernel: &[],
-            user: sample.user,
-            root: (sample.end == UnwindEnd::Truncated).then_some(PseudoFrame::Truncated),
-            labels: &[],
-        };
-        self.stacks.add(&sample, &[1]);
+        self.stacks.add(&sample.stack_sample(&[]), &[1]);
     }
 
     fn add_lost(&mut self, count: u64) {
@@ -109,6 +102,7 @@ impl Aggregate for Creations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unwind::UnwindEnd;
 
     fn hit(profile: &mut Creations, tid: u32, user: &[u64], end: UnwindEnd) {
         let modules = ModuleSet::load(std::process::id(), std::sync::Arc::default()).unwrap();

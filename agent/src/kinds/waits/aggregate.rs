@@ -137,7 +137,7 @@ impl WaitStacks {
             View::Block | View::Mutex => &[("wait", wait.label())],
         };
         self.stacks
-            .add(&stack_sample(sample, labels), &[weight, total]);
+            .add(&sample.stack_sample(labels), &[weight, total]);
     }
 }
 
@@ -186,7 +186,7 @@ impl Aggregate for WaitStacks {
             (Observed::OnCpu, View::Wall { cpu_period }) => {
                 let labels: &[(&str, &str)] = &[("state", "on-cpu")];
                 self.stacks
-                    .add(&stack_sample(&sample, labels), &[1, cpu_period]);
+                    .add(&sample.stack_sample(labels), &[1, cpu_period]);
             }
             (
                 Observed::Woke {
@@ -208,18 +208,5 @@ impl Aggregate for WaitStacks {
 
     fn stacks(&mut self) -> &mut StackAggregate {
         &mut self.stacks
-    }
-}
-
-fn stack_sample<'a>(
-    sample: &Unwound<'a>,
-    labels: &'a [(&'static str, &'a str)],
-) -> StackSample<'a> {
-    StackSample {
-        tid: sample.tid,
-        kernel: &[],
-        user: sample.user,
-        root: (sample.end == UnwindEnd::Truncated).then_some(PseudoFrame::Truncated),
-        labels,
     }
 }
