@@ -4,12 +4,15 @@
  *
  * Claim under test: a target that keeps creating and destroying threads is
  * profiled without trouble (no crash, no leak in the agent), and the time of
- * those threads is attributed right. Every round the main thread creates 3
- * threads running churn_work_a and 1 running churn_work_b, then joins all
- * four. The two functions have the same body and each thread makes one call,
- * so a correct profile puts 75 % of their samples in churn_work_a. A call
- * lasts a few milliseconds: several sampling periods at the test's rate, as
- * per-thread CPU-clock sampling starts each new thread's period afresh.
+ * those threads is attributed right. Every round the main thread creates 4
+ * threads, then joins them. Each thread calls churn_work_a three times and
+ * churn_work_b once, b in a different place in each of the four (first in
+ * one, last in another): the two functions have the same body, so a correct
+ * profile puts 75 % of their samples in churn_work_a. Every thread runs the
+ * same mix, so whatever a new thread's first sampling period does (it starts
+ * afresh, or from its creator's) weighs on both functions alike. A thread
+ * lasts about 5 ms of CPU: several sampling periods at 1 kHz, less than one
+ * at 100 Hz.
  *
  * Every ROUNDS_PER_WRITE rounds the number of threads created so far is
  * written to COUNTER_FILE (a temporary file renamed over it, so that a reader
@@ -22,8 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Iterations per call: a few milliseconds on the test machine. */
-#define WORK 1000000UL
+/* Iterations per call: about a millisecond and a half on the test machine. */
+#define WORK 600000UL
 #define ROUNDS_PER_WRITE 10
 
 static volatile unsigned long sink;
@@ -43,17 +46,16 @@ __attribute__((noipa, aligned(64))) void churn_work_b(void)
         sink += i * i;
 }
 
-static void *worker_a(void *arg)
+/* Calls churn_work_a three times and churn_work_b once, b at position `arg`. */
+static void *worker(void *arg)
 {
-    (void)arg;
-    churn_work_a();
-    return NULL;
-}
-
-static void *worker_b(void *arg)
-{
-    (void)arg;
-    churn_work_b();
+    unsigned long b_at = (unsigned long)arg;
+    for (unsigned long i = 0; i < 4; i++) {
+        if (i == b_at)
+            churn_work_b();
+        else
+            churn_work_a();
+    }
     return NULL;
 }
 
@@ -83,7 +85,7 @@ int main(int argc, char **argv)
     for (unsigned long round = 1;; round++) {
         pthread_t threads[4];
         for (int i = 0; i < 4; i++) {
-            int err = pthread_create(&threads[i], NULL, i < 3 ? worker_a : worker_b, NULL);
+            int err = pthread_create(&threads[i], NULL, worker, (void *)(unsigned long)i);
             if (err != 0) {
                 fprintf(stderr, "churn_threads: pthread_create: error %d\n", err);
                 return 1;
