@@ -327,8 +327,9 @@ fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
          {after:.0} after the agent was killed"
     );
     assert!(
-        // Sampled, it runs at a fraction of its speed; the margin is the machine's noise.
-        after >= 0.75 * baseline && after > 2.0 * sampled,
+        // The margin is the machine's noise: sampling 1 switch in N keeps even the sampled
+        // speed close, so only a clear loss would mean events outlived the agent.
+        after >= 0.75 * baseline,
         "{after:.0} round trips per CPU second after the agent was killed, {baseline:.0} \
          before it started"
     );

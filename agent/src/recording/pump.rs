@@ -26,6 +26,10 @@ impl Pump {
         &self.sampler
     }
 
+    pub fn sampler_mut(&mut self) -> &mut Sampler {
+        &mut self.sampler
+    }
+
     /// Waits up to `timeout` for records, hands each to `forward` in time order, and now and
     /// then attaches threads that are not sampled yet.
     pub fn pump(&mut self, timeout: Duration, forward: &mut dyn FnMut(Record<'_>)) {

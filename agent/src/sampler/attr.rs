@@ -124,7 +124,9 @@ pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
 pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
     SampleFormat {
         callchain: config.kernel,
-        period: config.trigger.reports_period(),
+        // Fixed-period events must not ask for it: the kernel would then sample every event
+        // and report 1 as its period. The sampler's owner knows the period it set.
+        period: false,
         raw: matches!(config.trigger, Trigger::Tracepoint { .. }),
     }
 }
@@ -148,12 +150,10 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
         _ => u64::from(event),
     };
     match config.trigger {
-        Trigger::ContextSwitches { frequency } | Trigger::Tracepoint { frequency, .. } => {
-            // The kernel adapts the period of each event to about `frequency` samples per
-            // second and reports it with each sample: a thread switching rarely has every
-            // switch sampled, a busy one 1 in N, weighted by N.
-            attr.set_freq(1);
-            attr.sample_freq = frequency;
+        Trigger::ContextSwitches { period } | Trigger::Tracepoint { period, .. } => {
+            // A fixed period the owner adapts (`Sampler::set_period`): the kernel's frequency
+            // mode misjudges events of threads that mostly sleep, and samples too few of them.
+            attr.sample_period = period;
             if let Trigger::ContextSwitches { .. } = config.trigger {
                 // A record each time a thread leaves the CPU or comes back, with its time:
                 // what weights a switch-out sample by how long the thread stayed off.
@@ -255,9 +255,6 @@ fn sample_type(config: &SamplerConfig) -> u64 {
     if config.kernel {
         bits |= sys::PERF_SAMPLE_CALLCHAIN;
     }
-    if config.trigger.reports_period() {
-        bits |= sys::PERF_SAMPLE_PERIOD;
-    }
     if let Trigger::Tracepoint { .. } = config.trigger {
         bits |= sys::PERF_SAMPLE_RAW;
     }
@@ -344,7 +341,7 @@ mod tests {
     #[test]
     fn context_switch_attr_samples_switches_in_the_kernel_with_records() {
         let mut config = SamplerConfig::new(1);
-        config.trigger = Trigger::ContextSwitches { frequency: 400 };
+        config.trigger = Trigger::ContextSwitches { period: 4 };
         let spec = specs(&config.trigger)[0];
         let attr = build(&config, spec, 4096);
         assert_eq!(
@@ -354,9 +351,8 @@ mod tests {
                 u64::from(sys::PERF_COUNT_SW_CONTEXT_SWITCHES)
             )
         );
-        assert_eq!((attr.freq(), attr.sample_freq), (1, 400));
-        assert_ne!(attr.sample_type & u64::from(sys::PERF_SAMPLE_PERIOD), 0);
-        assert!(sample_format(&config).period);
+        assert_eq!((attr.freq(), attr.sample_period), (0, 4));
+        assert_eq!(attr.sample_type & u64::from(sys::PERF_SAMPLE_PERIOD), 0);
         assert_eq!(attr.context_switch(), 1);
         assert_eq!(attr.exclude_kernel(), 0, "switches happen in the kernel");
         assert_eq!(attr.exclude_callchain_kernel(), 1);

@@ -64,11 +64,11 @@ impl SamplerConfig {
             Trigger::Uprobes(probes) if probes.iter().any(|p| p.path.is_empty()) => {
                 return Err(invalid("a uprobe has an empty file path"));
             }
-            Trigger::ContextSwitches { frequency: 0 }
-            | Trigger::Tracepoint { frequency: 0, .. }
+            Trigger::ContextSwitches { period: 0 }
+            | Trigger::Tracepoint { period: 0, .. }
             | Trigger::PageFaults { period: 0 } => {
                 return Err(invalid(
-                    "the kernel event sampling frequency must be at least 1",
+                    "the kernel event sampling period must be at least 1",
                 ));
             }
             _ => {}
@@ -96,28 +96,21 @@ pub enum Trigger {
     CpuTime,
     /// Every execution, by any thread of the target, of any of these instructions.
     Uprobes(Vec<Uprobe>),
-    /// Times a thread of the target leaves the CPU, about `frequency` samples per second per
-    /// thread at most (each weighted by the period it stands for), with a record of every
-    /// time one leaves or comes back (`Record::Switch`). The switch happens in the kernel, so
-    /// the event cannot exclude it: it needs CAP_PERFMON or `perf_event_paranoid` ≤ 1.
-    ContextSwitches { frequency: u64 },
-    /// Every hit of kernel tracepoint `id` (from tracefs) in a thread of the target, about
-    /// `frequency` samples per second per thread at most, each with the tracepoint's raw
-    /// fields. Like context switches, it counts in the kernel: CAP_PERFMON.
-    Tracepoint { id: u64, frequency: u64 },
+    /// Every `period`-th time a thread of the target leaves the CPU (see
+    /// [`Sampler::set_period`](super::Sampler::set_period) to change it while sampling), with a
+    /// record of every time one leaves or comes back (`Record::Switch`). The switch happens in
+    /// the kernel, so the event cannot exclude it: it needs CAP_PERFMON or
+    /// `perf_event_paranoid` ≤ 1.
+    ContextSwitches { period: u64 },
+    /// Every `period`-th hit of kernel tracepoint `id` (from tracefs) in a thread of the
+    /// target, each with the tracepoint's raw fields. Like context switches, it counts in the kernel: CAP_PERFMON.
+    Tracepoint { id: u64, period: u64 },
     /// Every `period`-th page fault a thread of the target takes in user space (first touches
     /// of new memory, copy-on-write). Needs no more privilege than CPU time.
     PageFaults { period: u64 },
 }
 
 impl Trigger {
-    /// Samples stand for a varying number of events (frequency mode), reported with each.
-    /// (A fixed-period software event must not ask for it: the kernel then samples every event
-    /// and reports 1 as its period.)
-    pub(crate) fn reports_period(&self) -> bool {
-        self.counts_in_kernel()
-    }
-
     /// The event counts in the kernel, so it cannot exclude it.
     pub(crate) fn counts_in_kernel(&self) -> bool {
         matches!(

@@ -157,6 +157,18 @@ impl CpuEvents {
         self.per_cpu.iter().try_for_each(PerfEvent::enable)
     }
 
+    /// Sets the sampling period of every event on this CPU (threads created later inherit
+    /// it from their creator's event).
+    pub(crate) fn set_period(&self, period: u64) {
+        // Failures only mean an event is already gone.
+        for event in std::iter::once(self.ring.owner())
+            .chain(&self.per_cpu)
+            .chain(self.events.iter().map(|(_, event)| event))
+        {
+            let _ = event.set_period(period);
+        }
+    }
+
     /// Stops sampling on this CPU, inherited copies included.
     pub(crate) fn disable(&self) {
         // Failures only mean an event is already gone; teardown continues regardless.

@@ -51,6 +51,14 @@ impl PerfEvent {
         Errno::result(unsafe { ioctls::DISABLE(self.raw(), 0) }).map(drop)
     }
 
+    /// Samples every `period`-th event from the next one on (a fixed-period event).
+    pub(crate) fn set_period(&self, period: u64) -> Result<(), Errno> {
+        // SAFETY: PERIOD reads one u64 through the pointer passed as its argument, which
+        // points at `period` for the duration of the call.
+        Errno::result(unsafe { ioctls::PERIOD(self.raw(), std::ptr::from_ref(&period) as u64) })
+            .map(drop)
+    }
+
     /// Sends this event's records to `target`'s ring buffer (same CPU required).
     pub(crate) fn set_output(&self, target: &PerfEvent) -> Result<(), Errno> {
         // SAFETY: SET_OUTPUT takes another perf event fd, which `target` keeps open.

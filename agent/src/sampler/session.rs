@@ -48,7 +48,6 @@ impl Sampler {
         if config.trigger == Trigger::CpuTime {
             check_frequency(config.frequency)?;
         }
-        let config = &within_max_sample_rate(config);
         let target = threads::inspect(config.pid)?;
         if let Err(error) = host::raise_nofile_limit() {
             tracing::debug!(%error, "could not raise the open-file limit");
@@ -216,6 +215,19 @@ impl Sampler {
     }
 
     /// Counters since `open`.
+    /// Samples every `period`-th event from now on, on every thread's events (those attached
+    /// later too): for fixed-period triggers whose owner adapts the rate (context switches,
+    /// tracepoints).
+    pub fn set_period(&mut self, period: u64) {
+        let period = period.max(1);
+        if let Some(attr) = &mut self.thread_attr {
+            attr.sample_period = period;
+        }
+        for cpu in &self.cpus {
+            cpu.set_period(period);
+        }
+    }
+
     pub fn stats(&self) -> SamplerStats {
         SamplerStats {
             threads_attached: self.coverage.attached_total(),
@@ -530,24 +542,6 @@ fn open_error(errno: Errno, pid: u32, threads: usize, cpus: usize) -> SamplerErr
         errno if unsupported(errno) => SamplerError::EventNotSupported { errno },
         errno => SamplerError::io("perf_event_open", errno),
     }
-}
-
-/// `config` with the sampling frequency of an event the agent chose (not the user: theirs is
-/// checked) lowered to the kernel's perf_event_max_sample_rate, which the kernel itself lowers
-/// on a machine where sampling interrupts take long.
-fn within_max_sample_rate(config: &SamplerConfig) -> SamplerConfig {
-    let max = host::kernel_sysctl("perf_event_max_sample_rate")
-        .and_then(|max| u64::try_from(max).ok())
-        .filter(|&max| max > 0);
-    let mut config = config.clone();
-    if let (
-        Some(max),
-        Trigger::ContextSwitches { frequency } | Trigger::Tracepoint { frequency, .. },
-    ) = (max, &mut config.trigger)
-    {
-        *frequency = (*frequency).min(max);
-    }
-    config
 }
 
 /// The kernel refuses frequencies above perf_event_max_sample_rate with a bare EINVAL.

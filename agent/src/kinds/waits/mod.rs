@@ -5,15 +5,11 @@
 
 pub mod aggregate;
 pub mod classify;
+pub mod period;
 pub mod recording;
 pub mod releases;
 pub mod tracker;
 pub mod waking;
-
-/// Context-switch samples per second per thread (and CPU) at most: a thread that leaves the
-/// CPU less often has every switch sampled; a busier one 1 in N, weighted by N, which bounds
-/// what sampling costs a target that switches hundreds of thousands of times a second.
-pub const SWITCH_SAMPLES_PER_SECOND: u64 = 10_000;
 
 /// User stack bytes copied per context-switch sample at most. Every switch of a busy waiter is
 /// sampled, so the copy is what sampling costs it; a waiting thread's stack is rarely deeper

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::aggregate::{Observed, View, WaitStacks};
+use super::period::{Period, SAMPLE_BUDGET};
 use super::tracker::{Tracker, Wait};
 use super::waking::Waking;
-use super::{SWITCH_SAMPLES_PER_SECOND, SWITCH_STACK_BYTES};
+use super::SWITCH_STACK_BYTES;
 use crate::profile::Meta;
 use crate::recording::{
     percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
@@ -31,6 +32,8 @@ pub struct WaitRecording {
     second_event: Option<String>,
     /// How to read a wakeup's woken thread (`mutex`).
     waking: Option<Waking>,
+    /// Switches (and wakeups) per sample.
+    period: Period,
     tracker: Tracker,
     pipeline: Pipeline<WaitStacks>,
     stats: SamplerStats,
@@ -42,9 +45,7 @@ impl WaitRecording {
     pub fn open(name: &'static str, view: View, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
         let config = SamplerConfig {
-            trigger: Trigger::ContextSwitches {
-                frequency: SWITCH_SAMPLES_PER_SECOND,
-            },
+            trigger: Trigger::ContextSwitches { period: 1 },
             stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
             ..SamplerConfig::new(pid)
         };
@@ -62,7 +63,7 @@ impl WaitRecording {
             (View::Mutex, Some(waking)) => Some(SamplerConfig {
                 trigger: Trigger::Tracepoint {
                     id: waking.id,
-                    frequency: SWITCH_SAMPLES_PER_SECOND,
+                    period: 1,
                 },
                 stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
                 ..SamplerConfig::new(pid)
@@ -87,6 +88,7 @@ impl WaitRecording {
             second: second.map(Pump::new),
             second_event,
             waking,
+            period: Period::default(),
             tracker,
             pipeline,
             stats: SamplerStats::default(),
@@ -118,6 +120,23 @@ fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
     }
 }
 
+impl WaitRecording {
+    /// Samples 1 switch (and wakeup) in N when the target switches faster than the budget;
+    /// the tracker weights what it reads from now on by N.
+    fn adapt_period(&mut self) {
+        let Some(period) = self.period.redraw() else {
+            return;
+        };
+        if let Some(switches) = &mut self.switches {
+            switches.sampler_mut().set_period(period);
+        }
+        if let (Some(second), Some(_)) = (&mut self.second, &self.waking) {
+            second.sampler_mut().set_period(period);
+        }
+        self.tracker.weight = period;
+    }
+}
+
 impl Recording for WaitRecording {
     fn label(&self) -> String {
         match &self.second_event {
@@ -135,16 +154,24 @@ impl Recording for WaitRecording {
         } else {
             timeout
         };
+        let period = &mut self.period;
         if let Some(switches) = &mut self.switches {
             switches.pump(wait, &mut |record| {
+                if let Record::Switch { out: true, .. } = record {
+                    period.switched();
+                }
                 forward_switch(&record, tracker, pipeline);
             });
         }
-        let waking = self.waking.as_ref();
+        let waking = self
+            .waking
+            .as_ref()
+            .map(|waking| (waking, period.current()));
         if let Some(second) = &mut self.second {
             second.pump(wait, &mut |record| forward_second(record, waking, pipeline));
         }
         pipeline.flush();
+        self.adapt_period();
     }
 
     fn figures(&self) -> String {
@@ -158,7 +185,10 @@ impl Recording for WaitRecording {
 
     fn stop(&mut self) {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
-        let waking = self.waking.as_ref();
+        let waking = self
+            .waking
+            .as_ref()
+            .map(|waking| (waking, self.period.current()));
         if let Some(mut second) = self.second.take() {
             second.drain(&mut |record| forward_second(record, waking, pipeline));
         }
@@ -196,15 +226,19 @@ impl Recording for WaitRecording {
 
 /// A record of the second sampler: a CPU sample (`wall`: on the CPU, its stack as for a CPU
 /// profile) or a wakeup (`mutex`: the waker's stack, and whom it woke).
-fn forward_second(record: Record<'_>, waking: Option<&Waking>, pipeline: &Pipeline<WaitStacks>) {
+fn forward_second(
+    record: Record<'_>,
+    waking: Option<(&Waking, u64)>,
+    pipeline: &Pipeline<WaitStacks>,
+) {
     match (record, waking) {
         (Record::Sample(sample), None) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
-        (Record::Sample(sample), Some(waking)) => {
+        (Record::Sample(sample), Some((waking, period))) => {
             if let Some(wakee) = waking.wakee(sample.raw) {
                 let woke = Observed::Woke {
                     wakee,
                     time: sample.time,
-                    weight: sample.period.max(1),
+                    weight: period,
                 };
                 pipeline.send(Event::sample(&sample, woke));
             }
@@ -244,8 +278,9 @@ fn comments(
     let mut comments = vec![
         provenance(window),
         format!(
-            "event: context-switches, at most {SWITCH_SAMPLES_PER_SECOND} samples/s per thread \
-             and CPU, each weighted by the switches it stands for"
+            "event: context-switches, every switch sampled up to {SAMPLE_BUDGET} switches/s, \
+             1 in N beyond (N re-drawn at random around the rate over the budget every 250 \
+             ms), each sample weighted by N"
         ),
     ];
     match second_event.as_deref() {

@@ -56,6 +56,8 @@ pub struct Tracker {
     returns: HashMap<u32, VecDeque<u64>>,
     /// Sampled switch-outs that were preemptions, not waits.
     pub preempted: u64,
+    /// Switches a sample stands for (the sampling period the owner set).
+    pub weight: u64,
 }
 
 impl Tracker {
@@ -168,7 +170,7 @@ impl Tracker {
             },
             stack: sample.stack.to_vec(),
             since: sample.time,
-            weight: sample.period.max(1),
+            weight: self.weight.max(1),
         };
         self.insert(sample.tid, parked);
     }
@@ -227,7 +229,10 @@ mod tests {
 
     #[test]
     fn a_switch_out_sample_and_the_switch_back_make_one_weighted_wait() {
-        let mut tracker = Tracker::default();
+        let mut tracker = Tracker {
+            weight: 3,
+            ..Tracker::default()
+        };
         let mut waits = Vec::new();
         let records = [
             Record::Sample(sample(7, 1_000, 3)),
