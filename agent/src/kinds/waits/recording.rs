@@ -293,11 +293,13 @@ fn comments(
         None => {}
     }
     comments.push(format!(
-        "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; waits not on \
-         synchronization skipped: {}; lost records: {}; truncated stacks: {}",
+        "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; open waits \
+         dropped when records were lost: {}; waits not on synchronization skipped: {}; lost \
+         records: {}; truncated stacks: {}",
         stacks.samples(),
         stacks.off_cpu_ns as f64 / 1e9,
         tracker.preempted,
+        tracker.abandoned,
         stacks.not_synchronization,
         stacks.lost(),
         stacks.truncated(),

@@ -58,6 +58,8 @@ pub struct Tracker {
     pub preempted: u64,
     /// Switches a sample stands for (the sampling period the owner set).
     pub weight: u64,
+    /// Waits dropped because records were lost while they were open.
+    pub abandoned: u64,
 }
 
 impl Tracker {
@@ -93,6 +95,13 @@ impl Tracker {
             Record::Exit { tid, .. } => {
                 self.parked.remove(&tid);
                 self.returns.remove(&tid);
+            }
+            // A full ring dropped records: the return that ends a parked wait may be among
+            // them, and the wait would run on to a later one. Drop what is open instead.
+            Record::Lost { .. } => {
+                self.abandoned += self.parked.len() as u64;
+                self.parked.clear();
+                self.returns.clear();
             }
             _ => {}
         }
@@ -274,6 +283,19 @@ mod tests {
             tracker.record(record, |wait| waits.push(wait.off_cpu.nanoseconds));
         }
         assert_eq!(waits, vec![4_000, 500]);
+    }
+
+    #[test]
+    fn lost_records_drop_the_open_waits_rather_than_stretch_them() {
+        let mut tracker = Tracker::default();
+        let mut waits = Vec::new();
+        tracker.record(&Record::Sample(sample(7, 1_000, 1)), |w| waits.push(w.tid));
+        tracker.record(&switch(7, 1_000, true, false), |w| waits.push(w.tid));
+        // The return at 2_000 was in what the kernel dropped.
+        tracker.record(&Record::Lost { count: 3 }, |w| waits.push(w.tid));
+        tracker.record(&switch(7, 90_000, false, false), |w| waits.push(w.tid));
+        assert!(waits.is_empty());
+        assert_eq!(tracker.abandoned, 1);
     }
 
     #[test]
