@@ -112,15 +112,18 @@ extern "C" fn on_sigbus(
     context: *mut libc::c_void,
 ) {
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
-    let address = unsafe { (*info).si_addr() } as usize;
+    let (address, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
+    // A SIGBUS another process sent (si_code ≤ 0) is no fault of a read: not ours to mend.
+    let sent = code <= 0;
     let Some(Some(installed)) = INSTALLED.get() else {
         return;
     };
-    let guarded = GUARDED.iter().any(|slot| {
-        let start = slot.start.load(Ordering::SeqCst);
-        let len = slot.len.load(Ordering::SeqCst);
-        start != 0 && start != CLAIMING && address >= start && address - start < len
-    });
+    let guarded = !sent
+        && GUARDED.iter().any(|slot| {
+            let start = slot.start.load(Ordering::SeqCst);
+            let len = slot.len.load(Ordering::SeqCst);
+            start != 0 && start != CLAIMING && address >= start && address - start < len
+        });
     if guarded {
         let page = address & !(installed.page_size - 1);
         // SAFETY: the page lies in a mapping this crate owns (registered until just before
@@ -153,10 +156,18 @@ unsafe fn forward(
     previous: &libc::sigaction,
 ) {
     let handler = previous.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+    if handler == libc::SIG_IGN {
+        // Ignored before us: ignored now (a fault would repeat forever, but none reaches here
+        // that the kernel would not have killed for anyway).
+    } else if handler == libc::SIG_DFL {
+        // The default action, for good: a fault repeats on return and kills, as it would have;
+        // a signal that was sent is raised again, to the same end.
         let mut default: libc::sigaction = std::mem::zeroed();
         default.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(signal, &default, std::ptr::null_mut());
+        if (*info).si_code <= 0 {
+            libc::raise(signal);
+        }
     } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
         let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
             std::mem::transmute(handler);

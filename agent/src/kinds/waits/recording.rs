@@ -121,8 +121,11 @@ fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
 }
 
 impl WaitRecording {
-    /// Samples 1 switch (and wakeup) in N when the target switches faster than the budget;
-    /// the tracker weights what it reads from now on by N.
+    /// Samples 1 switch in N when the target switches faster than the budget. The period
+    /// reaches the events of the threads the sampler attached, not the copies the kernel made
+    /// for threads created since (they keep their creator's period): so a sample is not
+    /// weighted by N but by the switches its thread made since its last sample, which every
+    /// switch's record tells exactly. Wakeups have no such record: every one is sampled.
     fn adapt_period(&mut self) {
         let Some(period) = self.period.redraw() else {
             return;
@@ -130,10 +133,6 @@ impl WaitRecording {
         if let Some(switches) = &mut self.switches {
             switches.sampler_mut().set_period(period);
         }
-        if let (Some(second), Some(_)) = (&mut self.second, &self.waking) {
-            second.sampler_mut().set_period(period);
-        }
-        self.tracker.weight = period;
     }
 }
 
@@ -163,10 +162,7 @@ impl Recording for WaitRecording {
                 forward_switch(&record, tracker, pipeline);
             });
         }
-        let waking = self
-            .waking
-            .as_ref()
-            .map(|waking| (waking, period.current()));
+        let waking = self.waking.as_ref().map(|waking| (waking, 1));
         if let Some(second) = &mut self.second {
             second.pump(wait, &mut |record| forward_second(record, waking, pipeline));
         }
@@ -185,10 +181,7 @@ impl Recording for WaitRecording {
 
     fn stop(&mut self) {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
-        let waking = self
-            .waking
-            .as_ref()
-            .map(|waking| (waking, self.period.current()));
+        let waking = self.waking.as_ref().map(|waking| (waking, 1));
         if let Some(mut second) = self.second.take() {
             second.drain(&mut |record| forward_second(record, waking, pipeline));
         }
@@ -294,12 +287,13 @@ fn comments(
     }
     comments.push(format!(
         "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; open waits \
-         dropped when records were lost: {}; waits not on synchronization skipped: {}; lost \
-         records: {}; truncated stacks: {}",
+         dropped when records were lost: {}, not tracked (too many stacks held): {}; waits not \
+         on synchronization skipped: {}; lost records: {}; truncated stacks: {}",
         stacks.samples(),
         stacks.off_cpu_ns as f64 / 1e9,
         tracker.preempted,
         tracker.abandoned,
+        tracker.untracked,
         stacks.not_synchronization,
         stacks.lost(),
         stacks.truncated(),

@@ -10,6 +10,11 @@ use std::collections::{HashMap, VecDeque};
 const KEPT_PER_THREAD: usize = 16;
 /// Threads tracked at most.
 const MAX_THREADS: usize = 1 << 16;
+/// What is kept unmatched longer than this (the woken thread was another process's, or its
+/// wait was not sampled) is forgotten, so that threads come and go without filling the maps.
+const KEPT_NS: u64 = 5_000_000_000;
+/// Unmatched entries are swept after this many insertions.
+const SWEEP_EVERY: u64 = 4096;
 
 /// A wakeup not matched yet: who woke, with what stack, and when.
 pub struct Wakeup<S> {
@@ -44,6 +49,9 @@ pub struct Releases<S> {
     waits: HashMap<u32, VecDeque<EndedWait>>,
     /// Wakeups that ended a wait not on a lock (a condition variable, a pipe...).
     pub not_on_lock: u64,
+    /// The latest time seen, and insertions since the last sweep.
+    latest: u64,
+    inserted: u64,
 }
 
 impl<S> Default for Releases<S> {
@@ -52,6 +60,8 @@ impl<S> Default for Releases<S> {
             wakeups: HashMap::new(),
             waits: HashMap::new(),
             not_on_lock: 0,
+            latest: 0,
+            inserted: 0,
         }
     }
 }
@@ -69,6 +79,7 @@ impl<S> Releases<S> {
         match ended {
             Some(wait) => self.pair(wakeup, wait),
             None => {
+                self.seen(wakeup.time);
                 push_capped(&mut self.wakeups, wakee, wakeup);
                 None
             }
@@ -92,8 +103,27 @@ impl<S> Releases<S> {
             *wakeups = kept;
             releases.extend(matched.into_iter().filter_map(|w| self.pair(w, wait)));
         }
+        self.seen(wait.until);
         push_capped(&mut self.waits, waiter, wait);
         releases
+    }
+
+    /// Notes the time of an insertion, and now and then forgets what is too old to match.
+    fn seen(&mut self, time: u64) {
+        self.latest = self.latest.max(time);
+        self.inserted += 1;
+        if !self.inserted.is_multiple_of(SWEEP_EVERY) {
+            return;
+        }
+        let oldest = self.latest.saturating_sub(KEPT_NS);
+        self.wakeups.retain(|_, kept| {
+            kept.retain(|wakeup| wakeup.time >= oldest);
+            !kept.is_empty()
+        });
+        self.waits.retain(|_, kept| {
+            kept.retain(|wait| wait.until >= oldest);
+            !kept.is_empty()
+        });
     }
 
     fn pair(&mut self, wakeup: Wakeup<S>, wait: EndedWait) -> Option<Release<S>> {
@@ -153,6 +183,18 @@ mod tests {
         assert!(releases.wait_ended(7, wait(4_000, 4_600, true)).is_empty());
         let paired = releases.woke(7, wakeup(4_500, "unlock_b")).expect("paired");
         assert_eq!((paired.stack, paired.delay), ("unlock_b", 500));
+    }
+
+    #[test]
+    fn what_stays_unmatched_is_forgotten_after_a_while() {
+        let mut releases = Releases::default();
+        for wakee in 0..SWEEP_EVERY as u32 - 1 {
+            assert!(releases.woke(wakee, wakeup(1_000, "x")).is_none());
+        }
+        assert_eq!(releases.wakeups.len(), SWEEP_EVERY as usize - 1);
+        // The insertion that triggers the sweep is 10 s later: the old ones go.
+        assert!(releases.woke(99_999, wakeup(10_000_000_000, "x")).is_none());
+        assert_eq!(releases.wakeups.len(), 1);
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::unwind::Registers;
 
 /// Threads kept parked at most (a target has fewer threads than this).
 const MAX_PARKED: usize = 1 << 16;
+/// Stack bytes kept parked at most: a target with thousands of blocked threads must not make
+/// the agent hold a stack copy for each beyond this (the rest are counted, not profiled).
+const MAX_PARKED_BYTES: usize = 128 << 20;
 /// Returns remembered per thread, for departures read after them.
 const RECENT_RETURNS: usize = 8;
 
@@ -45,7 +48,11 @@ struct Parked {
     regs: Registers,
     stack: Vec<u8>,
     since: u64,
+    /// The switches it stands for: this one, and those of the thread not sampled since its
+    /// last sample (every switch writes a record; only some are sampled).
     weight: u64,
+    /// Its switch-out record was read and was no preemption: a return ends it.
+    confirmed: bool,
 }
 
 /// Pairs switch-out samples with switch-in records.
@@ -56,10 +63,14 @@ pub struct Tracker {
     returns: HashMap<u32, VecDeque<u64>>,
     /// Sampled switch-outs that were preemptions, not waits.
     pub preempted: u64,
-    /// Switches a sample stands for (the sampling period the owner set).
-    pub weight: u64,
+    /// Switch-out records of each thread since its last sample: what its next one stands for.
+    unsampled: HashMap<u32, u64>,
+    /// Stack bytes held by parked waits.
+    parked_bytes: usize,
     /// Waits dropped because records were lost while they were open.
     pub abandoned: u64,
+    /// Waits not tracked because too many stacks were held already.
+    pub untracked: u64,
 }
 
 impl Tracker {
@@ -72,6 +83,7 @@ impl Tracker {
                 stack,
                 since,
                 weight: 1,
+                confirmed: true,
             },
         );
     }
@@ -93,14 +105,16 @@ impl Tracker {
                 ..
             } => self.switched_in(tid, time, &mut done),
             Record::Exit { tid, .. } => {
-                self.parked.remove(&tid);
+                self.release(tid);
                 self.returns.remove(&tid);
+                self.unsampled.remove(&tid);
             }
             // A full ring dropped records: the return that ends a parked wait may be among
             // them, and the wait would run on to a later one. Drop what is open instead.
             Record::Lost { .. } => {
                 self.abandoned += self.parked.len() as u64;
                 self.parked.clear();
+                self.parked_bytes = 0;
                 self.returns.clear();
             }
             _ => {}
@@ -110,14 +124,20 @@ impl Tracker {
     /// The switch-out record that follows a sample: a preemption is no wait; a wait may have
     /// had its return read already.
     fn switched_out(&mut self, tid: u32, preempt: bool, done: &mut impl FnMut(Wait)) {
-        let Some(since) = self.parked.get(&tid).map(|parked| parked.since) else {
+        let unsampled = self.unsampled.entry(tid).or_default();
+        *unsampled = unsampled.saturating_add(1);
+        let Some(parked) = self.parked.get_mut(&tid).filter(|parked| !parked.confirmed) else {
             return;
         };
+        // This record is the sample's own: it stands for the switches since the last one.
+        parked.weight = std::mem::take(unsampled).max(1);
+        parked.confirmed = true;
+        let since = parked.since;
         if preempt {
-            self.parked.remove(&tid);
+            self.release(tid);
             self.preempted += 1;
         } else if let Some(back) = self.take_return(tid, since) {
-            if let Some(parked) = self.parked.remove(&tid) {
+            if let Some(parked) = self.release(tid) {
                 done(parked.ended(tid, back));
             }
         }
@@ -126,21 +146,27 @@ impl Tracker {
     /// `tid` is back on a CPU at `time`: the end of its wait, or a return to remember for a
     /// departure not read yet.
     fn switched_in(&mut self, tid: u32, time: u64, done: &mut impl FnMut(Wait)) {
-        match self.parked.remove(&tid) {
-            Some(parked) if parked.since <= time => done(parked.ended(tid, time)),
-            other => {
-                if let Some(parked) = other {
-                    self.parked.insert(tid, parked);
-                }
-                self.remember_return(tid, time);
+        let ends = self
+            .parked
+            .get(&tid)
+            .is_some_and(|parked| parked.confirmed && parked.since <= time);
+        if ends {
+            if let Some(parked) = self.release(tid) {
+                done(parked.ended(tid, time));
             }
+        } else {
+            // A departure not confirmed yet (its record is still to be read) or none.
+            self.remember_return(tid, time);
         }
     }
 
     /// The window closed at `until`: every thread still away has waited until then.
     pub fn finish(&mut self, until: u64, mut done: impl FnMut(Wait)) {
+        self.parked_bytes = 0;
         for (tid, parked) in self.parked.drain() {
-            done(parked.ended(tid, until));
+            if parked.confirmed {
+                done(parked.ended(tid, until));
+            }
         }
     }
 
@@ -179,15 +205,28 @@ impl Tracker {
             },
             stack: sample.stack.to_vec(),
             since: sample.time,
-            weight: self.weight.max(1),
+            weight: 1,
+            confirmed: false,
         };
         self.insert(sample.tid, parked);
     }
 
     fn insert(&mut self, tid: u32, parked: Parked) {
-        if self.parked.len() < MAX_PARKED || self.parked.contains_key(&tid) {
-            self.parked.insert(tid, parked);
+        self.release(tid);
+        if self.parked.len() >= MAX_PARKED
+            || self.parked_bytes.saturating_add(parked.stack.len()) > MAX_PARKED_BYTES
+        {
+            self.untracked += 1;
+            return;
         }
+        self.parked_bytes += parked.stack.len();
+        self.parked.insert(tid, parked);
+    }
+
+    fn release(&mut self, tid: u32) -> Option<Parked> {
+        let parked = self.parked.remove(&tid)?;
+        self.parked_bytes = self.parked_bytes.saturating_sub(parked.stack.len());
+        Some(parked)
     }
 }
 
@@ -238,12 +277,14 @@ mod tests {
 
     #[test]
     fn a_switch_out_sample_and_the_switch_back_make_one_weighted_wait() {
-        let mut tracker = Tracker {
-            weight: 3,
-            ..Tracker::default()
-        };
+        let mut tracker = Tracker::default();
         let mut waits = Vec::new();
         let records = [
+            // Two switches not sampled, then a sampled one: it stands for all three.
+            switch(7, 200, true, false),
+            switch(7, 300, false, false),
+            switch(7, 400, true, false),
+            switch(7, 500, false, false),
             Record::Sample(sample(7, 1_000, 3)),
             switch(7, 1_000, true, false),
             switch(8, 1_500, false, false),
