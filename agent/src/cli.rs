@@ -117,6 +117,11 @@ pub struct RecordArgs {
     #[arg(long)]
     pub kernel: bool,
 
+    /// allocs/heap: trace every allocator call instead of sampled windows (exact figures, for
+    /// a leak hunt in staging: every call traps, ~0.5-3 µs each).
+    #[arg(long)]
+    pub exact: bool,
+
     /// Bytes of user stack copied with each sample [default: the most a sample can carry, ~64 KiB].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8..=65_440))]
     pub stack_size: Option<u32>,

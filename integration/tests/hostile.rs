@@ -54,8 +54,8 @@ fn nonsense_flags_are_refused_in_one_line() {
             &["--format", "xml"],
         ),
         (
-            &["record", "--pid", "1", "--profile", "heap"],
-            &["--profile", "heap"],
+            &["record", "--pid", "1", "--profile", "trace"],
+            &["--profile", "trace"],
         ),
         (
             &["record", "--pid", "1", "--stack-size", "1"],

@@ -613,7 +613,7 @@ fn errors_are_gos() {
     let pid = target.pid().to_string();
     let server = Server::start(&["--pid", &pid, "--max-seconds", "5"]);
 
-    for unknown in ["heap", "allocs", "trace", "nonsense"] {
+    for unknown in ["trace", "nonsense", "heap2"] {
         server
             .get(&format!("/debug/pprof/{unknown}"))
             .expect_go_error(404, "Unknown profile");

@@ -6,9 +6,12 @@
 //! Adding a kind: a new module here that defines a `pub static KIND: Kind`, plus one line in
 //! [`KINDS`]. See docs/ARCHITECTURE.md.
 
+pub mod allocs;
 pub mod block;
 pub mod cpu;
 pub mod growth;
+pub mod heap;
+pub mod malloc;
 pub mod mutex;
 pub mod threadcreate;
 pub mod threads;
@@ -31,6 +34,8 @@ pub static KINDS: &[&Kind] = &[
     &mutex::KIND,
     &wall::KIND,
     &growth::KIND,
+    &allocs::KIND,
+    &heap::KIND,
 ];
 
 /// One profile kind.
@@ -163,7 +168,7 @@ mod tests {
         assert!(find("cpu").is_some_and(Kind::is_recorded));
         assert!(!find("threads").is_some_and(Kind::is_recorded));
         assert_eq!(endpoint("profile").map(|(k, _)| k.name), Some("cpu"));
-        assert!(endpoint("heap").is_none());
+        assert_eq!(endpoint("heap").map(|(k, _)| k.name), Some("heap"));
         assert!(endpoint("fgprof").is_none(), "served at its own path");
         assert_eq!(endpoint("block").map(|(k, _)| k.name), Some("block"));
     }

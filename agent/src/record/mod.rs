@@ -125,6 +125,7 @@ fn open_recordings(args: &RecordArgs, target: &Target) -> Result<Recordings> {
             .stack_size
             .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
         kernel: args.kernel,
+        exact: args.exact,
         symbolizer: &symbolizer,
     };
     let mut recordings: Recordings = Vec::new();

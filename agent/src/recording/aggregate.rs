@@ -43,6 +43,9 @@ pub trait Aggregate: Send + 'static {
     /// Records the kernel dropped.
     fn add_lost(&mut self, count: u64);
 
+    /// An event without a stack, in stream order (see [`super::Event::Note`]).
+    fn note(&mut self, _extra: Self::Extra) {}
+
     /// The stacks, whose thread names the unwinder stage keeps up to date.
     fn stacks(&mut self) -> &mut StackAggregate;
 }

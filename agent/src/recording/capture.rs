@@ -37,6 +37,7 @@ pub fn capture(
         frequency: spec.frequency,
         stack_bytes: DEFAULT_STACK_BYTES,
         kernel: false,
+        exact: false,
         symbolizer,
     };
     let mut recording = spec.kind.open(&request)?;

@@ -38,6 +38,8 @@ pub struct Request<'a> {
     pub stack_bytes: u32,
     /// Also record kernel frames.
     pub kernel: bool,
+    /// Trace every call instead of sampling (kinds that probe calls: allocs, heap).
+    pub exact: bool,
     /// One cache of parsed binaries, shared by every profile of the process.
     pub symbolizer: &'a Arc<Symbolizer>,
 }

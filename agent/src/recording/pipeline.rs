@@ -52,6 +52,9 @@ pub enum Event<X> {
     ThreadExited {
         tid: u32,
     },
+    /// Something the kind's aggregate needs in stream order that has no stack to unwind (a
+    /// free, a return value, a clock tick): handed to [`Aggregate::note`].
+    Note(X),
 }
 
 impl<X> Event<X> {
@@ -289,6 +292,7 @@ impl<A: Aggregate> Stage<A> {
                 self.named.remove(&tid);
                 self.profile.stacks().names().forget(tid);
             }
+            Event::Note(extra) => self.profile.note(extra),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use perf_event_open_sys::bindings::{self as sys, perf_event_attr};
 
-use super::config::{EventKind, SamplerConfig, Trigger, Uprobe};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent};
 use super::record::SampleFormat;
 
 /// The user registers an unwinder starts from, in ascending bit order because that is the order
@@ -117,6 +117,8 @@ pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
         Trigger::Tracepoint { .. } => &TRACEPOINT_SPECS,
         Trigger::PageFaults { .. } => &PAGE_FAULT_SPECS,
         Trigger::CpuTime | Trigger::Uprobes(_) => &CPU_TIME_SPECS,
+        // The cpu-clock only: its ticks are time, which a cycle count is not.
+        Trigger::UserTime { .. } => &CPU_TIME_SPECS[2..],
     }
 }
 
@@ -127,7 +129,10 @@ pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
         // Fixed-period events must not ask for it: the kernel would then sample every event
         // and report 1 as its period. The sampler's owner knows the period it set.
         period: false,
-        raw: matches!(config.trigger, Trigger::Tracepoint { .. }),
+        raw: matches!(
+            config.trigger,
+            Trigger::Tracepoint { .. } | Trigger::UserTime { .. }
+        ),
     }
 }
 
@@ -169,6 +174,12 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) 
             // exclude_kernel, which keeps the event within perf_event_paranoid=2.
             attr.sample_period = period;
         }
+        Trigger::UserTime { period_ns } => {
+            // A fixed period: every tick stands for the same CPU time. The timer still runs
+            // while the thread is in the kernel; exclude_kernel drops those ticks.
+            attr.sample_period = period_ns;
+            attr.set_exclude_kernel(1);
+        }
         Trigger::CpuTime | Trigger::Uprobes(_) => {
             attr.set_freq(1);
             attr.sample_freq = config.frequency;
@@ -204,6 +215,38 @@ pub(crate) fn uprobe(
     if side_band {
         set_side_band(&mut attr);
     }
+    attr
+}
+
+/// The attr of a thread's event for a probe window: `thread_attr` (the sampler's own event,
+/// whose layout, clock and wakeup the ring expects) turned into `event`, with no side-band
+/// records (the sampler's own events report them).
+pub(crate) fn window_event(thread_attr: &perf_event_attr, event: &WindowEvent) -> perf_event_attr {
+    let mut attr = *thread_attr;
+    attr.set_freq(0);
+    match *event {
+        WindowEvent::Tracepoint { id, stack_bytes } => {
+            attr.type_ = sys::PERF_TYPE_TRACEPOINT;
+            attr.config = id;
+            attr.sample_period = 1;
+            attr.sample_stack_user = stack_bytes;
+        }
+        WindowEvent::UserTicks { period_ns } => {
+            attr.type_ = sys::PERF_TYPE_SOFTWARE;
+            attr.config = u64::from(sys::PERF_COUNT_SW_CPU_CLOCK);
+            attr.sample_period = period_ns;
+            attr.sample_stack_user = 8;
+        }
+    }
+    // A uprobe hit is reported with the user registers it trapped with, so it passes
+    // exclude_kernel; a tick in the kernel (in a trap) is dropped, as it should be.
+    attr.set_exclude_kernel(1);
+    attr.set_mmap(0);
+    attr.set_mmap2(0);
+    attr.set_comm(0);
+    attr.set_comm_exec(0);
+    attr.set_task(0);
+    attr.set_context_switch(0);
     attr
 }
 
@@ -255,7 +298,7 @@ fn sample_type(config: &SamplerConfig) -> u64 {
     if config.kernel {
         bits |= sys::PERF_SAMPLE_CALLCHAIN;
     }
-    if let Trigger::Tracepoint { .. } = config.trigger {
+    if let Trigger::Tracepoint { .. } | Trigger::UserTime { .. } = config.trigger {
         bits |= sys::PERF_SAMPLE_RAW;
     }
     u64::from(bits)

@@ -66,7 +66,8 @@ impl SamplerConfig {
             }
             Trigger::ContextSwitches { period: 0 }
             | Trigger::Tracepoint { period: 0, .. }
-            | Trigger::PageFaults { period: 0 } => {
+            | Trigger::PageFaults { period: 0 }
+            | Trigger::UserTime { period_ns: 0 } => {
                 return Err(invalid(
                     "the kernel event sampling period must be at least 1",
                 ));
@@ -108,6 +109,12 @@ pub enum Trigger {
     /// Every `period`-th page fault a thread of the target takes in user space (first touches
     /// of new memory, copy-on-write). Needs no more privilege than CPU time.
     PageFaults { period: u64 },
+    /// A sample every `period_ns` of CPU time a thread of the target spends in user space
+    /// (the cpu-clock timer; ticks that find the thread in the kernel are not sampled), in the
+    /// layout of tracepoint samples, raw fields included: the ticks measure how much of its
+    /// own work each thread did, and probe windows ([`Sampler::arm`](super::Sampler::arm))
+    /// write their samples into the same rings.
+    UserTime { period_ns: u64 },
 }
 
 impl Trigger {
@@ -118,6 +125,19 @@ impl Trigger {
             Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. }
         )
     }
+}
+
+/// An event a probe window opens on every thread of the target (see
+/// [`Sampler::arm`](super::Sampler::arm)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEvent {
+    /// Every hit of a tracefs-defined probe (a uprobe in `uprobe_events`, opened as a
+    /// tracepoint: `events/GROUP/NAME/id`), with `stack_bytes` of user stack (a multiple of 8,
+    /// at most [`MAX_STACK_BYTES`]).
+    Tracepoint { id: u64, stack_bytes: u32 },
+    /// A tick every `period_ns` of CPU time spent in user space, without stack: how much of
+    /// its own work a thread did while the window was open.
+    UserTicks { period_ns: u64 },
 }
 
 /// One probed instruction.

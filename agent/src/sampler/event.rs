@@ -18,6 +18,12 @@ impl PerfEvent {
         Self::open_raw(attr, tid, cpu)
     }
 
+    /// Opens an event for thread `tid` on whichever CPU it runs.
+    pub(crate) fn open_any_cpu(attr: &perf_event_attr, tid: u32) -> Result<PerfEvent, Errno> {
+        let tid = i32::try_from(tid).map_err(|_| Errno::ESRCH)?;
+        Self::open_raw_cpu(attr, tid, -1)
+    }
+
     /// Opens an event for every task that runs on `cpu`.
     pub(crate) fn open_per_cpu(attr: &perf_event_attr, cpu: u32) -> Result<PerfEvent, Errno> {
         Self::open_raw(attr, -1, cpu)
@@ -25,6 +31,10 @@ impl PerfEvent {
 
     fn open_raw(attr: &perf_event_attr, pid: i32, cpu: u32) -> Result<PerfEvent, Errno> {
         let cpu = i32::try_from(cpu).map_err(|_| Errno::EINVAL)?;
+        Self::open_raw_cpu(attr, pid, cpu)
+    }
+
+    fn open_raw_cpu(attr: &perf_event_attr, pid: i32, cpu: i32) -> Result<PerfEvent, Errno> {
         // The kernel may write the size it supports back into the attr (E2BIG): give it a copy.
         let mut attr = *attr;
         // SAFETY: `attr` is a valid perf_event_attr whose `size` matches its type; the kernel

@@ -20,6 +20,7 @@ mod coverage;
 mod cpu;
 mod error;
 mod event;
+mod hold;
 mod host;
 mod merge;
 mod poll;
@@ -31,13 +32,14 @@ mod threads;
 mod uprobe;
 
 pub use config::{
-    EventKind, SamplerConfig, Trigger, Uprobe, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES,
+    EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES,
     MAX_STACK_BYTES,
 };
 pub use error::SamplerError;
+pub use hold::{hold_probes, ProbeHold};
 pub(crate) use host::monotonic_ns;
 pub use record::{Record, Sample};
-pub use session::Sampler;
+pub use session::{Armed, Sampler};
 pub use stats::SamplerStats;
 
 /// Entry point for the `perf_records` fuzz target in `fuzz/`: decodes `bytes` as one ring-buffer

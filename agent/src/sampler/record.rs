@@ -106,6 +106,8 @@ pub struct Sample<'a> {
     pub kernel_callchain: &'a [u64],
     /// A tracepoint's raw fields (its tracefs `format`); empty for other events.
     pub raw: &'a [u8],
+    /// The id of the event that took it (an inherited copy reports its original's).
+    pub id: u64,
 }
 
 impl fmt::Debug for Sample<'_> {
@@ -255,6 +257,7 @@ fn decode_sample<'a>(
         stack,
         kernel_callchain: callchain,
         raw,
+        id: event_id,
     };
     Ok((
         sample,

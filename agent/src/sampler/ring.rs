@@ -61,9 +61,10 @@ impl RingPlan {
         let plan = match trigger {
             Trigger::CpuTime | Trigger::PageFaults { .. } => Self::DEFAULT,
             // Switches come in bursts too, each sample with a stack copy.
-            Trigger::Uprobes(_) | Trigger::ContextSwitches { .. } | Trigger::Tracepoint { .. } => {
-                Self::probes(cpus)
-            }
+            Trigger::Uprobes(_)
+            | Trigger::ContextSwitches { .. }
+            | Trigger::Tracepoint { .. }
+            | Trigger::UserTime { .. } => Self::probes(cpus),
         };
         let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
         plan.within(LockBudget::now(cpus, page_size), cpus, page_size)

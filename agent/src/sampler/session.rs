@@ -1,14 +1,14 @@
 //! The sampling stage: events on every thread of the target and every online CPU (for uprobes,
 //! per-CPU probe events instead), one ring buffer per CPU, records handed out in time order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec};
-use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, SAMPLE_FIXED_BYTES};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent, SAMPLE_FIXED_BYTES};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
 use super::error::SamplerError;
@@ -38,6 +38,20 @@ pub struct Sampler {
     coverage: Coverage,
     scratch: DecodeScratch,
     stats: SamplerStats,
+    /// The events of the probe window open now (see [`Sampler::arm`]).
+    armed: Vec<PerfEvent>,
+}
+
+/// The threads a probe window was opened on, and when.
+#[derive(Debug, Clone, Default)]
+pub struct Armed {
+    /// CLOCK_MONOTONIC ns when the first thread's probes were enabled.
+    pub at: u64,
+    /// The threads whose probes opened (threads they create inherit them).
+    pub tids: Vec<u32>,
+    /// The ids samples of the window's events carry, each with the index of its event in
+    /// what was armed.
+    pub ids: HashMap<u64, usize>,
 }
 
 impl Sampler {
@@ -59,7 +73,8 @@ impl Sampler {
             Trigger::CpuTime
             | Trigger::ContextSwitches { .. }
             | Trigger::Tracepoint { .. }
-            | Trigger::PageFaults { .. } => Self::open_per_thread(config, target, &cpu_list, plan)?,
+            | Trigger::PageFaults { .. }
+            | Trigger::UserTime { .. } => Self::open_per_thread(config, target, &cpu_list, plan)?,
             Trigger::Uprobes(probes) => {
                 Self::open_per_cpu(config, probes, target, &cpu_list, plan)?
             }
@@ -132,7 +147,88 @@ impl Sampler {
             coverage: Coverage::default(),
             scratch: DecodeScratch::default(),
             stats: SamplerStats::default(),
+            armed: Vec::new(),
         }
+    }
+
+    /// Opens a probe window: `probes` on threads `tids` of the target (those alive; threads
+    /// they create inherit the probes), writing into this sampler's rings, until
+    /// [`Sampler::disarm`]. A probe traps on every call while its event is open, enabled or
+    /// not, so windows are how the owner bounds what probing costs the target. Needs a
+    /// per-thread trigger whose samples carry raw fields ([`Trigger::UserTime`]).
+    pub fn arm(&mut self, probes: &[WindowEvent], tids: &[u32]) -> Result<Armed, SamplerError> {
+        self.disarm();
+        let Some(thread_attr) = &self.thread_attr else {
+            return Err(SamplerError::InvalidConfig(
+                "probe windows need the threads' own events".into(),
+            ));
+        };
+        if !self.format.raw {
+            return Err(SamplerError::InvalidConfig(
+                "probe windows need samples with raw fields".into(),
+            ));
+        }
+        let attrs: Vec<perf_event_attr> = probes
+            .iter()
+            .map(|probe| attr::window_event(thread_attr, probe))
+            .collect();
+        let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
+        let mut armed = Armed {
+            at: host::monotonic_ns(),
+            tids: Vec::with_capacity(tids.len()),
+            ids: HashMap::new(),
+        };
+        for &tid in tids {
+            let mut opened = Vec::with_capacity(attrs.len() * cpu_list.len());
+            for attr in &attrs {
+                match open_on_cpus(attr, tid, &cpu_list) {
+                    Ok(Some(events)) => opened.extend(events),
+                    Ok(None) => break,
+                    Err(errno) => {
+                        self.disarm();
+                        return Err(self.open_error(errno));
+                    }
+                }
+            }
+            if opened.len() < attrs.len() * cpu_list.len() {
+                continue; // The thread exited meanwhile.
+            }
+            // `opened` holds each probe's events, one per CPU in the rings' order.
+            for (index, event) in opened.iter().enumerate() {
+                let cpu = &self.cpus[index % cpu_list.len()];
+                let id = cpu
+                    .connect(event)
+                    .and_then(|()| event.id())
+                    .and_then(|id| event.enable().map(|()| id))
+                    .map_err(|e| {
+                        SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT/ID/ENABLE)", e)
+                    })?;
+                armed.ids.insert(id, index / cpu_list.len());
+            }
+            self.armed.extend(opened);
+            armed.tids.push(tid);
+        }
+        Ok(armed)
+    }
+
+    /// Closes the probe window, if one is open: from the time this returns the target no
+    /// longer traps on the probes (unless another window of another sampler is open).
+    pub fn disarm(&mut self) {
+        for event in &self.armed {
+            // Stop writing before the close: the close is what takes the breakpoints out.
+            let _ = event.disable();
+        }
+        self.armed.clear();
+    }
+
+    /// Whether a probe window is open.
+    pub fn is_armed(&self) -> bool {
+        !self.armed.is_empty()
+    }
+
+    /// The target's threads alive now.
+    pub fn tasks(&self) -> Vec<u32> {
+        self.target.tasks()
     }
 
     /// The event that drives sampling.
@@ -339,6 +435,7 @@ impl Sampler {
 
 impl Drop for Sampler {
     fn drop(&mut self) {
+        self.disarm();
         // Stop the kernel writing before the rings are unmapped and the events closed.
         for cpu in &self.cpus {
             cpu.disable();
@@ -566,7 +663,7 @@ fn page_size() -> usize {
 /// locked-memory limit shrank below that wakes us when full; the drain's timeout does the
 /// rest).
 fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
-    if let Trigger::Uprobes(_) = config.trigger {
+    if let Trigger::Uprobes(_) | Trigger::UserTime { .. } = config.trigger {
         return u32::try_from(plan.preferred_bytes / 2).unwrap_or(u32::MAX);
     }
     let callchain = if config.kernel { CALLCHAIN_BYTES } else { 0 };

@@ -101,7 +101,7 @@ pub fn probes_of_command(pid: u32, program: &str) -> io::Result<Vec<ProbePoint>>
 
 /// The executable mappings grouped by file (device and inode), each group led by the file's
 /// first executable mapping, in address order.
-fn mapped_files(entries: &[MapEntry]) -> Vec<Vec<&MapEntry>> {
+pub(crate) fn mapped_files(entries: &[MapEntry]) -> Vec<Vec<&MapEntry>> {
     let mut files: Vec<Vec<&MapEntry>> = Vec::new();
     for entry in entries.iter().filter(|e| e.exec && e.is_file()) {
         let same_file = |group: &&mut Vec<&MapEntry>| {
@@ -141,7 +141,7 @@ fn probes_in(file: File, path: &str, mappings: &[&MapEntry]) -> Vec<ProbePoint> 
 }
 
 /// Where a mapping of the file puts the function's code.
-fn code_range(mappings: &[&MapEntry], symbol: &FunctionSymbol) -> Option<Range<u64>> {
+pub(crate) fn code_range(mappings: &[&MapEntry], symbol: &FunctionSymbol) -> Option<Range<u64>> {
     mappings.iter().find_map(|mapping| {
         let delta = symbol.file_offset.checked_sub(mapping.offset)?;
         if delta >= mapping.end.saturating_sub(mapping.start) {

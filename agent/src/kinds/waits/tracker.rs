@@ -262,6 +262,7 @@ mod tests {
             stack: &[1, 2, 3],
             kernel_callchain: &[],
             raw: &[],
+            id: 0,
         }
     }
 

@@ -1,0 +1,612 @@
+//! The allocation ledger: the unwinder stage's aggregate for allocs and heap. It pairs each
+//! allocation's entry (its stack and size) with its return (the address), follows addresses
+//! to their free, counts the user-time ticks that say how much of the target's work the
+//! windows saw, and turns all of it into Go's four heap values per allocation stack.
+//!
+//! # The estimator (sampled mode)
+//!
+//! Windows catch every call made while they are open. The share of its work a thread did
+//! while they were open is its *coverage* `c`: the user CPU time it spent inside windows
+//! (fine ticks, every [`FINE_TICK_NS`] of user time, opened with each window) over all its
+//! user CPU time (coarse ticks, every [`COARSE_TICK_NS`], all along). User time, not wall
+//! time: a thread slowed by the traps does less of its work per second of open window, and
+//! the traps themselves run in the kernel. Each allocation seen stands for `1/c` of its kind:
+//! alloc_objects and alloc_space are the sums scaled so (Horvitz-Thompson).
+//!
+//! inuse counts the allocations made during the recording still live at its end. An
+//! allocation seen in a window and not freed in it may be freed later, when no window is
+//! open: its free is then seen with probability `p` (the process's coverage). Counting it as
+//! live, less `1/p` for a free seen in a later window, is unbiased: `1 − X/p` has expectation
+//! 0 for a freed allocation and is 1 for a live one. Per stack, a negative estimate (possible
+//! when few of a stack's frees were seen) is reported as 0. With `--exact` every call is seen:
+//! `c = p = 1` and the figures are counts.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rprof_proto::Profile;
+
+use super::functions::Call;
+use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
+use crate::recording::{Aggregate, Unwound};
+use crate::unwind::{ModuleSet, UnwindEnd};
+
+/// User CPU time a coarse tick stands for (the sampler's own events, always on).
+pub const COARSE_TICK_NS: u64 = 1_000_000;
+/// User CPU time a fine tick stands for (opened with each window).
+pub const FINE_TICK_NS: u64 = 25_000;
+/// A thread's own coverage is used once it ran this many coarse ticks; below, the process's.
+const MIN_THREAD_TICKS: u64 = 200;
+/// Live allocations followed at most (about 64 MiB of ledger): past it, new ones are counted
+/// in alloc_* but not followed to their free.
+const MAX_LIVE: usize = 1 << 20;
+/// Calls in flight per thread at most (an allocator calling itself, signal handlers).
+const MAX_PENDING: usize = 16;
+
+/// What the drain attaches to each event.
+pub enum Hit {
+    /// An allocation function was entered (a sample, with the stack): its arguments.
+    Enter {
+        function: usize,
+        args: [u64; 3],
+        window: u32,
+    },
+    /// An allocation function returned `value`. For posix_memalign, the returning thread's
+    /// stack top (`sp` and bytes), where the pointer it stored usually is.
+    Return {
+        tid: u32,
+        function: usize,
+        value: u64,
+        stack: Option<(u64, Vec<u8>)>,
+        window: u32,
+    },
+    /// Memory at `ptr` was freed.
+    Free { ptr: u64, window: u32 },
+    /// A thread ran a tick's worth of user time; `fine`: inside a window.
+    Tick { tid: u32, fine: bool },
+}
+
+/// One probed function, as the ledger needs it.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub call: Call,
+    /// Its code in the target: hits whose caller lies in another probed function are nested.
+    pub code: Option<Range<u64>>,
+}
+
+/// Allocation stacks and what they allocated.
+pub struct Ledger {
+    functions: Vec<Function>,
+    exact: bool,
+    sites: HashMap<Site, usize>,
+    figures: Vec<HashMap<u32, Raw>>,
+    pending: HashMap<u32, Vec<Pending>>,
+    live: HashMap<u64, Live>,
+    ticks: HashMap<u32, Ticks>,
+    stacks: StackAggregate,
+    pub counts: Counts,
+}
+
+/// What the summary and comments say.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub allocations: u64,
+    pub frees: u64,
+    pub nested: u64,
+    pub unpaired: u64,
+    pub lost: u64,
+    pub not_followed: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Site {
+    user: Box<[u64]>,
+    truncated: bool,
+}
+
+/// What one thread allocated at one site, as seen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Raw {
+    objects: u64,
+    bytes: u64,
+    freed_later_objects: u64,
+    freed_later_bytes: u64,
+}
+
+struct Pending {
+    function: usize,
+    /// None for a nested call (counted by the call it is nested in).
+    site: Option<usize>,
+    tid: u32,
+    size: u64,
+    memptr: u64,
+    window: u32,
+}
+
+struct Live {
+    site: usize,
+    tid: u32,
+    size: u64,
+    window: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Ticks {
+    coarse: u64,
+    fine: u64,
+}
+
+impl Ledger {
+    pub fn new(functions: Vec<Function>, exact: bool) -> Ledger {
+        Ledger {
+            functions,
+            exact,
+            sites: HashMap::new(),
+            figures: Vec::new(),
+            pending: HashMap::new(),
+            live: HashMap::new(),
+            ticks: HashMap::new(),
+            stacks: StackAggregate::new(false),
+            counts: Counts::default(),
+        }
+    }
+
+    fn enter(&mut self, sample: &Unwound<'_>, function: usize, args: [u64; 3], window: u32) {
+        let Some(call) = self.functions.get(function).map(|f| f.call) else {
+            return;
+        };
+        let nested = sample.user.get(1).is_some_and(|&caller| {
+            self.functions
+                .iter()
+                .any(|f| f.code.as_ref().is_some_and(|code| code.contains(&caller)))
+        });
+        let site = if nested {
+            self.counts.nested += 1;
+            None
+        } else {
+            Some(self.site(sample))
+        };
+        let pending = self.pending.entry(sample.tid).or_default();
+        if pending.len() >= MAX_PENDING {
+            pending.remove(0);
+        }
+        pending.push(Pending {
+            function,
+            site,
+            tid: sample.tid,
+            size: call.size(args),
+            memptr: args[0],
+            window,
+        });
+    }
+
+    fn site(&mut self, sample: &Unwound<'_>) -> usize {
+        let key = Site {
+            user: sample.user.into(),
+            truncated: sample.end == UnwindEnd::Truncated,
+        };
+        let next = self.sites.len();
+        let index = *self.sites.entry(key).or_insert(next);
+        if index == self.figures.len() {
+            self.figures.push(HashMap::new());
+        }
+        index
+    }
+
+    fn returned(&mut self, hit: Hit) {
+        let Hit::Return {
+            tid,
+            function,
+            value,
+            stack,
+            window,
+        } = hit
+        else {
+            return;
+        };
+        let Some(pending) = self.pending.get_mut(&tid) else {
+            self.counts.unpaired += 1;
+            return;
+        };
+        // The innermost call of this function; calls above it never returned (longjmp).
+        let Some(at) = pending.iter().rposition(|p| p.function == function) else {
+            self.counts.unpaired += 1;
+            return;
+        };
+        let call = pending.swap_remove(at);
+        pending.truncate(at);
+        if pending.is_empty() {
+            self.pending.remove(&tid);
+        }
+        let Some(site) = call.site else {
+            return;
+        };
+        if call.window != window {
+            // Entered in one window, returned in another: the entry's window closed mid-call.
+            self.counts.unpaired += 1;
+            return;
+        }
+        let kind = self.functions[function].call;
+        let address = match kind {
+            Call::PosixMemalign if value == 0 => stored_pointer(call.memptr, stack.as_ref()),
+            Call::PosixMemalign => None,
+            _ => Some(value).filter(|&v| v != 0),
+        };
+        if kind == Call::Realloc {
+            // The old block is gone (or moved): a free, then an allocation of the new size.
+            // realloc's first argument, kept in `memptr` like every call's.
+            let old = Some(call.memptr).filter(|&old| old != 0 && address.is_some());
+            if let Some(old) = old {
+                self.freed(old, window);
+            }
+        }
+        let Some(address) = address else {
+            return; // Failed allocation: nothing allocated.
+        };
+        self.counts.allocations += 1;
+        let raw = self.figures[site].entry(call.tid).or_default();
+        raw.objects += 1;
+        raw.bytes = raw.bytes.saturating_add(call.size);
+        if self.live.len() >= MAX_LIVE && !self.live.contains_key(&address) {
+            self.counts.not_followed += 1;
+            return;
+        }
+        // An address handed out again was freed unseen: its old entry is known dead.
+        self.live.insert(
+            address,
+            Live {
+                site,
+                tid: call.tid,
+                size: call.size,
+                window,
+            },
+        );
+    }
+
+    fn freed(&mut self, ptr: u64, window: u32) {
+        if ptr == 0 {
+            return;
+        }
+        self.counts.frees += 1;
+        let Some(live) = self.live.remove(&ptr) else {
+            return;
+        };
+        if live.window != window {
+            let raw = self.figures[live.site].entry(live.tid).or_default();
+            raw.freed_later_objects += 1;
+            raw.freed_later_bytes = raw.freed_later_bytes.saturating_add(live.size);
+        }
+    }
+
+    /// The coverage of thread `tid`, and of the process, over the recording.
+    fn coverage(&self, wall_duty: f64) -> (HashMap<u32, f64>, f64) {
+        if self.exact {
+            return (HashMap::new(), 1.0);
+        }
+        let share = |ticks: Ticks| {
+            (ticks.fine * FINE_TICK_NS) as f64 / (ticks.coarse * COARSE_TICK_NS) as f64
+        };
+        let total = self.ticks.values().fold(Ticks::default(), |sum, t| Ticks {
+            coarse: sum.coarse + t.coarse,
+            fine: sum.fine + t.fine,
+        });
+        let process = if total.coarse >= MIN_THREAD_TICKS && total.fine > 0 {
+            share(total)
+        } else {
+            // A target that barely ran: the traps cannot have slowed it, wall time will do.
+            wall_duty
+        }
+        .clamp(1e-6, 1.0);
+        let threads = self
+            .ticks
+            .iter()
+            .filter(|(_, t)| t.coarse >= MIN_THREAD_TICKS && t.fine > 0)
+            .map(|(&tid, &t)| (tid, share(t).clamp(1e-6, 1.0)))
+            .collect();
+        (threads, process)
+    }
+
+    /// The process's coverage (for the comments).
+    pub fn process_coverage(&self, wall_duty: f64) -> f64 {
+        self.coverage(wall_duty).1
+    }
+
+    /// The four estimates (alloc_objects, alloc_space, inuse_objects, inuse_space) of each
+    /// allocation stack, in the order the stacks were first seen.
+    fn estimates(&self, wall_duty: f64) -> Vec<(&Site, [f64; 4])> {
+        let (threads, process) = self.coverage(wall_duty);
+        let mut live_by_site: HashMap<(usize, u32), (u64, u64)> = HashMap::new();
+        for live in self.live.values() {
+            let entry = live_by_site.entry((live.site, live.tid)).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(live.size);
+        }
+        // A free seen in a later window stands for 1/p frees.
+        let later = 1.0 - 1.0 / process;
+        let mut sites: Vec<(&Site, usize)> = self.sites.iter().map(|(s, &i)| (s, i)).collect();
+        sites.sort_by_key(|&(_, index)| index);
+        sites
+            .into_iter()
+            .map(|(site, index)| {
+                let mut values = [0f64; 4];
+                for (tid, raw) in &self.figures[index] {
+                    let weight = 1.0 / threads.get(tid).copied().unwrap_or(process);
+                    let (live_objects, live_bytes) = live_by_site
+                        .get(&(index, *tid))
+                        .copied()
+                        .unwrap_or_default();
+                    values[0] += raw.objects as f64 * weight;
+                    values[1] += raw.bytes as f64 * weight;
+                    values[2] +=
+                        weight * (live_objects as f64 + raw.freed_later_objects as f64 * later);
+                    values[3] +=
+                        weight * (live_bytes as f64 + raw.freed_later_bytes as f64 * later);
+                }
+                (site, values.map(|v| v.max(0.0)))
+            })
+            .collect()
+    }
+
+    /// The profile: Go's heap sample types, `default` first shown.
+    pub fn build(
+        &mut self,
+        modules: &ModuleSet,
+        meta: &Meta,
+        wall_duty: f64,
+        default: &str,
+    ) -> Profile {
+        let estimates: Vec<(Box<[u64]>, bool, [i64; 4])> = self
+            .estimates(wall_duty)
+            .into_iter()
+            .map(|(site, values)| {
+                (
+                    site.user.clone(),
+                    site.truncated,
+                    values.map(|v| v.round() as i64),
+                )
+            })
+            .collect();
+        for (user, truncated, values) in &estimates {
+            let sample = StackSample {
+                tid: 0,
+                kernel: &[],
+                user,
+                root: truncated.then_some(PseudoFrame::Truncated),
+                labels: &[],
+            };
+            self.stacks.add(&sample, values);
+        }
+        let shape = Shape {
+            sample_types: &[
+                ("alloc_objects", "count"),
+                ("alloc_space", "bytes"),
+                ("inuse_objects", "count"),
+                ("inuse_space", "bytes"),
+            ],
+            period_type: ("space", "bytes"),
+            period: 1,
+            default_sample_type: Some(default),
+        };
+        self.stacks.build(modules, None, &shape, meta)
+    }
+
+    /// Ticks seen: (coarse, fine), all threads.
+    pub fn ticks(&self) -> (u64, u64) {
+        self.ticks
+            .values()
+            .fold((0, 0), |(c, f), t| (c + t.coarse, f + t.fine))
+    }
+
+    pub fn sites(&self) -> usize {
+        self.sites.len()
+    }
+}
+
+/// The pointer posix_memalign stored at `memptr`, if that lies in the stack copy taken when
+/// it returned (the caller's variable, usually).
+fn stored_pointer(memptr: u64, stack: Option<&(u64, Vec<u8>)>) -> Option<u64> {
+    let (sp, bytes) = stack?;
+    let at = usize::try_from(memptr.checked_sub(*sp)?).ok()?;
+    let value = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_ne_bytes(value.try_into().ok()?)).filter(|&v| v != 0)
+}
+
+impl Aggregate for Ledger {
+    type Extra = Hit;
+
+    fn add(&mut self, sample: Unwound<'_>, hit: Hit) {
+        if let Hit::Enter {
+            function,
+            args,
+            window,
+        } = hit
+        {
+            self.enter(&sample, function, args, window);
+        }
+    }
+
+    fn add_lost(&mut self, count: u64) {
+        self.counts.lost = self.counts.lost.saturating_add(count);
+    }
+
+    fn note(&mut self, hit: Hit) {
+        match hit {
+            Hit::Return { .. } => self.returned(hit),
+            Hit::Free { ptr, window } => self.freed(ptr, window),
+            Hit::Tick { tid, fine } => {
+                let ticks = self.ticks.entry(tid).or_default();
+                if fine {
+                    ticks.fine += 1;
+                } else {
+                    ticks.coarse += 1;
+                }
+            }
+            Hit::Enter { .. } => {}
+        }
+    }
+
+    fn stacks(&mut self) -> &mut StackAggregate {
+        &mut self.stacks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITE_A: &[u64] = &[0x1000, 0x2000];
+    const SITE_B: &[u64] = &[0x1000, 0x3000];
+
+    fn ledger(exact: bool) -> Ledger {
+        let functions = vec![
+            Function {
+                call: Call::Malloc,
+                code: Some(0x1000..0x1100),
+            },
+            Function {
+                call: Call::Realloc,
+                code: Some(0x1200..0x1300),
+            },
+        ];
+        Ledger::new(functions, exact)
+    }
+
+    /// An allocation of `size` bytes at `user` by thread 1 in `window`, returning `address`.
+    fn allocate(
+        ledger: &mut Ledger,
+        function: usize,
+        user: &[u64],
+        args: [u64; 3],
+        address: u64,
+        window: u32,
+    ) {
+        let modules = ModuleSet::load(std::process::id(), std::sync::Arc::default()).unwrap();
+        let sample = Unwound {
+            tid: 1,
+            kernel: &[],
+            user,
+            end: UnwindEnd::Complete,
+            modules: &modules,
+        };
+        ledger.add(
+            sample,
+            Hit::Enter {
+                function,
+                args,
+                window,
+            },
+        );
+        ledger.note(Hit::Return {
+            tid: 1,
+            function,
+            value: address,
+            stack: None,
+            window,
+        });
+    }
+
+    fn by_site(ledger: &Ledger, wall_duty: f64) -> HashMap<Vec<u64>, [f64; 4]> {
+        ledger
+            .estimates(wall_duty)
+            .into_iter()
+            .map(|(site, values)| (site.user.to_vec(), values))
+            .collect()
+    }
+
+    #[test]
+    fn exact_figures_are_counts_and_inuse_what_was_not_freed() {
+        let mut ledger = ledger(true);
+        allocate(&mut ledger, 0, SITE_A, [300, 0, 0], 0xa0, 1);
+        allocate(&mut ledger, 0, SITE_A, [300, 0, 0], 0xa1, 1);
+        allocate(&mut ledger, 0, SITE_B, [100, 0, 0], 0xb0, 1);
+        ledger.note(Hit::Free {
+            ptr: 0xa1,
+            window: 1,
+        });
+        // realloc(0xb0, 500) moves the block: B's 100 bytes are freed, A's realloc site holds 500.
+        allocate(&mut ledger, 1, &[0x1200, 0x2000], [0xb0, 500, 0], 0xc0, 1);
+        // malloc called by realloc (nested): counted once, by realloc.
+        allocate(
+            &mut ledger,
+            0,
+            &[0x1000, 0x1250, 0x2000],
+            [64, 0, 0],
+            0xd0,
+            1,
+        );
+        let sites = by_site(&ledger, 1.0);
+        assert_eq!(sites[SITE_A], [2.0, 600.0, 1.0, 300.0]);
+        assert_eq!(sites[SITE_B], [1.0, 100.0, 0.0, 0.0]);
+        assert_eq!(sites[&vec![0x1200, 0x2000]], [1.0, 500.0, 1.0, 500.0]);
+        assert_eq!(sites.len(), 3, "the nested malloc is no site");
+        assert_eq!((ledger.counts.nested, ledger.counts.allocations), (1, 4));
+    }
+
+    #[test]
+    fn sampled_figures_are_scaled_by_the_user_time_the_windows_saw() {
+        let mut ledger = ledger(false);
+        // 1 s of user time (1000 coarse ticks), 100 ms of it inside windows (4000 fine ticks).
+        for _ in 0..1000 {
+            ledger.note(Hit::Tick {
+                tid: 1,
+                fine: false,
+            });
+        }
+        for _ in 0..4000 {
+            ledger.note(Hit::Tick { tid: 1, fine: true });
+        }
+        assert!(
+            (ledger.process_coverage(0.5) - 0.1).abs() < 1e-9,
+            "ticks, not wall time"
+        );
+        allocate(&mut ledger, 0, SITE_A, [1000, 0, 0], 0xa0, 1);
+        allocate(&mut ledger, 0, SITE_A, [1000, 0, 0], 0xa1, 1);
+        // Freed in its own window: not live, nothing to scale.
+        ledger.note(Hit::Free {
+            ptr: 0xa1,
+            window: 1,
+        });
+        // Freed in a later window: stands for 1/p frees.
+        allocate(&mut ledger, 0, SITE_B, [10, 0, 0], 0xb0, 1);
+        allocate(&mut ledger, 0, SITE_B, [10, 0, 0], 0xb1, 1);
+        ledger.note(Hit::Free {
+            ptr: 0xb0,
+            window: 2,
+        });
+        let sites = by_site(&ledger, 0.5);
+        let a = sites[SITE_A];
+        assert!(
+            (a[0] - 20.0).abs() < 1e-6 && (a[1] - 20_000.0).abs() < 1e-6,
+            "{a:?}"
+        );
+        assert!(
+            (a[2] - 10.0).abs() < 1e-6 && (a[3] - 10_000.0).abs() < 1e-6,
+            "{a:?}"
+        );
+        // B: 10 × (1 live + 1 freed later × (1 − 10)) < 0: reported as 0.
+        assert_eq!(sites[SITE_B][2], 0.0);
+        assert!((sites[SITE_B][1] - 200.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_barely_running_target_is_scaled_by_wall_time() {
+        let mut ledger = ledger(false);
+        ledger.note(Hit::Tick {
+            tid: 1,
+            fine: false,
+        });
+        assert_eq!(ledger.process_coverage(0.25), 0.25);
+        assert_eq!(self::ledger(true).process_coverage(0.25), 1.0);
+    }
+
+    #[test]
+    fn posix_memalign_pointers_are_read_from_the_stack_copy() {
+        let mut bytes = vec![0u8; 64];
+        bytes[16..24].copy_from_slice(&0x5000u64.to_ne_bytes());
+        let stack = (0x7000u64, bytes);
+        assert_eq!(stored_pointer(0x7010, Some(&stack)), Some(0x5000));
+        assert_eq!(stored_pointer(0x6ff0, Some(&stack)), None, "below sp");
+        assert_eq!(stored_pointer(0x703c, Some(&stack)), None, "past the copy");
+        assert_eq!(stored_pointer(0x7010, None), None);
+    }
+}

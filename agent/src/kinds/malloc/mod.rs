@@ -1,0 +1,34 @@
+//! What the allocs and heap kinds share: recording the target's allocator from outside.
+//!
+//! # Mechanism
+//!
+//! The allocator's functions ([`functions::FUNCTIONS`]: the malloc family, jemalloc's API,
+//! C++'s operators where the allocator defines them) are found by symbol in every file the
+//! target maps that defines `malloc` ([`allocators`]), and probed with uprobes defined in
+//! tracefs ([`tracefs`]): an entry probe fetching the arguments, with a copy of the stack
+//! (the allocation's stack), and a return probe fetching the address. Probes are opened per
+//! thread of the target, inherited by the threads it creates, so other processes mapping the
+//! same libc never hit them.
+//!
+//! A uprobe traps on every call while its event is open, whatever its sampling period: it
+//! cannot be sampled 1 in N. So probes are open in short windows at random moments, about
+//! 2 % of the time ([`schedule`]), and the figures are scaled by how much of the target's
+//! work the windows saw ([`ledger`] has the estimator). `--exact` keeps them open all along.
+//! A keeper process holds one event per probe so that closing a window takes 0.17 ms, not
+//! the ~85 ms of unregistering a uprobe ([`keeper`]).
+//!
+//! Nothing is written to the target: the kernel puts its breakpoints in private copies of
+//! the probed pages and takes them out when the last event closes — when the window closes,
+//! and when the agent dies (its descriptors close; the keeper dies with it). Definitions left
+//! in tracefs by a killed agent trap nothing (no event is open) and are removed by the next.
+
+pub mod allocators;
+pub mod entry;
+pub mod functions;
+pub mod keeper;
+pub mod ledger;
+pub mod recording;
+pub mod schedule;
+pub mod tracefs;
+
+pub use recording::View;

@@ -1,0 +1,469 @@
+//! Recording allocations: the sampler's own events tick through the target's user time and
+//! carry its side-band records; probe windows open the allocator's probes on every thread
+//! now and then (all along with `--exact`); hits go to the [`Ledger`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::allocators::{find_allocators, AllocFunction};
+use super::functions::Call;
+use super::keeper::Keeper;
+use super::ledger::{Function, Hit, Ledger, COARSE_TICK_NS, FINE_TICK_NS};
+use super::schedule::Schedule;
+use super::tracefs::{Defined, ProbeGroup};
+use crate::profile::Meta;
+use crate::recording::{provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window};
+use crate::sampler::{Record, Sample, Sampler, SamplerConfig, Trigger, WindowEvent};
+use crate::unwind::{ModuleSet, StackUnwinder};
+
+/// User stack copied with each allocation: deep enough for most allocation stacks, small
+/// enough that a window's hits fit the rings.
+const ENTRY_STACK_BYTES: u32 = 16 << 10;
+/// Stack copied when posix_memalign returns: where the caller's pointer variable usually is.
+const MEMALIGN_RETURN_STACK_BYTES: u32 = 1 << 10;
+/// The smallest copy the kernel accepts, for events whose stack is not needed.
+const NO_STACK: u32 = 8;
+
+/// Which profile the recording is for: the same data, another default sample type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Allocs,
+    Heap,
+}
+
+/// What one event of a window is.
+#[derive(Debug, Clone)]
+enum Role {
+    Enter { function: usize, probe: Defined },
+    Return { function: usize, probe: Defined },
+    Free { probe: Defined },
+    Ticks,
+}
+
+pub struct MallocRecording {
+    view: View,
+    exact: bool,
+    functions: Vec<AllocFunction>,
+    roles: Vec<Role>,
+    events: Vec<WindowEvent>,
+    /// Event id → (window number, index in `roles`).
+    ids: HashMap<u64, (u32, usize)>,
+    /// `None` once stopped.
+    pump: Option<Pump>,
+    pipeline: Pipeline<Ledger>,
+    schedule: Schedule,
+    state: WindowState,
+    /// Declared after the pump: the probes' events close first, then the keeper's, then the
+    /// definitions go.
+    keeper: Option<Keeper>,
+    _group: ProbeGroup,
+    started: Instant,
+    armed_time: Duration,
+    windows: u32,
+    hits: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum WindowState {
+    /// Open since, until.
+    Open {
+        since: Instant,
+        until: Instant,
+    },
+    Closed {
+        until: Instant,
+    },
+}
+
+pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
+    let pid = request.pid;
+    if request.program.is_some() {
+        bail!("allocation profiles attach to a running process: use --pid");
+    }
+    let functions =
+        find_allocators(pid).with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+    if !functions.iter().any(|f| f.name == "malloc") {
+        bail!(
+            "PID {pid} maps no allocator that defines malloc (Go programs allocate with their \
+             own runtime: try --profile growth)"
+        );
+    }
+    let mut group = ProbeGroup::new()?;
+    let mut roles = Vec::new();
+    let mut events = Vec::new();
+    for (index, function) in functions.iter().enumerate() {
+        let path = function.probe_path();
+        let entry = group.define(&path, function.offset, false)?;
+        let (role, stack) = match function.call {
+            Call::Free => (Role::Free { probe: entry }, NO_STACK),
+            _ => (
+                Role::Enter {
+                    function: index,
+                    probe: entry,
+                },
+                ENTRY_STACK_BYTES,
+            ),
+        };
+        events.push(tracepoint(&role, stack));
+        roles.push(role);
+        if function.call.allocates() {
+            let probe = group.define(&path, function.offset, true)?;
+            let stack = if function.call == Call::PosixMemalign {
+                MEMALIGN_RETURN_STACK_BYTES
+            } else {
+                NO_STACK
+            };
+            let role = Role::Return {
+                function: index,
+                probe,
+            };
+            events.push(tracepoint(&role, stack));
+            roles.push(role);
+        }
+    }
+    let ids: Vec<u64> = roles.iter().filter_map(probe_id).collect();
+    let keeper = Keeper::start(&ids)?;
+    if !request.exact {
+        roles.push(Role::Ticks);
+        events.push(WindowEvent::UserTicks {
+            period_ns: FINE_TICK_NS,
+        });
+    }
+    let config = SamplerConfig {
+        trigger: Trigger::UserTime {
+            period_ns: COARSE_TICK_NS,
+        },
+        stack_bytes: NO_STACK,
+        ..SamplerConfig::new(pid)
+    };
+    let sampler = Sampler::open(&config)?;
+    let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
+        .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+    let ledger_functions = functions
+        .iter()
+        .map(|f| Function {
+            call: f.call,
+            code: f.code.clone(),
+        })
+        .collect();
+    let pipeline = Pipeline::start(
+        pid,
+        StackUnwinder::new(modules),
+        Ledger::new(ledger_functions, request.exact),
+    )
+    .context("cannot start the unwinder thread")?;
+    let now = Instant::now();
+    let mut recording = MallocRecording {
+        view,
+        exact: request.exact,
+        functions,
+        roles,
+        events,
+        ids: HashMap::new(),
+        pump: Some(Pump::new(sampler)),
+        pipeline,
+        schedule: Schedule::new(),
+        state: WindowState::Closed { until: now },
+        keeper: Some(keeper),
+        _group: group,
+        started: now,
+        armed_time: Duration::ZERO,
+        windows: 0,
+        hits: 0,
+    };
+    if request.exact {
+        recording.open_window(Instant::now() + Duration::from_secs(u64::from(u32::MAX)))?;
+    }
+    Ok(recording)
+}
+
+fn tracepoint(role: &Role, stack_bytes: u32) -> WindowEvent {
+    WindowEvent::Tracepoint {
+        id: probe_id(role).unwrap_or_default(),
+        stack_bytes,
+    }
+}
+
+fn probe_id(role: &Role) -> Option<u64> {
+    match role {
+        Role::Enter { probe, .. } | Role::Return { probe, .. } | Role::Free { probe } => {
+            Some(probe.id)
+        }
+        Role::Ticks => None,
+    }
+}
+
+impl MallocRecording {
+    /// Opens the probes on every thread until `until`.
+    fn open_window(&mut self, until: Instant) -> Result<()> {
+        let Some(pump) = &mut self.pump else {
+            return Ok(());
+        };
+        let sampler = pump.sampler_mut();
+        let tids = sampler.tasks();
+        let armed = sampler.arm(&self.events, &tids)?;
+        self.windows += 1;
+        for (id, index) in armed.ids {
+            self.ids.insert(id, (self.windows, index));
+        }
+        self.state = WindowState::Open {
+            since: Instant::now(),
+            until,
+        };
+        Ok(())
+    }
+
+    fn close_window(&mut self) {
+        if let (Some(pump), WindowState::Open { since, .. }) = (&mut self.pump, self.state) {
+            pump.sampler_mut().disarm();
+            let open = since.elapsed();
+            self.armed_time += open;
+            self.schedule.observed(std::mem::take(&mut self.hits), open);
+            let next = self.schedule.window();
+            self.state = WindowState::Closed {
+                until: Instant::now() + self.schedule.gap(next),
+            };
+        }
+    }
+
+    /// Opens or closes the window if it is time; the time until the next change.
+    fn step_windows(&mut self) -> Duration {
+        let now = Instant::now();
+        match self.state {
+            WindowState::Open { until, .. } if now >= until => self.close_window(),
+            WindowState::Closed { until } if now >= until => {
+                let window = self.schedule.window();
+                if let Err(error) = self.open_window(now + window) {
+                    tracing::warn!("cannot open the allocation probes: {error:#}");
+                    self.state = WindowState::Closed {
+                        until: now + Duration::from_secs(1),
+                    };
+                }
+            }
+            _ => {}
+        }
+        match self.state {
+            WindowState::Open { until, .. } | WindowState::Closed { until } => {
+                until.saturating_duration_since(Instant::now())
+            }
+        }
+    }
+
+    fn wall_duty(&self) -> f64 {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if elapsed <= 0.0 {
+            1.0
+        } else {
+            (self.armed_time.as_secs_f64() / elapsed).min(1.0)
+        }
+    }
+}
+
+impl Recording for MallocRecording {
+    fn label(&self) -> String {
+        let mode = if self.exact { "every call" } else { "sampled" };
+        format!("uprobes on malloc ({mode})")
+    }
+
+    fn pump(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let next_change = if self.exact {
+                timeout
+            } else {
+                self.step_windows()
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some(pump) = &mut self.pump else {
+                return;
+            };
+            let (ids, roles, pipeline, hits) =
+                (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
+            pump.pump(remaining.min(next_change), &mut |record| {
+                *hits += forward(record, ids, roles, pipeline);
+            });
+            pipeline.flush();
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    fn figures(&self) -> String {
+        let counters = self.pipeline.counters();
+        format!(
+            "{} allocation samples, {} windows, {} lost",
+            counters.samples.load(std::sync::atomic::Ordering::Relaxed),
+            self.windows,
+            counters.lost.load(std::sync::atomic::Ordering::Relaxed)
+        )
+    }
+
+    fn stop(&mut self) {
+        if let WindowState::Open { since, .. } = self.state {
+            self.armed_time += since.elapsed();
+        }
+        if let Some(mut pump) = self.pump.take() {
+            pump.sampler_mut().disarm();
+            let (ids, roles, pipeline, hits) =
+                (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
+            pump.drain(&mut |record| {
+                *hits += forward(record, ids, roles, pipeline);
+            });
+        }
+        // The probes are out of the target: the keeper's hold can go.
+        self.keeper = None;
+    }
+
+    fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
+        let wall_duty = if self.exact { 1.0 } else { self.wall_duty() };
+        let (mut ledger, unwinder) = self.pipeline.finish()?;
+        let coverage = ledger.process_coverage(wall_duty);
+        let counts = ledger.counts;
+        let (coarse, fine) = ledger.ticks();
+        let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
+        allocators.dedup();
+        let probed: Vec<String> = self
+            .functions
+            .iter()
+            .map(|f| {
+                let how = if f.emulated { "" } else { " (single-stepped)" };
+                format!("{f}{how}")
+            })
+            .collect();
+        let mode = if self.exact {
+            format!(
+                "mode: exact, every call traced{}",
+                if counts.lost > 0 {
+                    " — NOT exact: records were lost"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!(
+                "mode: sampled, {} probe windows open {:.2}% of the time; coverage (share of \
+                 the target's user time inside windows, {} of {} ticks): {:.3}%; figures \
+                 scaled by its inverse",
+                self.windows,
+                wall_duty * 100.0,
+                fine,
+                coarse,
+                coverage * 100.0
+            )
+        };
+        let comments = vec![
+            provenance(window),
+            format!("allocator: {}", allocators.join(", ")),
+            format!("probed: {}", probed.join(", ")),
+            mode,
+            format!(
+                "allocations seen: {}, frees seen: {}, nested calls: {}, unpaired: {}, lost \
+                 records: {}, not followed to their free: {}",
+                counts.allocations,
+                counts.frees,
+                counts.nested,
+                counts.unpaired,
+                counts.lost,
+                counts.not_followed
+            ),
+            "inuse: allocations made during the recording and live at its end".to_owned(),
+        ];
+        let meta = Meta {
+            start: window.start,
+            duration: window.duration,
+            comments,
+        };
+        let default = match self.view {
+            View::Allocs => "alloc_space",
+            View::Heap => "inuse_space",
+        };
+        let profile = ledger.build(unwinder.modules(), &meta, wall_duty, default);
+        let summary = format!(
+            "{} allocations seen ({}) over {:.1}s{}, coverage {:.2}%, {} lost records, {} \
+             allocation stacks",
+            counts.allocations,
+            if self.exact { "every call" } else { "sampled" },
+            window.duration.as_secs_f64(),
+            window.outcome.note(),
+            coverage * 100.0,
+            counts.lost,
+            ledger.sites(),
+        );
+        let name = match self.view {
+            View::Allocs => "allocs",
+            View::Heap => "heap",
+        };
+        Ok(Finished {
+            profile,
+            summary,
+            title: format!("rprof-agent: PID {}, {name}", window.pid),
+            has_samples: counts.allocations > 0,
+        })
+    }
+}
+
+/// Hands a record to the ledger; returns 1 for an allocation entry (the schedule's measure).
+fn forward(
+    record: Record<'_>,
+    ids: &HashMap<u64, (u32, usize)>,
+    roles: &[Role],
+    pipeline: &Pipeline<Ledger>,
+) -> u64 {
+    let Record::Sample(sample) = record else {
+        Event::side_band(&record, |event| pipeline.send(event));
+        return 0;
+    };
+    let Some(&(window, index)) = ids.get(&sample.id) else {
+        // The sampler's own events: a coarse tick of user time.
+        pipeline.send(Event::Note(Hit::Tick {
+            tid: sample.tid,
+            fine: false,
+        }));
+        return 0;
+    };
+    match roles.get(index) {
+        Some(Role::Enter { function, probe }) => {
+            let args = [0, 1, 2].map(|i| probe.value(sample.raw, i).unwrap_or(0));
+            let hit = Hit::Enter {
+                function: *function,
+                args,
+                window,
+            };
+            pipeline.send(Event::sample(&sample, hit));
+            1
+        }
+        Some(Role::Return { function, probe }) => {
+            pipeline.send(Event::Note(returned(&sample, *function, probe, window)));
+            0
+        }
+        Some(Role::Free { probe }) => {
+            let ptr = probe.value(sample.raw, 0).unwrap_or(0);
+            pipeline.send(Event::Note(Hit::Free { ptr, window }));
+            0
+        }
+        Some(Role::Ticks) => {
+            pipeline.send(Event::Note(Hit::Tick {
+                tid: sample.tid,
+                fine: true,
+            }));
+            0
+        }
+        None => 0,
+    }
+}
+
+fn returned(sample: &Sample<'_>, function: usize, probe: &Defined, window: u32) -> Hit {
+    let stack =
+        (sample.stack.len() > NO_STACK as usize).then(|| (sample.sp, sample.stack.to_vec()));
+    Hit::Return {
+        tid: sample.tid,
+        function,
+        value: probe.value(sample.raw, 0).unwrap_or(0),
+        stack,
+        window,
+    }
+}
