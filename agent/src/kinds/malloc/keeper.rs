@@ -1,7 +1,9 @@
 //! The keeper: an idle child process of the agent on which each probe keeps one event open
 //! for the whole recording (see `sampler/hold.rs` for why). It is the agent's own binary,
-//! started with [`KEEPER_ENV`] set, and does nothing but wait to be killed: by the recording
-//! when it ends, or by the kernel when the thread that started it dies (the agent killed).
+//! started with [`KEEPER_ENV`] set, and does nothing but wait: the recording kills it when it
+//! ends; if the agent dies first (killed), the kernel sends it SIGTERM once the agent's
+//! descriptors are closed, and it removes the agent's probe definitions from tracefs, then
+//! exits.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -32,7 +34,7 @@ impl Keeper {
         // which is async-signal-safe; it touches no memory of the parent.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -62,14 +64,18 @@ pub fn serve_if_asked() {
         return;
     };
     let parent: i32 = parent.to_str().and_then(|p| p.parse().ok()).unwrap_or(-1);
-    // SAFETY: plain system calls without pointers.
-    unsafe {
-        // The parent may have died before the death signal was armed (set before exec).
-        if libc::getppid() != parent {
-            libc::_exit(0);
-        }
-        loop {
-            libc::pause();
-        }
+    // SIGTERM (the agent's death) is taken with sigwait, outside any handler.
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    let _ = set.thread_block();
+    // SAFETY: a system call without pointers.
+    let adopted = unsafe { libc::getppid() } != parent;
+    // The parent may have died before the death signal was armed (set before exec).
+    if !adopted {
+        let _ = set.wait();
     }
+    if let Ok(parent) = u32::try_from(parent) {
+        super::tracefs::remove_groups_of(parent);
+    }
+    std::process::exit(0);
 }

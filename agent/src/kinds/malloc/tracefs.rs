@@ -128,14 +128,36 @@ fn root() -> Result<PathBuf> {
 
 /// Removes the groups of agents that no longer run.
 fn remove_orphans(root: &Path) {
+    remove_groups(root, orphaned);
+}
+
+/// Removes the probes agent `pid` defined (its keeper does, once the agent died and its
+/// events are closed).
+pub fn remove_groups_of(pid: u32) {
+    if let Ok(root) = root() {
+        remove_groups(&root, |group| group_owner(group) == Some(pid));
+    }
+}
+
+fn remove_groups(root: &Path, remove: impl Fn(&str) -> bool) {
     let Ok(text) = read_bounded(&root.join("uprobe_events"), MAX_EVENTS_BYTES) else {
         return;
     };
     for (group, name) in text.lines().filter_map(event_name) {
-        if orphaned(group) {
+        if remove(group) {
             let _ = append(root, &format!("-:{group}/{name}\n"));
         }
     }
+}
+
+/// The PID of the agent that defined `group`, if it is ours.
+fn group_owner(group: &str) -> Option<u32> {
+    group
+        .strip_prefix(GROUP_PREFIX)?
+        .split('_')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `GROUP/NAME` of a `uprobe_events` line (`p:GROUP/NAME PATH:OFFSET ...`).
@@ -145,16 +167,21 @@ fn event_name(line: &str) -> Option<(&str, &str)> {
     event.split_once('/')
 }
 
-/// A group of ours whose agent is gone.
+/// A group of ours whose agent is gone (or dead, not reaped yet).
 fn orphaned(group: &str) -> bool {
-    let Some(pid) = group
-        .strip_prefix(GROUP_PREFIX)
-        .and_then(|rest| rest.split('_').next())
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
+    let Some(pid) = group_owner(group) else {
         return false;
     };
-    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
 }
 
 fn append(root: &Path, line: &str) -> std::io::Result<()> {
