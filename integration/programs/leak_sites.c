@@ -21,8 +21,10 @@
  * Every 50 ms the totals are written to TOTALS_FILE (a temporary file renamed over it):
  *   "A_BYTES B_BYTES CHURN_BYTES A_CALLS B_CALLS CHURN_CALLS CHURN_NS NOW\n"
  * A_BYTES/B_BYTES/CHURN_BYTES: bytes requested from malloc by each site; *_CALLS: its malloc
- * calls; CHURN_NS: CLOCK_MONOTONIC time spent inside the churn calls (malloc, write, free), so
- * that CHURN_NS / CHURN_CALLS is what one churn call costs now; NOW: CLOCK_MONOTONIC, ns.
+ * calls; CHURN_NS: the CPU time (CLOCK_THREAD_CPUTIME_ID: what the calls cost, the uprobe traps
+ * included, not the time the thread was preempted) spent in the churn calls (malloc, write,
+ * free), so that CHURN_NS / CHURN_CALLS is what one churn call costs now; NOW: CLOCK_MONOTONIC,
+ * ns.
  *
  * Prints "ready" once it runs. With a second argument "-v", also prints the rates every second
  * on stderr (for checking it by hand).
@@ -54,11 +56,16 @@ struct leaked {
 static struct leaked *leaks_a, *leaks_b;
 static void *churn_slot[CHURN_SLOTS];
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 __attribute__((noinline)) static void leak_a(void)
@@ -138,10 +145,10 @@ int main(int argc, char **argv)
     uint64_t next = now_ns(), next_totals = next, next_report = next + 1000000000u;
     uint64_t last[4] = {0};
     for (uint64_t unit = 0;; unit++) {
-        uint64_t start = now_ns();
+        uint64_t start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
         for (unsigned i = 0; i < CHURN_PER_UNIT; i++)
             churn(i);
-        churn_ns += now_ns() - start;
+        churn_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - start;
         if (unit % LEAK_EVERY == 0) {
             leak_a();
             leak_b();

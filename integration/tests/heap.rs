@@ -404,8 +404,9 @@ fn pprof(args: &[&str], target: &OsStr) -> String {
 }
 
 /// What go tool pprof must print of a heap profile of leak_sites (`default`: the default
-/// sample type).
-fn check_pprof_reads(target: &OsStr, default: &str) {
+/// sample type). `leaks`: whether the window is long enough to be sure to see leak_a (leak_sites
+/// leaks only 250 times a second, a sampled window of 2 s may catch none).
+fn check_pprof_reads(target: &OsStr, default: &str, leaks: bool) {
     let raw = pprof(&["-raw"], target);
     let types = SAMPLE_TYPES
         .iter()
@@ -420,7 +421,7 @@ fn check_pprof_reads(target: &OsStr, default: &str) {
     assert!(top.contains(&format!("Type: {default}")), "{top}");
     let inuse = pprof(&["-sample_index=inuse_space", "-top", "-cum"], target);
     assert!(inuse.contains("Type: inuse_space"), "{inuse}");
-    assert!(inuse.contains("leak_a"), "no leak_a in:\n{inuse}");
+    assert!(!leaks || inuse.contains("leak_a"), "no leak_a in:\n{inuse}");
     let alloc = pprof(&["-sample_index=alloc_space", "-top", "-cum"], target);
     assert!(alloc.contains("Type: alloc_space"), "{alloc}");
     assert!(alloc.contains("churn"), "no churn in:\n{alloc}");
@@ -432,10 +433,10 @@ fn go_tool_pprof_reads_the_heap_and_allocs_profiles() {
     let program = Measuring::start(&leak_sites());
     let dir = tempfile::tempdir().expect("create a directory");
     for (kind, default) in [("heap", "inuse_space"), ("allocs", "alloc_space")] {
-        let recording = record_full(program.target.pid(), 3, &["--profile", kind]);
+        let recording = record_full(program.target.pid(), SECONDS, &["--profile", kind]);
         let file = dir.path().join(format!("{kind}.pb.gz"));
         fs::write(&file, &recording.bytes).expect("write the profile");
-        check_pprof_reads(file.as_os_str(), default);
+        check_pprof_reads(file.as_os_str(), default, true);
     }
 }
 
@@ -466,7 +467,7 @@ fn go_tool_pprof_fetches_heap_and_allocs_windows_from_serve() {
     }
     for (endpoint, default) in [("heap", "inuse_space"), ("allocs", "alloc_space")] {
         let url = format!("http://{listen}/debug/pprof/{endpoint}?seconds=2");
-        check_pprof_reads(OsStr::new(&url), default);
+        check_pprof_reads(OsStr::new(&url), default, false);
     }
     server.signal(libc::SIGTERM);
     let finished = server.finish(Duration::from_secs(30));
@@ -501,24 +502,31 @@ fn uprobe_events() -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The files process `pid` maps.
-fn mapped_files(pid: u32) -> HashSet<String> {
+/// The files process `pid` maps, as (device, inode): a probe's path may name a file another way
+/// than the target's maps do (`/lib` for `/usr/lib`, through `/proc/PID/root`...).
+fn mapped_files(pid: u32) -> HashSet<(u64, u64)> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).expect("read the target's maps");
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
         .filter(|path| path.starts_with('/'))
-        .map(str::to_owned)
+        .filter_map(|path| file_id(&format!("/proc/{pid}/root{path}")))
         .collect()
 }
 
+fn file_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
+}
+
 /// The uprobe events on the target's files that tracefs has enabled (ftrace's `enable`): those
-/// trap on every call whether or not anybody reads them, and outlive any process.
+/// trap on every call whether or not anybody reads them, and outlive any process. (Events
+/// opened through perf_event_open read 0 there, and close with their last descriptor.)
 fn enabled_uprobes_on(pid: u32) -> Vec<String> {
     let files = mapped_files(pid);
     let events = tracefs().join("events");
     uprobe_events()
         .into_iter()
-        .filter(|(_, _, file)| files.contains(file))
+        .filter(|(_, _, file)| file_id(file).is_some_and(|id| files.contains(&id)))
         .filter(|(group, event, _)| {
             fs::read_to_string(events.join(group).join(event).join("enable"))
                 .is_ok_and(|enable| enable.trim() != "0")
@@ -565,7 +573,8 @@ fn malloc_runs_at_full_speed_again_once_the_recording_ends_or_the_agent_is_kille
     let program = Measuring::start(&leak_sites());
     let pid = program.target.pid();
     // What one churn call (malloc, memset, free) costs, timed by the program itself: the best of
-    // three half seconds. A uprobe trap costs at least 0.5 µs a call, ~10 times the call.
+    // three half seconds, in CPU time (preemption by other load does not count). A uprobe trap
+    // costs at least 0.5 µs a call, ~10 times the call: a factor of 3 is noise, not a probe.
     let ns_per_call = || {
         (0..3)
             .map(|_| {
@@ -611,7 +620,7 @@ fn malloc_runs_at_full_speed_again_once_the_recording_ends_or_the_agent_is_kille
     let after_end = ns_per_call();
     println!("churn call: {after_end:.0} ns after a recording ended");
     assert!(
-        after_end <= 2.0 * baseline,
+        after_end <= 3.0 * baseline,
         "a churn call takes {after_end:.0} ns after the recording ended, {baseline:.0} ns before"
     );
     assert_no_uprobes_left(pid, agent_pid, "ended");
@@ -622,7 +631,7 @@ fn malloc_runs_at_full_speed_again_once_the_recording_ends_or_the_agent_is_kille
     let deadline = Instant::now() + Duration::from_secs(20);
     let traced = loop {
         let now = ns_per_call();
-        if now >= 3.0 * baseline {
+        if now >= 5.0 * baseline {
             break now;
         }
         assert!(
@@ -639,7 +648,7 @@ fn malloc_runs_at_full_speed_again_once_the_recording_ends_or_the_agent_is_kille
     let after_kill = ns_per_call();
     println!("churn call: {after_kill:.0} ns after the agent was killed");
     assert!(
-        after_kill <= 2.0 * baseline,
+        after_kill <= 3.0 * baseline,
         "a churn call takes {after_kill:.0} ns after the agent was killed, {baseline:.0} ns \
          before it started: a probe outlived the agent"
     );
