@@ -26,7 +26,7 @@ pub use agent::{
     agent_bin, agent_command, assert_one_line_error, assert_success, exclusive_cpu, record,
     record_full, run_agent, Recording,
 };
-pub use measuring::{assert_split, total, Measuring, Totals};
+pub use measuring::{assert_split, total, Figures, Measuring, Totals};
 pub use process::{assert_nothing_stopped, cpu_time, files_in, is_root, Finished, Running, Target};
 pub use profile::{
     assert_leaf_ratio, decode_profile, frames_of, label, leaf_share, leaf_split, read_profile,

@@ -1,6 +1,7 @@
 //! Test programs that measure themselves: they write `X Y NOW` totals (two figures and the
 //! CLOCK_MONOTONIC time they were taken at) to a file, and a recording of them is checked
-//! against what they measured over about the same window.
+//! against what they measured over about the same window. Programs that measure more write
+//! `F1 F2 ... Fn NOW`, read with [`Measuring::figures`] and [`Measuring::record_with`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,34 @@ pub struct Totals {
     pub at: u64,
 }
 
+/// Any number of totals the program measured, and when (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub values: Vec<u64>,
+    pub at: u64,
+}
+
+impl Figures {
+    /// Each figure's growth per second of the program's clock from `before` to `self`.
+    pub fn rates_since(&self, before: &Figures) -> Vec<f64> {
+        assert_eq!(
+            self.values.len(),
+            before.values.len(),
+            "{self:?} vs {before:?}"
+        );
+        let seconds = self.at.saturating_sub(before.at) as f64 / 1e9;
+        assert!(
+            seconds > 0.0,
+            "no time passed between {before:?} and {self:?}"
+        );
+        self.values
+            .iter()
+            .zip(&before.values)
+            .map(|(after, before)| after.saturating_sub(*before) as f64 / seconds)
+            .collect()
+    }
+}
+
 impl Measuring {
     pub fn start(program: &Path) -> Measuring {
         let dir = tempfile::tempdir().expect("create a directory");
@@ -40,18 +69,41 @@ impl Measuring {
     }
 
     pub fn totals(&self) -> Totals {
+        let figures = self.figures();
+        assert_eq!(figures.values.len(), 2, "totals file: {figures:?}");
+        Totals {
+            first: figures.values[0],
+            second: figures.values[1],
+            at: figures.at,
+        }
+    }
+
+    /// Every figure of the totals file (`F1 ... Fn NOW`), however many the program writes.
+    pub fn figures(&self) -> Figures {
         let text = fs::read_to_string(&self.totals)
             .unwrap_or_else(|err| panic!("read {}: {err}", self.totals.display()));
-        let numbers: Vec<u64> = text
+        let mut numbers: Vec<u64> = text
             .split_whitespace()
             .map(|n| n.parse().expect("a number"))
             .collect();
-        assert_eq!(numbers.len(), 3, "totals file: {text:?}");
-        Totals {
-            first: numbers[0],
-            second: numbers[1],
-            at: numbers[2],
+        assert!(numbers.len() >= 2, "totals file: {text:?}");
+        let at = numbers.pop().expect("at least two numbers");
+        Figures {
+            values: numbers,
+            at,
         }
+    }
+
+    /// Records with `rprof-agent record ... EXTRA_ARGS` (e.g. `--profile heap --exact`) while
+    /// reading the figures before and after: each figure per second of the program's clock
+    /// over about the window.
+    pub fn record_with(&self, extra_args: &[&str], seconds: u32) -> (Recording, Vec<f64>) {
+        let before = self.figures();
+        let recording = record_full(self.target.pid(), seconds, extra_args);
+        // The program writes its totals every 50 ms.
+        std::thread::sleep(Duration::from_millis(120));
+        let after = self.figures();
+        (recording, after.rates_since(&before))
     }
 
     /// Records `profile` while reading the totals before and after: what the program measured

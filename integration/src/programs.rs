@@ -64,3 +64,35 @@ pub fn i386_ready() -> PathBuf {
         ],
     )
 }
+
+/// `leak_sites TOTALS_FILE`: leak_a and leak_b leak 3:1 in bytes (malloc, never freed) while
+/// churn mallocs ~100× as often and frees within 4 calls. Writes
+/// `A_BYTES B_BYTES CHURN_BYTES A_CALLS B_CALLS CHURN_CALLS CHURN_NS NOW`.
+pub fn leak_sites() -> PathBuf {
+    build_c("leak_sites", C_FLAGS)
+}
+
+/// `cpp_allocs TOTALS_FILE`: site_a() `new`s 384-byte objects, site_b() `new[]`s 128-byte
+/// arrays, alternately, deleting each a few calls later. Writes
+/// `A_BYTES B_BYTES A_OBJECTS B_OBJECTS NOW`.
+pub fn cpp_allocs() -> PathBuf {
+    build_cpp("cpp_allocs", C_FLAGS)
+}
+
+/// `rust_allocs TOTALS_FILE`: rust_allocs::site_a and site_b allocate a `Vec<u8>` and a `Box`
+/// each, 384 and 128 bytes a call, dropped a few calls later. Writes
+/// `A_BYTES B_BYTES A_OBJECTS B_OBJECTS NOW`.
+pub fn rust_allocs() -> PathBuf {
+    build_rust("rust_allocs", &["-C", "opt-level=3", "-C", "debuginfo=1"])
+}
+
+/// `jemalloc_allocs TOTALS_FILE`: cpp_allocs' workload in C with jemalloc's malloc and free
+/// (linked with -ljemalloc, which the program checks before `ready`). Writes
+/// `A_BYTES B_BYTES A_OBJECTS B_OBJECTS NOW`.
+pub fn jemalloc_allocs() -> PathBuf {
+    // --no-as-needed: the library comes before the source on the command line, and a linker
+    // that drops unneeded libraries by default (Ubuntu's) would drop it.
+    let mut flags = C_FLAGS.to_vec();
+    flags.extend(["-Wl,--no-as-needed", "-ljemalloc"]);
+    build_c("jemalloc_allocs", &flags)
+}
