@@ -224,22 +224,13 @@ pub(crate) fn uprobe(
 pub(crate) fn window_event(thread_attr: &perf_event_attr, event: &WindowEvent) -> perf_event_attr {
     let mut attr = *thread_attr;
     attr.set_freq(0);
-    match *event {
-        WindowEvent::Tracepoint { id, stack_bytes } => {
-            attr.type_ = sys::PERF_TYPE_TRACEPOINT;
-            attr.config = id;
-            attr.sample_period = 1;
-            attr.sample_stack_user = stack_bytes;
-        }
-        WindowEvent::UserTicks { period_ns } => {
-            attr.type_ = sys::PERF_TYPE_SOFTWARE;
-            attr.config = u64::from(sys::PERF_COUNT_SW_CPU_CLOCK);
-            attr.sample_period = period_ns;
-            attr.sample_stack_user = 8;
-        }
-    }
-    // A uprobe hit is reported with the user registers it trapped with, so it passes
-    // exclude_kernel; a tick in the kernel (in a trap) is dropped, as it should be.
+    let WindowEvent::Tracepoint { id, stack_bytes } = *event;
+    attr.type_ = sys::PERF_TYPE_TRACEPOINT;
+    attr.config = id;
+    attr.sample_period = 1;
+    attr.sample_stack_user = stack_bytes;
+    // A uprobe hit is reported with the user registers it trapped with: it passes
+    // exclude_kernel.
     attr.set_exclude_kernel(1);
     attr.set_mmap(0);
     attr.set_mmap2(0);

@@ -111,9 +111,8 @@ pub enum Trigger {
     PageFaults { period: u64 },
     /// A sample every `period_ns` of CPU time a thread of the target spends in user space
     /// (the cpu-clock timer; ticks that find the thread in the kernel are not sampled), in the
-    /// layout of tracepoint samples, raw fields included: the ticks measure how much of its
-    /// own work each thread did, and probe windows ([`Sampler::arm`](super::Sampler::arm))
-    /// write their samples into the same rings.
+    /// layout of tracepoint samples, raw fields included, so that probe windows
+    /// ([`Sampler::arm`](super::Sampler::arm)) write their samples into the same rings.
     UserTime { period_ns: u64 },
 }
 
@@ -135,9 +134,6 @@ pub enum WindowEvent {
     /// tracepoint: `events/GROUP/NAME/id`), with `stack_bytes` of user stack (a multiple of 8,
     /// at most [`MAX_STACK_BYTES`]).
     Tracepoint { id: u64, stack_bytes: u32 },
-    /// A tick every `period_ns` of CPU time spent in user space, without stack: how much of
-    /// its own work a thread did while the window was open.
-    UserTicks { period_ns: u64 },
 }
 
 /// One probed instruction.

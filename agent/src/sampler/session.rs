@@ -157,7 +157,7 @@ impl Sampler {
     /// not, so windows are how the owner bounds what probing costs the target. Needs a
     /// per-thread trigger whose samples carry raw fields ([`Trigger::UserTime`]).
     pub fn arm(&mut self, probes: &[WindowEvent], tids: &[u32]) -> Result<Armed, SamplerError> {
-        self.disarm();
+        let _ = self.disarm();
         let Some(thread_attr) = &self.thread_attr else {
             return Err(SamplerError::InvalidConfig(
                 "probe windows need the threads' own events".into(),
@@ -173,11 +173,10 @@ impl Sampler {
             .map(|probe| attr::window_event(thread_attr, probe))
             .collect();
         let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
-        let mut armed = Armed {
-            at: host::monotonic_ns(),
-            tids: Vec::with_capacity(tids.len()),
-            ids: HashMap::new(),
-        };
+        let mut armed = Armed::default();
+        // Everything is opened and wired first, then enabled in one tight loop: the window
+        // starts at one moment for every thread (its `at`).
+        let mut opened_all = Vec::new();
         for &tid in tids {
             let mut opened = Vec::with_capacity(attrs.len() * cpu_list.len());
             for attr in &attrs {
@@ -185,7 +184,7 @@ impl Sampler {
                     Ok(Some(events)) => opened.extend(events),
                     Ok(None) => break,
                     Err(errno) => {
-                        self.disarm();
+                        let _ = self.disarm();
                         return Err(self.open_error(errno));
                     }
                 }
@@ -199,26 +198,35 @@ impl Sampler {
                 let id = cpu
                     .connect(event)
                     .and_then(|()| event.id())
-                    .and_then(|id| event.enable().map(|()| id))
-                    .map_err(|e| {
-                        SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT/ID/ENABLE)", e)
-                    })?;
+                    .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT/ID)", e))?;
                 armed.ids.insert(id, index / cpu_list.len());
             }
-            self.armed.extend(opened);
+            opened_all.extend(opened);
             armed.tids.push(tid);
         }
+        let before = host::monotonic_ns();
+        for event in &opened_all {
+            event
+                .enable()
+                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
+        }
+        armed.at = midpoint(before, host::monotonic_ns());
+        self.armed = opened_all;
         Ok(armed)
     }
 
     /// Closes the probe window, if one is open: from the time this returns the target no
     /// longer traps on the probes (unless another window of another sampler is open).
-    pub fn disarm(&mut self) {
+    /// Returns when (CLOCK_MONOTONIC ns) the window stopped sampling.
+    pub fn disarm(&mut self) -> u64 {
+        let before = host::monotonic_ns();
         for event in &self.armed {
             // Stop writing before the close: the close is what takes the breakpoints out.
             let _ = event.disable();
         }
+        let stopped = midpoint(before, host::monotonic_ns());
         self.armed.clear();
+        stopped
     }
 
     /// Whether a probe window is open.
@@ -435,7 +443,7 @@ impl Sampler {
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        self.disarm();
+        let _ = self.disarm();
         // Stop the kernel writing before the rings are unmapped and the events closed.
         for cpu in &self.cpus {
             cpu.disable();
@@ -498,6 +506,10 @@ impl Dispatch<'_> {
         }
         f(record);
     }
+}
+
+fn midpoint(a: u64, b: u64) -> u64 {
+    a + b.saturating_sub(a) / 2
 }
 
 /// The process a record is about (`None`: about the sampler itself).

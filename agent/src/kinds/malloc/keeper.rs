@@ -75,7 +75,7 @@ pub fn serve_if_asked() {
         let _ = set.wait();
     }
     if let Ok(parent) = u32::try_from(parent) {
-        super::tracefs::remove_groups_of(parent);
+        super::tracefs::remove_groups_of(parent, std::time::Duration::from_secs(10));
     }
     std::process::exit(0);
 }

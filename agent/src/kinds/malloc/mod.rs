@@ -11,16 +11,16 @@
 //! same libc never hit them.
 //!
 //! A uprobe traps on every call while its event is open, whatever its sampling period: it
-//! cannot be sampled 1 in N. So probes are open in short windows at random moments, about
-//! 2 % of the time ([`schedule`]), and the figures are scaled by how much of the target's
-//! work the windows saw ([`ledger`] has the estimator). `--exact` keeps them open all along.
+//! cannot be sampled 1 in N. So probes are open in short windows at random moments, for a
+//! share of the time that keeps the traps' cost near 1 % ([`schedule`]), and the figures
+//! are scaled by that share ([`ledger`] has the estimator). `--exact` keeps them open all along.
 //! A keeper process holds one event per probe so that closing a window takes 0.17 ms, not
 //! the ~85 ms of unregistering a uprobe ([`keeper`]).
 //!
 //! Nothing is written to the target: the kernel puts its breakpoints in private copies of
 //! the probed pages and takes them out when the last event closes — when the window closes,
-//! and when the agent dies (its descriptors close; the keeper dies with it). Definitions left
-//! in tracefs by a killed agent trap nothing (no event is open) and are removed by the next.
+//! and when the agent dies (its descriptors close). The definitions a killed agent leaves in
+//! tracefs trap nothing (no event is open); its keeper removes them, or the next agent does.
 
 pub mod allocators;
 pub mod entry;

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::allocators::{find_allocators, AllocFunction};
 use super::functions::Call;
 use super::keeper::Keeper;
-use super::ledger::{Function, Hit, Ledger, COARSE_TICK_NS, FINE_TICK_NS};
+use super::ledger::{Function, Hit, Ledger};
 use super::schedule::Schedule;
 use super::tracefs::{Defined, ProbeGroup};
 use crate::profile::Meta;
@@ -24,6 +24,9 @@ use crate::unwind::{ModuleSet, StackUnwinder};
 const ENTRY_STACK_BYTES: u32 = 16 << 10;
 /// Stack copied when posix_memalign returns: where the caller's pointer variable usually is.
 const MEMALIGN_RETURN_STACK_BYTES: u32 = 1 << 10;
+/// User time between two ticks of the sampler's own events (which are there for their
+/// side-band records).
+const SIDE_BAND_TICK_NS: u64 = 1_000_000_000;
 /// The smallest copy the kernel accepts, for events whose stack is not needed.
 const NO_STACK: u32 = 8;
 
@@ -40,7 +43,6 @@ enum Role {
     Enter { function: usize, probe: Defined },
     Return { function: usize, probe: Defined },
     Free { probe: Defined },
-    Ticks,
 }
 
 pub struct MallocRecording {
@@ -60,7 +62,6 @@ pub struct MallocRecording {
     /// definitions go.
     keeper: Option<Keeper>,
     _group: ProbeGroup,
-    started: Instant,
     armed_time: Duration,
     windows: u32,
     hits: u64,
@@ -68,9 +69,9 @@ pub struct MallocRecording {
 
 #[derive(Debug, Clone, Copy)]
 enum WindowState {
-    /// Open since, until.
+    /// Open since (CLOCK_MONOTONIC ns, when sampling started), until.
     Open {
-        since: Instant,
+        since: u64,
         until: Instant,
     },
     Closed {
@@ -124,17 +125,13 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
             roles.push(role);
         }
     }
-    let ids: Vec<u64> = roles.iter().filter_map(probe_id).collect();
+    let ids: Vec<u64> = roles.iter().map(probe_id).collect();
     let keeper = Keeper::start(&ids)?;
-    if !request.exact {
-        roles.push(Role::Ticks);
-        events.push(WindowEvent::UserTicks {
-            period_ns: FINE_TICK_NS,
-        });
-    }
+    // The sampler's own events carry the side-band records (mappings, thread names) and own
+    // the rings the windows write into; their ticks are not needed, so they are rare.
     let config = SamplerConfig {
         trigger: Trigger::UserTime {
-            period_ns: COARSE_TICK_NS,
+            period_ns: SIDE_BAND_TICK_NS,
         },
         stack_bytes: NO_STACK,
         ..SamplerConfig::new(pid)
@@ -169,7 +166,6 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
         state: WindowState::Closed { until: now },
         keeper: Some(keeper),
         _group: group,
-        started: now,
         armed_time: Duration::ZERO,
         windows: 0,
         hits: 0,
@@ -182,17 +178,14 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
 
 fn tracepoint(role: &Role, stack_bytes: u32) -> WindowEvent {
     WindowEvent::Tracepoint {
-        id: probe_id(role).unwrap_or_default(),
+        id: probe_id(role),
         stack_bytes,
     }
 }
 
-fn probe_id(role: &Role) -> Option<u64> {
+fn probe_id(role: &Role) -> u64 {
     match role {
-        Role::Enter { probe, .. } | Role::Return { probe, .. } | Role::Free { probe } => {
-            Some(probe.id)
-        }
-        Role::Ticks => None,
+        Role::Enter { probe, .. } | Role::Return { probe, .. } | Role::Free { probe } => probe.id,
     }
 }
 
@@ -206,11 +199,11 @@ impl MallocRecording {
         let tids = sampler.tasks();
         let armed = sampler.arm(&self.events, &tids)?;
         self.windows += 1;
-        for (id, index) in armed.ids {
+        for (&id, &index) in &armed.ids {
             self.ids.insert(id, (self.windows, index));
         }
         self.state = WindowState::Open {
-            since: Instant::now(),
+            since: armed.at,
             until,
         };
         Ok(())
@@ -218,8 +211,8 @@ impl MallocRecording {
 
     fn close_window(&mut self) {
         if let (Some(pump), WindowState::Open { since, .. }) = (&mut self.pump, self.state) {
-            pump.sampler_mut().disarm();
-            let open = since.elapsed();
+            let stopped = pump.sampler_mut().disarm();
+            let open = Duration::from_nanos(stopped.saturating_sub(since));
             self.armed_time += open;
             self.schedule.observed(std::mem::take(&mut self.hits), open);
             let next = self.schedule.window();
@@ -252,8 +245,9 @@ impl MallocRecording {
         }
     }
 
-    fn wall_duty(&self) -> f64 {
-        let elapsed = self.started.elapsed().as_secs_f64();
+    /// The share of the window the probes were open.
+    fn wall_duty(&self, window: Duration) -> f64 {
+        let elapsed = window.as_secs_f64();
         if elapsed <= 0.0 {
             1.0
         } else {
@@ -303,11 +297,11 @@ impl Recording for MallocRecording {
     }
 
     fn stop(&mut self) {
-        if let WindowState::Open { since, .. } = self.state {
-            self.armed_time += since.elapsed();
-        }
         if let Some(mut pump) = self.pump.take() {
-            pump.sampler_mut().disarm();
+            let stopped = pump.sampler_mut().disarm();
+            if let WindowState::Open { since, .. } = self.state {
+                self.armed_time += Duration::from_nanos(stopped.saturating_sub(since));
+            }
             let (ids, roles, pipeline, hits) =
                 (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
             pump.drain(&mut |record| {
@@ -319,11 +313,14 @@ impl Recording for MallocRecording {
     }
 
     fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
-        let wall_duty = if self.exact { 1.0 } else { self.wall_duty() };
+        let wall_duty = if self.exact {
+            1.0
+        } else {
+            self.wall_duty(window.duration)
+        };
         let (mut ledger, unwinder) = self.pipeline.finish()?;
-        let coverage = ledger.process_coverage(wall_duty);
+        let coverage = ledger.coverage(wall_duty);
         let counts = ledger.counts;
-        let (coarse, fine) = ledger.ticks();
         let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
         allocators.dedup();
         let probed: Vec<String> = self
@@ -345,13 +342,10 @@ impl Recording for MallocRecording {
             )
         } else {
             format!(
-                "mode: sampled, {} probe windows open {:.2}% of the time; coverage (share of \
-                 the target's user time inside windows, {} of {} ticks): {:.3}%; figures \
-                 scaled by its inverse",
+                "mode: sampled, {} probe windows at random moments, open {:.3}% of the time; \
+                 figures scaled by its inverse (an estimate: see rprof-agent's \
+                 docs/BENCHMARKS.md for its measured error)",
                 self.windows,
-                wall_duty * 100.0,
-                fine,
-                coarse,
                 coverage * 100.0
             )
         };
@@ -418,12 +412,7 @@ fn forward(
         return 0;
     };
     let Some(&(window, index)) = ids.get(&sample.id) else {
-        // The sampler's own events: a coarse tick of user time.
-        pipeline.send(Event::Note(Hit::Tick {
-            tid: sample.tid,
-            fine: false,
-        }));
-        return 0;
+        return 0; // A tick of the sampler's own events.
     };
     match roles.get(index) {
         Some(Role::Enter { function, probe }) => {
@@ -443,13 +432,6 @@ fn forward(
         Some(Role::Free { probe }) => {
             let ptr = probe.value(sample.raw, 0).unwrap_or(0);
             pipeline.send(Event::Note(Hit::Free { ptr, window }));
-            0
-        }
-        Some(Role::Ticks) => {
-            pipeline.send(Event::Note(Hit::Tick {
-                tid: sample.tid,
-                fine: true,
-            }));
             0
         }
         None => 0,

@@ -131,23 +131,31 @@ fn remove_orphans(root: &Path) {
     remove_groups(root, orphaned);
 }
 
-/// Removes the probes agent `pid` defined (its keeper does, once the agent died and its
-/// events are closed).
-pub fn remove_groups_of(pid: u32) {
-    if let Ok(root) = root() {
-        remove_groups(&root, |group| group_owner(group) == Some(pid));
+/// Removes the probes agent `pid` defined (its keeper does, once the agent died). Probes
+/// still open cannot be removed: the agent's last thread may still be closing its
+/// descriptors, so this tries again for up to `patience`.
+pub fn remove_groups_of(pid: u32, patience: std::time::Duration) {
+    let Ok(root) = root() else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + patience;
+    while remove_groups(&root, |group| group_owner(group) == Some(pid)) > 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
-fn remove_groups(root: &Path, remove: impl Fn(&str) -> bool) {
+/// Removes the probes of the groups `remove` picks; returns how many could not be removed.
+fn remove_groups(root: &Path, remove: impl Fn(&str) -> bool) -> usize {
     let Ok(text) = read_bounded(&root.join("uprobe_events"), MAX_EVENTS_BYTES) else {
-        return;
+        return 0;
     };
-    for (group, name) in text.lines().filter_map(event_name) {
-        if remove(group) {
-            let _ = append(root, &format!("-:{group}/{name}\n"));
-        }
-    }
+    text.lines()
+        .filter_map(event_name)
+        .filter(|(group, _)| remove(group))
+        .filter(|(group, name)| append(root, &format!("-:{group}/{name}\n")).is_err())
+        .count()
 }
 
 /// The PID of the agent that defined `group`, if it is ours.
