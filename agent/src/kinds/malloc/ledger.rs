@@ -347,6 +347,16 @@ impl Ledger {
         self.stacks.build(modules, None, &shape, meta)
     }
 
+    /// Allocations seen from threads `tids`.
+    pub fn allocations_of(&self, tids: &std::collections::HashSet<u32>) -> u64 {
+        self.figures
+            .iter()
+            .flat_map(|by_tid| by_tid.iter())
+            .filter(|(tid, _)| tids.contains(tid))
+            .map(|(_, raw)| raw.objects)
+            .sum()
+    }
+
     pub fn sites(&self) -> usize {
         self.sites.len()
     }

@@ -27,6 +27,7 @@ pub mod entry;
 pub mod functions;
 pub mod keeper;
 pub mod ledger;
+pub mod pace;
 pub mod recording;
 pub mod schedule;
 pub mod tracefs;

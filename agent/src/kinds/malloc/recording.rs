@@ -12,10 +12,13 @@ use super::allocators::{find_allocators, AllocFunction};
 use super::functions::Call;
 use super::keeper::Keeper;
 use super::ledger::{Function, Hit, Ledger};
+use super::pace::Pace;
 use super::schedule::Schedule;
 use super::tracefs::{Defined, ProbeGroup};
 use crate::profile::Meta;
-use crate::recording::{provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window};
+use crate::recording::{
+    percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
+};
 use crate::sampler::{Record, Sample, Sampler, SamplerConfig, Trigger, WindowEvent};
 use crate::unwind::{ModuleSet, StackUnwinder};
 
@@ -46,6 +49,7 @@ enum Role {
 }
 
 pub struct MallocRecording {
+    pid: u32,
     view: View,
     exact: bool,
     functions: Vec<AllocFunction>,
@@ -64,7 +68,16 @@ pub struct MallocRecording {
     _group: ProbeGroup,
     armed_time: Duration,
     windows: u32,
-    hits: u64,
+    /// Allocation entries and lost records read since the window opened.
+    hits: Tally,
+    pace: Pace,
+}
+
+/// What the drain counted, for the schedule.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    entries: u64,
+    lost: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +167,7 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
     .context("cannot start the unwinder thread")?;
     let now = Instant::now();
     let mut recording = MallocRecording {
+        pid,
         view,
         exact: request.exact,
         functions,
@@ -168,7 +182,8 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
         _group: group,
         armed_time: Duration::ZERO,
         windows: 0,
-        hits: 0,
+        hits: Tally::default(),
+        pace: Pace::default(),
     };
     if request.exact {
         recording.open_window(Instant::now() + Duration::from_secs(u64::from(u32::MAX)))?;
@@ -202,6 +217,10 @@ impl MallocRecording {
         for (&id, &index) in &armed.ids {
             self.ids.insert(id, (self.windows, index));
         }
+        // What the drain counts from here on is this window's (the last one's was read when
+        // it closed).
+        self.hits = Tally::default();
+        self.pace.opened(self.pid, &armed.tids, armed.at);
         self.state = WindowState::Open {
             since: armed.at,
             until,
@@ -210,16 +229,32 @@ impl MallocRecording {
     }
 
     fn close_window(&mut self) {
-        if let (Some(pump), WindowState::Open { since, .. }) = (&mut self.pump, self.state) {
-            let stopped = pump.sampler_mut().disarm();
-            let open = Duration::from_nanos(stopped.saturating_sub(since));
-            self.armed_time += open;
-            self.schedule.observed(std::mem::take(&mut self.hits), open);
-            let next = self.schedule.window();
-            self.state = WindowState::Closed {
-                until: Instant::now() + self.schedule.gap(next),
-            };
-        }
+        let (Some(pump), WindowState::Open { since, .. }) = (&mut self.pump, self.state) else {
+            return;
+        };
+        let stopped = pump.sampler_mut().disarm();
+        self.pace.closed(self.pid, stopped);
+        // Every record of the window is in the rings now: read them, so that the next
+        // window is planned from all of this one's.
+        let (ids, roles, pipeline, hits) = (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
+        pump.drain(&mut |record| forward(record, ids, roles, pipeline, hits));
+        pipeline.flush();
+        let open = Duration::from_nanos(stopped.saturating_sub(since));
+        self.armed_time += open;
+        let tally = std::mem::take(&mut self.hits);
+        self.schedule.observed(tally.entries, tally.lost, open);
+        let next = self.schedule.window();
+        tracing::debug!(
+            ?open,
+            entries = tally.entries,
+            lost = tally.lost,
+            ?next,
+            duty = self.schedule.duty(),
+            "probe window closed"
+        );
+        self.state = WindowState::Closed {
+            until: Instant::now() + self.schedule.gap(next),
+        };
     }
 
     /// Opens or closes the window if it is time; the time until the next change.
@@ -277,7 +312,7 @@ impl Recording for MallocRecording {
             let (ids, roles, pipeline, hits) =
                 (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
             pump.pump(remaining.min(next_change), &mut |record| {
-                *hits += forward(record, ids, roles, pipeline);
+                forward(record, ids, roles, pipeline, hits);
             });
             pipeline.flush();
             if Instant::now() >= deadline {
@@ -301,11 +336,12 @@ impl Recording for MallocRecording {
             let stopped = pump.sampler_mut().disarm();
             if let WindowState::Open { since, .. } = self.state {
                 self.armed_time += Duration::from_nanos(stopped.saturating_sub(since));
+                self.pace.closed(self.pid, stopped);
             }
             let (ids, roles, pipeline, hits) =
                 (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
             pump.drain(&mut |record| {
-                *hits += forward(record, ids, roles, pipeline);
+                forward(record, ids, roles, pipeline, hits);
             });
         }
         // The probes are out of the target: the keeper's hold can go.
@@ -321,6 +357,20 @@ impl Recording for MallocRecording {
         let (mut ledger, unwinder) = self.pipeline.finish()?;
         let coverage = ledger.coverage(wall_duty);
         let counts = ledger.counts;
+        // Threads paced by the probes: their sampled figures are lower bounds.
+        let paced = if self.exact {
+            0
+        } else {
+            ledger.allocations_of(&self.pace.saturated())
+        };
+        let paced_note = (paced > 0).then(|| {
+            format!(
+                "{:.0}% of the allocations seen came from threads that ran flat out inside the \
+                 windows (the probes set their pace): their figures are lower bounds — use \
+                 --exact, or the growth profile, for them",
+                percent(paced, counts.allocations)
+            )
+        });
         let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
         allocators.dedup();
         let probed: Vec<String> = self
@@ -366,6 +416,7 @@ impl Recording for MallocRecording {
             ),
             "inuse: allocations made during the recording and live at its end".to_owned(),
         ];
+        let comments = comments.into_iter().chain(paced_note.clone()).collect();
         let meta = Meta {
             start: window.start,
             duration: window.duration,
@@ -376,7 +427,7 @@ impl Recording for MallocRecording {
             View::Heap => "inuse_space",
         };
         let profile = ledger.build(unwinder.modules(), &meta, wall_duty, default);
-        let summary = format!(
+        let mut summary = format!(
             "{} allocations seen ({}) over {:.1}s{}, coverage {:.2}%, {} lost records, {} \
              allocation stacks",
             counts.allocations,
@@ -387,6 +438,10 @@ impl Recording for MallocRecording {
             counts.lost,
             ledger.sites(),
         );
+        if let Some(note) = paced_note {
+            summary.push_str("; warning: ");
+            summary.push_str(&note);
+        }
         let name = match self.view {
             View::Allocs => "allocs",
             View::Heap => "heap",
@@ -400,19 +455,23 @@ impl Recording for MallocRecording {
     }
 }
 
-/// Hands a record to the ledger; returns 1 for an allocation entry (the schedule's measure).
+/// Hands a record to the ledger, counting entries and losses in `tally`.
 fn forward(
     record: Record<'_>,
     ids: &HashMap<u64, (u32, usize)>,
     roles: &[Role],
     pipeline: &Pipeline<Ledger>,
-) -> u64 {
+    tally: &mut Tally,
+) {
     let Record::Sample(sample) = record else {
+        if let Record::Lost { count } = record {
+            tally.lost = tally.lost.saturating_add(count);
+        }
         Event::side_band(&record, |event| pipeline.send(event));
-        return 0;
+        return;
     };
     let Some(&(window, index)) = ids.get(&sample.id) else {
-        return 0; // A tick of the sampler's own events.
+        return; // A tick of the sampler's own events.
     };
     match roles.get(index) {
         Some(Role::Enter { function, probe }) => {
@@ -423,18 +482,16 @@ fn forward(
                 window,
             };
             pipeline.send(Event::sample(&sample, hit));
-            1
+            tally.entries += 1;
         }
         Some(Role::Return { function, probe }) => {
             pipeline.send(Event::Note(returned(&sample, *function, probe, window)));
-            0
         }
         Some(Role::Free { probe }) => {
             let ptr = probe.value(sample.raw, 0).unwrap_or(0);
             pipeline.send(Event::Note(Hit::Free { ptr, window }));
-            0
         }
-        None => 0,
+        None => {}
     }
 }
 

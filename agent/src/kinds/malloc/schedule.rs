@@ -18,13 +18,14 @@ const COST_PER_HIT: Duration = Duration::from_micros(3);
 /// The share of time probes are open, at least and at most.
 pub const MIN_DUTY: f64 = 0.025;
 const MAX_DUTY: f64 = 0.5;
-/// Allocations one window should catch: enough to be worth opening, few enough that their
-/// stack copies fit the rings and the unwinder keeps up.
+/// Allocations one window should catch: enough to be worth opening (the kernel puts the
+/// breakpoints in and takes them out), few enough that their stack copies (16 KiB each) fit
+/// the rings while the unwinder catches up.
 const HITS_PER_WINDOW: f64 = 400.0;
-const MIN_WINDOW: Duration = Duration::from_millis(2);
-const MAX_WINDOW: Duration = Duration::from_millis(50);
-/// Windows cost an open and a close of every thread's probes: at most 20 a second.
-const MIN_GAP: Duration = Duration::from_millis(50);
+const MIN_WINDOW: Duration = Duration::from_millis(1);
+const MAX_WINDOW: Duration = Duration::from_millis(500);
+/// At most 10 windows a second.
+const MIN_GAP: Duration = Duration::from_millis(100);
 
 pub struct Schedule {
     /// Hits per second of open window, smoothed over the windows so far (`None` before any).
@@ -47,8 +48,11 @@ impl Schedule {
         }
     }
 
-    /// A window of `open` caught `hits` allocations.
-    pub fn observed(&mut self, hits: u64, open: Duration) {
+    /// A window of `open` caught `hits` allocations; the kernel dropped `lost` records of it
+    /// (rings full): the calls those were count too, or the next windows would grow.
+    pub fn observed(&mut self, hits: u64, lost: u64, open: Duration) {
+        // Each call writes about three records: entry, return, free.
+        let hits = hits.saturating_add(lost / 3);
         let seconds = open.as_secs_f64();
         if seconds <= 0.0 {
             return;
@@ -107,10 +111,20 @@ mod tests {
     fn windows_shrink_for_busy_allocators_and_keep_the_duty() {
         let mut schedule = Schedule::new();
         assert_eq!(schedule.window(), MIN_WINDOW, "cautious at first");
-        schedule.observed(10, Duration::from_millis(2));
-        assert_eq!(schedule.window(), MAX_WINDOW, "5000/s: a long window");
+        schedule.observed(10, 0, Duration::from_millis(2));
+        assert_eq!(
+            schedule.window(),
+            Duration::from_millis(80),
+            "5000/s: a long window"
+        );
+        let mut lossy = Schedule::new();
+        lossy.observed(10, 3000, Duration::from_millis(2));
+        assert!(
+            lossy.window() < Duration::from_millis(2),
+            "lost records count as calls"
+        );
         for _ in 0..20 {
-            schedule.observed(4000, Duration::from_millis(2));
+            schedule.observed(4000, 0, Duration::from_millis(2));
         }
         assert_eq!(schedule.window(), MIN_WINDOW, "2 M/s: the shortest");
         assert_eq!(schedule.duty(), MIN_DUTY, "2 M/s: the least duty");
@@ -125,7 +139,7 @@ mod tests {
         assert!(gaps.iter().any(|g| *g < mean) && gaps.iter().any(|g| *g > mean));
         // 1000 allocations a second cost 0.3 % even if watched all the time.
         let mut light = Schedule::new();
-        light.observed(10, Duration::from_millis(10));
+        light.observed(10, 0, Duration::from_millis(10));
         assert_eq!(light.duty(), MAX_DUTY);
     }
 }
