@@ -16,7 +16,7 @@ const MAX_THREADS: usize = 256;
 /// A thread is paced by the probes if it is on the CPU inside windows at least this share of
 /// the time it is outside them, and outside them at least [`BUSY`] of the time.
 const SATURATED: f64 = 0.9;
-const BUSY: f64 = 0.5;
+const BUSY: f64 = 0.25;
 /// Window time a thread must have been seen in before it is judged.
 const MIN_OBSERVED_NS: u64 = 10_000_000;
 
