@@ -20,13 +20,16 @@ const BUSY: f64 = 0.25;
 /// Window time a thread must have been seen in before it is judged.
 const MIN_OBSERVED_NS: u64 = 10_000_000;
 
+/// (CLOCK_MONOTONIC ns, the thread's CPU ns then).
+type Reading = (u64, u64);
+
 /// CPU time of the target's threads inside windows.
 #[derive(Debug, Default)]
 pub struct Pace {
     /// Per thread: CPU ns inside windows, window ns.
     inside: HashMap<u32, (u64, u64)>,
     /// Per thread: (time, CPU ns) when first and last read.
-    span: HashMap<u32, ((u64, u64), (u64, u64))>,
+    span: HashMap<u32, (Reading, Reading)>,
     /// The open window's threads with their CPU ns at its opening, and when it opened.
     open: Vec<(u32, u64)>,
     opened_at: u64,
