@@ -59,6 +59,9 @@ pub enum Hit {
     },
     /// Memory at `ptr` was freed.
     Free { ptr: u64, window: u32 },
+    /// Window `window` closed and all its records were read; the kernel dropped some (rings
+    /// full): each record read stands for `scale` records.
+    WindowEnd { window: u32, scale: f64 },
 }
 
 /// One probed function, as the ledger needs it.
@@ -75,6 +78,13 @@ pub struct Ledger {
     exact: bool,
     sites: HashMap<Site, usize>,
     figures: Vec<HashMap<u32, Raw>>,
+    /// Allocations of the open window by (site, thread): folded into `figures`, scaled, when
+    /// it ends.
+    current: HashMap<(usize, u32), (u64, u64)>,
+    /// Windows whose records were lost in part, and the scale of each.
+    scales: HashMap<u32, f64>,
+    /// Allocations seen per thread.
+    seen: HashMap<u32, u64>,
     pending: HashMap<u32, Vec<Pending>>,
     live: HashMap<u64, Live>,
     stacks: StackAggregate,
@@ -98,13 +108,13 @@ struct Site {
     truncated: bool,
 }
 
-/// What one thread allocated at one site, as seen.
+/// What one thread allocated at one site, as seen (scaled for records lost).
 #[derive(Debug, Default, Clone, Copy)]
 struct Raw {
-    objects: u64,
-    bytes: u64,
-    freed_later_objects: u64,
-    freed_later_bytes: u64,
+    objects: f64,
+    bytes: f64,
+    freed_later_objects: f64,
+    freed_later_bytes: f64,
 }
 
 struct Pending {
@@ -131,6 +141,9 @@ impl Ledger {
             exact,
             sites: HashMap::new(),
             figures: Vec::new(),
+            current: HashMap::new(),
+            scales: HashMap::new(),
+            seen: HashMap::new(),
             pending: HashMap::new(),
             live: HashMap::new(),
             stacks: StackAggregate::new(false),
@@ -153,6 +166,15 @@ impl Ledger {
         } else {
             Some(self.site(sample))
         };
+        let size = call.size(args);
+        if let Some(site) = site {
+            // Counted when entered: a return lost with a full ring loses only the address.
+            self.counts.allocations += 1;
+            *self.seen.entry(sample.tid).or_default() += 1;
+            let counted = self.current.entry((site, sample.tid)).or_default();
+            counted.0 += 1;
+            counted.1 = counted.1.saturating_add(size);
+        }
         let pending = self.pending.entry(sample.tid).or_default();
         if pending.len() >= MAX_PENDING {
             pending.remove(0);
@@ -161,7 +183,7 @@ impl Ledger {
             function,
             site,
             tid: sample.tid,
-            size: call.size(args),
+            size,
             memptr: args[0],
             window,
         });
@@ -228,12 +250,8 @@ impl Ledger {
             }
         }
         let Some(address) = address else {
-            return; // Failed allocation: nothing allocated.
+            return; // Failed allocation: nothing live.
         };
-        self.counts.allocations += 1;
-        let raw = self.figures[site].entry(call.tid).or_default();
-        raw.objects += 1;
-        raw.bytes = raw.bytes.saturating_add(call.size);
         if self.live.len() >= MAX_LIVE && !self.live.contains_key(&address) {
             self.counts.not_followed += 1;
             return;
@@ -259,9 +277,32 @@ impl Ledger {
             return;
         };
         if live.window != window {
+            let scale = self.scale(live.window);
             let raw = self.figures[live.site].entry(live.tid).or_default();
-            raw.freed_later_objects += 1;
-            raw.freed_later_bytes = raw.freed_later_bytes.saturating_add(live.size);
+            raw.freed_later_objects += scale;
+            raw.freed_later_bytes += live.size as f64 * scale;
+        }
+    }
+
+    /// What a record read in `window` stands for.
+    fn scale(&self, window: u32) -> f64 {
+        self.scales.get(&window).copied().unwrap_or(1.0)
+    }
+
+    /// The open window's allocations join the totals, scaled.
+    fn window_ended(&mut self, window: u32, scale: f64) {
+        let scale = if scale.is_finite() {
+            scale.max(1.0)
+        } else {
+            1.0
+        };
+        if scale > 1.0 {
+            self.scales.insert(window, scale);
+        }
+        for ((site, tid), (objects, bytes)) in std::mem::take(&mut self.current) {
+            let raw = self.figures[site].entry(tid).or_default();
+            raw.objects += objects as f64 * scale;
+            raw.bytes += bytes as f64 * scale;
         }
     }
 
@@ -279,11 +320,19 @@ impl Ledger {
     fn estimates(&self, duty: f64) -> Vec<(&Site, [f64; 4])> {
         let coverage = self.coverage(duty);
         let weight = 1.0 / coverage;
-        let mut live_by_site: HashMap<(usize, u32), (u64, u64)> = HashMap::new();
+        let mut live_by_site: HashMap<(usize, u32), (f64, f64)> = HashMap::new();
         for live in self.live.values() {
+            let scale = self.scale(live.window);
             let entry = live_by_site.entry((live.site, live.tid)).or_default();
-            entry.0 += 1;
-            entry.1 = entry.1.saturating_add(live.size);
+            entry.0 += scale;
+            entry.1 += live.size as f64 * scale;
+        }
+        // Allocations of a window whose end was not reported (the last one) count as read.
+        let mut figures = self.figures.clone();
+        for (&(site, tid), &(objects, bytes)) in &self.current {
+            let raw = figures[site].entry(tid).or_default();
+            raw.objects += objects as f64;
+            raw.bytes += bytes as f64;
         }
         // A free seen in a later window stands for 1/c frees.
         let later = 1.0 - 1.0 / coverage;
@@ -293,17 +342,15 @@ impl Ledger {
             .into_iter()
             .map(|(site, index)| {
                 let mut values = [0f64; 4];
-                for (tid, raw) in &self.figures[index] {
+                for (tid, raw) in &figures[index] {
                     let (live_objects, live_bytes) = live_by_site
                         .get(&(index, *tid))
                         .copied()
                         .unwrap_or_default();
-                    values[0] += raw.objects as f64 * weight;
-                    values[1] += raw.bytes as f64 * weight;
-                    values[2] +=
-                        weight * (live_objects as f64 + raw.freed_later_objects as f64 * later);
-                    values[3] +=
-                        weight * (live_bytes as f64 + raw.freed_later_bytes as f64 * later);
+                    values[0] += raw.objects * weight;
+                    values[1] += raw.bytes * weight;
+                    values[2] += weight * (live_objects + raw.freed_later_objects * later);
+                    values[3] += weight * (live_bytes + raw.freed_later_bytes * later);
                 }
                 (site, values.map(|v| v.max(0.0)))
             })
@@ -349,11 +396,10 @@ impl Ledger {
 
     /// Allocations seen from threads `tids`.
     pub fn allocations_of(&self, tids: &std::collections::HashSet<u32>) -> u64 {
-        self.figures
+        self.seen
             .iter()
-            .flat_map(|by_tid| by_tid.iter())
             .filter(|(tid, _)| tids.contains(tid))
-            .map(|(_, raw)| raw.objects)
+            .map(|(_, seen)| seen)
             .sum()
     }
 
@@ -393,6 +439,7 @@ impl Aggregate for Ledger {
         match hit {
             Hit::Return { .. } => self.returned(hit),
             Hit::Free { ptr, window } => self.freed(ptr, window),
+            Hit::WindowEnd { window, scale } => self.window_ended(window, scale),
             Hit::Enter { .. } => {}
         }
     }
@@ -525,6 +572,29 @@ mod tests {
         // B: 10 × (1 live + 1 freed later × (1 − 10)) < 0: reported as 0.
         assert_eq!(sites[SITE_B][2], 0.0);
         assert!((sites[SITE_B][1] - 200.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn records_lost_in_a_window_scale_what_it_saw() {
+        let mut ledger = ledger(true);
+        allocate(&mut ledger, 0, SITE_A, [100, 0, 0], 0xa0, 1);
+        // Half of window 1's records were lost.
+        ledger.note(Hit::WindowEnd {
+            window: 1,
+            scale: 2.0,
+        });
+        allocate(&mut ledger, 0, SITE_A, [100, 0, 0], 0xa1, 2);
+        ledger.note(Hit::WindowEnd {
+            window: 2,
+            scale: 1.0,
+        });
+        // Window 1's block freed in window 2: it stood for two.
+        ledger.note(Hit::Free {
+            ptr: 0xa0,
+            window: 2,
+        });
+        let a = by_site(&ledger, 1.0)[SITE_A];
+        assert_eq!(a, [3.0, 300.0, 1.0, 100.0]);
     }
 
     #[test]

@@ -77,7 +77,20 @@ pub struct MallocRecording {
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     entries: u64,
+    /// Every record of the window's probes.
+    records: u64,
     lost: u64,
+}
+
+impl Tally {
+    /// What each record read stands for, some having been lost.
+    fn scale(&self) -> f64 {
+        if self.records == 0 {
+            1.0
+        } else {
+            (self.records + self.lost) as f64 / self.records as f64
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,6 +255,11 @@ impl MallocRecording {
         let open = Duration::from_nanos(stopped.saturating_sub(since));
         self.armed_time += open;
         let tally = std::mem::take(&mut self.hits);
+        pipeline.send(Event::Note(Hit::WindowEnd {
+            window: self.windows,
+            scale: tally.scale(),
+        }));
+        pipeline.flush();
         self.schedule.observed(tally.entries, tally.lost, open);
         let next = self.schedule.window();
         tracing::debug!(
@@ -343,6 +361,10 @@ impl Recording for MallocRecording {
             pump.drain(&mut |record| {
                 forward(record, ids, roles, pipeline, hits);
             });
+            pipeline.send(Event::Note(Hit::WindowEnd {
+                window: self.windows,
+                scale: hits.scale(),
+            }));
         }
         // The probes are out of the target: the keeper's hold can go.
         self.keeper = None;
@@ -385,7 +407,8 @@ impl Recording for MallocRecording {
             format!(
                 "mode: exact, every call traced{}",
                 if counts.lost > 0 {
-                    " — NOT exact: records were lost"
+                    " — but records were lost (rings full): the figures are scaled up for \
+                     them, an estimate"
                 } else {
                     ""
                 }
@@ -473,6 +496,7 @@ fn forward(
     let Some(&(window, index)) = ids.get(&sample.id) else {
         return; // A tick of the sampler's own events.
     };
+    tally.records += 1;
     match roles.get(index) {
         Some(Role::Enter { function, probe }) => {
             let args = [0, 1, 2].map(|i| probe.value(sample.raw, i).unwrap_or(0));
