@@ -17,7 +17,7 @@ use crate::kinds::threadcreate::probes::{code_range, mapped_files};
 use crate::kinds::threadcreate::symbols::find_functions;
 
 /// Bytes of a function read to choose its probe's instruction.
-const CODE_BYTES: usize = 32;
+const CODE_BYTES: usize = 96;
 
 /// One allocation function in one file the target maps.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ fn functions_in(
             let call = call_of(name)?;
             let start = usize::try_from(symbol.file_offset).ok()?;
             let code = data.get(start..start.saturating_add(CODE_BYTES).min(data.len()))?;
-            let (skip, emulated) = probe_offset(code);
+            let (skip, emulated) = probe_offset(code, call.argument_registers());
             Some(AllocFunction {
                 path: path.to_owned(),
                 allocator,

@@ -30,6 +30,16 @@ impl Call {
         }
     }
 
+    /// The registers (x86-64 numbers) holding the arguments the call's figures need: rdi 7,
+    /// rsi 6, rdx 2.
+    pub fn argument_registers(self) -> &'static [u8] {
+        match self {
+            Call::Malloc | Call::Free => &[7],
+            Call::Calloc | Call::Realloc | Call::Aligned => &[7, 6],
+            Call::PosixMemalign => &[7, 6, 2],
+        }
+    }
+
     /// Whether the call returns new memory (and gets a return probe).
     pub fn allocates(self) -> bool {
         self != Call::Free
