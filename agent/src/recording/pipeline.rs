@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -163,26 +163,42 @@ pub struct Pipeline<A: Aggregate> {
     batch: RefCell<(Vec<Event<A::Extra>>, usize)>,
     handle: Option<JoinHandle<(A, StackUnwinder)>>,
     counters: Arc<Counters>,
+    /// Batches handed over and not yet taken by the unwinder.
+    in_flight: Arc<AtomicUsize>,
+    /// A full batch waits for room rather than blocking the drain (see [`Pipeline::patient`]).
+    patient: bool,
 }
 
 impl<A: Aggregate> Pipeline<A> {
     pub fn start(pid: u32, unwinder: StackUnwinder, aggregate: A) -> std::io::Result<Self> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
         let counters = Arc::new(Counters::default());
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let stage = Stage::new(pid, unwinder, aggregate, counters.clone());
+        let taken = Arc::clone(&in_flight);
         let handle = std::thread::Builder::new()
             .name("rprof-unwind".into())
-            .spawn(move || stage.run(receiver))?;
+            .spawn(move || stage.run(receiver, &taken))?;
         Ok(Pipeline {
             sender: Some(sender),
             batch: RefCell::new((Vec::new(), 0)),
             handle: Some(handle),
             counters,
+            in_flight,
+            patient: false,
         })
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// A pipeline whose full batches wait for the unwinder to have room instead of blocking
+    /// the drain: for a drain that must keep its timing and stops by itself when there is no
+    /// room ([`Pipeline::has_room`]), so batches stay bounded.
+    pub fn patient(mut self) -> Self {
+        self.patient = true;
+        self
     }
 
     /// Queues `event` for the unwinder; it is handed over with its batch.
@@ -195,9 +211,22 @@ impl<A: Aggregate> Pipeline<A> {
             batch.0.push(event);
             batch.1 >= BATCH_BYTES
         };
-        if full {
+        if full && (!self.patient || self.has_room()) {
             self.flush();
         }
+    }
+
+    /// [`Pipeline::flush`] if that would not block (a patient pipeline's end of drain).
+    pub fn flush_if_room(&self) {
+        if self.has_room() {
+            self.flush();
+        }
+    }
+
+    /// Whether the unwinder can take another batch now: a drain that must not block stops
+    /// when it cannot (the kernel's rings then absorb, and count, what does not fit).
+    pub fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) + 1 < QUEUE_DEPTH
     }
 
     /// Hands the events queued so far to the unwinder: at the end of each drain.
@@ -206,6 +235,7 @@ impl<A: Aggregate> Pipeline<A> {
         if events.is_empty() {
             return;
         }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Some(sender) = &self.sender {
             // Fails only if the unwinder thread died; its panic surfaces in finish().
             let _ = sender.send(events);
@@ -248,9 +278,16 @@ impl<A: Aggregate> Stage<A> {
         }
     }
 
-    fn run(mut self, batches: Receiver<Vec<Event<A::Extra>>>) -> (A, StackUnwinder) {
-        for event in batches.into_iter().flatten() {
-            self.handle(event);
+    fn run(
+        mut self,
+        batches: Receiver<Vec<Event<A::Extra>>>,
+        in_flight: &AtomicUsize,
+    ) -> (A, StackUnwinder) {
+        for batch in batches {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            for event in batch {
+                self.handle(event);
+            }
         }
         (self.profile, self.unwinder)
     }

@@ -33,11 +33,22 @@ impl Pump {
     /// Waits up to `timeout` for records, hands each to `forward` in time order, and now and
     /// then attaches threads that are not sampled yet.
     pub fn pump(&mut self, timeout: Duration, forward: &mut dyn FnMut(Record<'_>)) {
+        self.pump_while(timeout, &mut || true, forward);
+    }
+
+    /// [`Pump::pump`], the drain stopping as soon as `go_on` says so (what is left is read
+    /// next time).
+    pub fn pump_while(
+        &mut self,
+        timeout: Duration,
+        go_on: &mut dyn FnMut() -> bool,
+        forward: &mut dyn FnMut(Record<'_>),
+    ) {
         if let Err(err) = self.sampler.wait(timeout) {
             tracing::debug!("wait for samples: {err}");
             std::thread::sleep(timeout);
         }
-        self.sampler.drain(forward);
+        self.sampler.drain_while(go_on, forward);
         if self.last_rescan.elapsed() >= THREAD_RESCAN_INTERVAL {
             self.last_rescan = Instant::now();
             if let Err(err) = self.sampler.refresh_threads() {

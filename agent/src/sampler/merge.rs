@@ -7,19 +7,24 @@
 use super::record;
 use super::ring::RecordCursor;
 
-/// Visits every record of every cursor, earliest first (ties: lower cursor index first).
+/// Visits every record of every cursor, earliest first (ties: lower cursor index first), until
+/// `visit` returns false (the records left stay in the rings, for the next drain).
 /// Records whose time cannot be read sort first, so they are dealt with (and counted) at once.
-pub(crate) fn in_time_order(cursors: &mut [&mut RecordCursor<'_>], mut visit: impl FnMut(&[u8])) {
+pub(crate) fn in_time_order(
+    cursors: &mut [&mut RecordCursor<'_>],
+    mut visit: impl FnMut(&[u8]) -> bool,
+) {
     let mut keys: Vec<Option<u64>> = cursors.iter_mut().map(|cursor| next_key(cursor)).collect();
     while let Some(earliest) = earliest(&keys) {
         let Some(cursor) = cursors.get_mut(earliest) else {
             break;
         };
-        if let Some(bytes) = cursor.peek() {
-            visit(bytes);
-        }
+        let go_on = cursor.peek().is_none_or(&mut visit);
         cursor.advance();
         keys[earliest] = next_key(cursor);
+        if !go_on {
+            break;
+        }
     }
 }
 
@@ -61,10 +66,27 @@ mod tests {
         let mut b = RecordCursor::new(DataArea::from_slice(&area_b), 0, head_b, &mut scratch_b);
         let mut times = Vec::new();
         in_time_order(&mut [&mut a, &mut b], |bytes| {
-            times.push(record::timestamp(bytes).unwrap())
+            times.push(record::timestamp(bytes).unwrap());
+            true
         });
         assert_eq!(times, [10, 20, 30, 40]);
         assert_eq!((a.position(), b.position()), (head_a, head_b));
+    }
+
+    #[test]
+    fn a_visit_can_stop_the_merge_and_leave_the_rest() {
+        let first = [sample_record(1, 10, &[], 0), sample_record(1, 30, &[], 0)];
+        let area = area_of(&first);
+        let head = first.concat().len() as u64;
+        let mut scratch = Vec::new();
+        let mut a = RecordCursor::new(DataArea::from_slice(&area), 0, head, &mut scratch);
+        let mut visited = 0;
+        in_time_order(&mut [&mut a], |_| {
+            visited += 1;
+            false
+        });
+        assert_eq!(visited, 1);
+        assert_eq!(a.position(), first[0].len() as u64, "the second is left");
     }
 
     #[test]

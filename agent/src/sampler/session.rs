@@ -263,6 +263,21 @@ impl Sampler {
     /// Decodes every record published so far in every ring and hands each to `f`, in time
     /// order, then gives the space back to the kernel.
     pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) {
+        self.drain_until(None, f);
+    }
+
+    /// [`Sampler::drain`], stopping at `deadline` if there is one (what is left stays in the
+    /// rings): for an owner that must act on time whatever the rings hold.
+    pub fn drain_until(&mut self, deadline: Option<Instant>, f: &mut dyn FnMut(Record<'_>)) {
+        self.drain_while(
+            &mut || deadline.is_none_or(|deadline| Instant::now() < deadline),
+            f,
+        );
+    }
+
+    /// [`Sampler::drain`], stopping as soon as `go_on` says so (asked after each record; what
+    /// is left stays in the rings).
+    pub fn drain_while(&mut self, go_on: &mut dyn FnMut() -> bool, f: &mut dyn FnMut(Record<'_>)) {
         let Sampler {
             target,
             thread_attr,
@@ -284,7 +299,10 @@ impl Sampler {
             scratch,
             stats,
         };
-        merge::in_time_order(&mut cursors, |bytes| dispatch.record(bytes, f));
+        merge::in_time_order(&mut cursors, |bytes| {
+            dispatch.record(bytes, f);
+            go_on()
+        });
         let resyncs = cursors
             .iter()
             .filter(|cursor| cursor.skipped_bytes() > 0)

@@ -66,7 +66,25 @@ pub fn find_allocators(pid: u32) -> io::Result<Vec<AllocFunction>> {
             Err(error) => tracing::debug!(pid, path = first.path, %error, "cannot open to probe"),
         }
     }
-    Ok(found)
+    Ok(in_use(found))
+}
+
+/// The functions of the allocators in use: a jemalloc, tcmalloc or mimalloc that the target
+/// maps takes every call to `malloc` (the dynamic linker binds the program's and libc's own
+/// calls to the first definition, and such a library comes before libc), so glibc's copies
+/// are left unprobed: every probe costs the target an event per thread and CPU per window.
+/// A program that calls glibc's functions by another name (`__libc_malloc`) is not seen then.
+fn in_use(found: Vec<AllocFunction>) -> Vec<AllocFunction> {
+    let interposed = found
+        .iter()
+        .any(|f| f.allocator != "glibc" && f.name == "malloc");
+    if !interposed {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter(|f| f.allocator != "glibc")
+        .collect()
 }
 
 /// The allocation functions `file` defines, if it defines `malloc`.

@@ -172,12 +172,14 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
             code: f.code.clone(),
         })
         .collect();
+    // Windows must close on time: the drain never waits for the unwinder.
     let pipeline = Pipeline::start(
         pid,
         StackUnwinder::new(modules),
         Ledger::new(ledger_functions, request.exact),
     )
-    .context("cannot start the unwinder thread")?;
+    .context("cannot start the unwinder thread")?
+    .patient();
     let now = Instant::now();
     let mut recording = MallocRecording {
         pid,
@@ -327,12 +329,26 @@ impl Recording for MallocRecording {
             let Some(pump) = &mut self.pump else {
                 return;
             };
+            // An open window closes on time, whatever the rings still hold: the drain stops at
+            // its end, and never waits for the unwinder (the rings absorb the rest, and the
+            // kernel counts what they cannot).
+            let closing = match self.state {
+                WindowState::Open { until, .. } if !self.exact => Some(until),
+                _ => None,
+            };
             let (ids, roles, pipeline, hits) =
                 (&self.ids, &self.roles, &self.pipeline, &mut self.hits);
-            pump.pump(remaining.min(next_change), &mut |record| {
-                forward(record, ids, roles, pipeline, hits);
-            });
-            pipeline.flush();
+            let wait = remaining.min(next_change);
+            if closing.is_some() && !pipeline.has_room() {
+                std::thread::sleep(wait.min(Duration::from_millis(1)));
+            } else {
+                let mut go_on =
+                    || closing.is_none_or(|until| Instant::now() < until && pipeline.has_room());
+                pump.pump_while(wait, &mut go_on, &mut |record| {
+                    forward(record, ids, roles, pipeline, hits);
+                });
+            }
+            pipeline.flush_if_room();
             if Instant::now() >= deadline {
                 return;
             }
