@@ -275,6 +275,48 @@ mod tests {
     }
 
     #[test]
+    fn probes_on_threads_are_checked() {
+        let probe = WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 4096,
+        };
+        let mut config = SamplerConfig {
+            trigger: Trigger::UserTime { period_ns: 1 },
+            probes: vec![probe],
+            ..SamplerConfig::new(1)
+        };
+        config.validate().unwrap();
+        config.probes = vec![WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 100,
+        }];
+        assert!(config.validate().is_err());
+        config.probes = vec![probe];
+        config.trigger = Trigger::Uprobes(vec![Uprobe {
+            path: c"/usr/lib/libc.so.6".into(),
+            offset: 0x89380,
+            name: "pthread_create".into(),
+        }]);
+        assert!(config.validate().is_err(), "per-CPU probes have no threads");
+    }
+
+    #[test]
+    fn a_probe_knows_its_samples_by_their_common_type() {
+        let probe = WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 8,
+        };
+        let mut raw = vec![0u8; 16];
+        raw[..2].copy_from_slice(&2210u16.to_ne_bytes());
+        assert!(probe.wrote(&raw));
+        // A cpu-clock tick's raw fields: four zero bytes.
+        assert!(!probe.wrote(&[0; 4]));
+        assert!(!probe.wrote(&[]));
+        raw[..2].copy_from_slice(&2211u16.to_ne_bytes());
+        assert!(!probe.wrote(&raw));
+    }
+
+    #[test]
     fn event_kinds_display_like_perf_names_them() {
         assert_eq!(EventKind::Cycles.to_string(), "cycles");
         assert_eq!(EventKind::CpuClock.to_string(), "cpu-clock");
