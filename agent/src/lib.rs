@@ -13,6 +13,7 @@ pub mod frames;
 pub mod kallsyms;
 pub mod kinds;
 pub mod launch;
+pub mod probes;
 pub mod proc;
 pub mod process_identity;
 pub mod profile;

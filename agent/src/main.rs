@@ -8,8 +8,8 @@ use rprof_agent::cli::{Cli, Command};
 use rprof_agent::stop::StopFlag;
 
 fn main() -> ExitCode {
-    // The agent's own child that holds allocation probes registered runs nothing else.
-    rprof_agent::kinds::malloc::keeper::serve_if_asked();
+    // The agent's own child that holds tracefs probes registered runs nothing else.
+    rprof_agent::probes::keeper::serve_if_asked();
     let cli = Cli::parse();
     init_logging(&cli);
     match run(&cli) {

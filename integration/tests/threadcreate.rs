@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use rprof_integration::{
     agent_bin, assert_success, build_c, build_rust, exclusive_cpu, go_tool_pprof, label,
-    read_profile, record_full, run_agent, string, total_samples, Finished, Recording, Stacks,
-    Target,
+    read_profile, record_full, run_agent, string, total_samples, Finished, Recording, Running,
+    Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -359,4 +359,124 @@ fn a_rust_std_thread_creator_is_named() {
         );
         assert_eq!(label(profile, sample, "thread"), Some("rust_spawner"));
     }
+}
+
+/// The profile's comments.
+fn comments(profile: &Profile) -> Vec<&str> {
+    profile
+        .comment
+        .iter()
+        .map(|&c| string(profile, c))
+        .collect()
+}
+
+/// N from the comment "records of other processes dropped: N".
+fn foreign_dropped(profile: &Profile) -> u64 {
+    let all = comments(profile);
+    all.iter()
+        .find_map(|c| c.strip_prefix("records of other processes dropped: "))
+        .unwrap_or_else(|| panic!("no count of other processes' records in {all:?}"))
+        .parse()
+        .expect("a number")
+}
+
+/// `record --pid PID --seconds 2 --profile threadcreate`, the agent's environment set from
+/// `env`; the profile.
+fn record_threadcreate(pid: u32, env: &[(&str, &str)]) -> Profile {
+    let dir = tempfile::tempdir().expect("create a directory");
+    let out = dir.path().join("tc.pb.gz");
+    let mut command = rprof_integration::agent_command(&[
+        OsString::from("record"),
+        "--pid".into(),
+        pid.to_string().into(),
+        "--seconds".into(),
+        "2".into(),
+        "--profile".into(),
+        "threadcreate".into(),
+        "--top".into(),
+        "0".into(),
+        "-o".into(),
+        out.clone().into_os_string(),
+    ]);
+    command.envs(env.iter().copied());
+    let finished = Running::spawn(command, "rprof-agent record").finish(Duration::from_secs(90));
+    assert_success(&finished, "rprof-agent record --profile threadcreate");
+    read_profile(&out)
+}
+
+#[test]
+fn a_neighbour_creating_threads_passes_nothing_through_the_agent() {
+    let _cpu = exclusive();
+    if !rprof_integration::is_root() {
+        eprintln!("skipped: tracefs probes need root");
+        return;
+    }
+    let target = Churning::start();
+    // Another process creating threads through the same libc's pthread_create, flat out.
+    let neighbour = Churning::start();
+    let profile = record_threadcreate(target.target.pid(), &[]);
+    let all = comments(&profile);
+    assert!(
+        all.iter()
+            .any(|c| c.contains("opened on the target's threads only")),
+        "the probes were not scoped to the target: {all:?}"
+    );
+    assert_eq!(foreign_dropped(&profile), 0, "{all:?}");
+    let (a, b) = split(&profile, "spawn_from_a", "spawn_from_b");
+    assert!(a > 0 && b > 0, "{}", describe(&profile));
+    assert!(neighbour.created() > 0);
+
+    // Per CPU for every process (where tracefs cannot be written), the neighbour's hits reach
+    // the agent's rings and are dropped there: what the scoped probes avoid.
+    let per_cpu = record_threadcreate(target.target.pid(), &[("RPROF_THREADCREATE_PER_CPU", "1")]);
+    let all = comments(&per_cpu);
+    assert!(
+        all.iter().any(|c| c.contains("per CPU for every process")),
+        "{all:?}"
+    );
+    assert!(foreign_dropped(&per_cpu) > 0, "{all:?}");
+    let (a, b) = split(&per_cpu, "spawn_from_a", "spawn_from_b");
+    assert!(a > 0 && b > 0, "{}", describe(&per_cpu));
+}
+
+#[test]
+fn a_launched_command_is_probed_on_its_own_threads() {
+    let _cpu = exclusive();
+    if !rprof_integration::is_root() {
+        eprintln!("skipped: tracefs probes need root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("create a directory");
+    let out = dir.path().join("tc.pb.gz");
+    let counter = dir.path().join("created");
+    let program = thread_churn();
+    let args: Vec<OsString> = vec![
+        "record".into(),
+        "--seconds".into(),
+        "2".into(),
+        "--profile".into(),
+        "threadcreate".into(),
+        "--top".into(),
+        "0".into(),
+        "-o".into(),
+        out.clone().into_os_string(),
+        "--".into(),
+        program.into_os_string(),
+        counter.into_os_string(),
+    ];
+    let finished = run_agent(&args, Duration::from_secs(90));
+    assert_success(&finished, "rprof-agent record -- thread_churn");
+    let profile = read_profile(&out);
+    let all = comments(&profile);
+    assert!(
+        all.iter()
+            .any(|c| c.contains("opened on the target's threads only")),
+        "{all:?}"
+    );
+    let (a, b) = split(&profile, "spawn_from_a", "spawn_from_b");
+    assert!(
+        a > 0 && b > 0 && a + b > 100,
+        "creations missing:\n{}",
+        describe(&profile)
+    );
 }

@@ -37,6 +37,11 @@ pub struct SamplerConfig {
     pub stack_bytes: u32,
     /// Also record kernel call chains (needs more privilege: kernel samples are not excluded).
     pub kernel: bool,
+    /// Probes opened on every thread of the target with its own events, for the whole
+    /// recording (threads created later inherit them), writing into the same rings: their
+    /// samples come out with the trigger's, told apart by their raw fields (a tracepoint's
+    /// start with its id). Only with a per-thread trigger.
+    pub probes: Vec<WindowEvent>,
 }
 
 impl SamplerConfig {
@@ -49,6 +54,7 @@ impl SamplerConfig {
             frequency: DEFAULT_FREQUENCY,
             stack_bytes: DEFAULT_STACK_BYTES,
             kernel: false,
+            probes: Vec::new(),
         }
     }
 
@@ -74,8 +80,21 @@ impl SamplerConfig {
             }
             _ => {}
         }
-        if self.stack_bytes == 0 || self.stack_bytes & 7 != 0 || self.stack_bytes > MAX_STACK_BYTES
+        if matches!(self.trigger, Trigger::Uprobes(_)) && !self.probes.is_empty() {
+            return Err(invalid(
+                "per-CPU uprobes leave threads no events to add probes to",
+            ));
+        }
+        if self
+            .probes
+            .iter()
+            .any(|probe| !valid_stack(probe.stack_bytes()))
         {
+            return Err(invalid(&format!(
+                "a probe's stack copy must be a multiple of 8 between 8 and {MAX_STACK_BYTES}"
+            )));
+        }
+        if !valid_stack(self.stack_bytes) {
             return Err(invalid(&format!(
                 "stack_bytes must be a multiple of 8 between 8 and {MAX_STACK_BYTES}, not {}",
                 self.stack_bytes
@@ -83,6 +102,10 @@ impl SamplerConfig {
         }
         Ok(())
     }
+}
+
+fn valid_stack(bytes: u32) -> bool {
+    bytes != 0 && bytes & 7 == 0 && bytes <= MAX_STACK_BYTES
 }
 
 fn invalid(reason: &str) -> SamplerError {
@@ -134,6 +157,24 @@ pub enum WindowEvent {
     /// tracepoint: `events/GROUP/NAME/id`), with `stack_bytes` of user stack (a multiple of 8,
     /// at most [`MAX_STACK_BYTES`]).
     Tracepoint { id: u64, stack_bytes: u32 },
+}
+
+impl WindowEvent {
+    /// User stack bytes each sample copies.
+    pub fn stack_bytes(&self) -> u32 {
+        match *self {
+            WindowEvent::Tracepoint { stack_bytes, .. } => stack_bytes,
+        }
+    }
+
+    /// Whether a sample's raw fields are this event's (a tracepoint's raw fields start with
+    /// its id, as a 16-bit `common_type`; other events' are empty or zero).
+    pub fn wrote(&self, raw: &[u8]) -> bool {
+        let WindowEvent::Tracepoint { id, .. } = *self;
+        raw.get(..2)
+            .map(|bytes| u64::from(u16::from_ne_bytes([bytes[0], bytes[1]])))
+            .is_some_and(|common_type| common_type == id)
+    }
 }
 
 /// One probed instruction.
@@ -231,6 +272,48 @@ mod tests {
         // The frequency means nothing to a uprobe.
         config.frequency = 0;
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn probes_on_threads_are_checked() {
+        let probe = WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 4096,
+        };
+        let mut config = SamplerConfig {
+            trigger: Trigger::UserTime { period_ns: 1 },
+            probes: vec![probe],
+            ..SamplerConfig::new(1)
+        };
+        config.validate().unwrap();
+        config.probes = vec![WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 100,
+        }];
+        assert!(config.validate().is_err());
+        config.probes = vec![probe];
+        config.trigger = Trigger::Uprobes(vec![Uprobe {
+            path: c"/usr/lib/libc.so.6".into(),
+            offset: 0x89380,
+            name: "pthread_create".into(),
+        }]);
+        assert!(config.validate().is_err(), "per-CPU probes have no threads");
+    }
+
+    #[test]
+    fn a_probe_knows_its_samples_by_their_common_type() {
+        let probe = WindowEvent::Tracepoint {
+            id: 2210,
+            stack_bytes: 8,
+        };
+        let mut raw = vec![0u8; 16];
+        raw[..2].copy_from_slice(&2210u16.to_ne_bytes());
+        assert!(probe.wrote(&raw));
+        // A cpu-clock tick's raw fields: four zero bytes.
+        assert!(!probe.wrote(&[0; 4]));
+        assert!(!probe.wrote(&[]));
+        raw[..2].copy_from_slice(&2211u16.to_ne_bytes());
+        assert!(!probe.wrote(&raw));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Sampler {
     stats: SamplerStats,
     /// The events of the probe window open now (see [`Sampler::arm`]).
     armed: Vec<PerfEvent>,
+    /// The attrs of the probes every thread gets with its own events ([`SamplerConfig::probes`]).
+    probe_attrs: Vec<perf_event_attr>,
 }
 
 /// The threads a probe window was opened on, and when.
@@ -104,8 +106,14 @@ impl Sampler {
         }
         let attr = attr::build(config, spec, wakeup);
         let mut sampler = Sampler::new(target, spec.event.kind(), Some(attr), config, cpus);
-        let owners: Vec<&PerfEvent> = sampler.cpus.iter().map(|cpu| cpu.ring().owner()).collect();
-        start(&mut sampler.coverage, first_tid, &owners)?;
+        // The first thread's probes, if it still runs (else it needs none).
+        let probes = sampler.open_probes(first_tid)?.unwrap_or_default();
+        sampler.connect(&probes)?;
+        let mut events: Vec<&PerfEvent> =
+            sampler.cpus.iter().map(|cpu| cpu.ring().owner()).collect();
+        events.extend(&probes);
+        start(&mut sampler.coverage, first_tid, &events)?;
+        sampler.keep(first_tid, probes);
         for &tid in rest {
             sampler.attach_thread(tid)?;
         }
@@ -138,7 +146,16 @@ impl Sampler {
         config: &SamplerConfig,
         cpus: Vec<CpuEvents>,
     ) -> Sampler {
+        let probe_attrs = match &thread_attr {
+            Some(thread_attr) => config
+                .probes
+                .iter()
+                .map(|probe| attr::window_event(thread_attr, probe))
+                .collect(),
+            None => Vec::new(),
+        };
         Sampler {
+            probe_attrs,
             target,
             kind,
             thread_attr,
@@ -367,20 +384,54 @@ impl Sampler {
             return Ok(false);
         };
         let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
-        let events = match open_on_cpus(attr, tid, &cpu_list) {
+        let mut events = match open_on_cpus(attr, tid, &cpu_list) {
             Ok(Some(events)) => events,
             Ok(None) => return Ok(false),
             Err(errno) => return Err(self.open_error(errno)),
         };
-        for (cpu, event) in self.cpus.iter().zip(&events) {
+        // Its probes after its own events: a thread it creates in between inherits the own
+        // events without the probes, shows no FORK record (the events are not enabled yet),
+        // and is attached in turn; probes inherited twice are told apart like the events.
+        match self.open_probes(tid)? {
+            Some(probes) => events.extend(probes),
+            None => return Ok(false),
+        }
+        self.connect(&events)?;
+        start(&mut self.coverage, tid, &events.iter().collect::<Vec<_>>())?;
+        self.keep(tid, events);
+        Ok(true)
+    }
+
+    /// Opens `tid`'s probes ([`SamplerConfig::probes`]), one event per probe and CPU in the
+    /// rings' order, disabled. `Ok(None)` if the thread exited.
+    fn open_probes(&self, tid: u32) -> Result<Option<Vec<PerfEvent>>, SamplerError> {
+        let cpu_list: Vec<u32> = self.cpus.iter().map(CpuEvents::cpu).collect();
+        let mut events = Vec::with_capacity(self.probe_attrs.len() * cpu_list.len());
+        for attr in &self.probe_attrs {
+            match open_on_cpus(attr, tid, &cpu_list) {
+                Ok(Some(opened)) => events.extend(opened),
+                Ok(None) => return Ok(None),
+                Err(errno) => return Err(self.open_error(errno)),
+            }
+        }
+        Ok(Some(events))
+    }
+
+    /// Redirects `events` (groups of one event per CPU, in the rings' order) into the rings.
+    fn connect(&self, events: &[PerfEvent]) -> Result<(), SamplerError> {
+        for (cpu, event) in self.cpus.iter().cycle().zip(events) {
             cpu.connect(event)
                 .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT)", e))?;
         }
-        start(&mut self.coverage, tid, &events.iter().collect::<Vec<_>>())?;
-        for (cpu, event) in self.cpus.iter_mut().zip(events) {
-            cpu.keep(tid, event);
+        Ok(())
+    }
+
+    /// Keeps `tid`'s connected `events` (groups of one per CPU) with their rings.
+    fn keep(&mut self, tid: u32, events: Vec<PerfEvent>) {
+        let cpus = self.cpus.len();
+        for (index, event) in events.into_iter().enumerate() {
+            self.cpus[index % cpus].keep(tid, event);
         }
-        Ok(true)
     }
 
     /// Closes the events of attached threads that exited and left no inherited copies: they

@@ -5,7 +5,7 @@
 //! The allocator's functions ([`functions::FUNCTIONS`]: the malloc family, jemalloc's API,
 //! C++'s operators where the allocator defines them) are found by symbol in every file the
 //! target maps that defines `malloc` ([`allocators`]), and probed with uprobes defined in
-//! tracefs ([`tracefs`]): an entry probe fetching the arguments, with a copy of the stack
+//! tracefs ([`crate::probes::tracefs`]): an entry probe fetching the arguments, with a copy of the stack
 //! (the allocation's stack), and a return probe fetching the address. Probes are opened per
 //! thread of the target, inherited by the threads it creates, so other processes mapping the
 //! same libc never hit them.
@@ -15,7 +15,7 @@
 //! share of the time that keeps the traps' cost near 1 % ([`schedule`]), and the figures
 //! are scaled by that share ([`ledger`] has the estimator). `--exact` keeps them open all along.
 //! A keeper process holds one event per probe so that closing a window takes 0.17 ms, not
-//! the ~85 ms of unregistering a uprobe ([`keeper`]).
+//! the ~85 ms of unregistering a uprobe ([`crate::probes::keeper`]).
 //!
 //! Nothing is written to the target: the kernel puts its breakpoints in private copies of
 //! the probed pages and takes them out when the last event closes — when the window closes,
@@ -25,11 +25,9 @@
 pub mod allocators;
 pub mod entry;
 pub mod functions;
-pub mod keeper;
 pub mod ledger;
 pub mod pace;
 pub mod recording;
 pub mod schedule;
-pub mod tracefs;
 
 pub use recording::View;

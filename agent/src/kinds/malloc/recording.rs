@@ -10,11 +10,11 @@ use anyhow::{bail, Context, Result};
 
 use super::allocators::{find_allocators, AllocFunction};
 use super::functions::Call;
-use super::keeper::Keeper;
 use super::ledger::{Function, Hit, Ledger};
 use super::pace::Pace;
 use super::schedule::Schedule;
-use super::tracefs::{Defined, ProbeGroup};
+use crate::probes::keeper::Keeper;
+use crate::probes::tracefs::{Defined, ProbeGroup};
 use crate::profile::Meta;
 use crate::recording::{
     percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,

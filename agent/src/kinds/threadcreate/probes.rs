@@ -43,12 +43,19 @@ impl ProbePoint {
     /// upgraded since it was mapped, another mount namespace): keep `self` alive until the
     /// sampler is open.
     pub fn uprobe(&self) -> Uprobe {
-        let path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
         Uprobe {
-            path: CString::new(path).unwrap_or_default(),
+            path: CString::new(self.probe_path()).unwrap_or_default(),
             offset: self.offset,
             name: self.to_string(),
         }
+    }
+}
+
+impl ProbePoint {
+    /// The path the kernel resolves, in the agent's context, to the very file this point was
+    /// parsed from (for a uprobe event, or a tracefs definition written by the agent).
+    pub fn probe_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Uprobes defined in tracefs (`uprobe_events`) and opened as tracepoints. Unlike the uprobe
-//! PMU (threadcreate's probes), such events can be opened per thread with `inherit` (the PMU's
+//! PMU's (threadcreate's fallback), such events can be opened per thread with `inherit` (the PMU's
 //! make the target's pthread_create fail), fetch the arguments and return value into the
 //! sample's raw fields, and close in 0.17 ms instead of ~85 ms while another event of the same
 //! probe stays open (the keeper's): what windows of a few milliseconds need (design-notes §8).
