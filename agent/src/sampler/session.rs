@@ -173,6 +173,10 @@ impl Sampler {
     /// [`Sampler::disarm`]. A probe traps on every call while its event is open, enabled or
     /// not, so windows are how the owner bounds what probing costs the target. Needs a
     /// per-thread trigger whose samples carry raw fields ([`Trigger::UserTime`]).
+    ///
+    /// The events start in the order of `probes` (every thread's first probe, then every
+    /// thread's second, ...) and stop in the reverse order: list what must see everything the
+    /// others see (frees) first.
     pub fn arm(&mut self, probes: &[WindowEvent], tids: &[u32]) -> Result<Armed, SamplerError> {
         let _ = self.disarm();
         let Some(thread_attr) = &self.thread_attr else {
@@ -210,17 +214,19 @@ impl Sampler {
                 continue; // The thread exited meanwhile.
             }
             // `opened` holds each probe's events, one per CPU in the rings' order.
-            for (index, event) in opened.iter().enumerate() {
+            for (index, event) in opened.into_iter().enumerate() {
                 let cpu = &self.cpus[index % cpu_list.len()];
                 let id = cpu
-                    .connect(event)
+                    .connect(&event)
                     .and_then(|()| event.id())
                     .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT/ID)", e))?;
                 armed.ids.insert(id, index / cpu_list.len());
+                opened_all.push((index / cpu_list.len(), event));
             }
-            opened_all.extend(opened);
             armed.tids.push(tid);
         }
+        opened_all.sort_by_key(|&(probe, _)| probe);
+        let opened_all: Vec<PerfEvent> = opened_all.into_iter().map(|(_, event)| event).collect();
         let before = host::monotonic_ns();
         for event in &opened_all {
             event
@@ -237,7 +243,7 @@ impl Sampler {
     /// Returns when (CLOCK_MONOTONIC ns) the window stopped sampling.
     pub fn disarm(&mut self) -> u64 {
         let before = host::monotonic_ns();
-        for event in &self.armed {
+        for event in self.armed.iter().rev() {
             // Stop writing before the close: the close is what takes the breakpoints out.
             let _ = event.disable();
         }

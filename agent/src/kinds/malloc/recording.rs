@@ -151,6 +151,17 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
             roles.push(role);
         }
     }
+    // Frees start first and stop last, returns next: an allocation seen has its return and
+    // its free seen too, while the window is open (else blocks freed as the window closes
+    // would look live).
+    let mut order: Vec<usize> = (0..roles.len()).collect();
+    order.sort_by_key(|&i| match roles[i] {
+        Role::Free { .. } => 0,
+        Role::Return { .. } => 1,
+        Role::Enter { .. } => 2,
+    });
+    let roles: Vec<Role> = order.iter().map(|&i| roles[i].clone()).collect();
+    let events: Vec<WindowEvent> = order.iter().map(|&i| events[i]).collect();
     let ids: Vec<u64> = roles.iter().map(probe_id).collect();
     let keeper = Keeper::start(&ids)?;
     // The sampler's own events carry the side-band records (mappings, thread names) and own
