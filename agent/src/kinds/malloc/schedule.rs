@@ -18,10 +18,13 @@ const COST_PER_HIT: Duration = Duration::from_micros(3);
 /// The share of time probes are open, at least and at most.
 pub const MIN_DUTY: f64 = 0.025;
 const MAX_DUTY: f64 = 0.5;
-/// Allocations one window should catch: enough to be worth opening (the kernel puts the
-/// breakpoints in and takes them out), few enough that their stack copies (16 KiB each) fit
-/// the rings while the unwinder catches up.
-const HITS_PER_WINDOW: f64 = 400.0;
+/// Allocations one window should catch: enough to be worth opening (opening and closing a
+/// window costs the target ~10 ms here: the kernel puts the breakpoints in and takes them
+/// out), few enough that their stack copies (16 KiB each) fit the rings while the unwinder
+/// catches up. A target allocating faster than [`FAST_RATE`] gets shorter windows.
+const HITS_PER_WINDOW: f64 = 2000.0;
+const FAST_RATE: f64 = 10_000.0;
+const HITS_PER_FAST_WINDOW: f64 = 400.0;
 const MIN_WINDOW: Duration = Duration::from_millis(1);
 const MAX_WINDOW: Duration = Duration::from_millis(500);
 /// At most 10 windows a second.
@@ -68,7 +71,12 @@ impl Schedule {
     pub fn window(&self) -> Duration {
         match self.rate {
             Some(rate) if rate > 0.0 => {
-                Duration::from_secs_f64((HITS_PER_WINDOW / rate).min(MAX_WINDOW.as_secs_f64()))
+                let hits = if rate > FAST_RATE {
+                    HITS_PER_FAST_WINDOW
+                } else {
+                    HITS_PER_WINDOW
+                };
+                Duration::from_secs_f64((hits / rate).min(MAX_WINDOW.as_secs_f64()))
                     .max(MIN_WINDOW)
             }
             // Nothing seen yet: start short, in case the target allocates a lot.
@@ -114,7 +122,7 @@ mod tests {
         schedule.observed(10, 0, Duration::from_millis(2));
         assert_eq!(
             schedule.window(),
-            Duration::from_millis(80),
+            Duration::from_millis(400),
             "5000/s: a long window"
         );
         let mut lossy = Schedule::new();
