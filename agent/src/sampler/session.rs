@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec};
-use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent, SAMPLE_FIXED_BYTES};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
 use super::error::SamplerError;
@@ -23,10 +23,6 @@ use super::threads;
 use super::uprobe;
 use crate::process_identity::ProcessHandle;
 
-/// Room for a kernel call chain in a sample: perf_event_max_stack (127) frames, context
-/// markers and the entry count.
-const CALLCHAIN_BYTES: u32 = 130 * 8;
-
 /// Samples one process. Dropping it stops sampling and releases every event and buffer.
 pub struct Sampler {
     target: ProcessHandle,
@@ -40,6 +36,8 @@ pub struct Sampler {
     stats: SamplerStats,
     /// The events of the probe window open now (see [`Sampler::arm`]).
     armed: Vec<PerfEvent>,
+    /// The target's pidfd said it exited: it is no longer polled (it would stay readable).
+    exit_seen: bool,
 }
 
 /// The threads a probe window was opened on, and when.
@@ -90,10 +88,8 @@ impl Sampler {
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
-        let wakeup = wakeup_bytes(config, plan);
         let tids = target.tasks();
-        let (spec, first_tid, first_events, rest) =
-            first_thread(&target, config, &tids, cpu_list, wakeup)?;
+        let (spec, first_tid, first_events, rest) = first_thread(&target, config, &tids, cpu_list)?;
         let page_size = page_size();
         let mut cpus = Vec::with_capacity(cpu_list.len());
         for (&cpu, event) in cpu_list.iter().zip(first_events) {
@@ -102,7 +98,7 @@ impl Sampler {
                 Ring::map_within(event, plan, page_size)?,
             ));
         }
-        let attr = attr::build(config, spec, wakeup);
+        let attr = attr::build(config, spec);
         let mut sampler = Sampler::new(target, spec.event.kind(), Some(attr), config, cpus);
         let owners: Vec<&PerfEvent> = sampler.cpus.iter().map(|cpu| cpu.ring().owner()).collect();
         start(&mut sampler.coverage, first_tid, &owners)?;
@@ -120,8 +116,7 @@ impl Sampler {
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
-        let wakeup = wakeup_bytes(config, plan);
-        let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list, wakeup)?;
+        let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list)?;
         let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
         let sampler = Sampler::new(target, EventKind::Uprobe, None, config, cpus);
         for cpu in &sampler.cpus {
@@ -148,6 +143,7 @@ impl Sampler {
             scratch: DecodeScratch::default(),
             stats: SamplerStats::default(),
             armed: Vec::new(),
+            exit_seen: false,
         }
     }
 
@@ -244,8 +240,8 @@ impl Sampler {
         self.kind
     }
 
-    /// Waits (poll(2) on the rings, at most `timeout`) until a ring holds a few samples.
-    /// `Ok(false)` on timeout; the rings may still hold some records then.
+    /// Waits (poll(2) on the rings, at most `timeout`) until a ring is half full or the target
+    /// exits. `Ok(false)` on timeout; the rings may well hold records then.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, SamplerError> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -381,14 +377,18 @@ impl Sampler {
         self.coverage.still_open(still_open);
     }
 
-    /// One poll(2) on each ring's current poll event.
+    /// One poll(2) on each ring's current poll event, and on the target's pidfd: its exit ends
+    /// the wait (the caller finds out), as Ctrl-C does.
     fn poll_rings(&mut self, timeout: Duration) -> Result<Polled, SamplerError> {
-        let (indexes, fds): (Vec<usize>, Vec<_>) = self
+        let (indexes, mut fds): (Vec<usize>, Vec<_>) = self
             .cpus
             .iter()
             .enumerate()
             .filter_map(|(index, cpu)| Some((index, cpu.poll_fd()?)))
             .unzip();
+        let rings = fds.len();
+        let pidfd = self.target.pidfd().filter(|_| !self.exit_seen);
+        fds.extend(pidfd);
         if fds.is_empty() {
             // Every thread has exited: nothing will wake us, just honour the timeout.
             std::thread::sleep(timeout);
@@ -399,6 +399,13 @@ impl Sampler {
         let Some(readiness) = readiness else {
             return Ok(Polled::TimedOut);
         };
+        if readiness[rings..]
+            .iter()
+            .any(|ready| ready.readable || ready.hung_up)
+        {
+            self.exit_seen = true;
+            return Ok(Polled::Readable);
+        }
         let mut readable = false;
         for (index, ready) in indexes.into_iter().zip(readiness) {
             readable |= ready.readable;
@@ -556,10 +563,9 @@ fn first_thread<'t>(
     config: &SamplerConfig,
     tids: &'t [u32],
     cpus: &[u32],
-    wakeup: u32,
 ) -> Result<FirstThread<'t>, SamplerError> {
     for (index, &tid) in tids.iter().enumerate() {
-        if let Some((spec, events)) = probe(target, config, tid, cpus, wakeup)? {
+        if let Some((spec, events)) = probe(target, config, tid, cpus)? {
             return Ok((spec, tid, events, &tids[index + 1..]));
         }
     }
@@ -572,12 +578,11 @@ fn probe(
     config: &SamplerConfig,
     tid: u32,
     cpus: &[u32],
-    wakeup: u32,
 ) -> Result<Option<(EventSpec, Vec<PerfEvent>)>, SamplerError> {
     let mut last = Errno::ENOENT;
     let specs = attr::specs(&config.trigger);
     for (index, &spec) in specs.iter().enumerate() {
-        let attr = attr::build(config, spec, wakeup);
+        let attr = attr::build(config, spec);
         match open_on_cpus(&attr, tid, cpus) {
             Ok(Some(events)) => return Ok(Some((spec, events))),
             Ok(None) => return Ok(None),
@@ -667,21 +672,6 @@ fn check_frequency(frequency: u64) -> Result<(), SamplerError> {
 
 fn page_size() -> usize {
     usize::try_from(procfs::page_size()).unwrap_or(4096)
-}
-
-/// Unread bytes that make poll(2) wake us: for CPU time, about four samples, at most half the
-/// smallest ring so a wakeup always comes before the ring is full; for uprobes, half the
-/// preferred ring, since each wakeup costs the probed thread an interrupt (a ring that the
-/// locked-memory limit shrank below that wakes us when full; the drain's timeout does the
-/// rest).
-fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
-    if let Trigger::Uprobes(_) | Trigger::UserTime { .. } = config.trigger {
-        return u32::try_from(plan.preferred_bytes / 2).unwrap_or(u32::MAX);
-    }
-    let callchain = if config.kernel { CALLCHAIN_BYTES } else { 0 };
-    let sample = SAMPLE_FIXED_BYTES + config.stack_bytes + callchain;
-    let half_ring = u32::try_from(plan.minimum_bytes / 2).unwrap_or(u32::MAX);
-    sample.saturating_mul(4).min(half_ring)
 }
 
 #[cfg(test)]
@@ -797,31 +787,6 @@ mod tests {
     fn sampler_can_move_to_another_thread() {
         fn assert_send<T: Send>() {}
         assert_send::<Sampler>();
-    }
-
-    #[test]
-    fn wakeup_is_a_few_samples_within_half_a_ring() {
-        let mut config = SamplerConfig::new(1);
-        let full_sample = SAMPLE_FIXED_BYTES + config.stack_bytes;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * full_sample);
-        config.stack_bytes = 1024;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * (88 + 1024));
-        config.stack_bytes = crate::sampler::MAX_STACK_BYTES;
-        config.kernel = true;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 256 << 10);
-    }
-
-    #[test]
-    fn probes_wake_the_agent_at_half_a_ring() {
-        let config = SamplerConfig {
-            trigger: Trigger::Uprobes(vec![Uprobe {
-                path: c"/usr/lib/libc.so.6".into(),
-                offset: 0x1000,
-                name: "f".into(),
-            }]),
-            ..SamplerConfig::new(1)
-        };
-        assert_eq!(wakeup_bytes(&config, RingPlan::probes(2)), 4 << 20);
     }
 
     #[test]
