@@ -256,6 +256,60 @@ impl Sampler {
         }
     }
 
+    /// [`Sampler::wait`] on several samplers at once: until a ring of any of them is half full
+    /// or the target exits. Samplers that are waited for one after the other would leave the
+    /// rings of the others unwatched (and overflowing) for as long as each wait lasts.
+    pub fn wait_any(
+        samplers: &mut [&mut Sampler],
+        timeout: Duration,
+    ) -> Result<bool, SamplerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut fds = Vec::new();
+            let mut owners = Vec::new();
+            for (which, sampler) in samplers.iter().enumerate() {
+                for (index, cpu) in sampler.cpus.iter().enumerate() {
+                    if let Some(fd) = cpu.poll_fd() {
+                        fds.push(fd);
+                        owners.push((which, index));
+                    }
+                }
+            }
+            let rings = fds.len();
+            let pidfd = samplers
+                .first()
+                .filter(|sampler| !sampler.exit_seen)
+                .and_then(|sampler| sampler.target.pidfd());
+            fds.extend(pidfd);
+            if fds.is_empty() {
+                std::thread::sleep(remaining);
+                return Ok(false);
+            }
+            let readiness = poll::poll(&fds, remaining).map_err(|e| SamplerError::io("poll", e))?;
+            drop(fds);
+            let Some(readiness) = readiness else {
+                return Ok(false);
+            };
+            if readiness[rings..].iter().any(|r| r.readable || r.hung_up) {
+                for sampler in samplers.iter_mut() {
+                    sampler.exit_seen = true;
+                }
+                return Ok(true);
+            }
+            let mut readable = false;
+            for ((which, index), ready) in owners.into_iter().zip(readiness) {
+                readable |= ready.readable;
+                if ready.hung_up {
+                    samplers[which].cpus[index].retire_poll_fd();
+                }
+            }
+            if readable || remaining.is_zero() {
+                return Ok(readable);
+            }
+        }
+    }
+
     /// Decodes every record published so far in every ring and hands each to `f`, in time
     /// order, then gives the space back to the kernel.
     pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) {
