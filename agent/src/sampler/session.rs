@@ -243,17 +243,7 @@ impl Sampler {
     /// Waits (poll(2) on the rings, at most `timeout`) until a ring is half full or the target
     /// exits. `Ok(false)` on timeout; the rings may well hold records then.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, SamplerError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.poll_rings(remaining)? {
-                Polled::Readable => return Ok(true),
-                Polled::TimedOut => return Ok(false),
-                // The hung-up events were replaced: poll the others for the time left.
-                Polled::HungUp if !remaining.is_zero() => {}
-                Polled::HungUp => return Ok(false),
-            }
-        }
+        Sampler::wait_any(&mut [self], timeout)
     }
 
     /// [`Sampler::wait`] on several samplers at once: until a ring of any of them is half full
@@ -266,46 +256,12 @@ impl Sampler {
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut fds = Vec::new();
-            let mut owners = Vec::new();
-            for (which, sampler) in samplers.iter().enumerate() {
-                for (index, cpu) in sampler.cpus.iter().enumerate() {
-                    if let Some(fd) = cpu.poll_fd() {
-                        fds.push(fd);
-                        owners.push((which, index));
-                    }
-                }
-            }
-            let rings = fds.len();
-            let pidfd = samplers
-                .first()
-                .filter(|sampler| !sampler.exit_seen)
-                .and_then(|sampler| sampler.target.pidfd());
-            fds.extend(pidfd);
-            if fds.is_empty() {
-                std::thread::sleep(remaining);
-                return Ok(false);
-            }
-            let readiness = poll::poll(&fds, remaining).map_err(|e| SamplerError::io("poll", e))?;
-            drop(fds);
-            let Some(readiness) = readiness else {
-                return Ok(false);
-            };
-            if readiness[rings..].iter().any(|r| r.readable || r.hung_up) {
-                for sampler in samplers.iter_mut() {
-                    sampler.exit_seen = true;
-                }
-                return Ok(true);
-            }
-            let mut readable = false;
-            for ((which, index), ready) in owners.into_iter().zip(readiness) {
-                readable |= ready.readable;
-                if ready.hung_up {
-                    samplers[which].cpus[index].retire_poll_fd();
-                }
-            }
-            if readable || remaining.is_zero() {
-                return Ok(readable);
+            match poll_rings(samplers, remaining)? {
+                Polled::Readable => return Ok(true),
+                Polled::TimedOut => return Ok(false),
+                // The hung-up events were replaced: poll the others for the time left.
+                Polled::HungUp if !remaining.is_zero() => {}
+                Polled::HungUp => return Ok(false),
             }
         }
     }
@@ -431,49 +387,6 @@ impl Sampler {
         self.coverage.still_open(still_open);
     }
 
-    /// One poll(2) on each ring's current poll event, and on the target's pidfd: its exit ends
-    /// the wait (the caller finds out), as Ctrl-C does.
-    fn poll_rings(&mut self, timeout: Duration) -> Result<Polled, SamplerError> {
-        let (indexes, mut fds): (Vec<usize>, Vec<_>) = self
-            .cpus
-            .iter()
-            .enumerate()
-            .filter_map(|(index, cpu)| Some((index, cpu.poll_fd()?)))
-            .unzip();
-        let rings = fds.len();
-        let pidfd = self.target.pidfd().filter(|_| !self.exit_seen);
-        fds.extend(pidfd);
-        if fds.is_empty() {
-            // Every thread has exited: nothing will wake us, just honour the timeout.
-            std::thread::sleep(timeout);
-            return Ok(Polled::TimedOut);
-        }
-        let readiness = poll::poll(&fds, timeout).map_err(|e| SamplerError::io("poll", e))?;
-        drop(fds);
-        let Some(readiness) = readiness else {
-            return Ok(Polled::TimedOut);
-        };
-        if readiness[rings..]
-            .iter()
-            .any(|ready| ready.readable || ready.hung_up)
-        {
-            self.exit_seen = true;
-            return Ok(Polled::Readable);
-        }
-        let mut readable = false;
-        for (index, ready) in indexes.into_iter().zip(readiness) {
-            readable |= ready.readable;
-            if ready.hung_up {
-                self.cpus[index].retire_poll_fd();
-            }
-        }
-        Ok(if readable {
-            Polled::Readable
-        } else {
-            Polled::HungUp
-        })
-    }
-
     fn open_error(&self, errno: Errno) -> SamplerError {
         open_error(
             errno,
@@ -510,6 +423,59 @@ impl Drop for Sampler {
             cpu.disable();
         }
     }
+}
+
+/// One poll(2) on each ring's current poll event of every sampler, and on the target's pidfd
+/// (the first sampler's): its exit ends the wait (the caller finds out), as Ctrl-C does.
+fn poll_rings(samplers: &mut [&mut Sampler], timeout: Duration) -> Result<Polled, SamplerError> {
+    let mut fds = Vec::new();
+    let mut owners = Vec::new();
+    for (which, sampler) in samplers.iter().enumerate() {
+        for (index, cpu) in sampler.cpus.iter().enumerate() {
+            if let Some(fd) = cpu.poll_fd() {
+                fds.push(fd);
+                owners.push((which, index));
+            }
+        }
+    }
+    let rings = fds.len();
+    let pidfd = samplers
+        .first()
+        .filter(|sampler| !sampler.exit_seen)
+        .and_then(|sampler| sampler.target.pidfd());
+    fds.extend(pidfd);
+    if fds.is_empty() {
+        // Every thread has exited: nothing will wake us, just honour the timeout.
+        std::thread::sleep(timeout);
+        return Ok(Polled::TimedOut);
+    }
+    let readiness = poll::poll(&fds, timeout).map_err(|e| SamplerError::io("poll", e))?;
+    drop(fds);
+    let Some(readiness) = readiness else {
+        return Ok(Polled::TimedOut);
+    };
+    if readiness[rings..]
+        .iter()
+        .any(|ready| ready.readable || ready.hung_up)
+    {
+        // The pidfd stays readable: from now on the timeout paces the waits.
+        for sampler in samplers.iter_mut() {
+            sampler.exit_seen = true;
+        }
+        return Ok(Polled::Readable);
+    }
+    let mut readable = false;
+    for ((which, index), ready) in owners.into_iter().zip(readiness) {
+        readable |= ready.readable;
+        if ready.hung_up {
+            samplers[which].cpus[index].retire_poll_fd();
+        }
+    }
+    Ok(if readable {
+        Polled::Readable
+    } else {
+        Polled::HungUp
+    })
 }
 
 /// What one poll of the rings found.
