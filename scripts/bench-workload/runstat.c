@@ -4,9 +4,10 @@
  *   runstat OUT_FILE COMMAND ARGS...
  *
  * Waits for COMMAND with wait4() and writes one line to OUT_FILE:
- *   "<exit status> <user s> <sys s> <max RSS KiB> <wall s>"
- * The rusage of wait4() covers COMMAND and the descendants it waited for (for
- * `perf record ... -- sleep 20`: perf and its sleep); max RSS is the largest of them.
+ *   "<exit status> <user s> <sys s> <max RSS KiB> <wall s> <voluntary cs> <involuntary cs>"
+ * The rusage of wait4() covers COMMAND (all its threads) and the descendants it waited for (for
+ * `perf record ... -- sleep 20`: perf and its sleep); max RSS is the largest of them, context
+ * switches their sum.
  * SIGINT/SIGTERM are forwarded to COMMAND. Exits with COMMAND's status.
  */
 #define _GNU_SOURCE
@@ -63,9 +64,10 @@ int main(int argc, char **argv) {
         perror(argv[1]);
         return 1;
     }
-    fprintf(out, "%d %.3f %.3f %ld %.3f\n", code, seconds(ru.ru_utime), seconds(ru.ru_stime),
-            ru.ru_maxrss,
-            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    fprintf(out, "%d %.3f %.3f %ld %.3f %ld %ld\n", code, seconds(ru.ru_utime),
+            seconds(ru.ru_stime), ru.ru_maxrss,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+            ru.ru_nvcsw, ru.ru_nivcsw);
     fclose(out);
     return code;
 }

@@ -14,17 +14,23 @@
  * second of the workload's own CPU time over any window (with and without a profiler attached)
  * from one run. CPU time (the scheduler's runtime, which includes the interrupts that take the
  * samples) makes the figure immune to other processes competing for the same core.
- * It exits after MAX_SECONDS (default 300), a safety net.
+ * It exits after MAX_SECONDS (default 300), a safety net. Then it writes its own resource usage,
+ * "<user s> <sys s> <voluntary cs> <involuntary cs>", to PROGRESS_FILE.rusage: a profiler that
+ * launches it (samply) counts the workload's usage in its own wait4() figures, minus this.
+ * With WORKLOAD_CPU=N in its environment it pins itself to CPU N first (a launching profiler
+ * follows no `taskset` exec).
  *
  * Built with -O2 -fomit-frame-pointer -g, like release code: only DWARF CFI unwinding works.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define BLOCK 2048
@@ -116,6 +122,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     int max_seconds = argc > 2 ? atoi(argv[2]) : 300;
+    const char *cpu = getenv("WORKLOAD_CPU");
+    if (cpu && *cpu) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(atoi(cpu), &set);
+        if (sched_setaffinity(0, sizeof set, &set)) perror("sched_setaffinity");
+    }
     for (size_t i = 0; i < BLOCK; i++) block[i] = (unsigned char)(i * 31u);
 
     pthread_t t;
@@ -132,6 +145,16 @@ int main(int argc, char **argv) {
         fprintf(progress, "%llu %llu %llu\n", (unsigned long long)clock_ns(CLOCK_REALTIME),
                 (unsigned long long)units, (unsigned long long)clock_ns(CLOCK_PROCESS_CPUTIME_ID));
         fflush(progress);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char path[4096];
+    snprintf(path, sizeof path, "%s.rusage", argv[1]);
+    FILE *usage = fopen(path, "w");
+    if (usage) {
+        fprintf(usage, "%.3f %.3f %ld %ld\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+                ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_nvcsw, ru.ru_nivcsw);
+        fclose(usage);
     }
     return 0;
 }

@@ -23,7 +23,7 @@
 
 mod pidfd;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use procfs::process::Stat;
 use procfs::ProcError;
@@ -142,6 +142,11 @@ impl ProcessHandle {
     /// The process's `/proc/PID`, held open.
     pub fn dir(&self) -> &ProcDir {
         &self.dir
+    }
+
+    /// The pidfd, which polls readable once the process has exited (`None` without pidfds).
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
     }
 
     /// The thread ids listed now; empty once the process is gone.

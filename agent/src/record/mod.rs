@@ -20,7 +20,7 @@ use rprof_symbolizer::Symbolizer;
 use crate::cli::{RecordArgs, RecordFormat};
 use crate::kinds::Kind;
 use crate::profile::write_output;
-use crate::recording::{Finished, Outcome, Recording, Request, Window, POLL_INTERVAL};
+use crate::recording::{next_wait, Finished, Outcome, Recording, Request, Window};
 use crate::stop::StopFlag;
 use crate::target::Target;
 use progress::Progress;
@@ -165,7 +165,7 @@ fn record_window(
             let done = &done;
             scope.spawn(move || {
                 while !done.load(Ordering::Acquire) {
-                    other.pump(POLL_INTERVAL);
+                    other.pump(next_wait(window.saturating_sub(clock.elapsed())));
                 }
             });
         }
@@ -179,7 +179,7 @@ fn record_window(
             if !target.alive() {
                 break Outcome::TargetExited;
             }
-            primary.pump(POLL_INTERVAL);
+            primary.pump(next_wait(window.saturating_sub(clock.elapsed())));
             progress.update(clock.elapsed(), &primary.figures());
         };
         done.store(true, Ordering::Release);

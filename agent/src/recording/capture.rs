@@ -7,7 +7,7 @@ use anyhow::Result;
 use rprof_proto::Profile;
 use rprof_symbolizer::Symbolizer;
 
-use super::{Outcome, Request, Window, POLL_INTERVAL};
+use super::{next_wait, Outcome, Request, Window};
 use crate::kinds::Kind;
 use crate::sampler::DEFAULT_STACK_BYTES;
 
@@ -53,7 +53,7 @@ pub fn capture(
         if !target.as_ref().is_some_and(|target| target.is_alive()) {
             break Outcome::TargetExited;
         }
-        recording.pump(POLL_INTERVAL);
+        recording.pump(next_wait(spec.window.saturating_sub(clock.elapsed())));
     };
     let window = Window {
         pid: spec.pid,

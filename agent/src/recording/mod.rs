@@ -22,9 +22,21 @@ pub use pipeline::{Counters, Event, Pipeline};
 pub use pump::Pump;
 pub use window::{Outcome, Window};
 
-/// How long one wait for ring-buffer data may block: bounds how late we notice Ctrl-C, the end
-/// of the window, or the target's exit.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one wait for ring-buffer data may block. The kernel wakes the drain each time half
+/// a ring's worth of records has been written; this picks up what a quiet target left in its
+/// rings, and bounds how late a stop asked from another thread (`serve`'s shutdown, the other
+/// kinds of one `record`) is noticed. Each wait is a context switch of the agent (two when it
+/// hands samples to the unwinder), on a core the target may need: shorter, it would expire
+/// between the kernel's wakeups of a busy target at 100 Hz (half of an 8 MiB ring every ~0.6 s)
+/// and add its own. Ctrl-C interrupts the wait (the signal lands on the main thread, which
+/// drains), the window's end is waited for exactly, and the target's exit ends the wait (its
+/// pidfd is polled with the rings).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the next wait of a window that ends in `left` may block.
+pub fn next_wait(left: Duration) -> Duration {
+    POLL_INTERVAL.min(left).max(Duration::from_millis(1))
+}
 
 /// What a kind needs to start recording.
 pub struct Request<'a> {

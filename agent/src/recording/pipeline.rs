@@ -4,7 +4,9 @@
 //!
 //! Events cross to it in batches, one per drain (or per [`BATCH_BYTES`]): handing over each
 //! sample would wake the unwinder thread once per sample, and on a busy machine every wakeup
-//! takes a CPU from the target.
+//! takes a CPU from the target. The thread runs as `SCHED_BATCH`: woken by the drain, it does
+//! not preempt it (nor, on the target's CPU, the target), and runs once the drain sleeps again
+//! or at the next tick.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -20,10 +22,11 @@ use rprof_symbolizer::maps::MapEntry;
 
 /// Batches in flight between the drain and the unwinder; past this the drain blocks and the
 /// kernel's ring buffer absorbs (and counts) the overflow.
-const QUEUE_DEPTH: usize = 16;
+const QUEUE_DEPTH: usize = 8;
 /// A batch is handed over once its stacks hold this much, even mid-drain: bounds what is held
-/// (16 batches of 2 MiB at most, as the 1024 samples in flight before batching).
-const BATCH_BYTES: usize = 2 << 20;
+/// (8 batches of 4 MiB at most, as the 1024 samples in flight before batching). A drain woken
+/// by a half-full 8 MiB ring hands its 4 MiB over at once.
+const BATCH_BYTES: usize = 4 << 20;
 
 /// What the drain hands to the unwinder; `X` is what the kind attaches to each sample.
 pub enum Event<X> {
@@ -283,6 +286,7 @@ impl<A: Aggregate> Stage<A> {
         batches: Receiver<Vec<Event<A::Extra>>>,
         in_flight: &AtomicUsize,
     ) -> (A, StackUnwinder) {
+        batch_scheduling();
         for batch in batches {
             in_flight.fetch_sub(1, Ordering::Relaxed);
             for event in batch {
@@ -371,4 +375,14 @@ pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
     let path = format!("/proc/{pid}/task/{tid}/comm");
     let name = rprof_symbolizer::proc_dir::read_text_lossy(std::path::Path::new(&path), 64).ok()?;
     Some(name.trim_end_matches('\n').chars().take(64).collect())
+}
+
+/// Puts the calling thread under `SCHED_BATCH` (same priority, no wakeup preemption). Allowed
+/// to any thread; where it is refused the thread stays as it was.
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param for the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::debug!("SCHED_BATCH refused: {}", std::io::Error::last_os_error());
+    }
 }

@@ -137,9 +137,9 @@ pub(crate) fn sample_format(config: &SamplerConfig) -> SampleFormat {
 }
 
 /// Builds the attr of a thread's own event; events start disabled and are enabled once wired
-/// to a ring. `wakeup_bytes` is how much unread data makes poll(2) report the ring readable.
-pub(crate) fn build(config: &SamplerConfig, spec: EventSpec, wakeup_bytes: u32) -> perf_event_attr {
-    let mut attr = common(config, wakeup_bytes);
+/// to a ring.
+pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr {
+    let mut attr = common(config);
     let (type_, event) = match spec.event {
         ThreadEvent::Cycles => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES),
         ThreadEvent::CpuClock => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_CLOCK),
@@ -203,9 +203,8 @@ pub(crate) fn uprobe(
     probe: &Uprobe,
     pmu_type: u32,
     side_band: bool,
-    wakeup_bytes: u32,
 ) -> perf_event_attr {
-    let mut attr = common(config, wakeup_bytes);
+    let mut attr = common(config);
     attr.type_ = pmu_type;
     // Bit 0 of config would make it a return probe: we want the function's entry.
     attr.config = 0;
@@ -252,7 +251,7 @@ fn set_side_band(attr: &mut perf_event_attr) {
 
 /// What every event of a sampler shares: the sample layout, the clock and the wakeup (the
 /// kernel refuses to redirect events with different clocks into one ring), disabled at first.
-fn common(config: &SamplerConfig, wakeup_bytes: u32) -> perf_event_attr {
+fn common(config: &SamplerConfig) -> perf_event_attr {
     let mut attr = perf_event_attr {
         size: std::mem::size_of::<perf_event_attr>() as u32,
         sample_type: sample_type(config),
@@ -274,8 +273,13 @@ fn common(config: &SamplerConfig, wakeup_bytes: u32) -> perf_event_attr {
     // copies written for a thread sampled twice).
     attr.set_sample_id_all(1);
     attr.set_use_clockid(1);
+    // Wake poll(2) per batch, not per sample: a watermark of 0 bytes is, to the kernel, half of
+    // the ring the owner event maps (ring_buffer_init), whatever size the locked-memory limit
+    // left it. A ring that fills slowly is read at the drain's poll timeout instead; the half
+    // left free absorbs the time the agent takes to be scheduled. No per-sample wakeup
+    // (`wakeup_events`) either: with `watermark` set the kernel counts bytes only.
     attr.set_watermark(1);
-    attr.wakeup_watermark = wakeup_bytes;
+    attr.wakeup_watermark = 0;
     attr
 }
 
@@ -302,7 +306,7 @@ mod tests {
     #[test]
     fn user_only_attr_excludes_the_kernel() {
         let config = SamplerConfig::new(1);
-        let attr = build(&config, CPU_TIME_SPECS[3], 4096);
+        let attr = build(&config, CPU_TIME_SPECS[3]);
         assert_eq!(attr.type_, sys::PERF_TYPE_SOFTWARE);
         assert_eq!(attr.exclude_kernel(), 1);
         assert_eq!(attr.sample_type & u64::from(sys::PERF_SAMPLE_CALLCHAIN), 0);
@@ -313,6 +317,9 @@ mod tests {
         assert_eq!(attr.inherit_thread(), 0);
         assert_eq!(attr.freq(), 1);
         assert_eq!(attr.sample_freq, 100);
+        // Woken at half the ring (the kernel's rule for a watermark of 0), never per sample.
+        assert_eq!(attr.watermark(), 1);
+        assert_eq!(attr.wakeup_watermark, 0);
         assert_eq!(attr.task(), 1);
         assert_eq!(
             sample_format(&config),
@@ -332,7 +339,7 @@ mod tests {
             offset: 0x89380,
             name: "pthread_create".into(),
         };
-        let attr = uprobe(&config, &probe, 8, false, 4096);
+        let attr = uprobe(&config, &probe, 8, false);
         assert_eq!((attr.type_, attr.config), (8, 0));
         assert_eq!(attr.uprobe_path, probe.path.as_ptr() as u64);
         assert_eq!(attr.probe_offset, 0x89380);
@@ -341,13 +348,13 @@ mod tests {
         assert_eq!((attr.task(), attr.comm(), attr.mmap()), (0, 0, 0));
         assert_eq!(attr.sample_stack_user, config.stack_bytes);
         assert_eq!(attr.disabled(), 1);
-        let reporting = uprobe(&config, &probe, 8, true, 4096);
+        let reporting = uprobe(&config, &probe, 8, true);
         assert_eq!(
             (reporting.task(), reporting.comm(), reporting.mmap2()),
             (1, 1, 1)
         );
         // The same layout and clock as the threads' events.
-        let thread = build(&config, CPU_TIME_SPECS[3], 4096);
+        let thread = build(&config, CPU_TIME_SPECS[3]);
         assert_eq!(reporting.sample_type, thread.sample_type);
         assert_eq!(reporting.clockid, thread.clockid);
     }
@@ -356,7 +363,7 @@ mod tests {
     fn kernel_attr_asks_for_kernel_call_chains() {
         let mut config = SamplerConfig::new(1);
         config.kernel = true;
-        let attr = build(&config, CPU_TIME_SPECS[0], 4096);
+        let attr = build(&config, CPU_TIME_SPECS[0]);
         assert_eq!(attr.type_, sys::PERF_TYPE_HARDWARE);
         assert_eq!(attr.exclude_kernel(), 0);
         assert_eq!(attr.exclude_callchain_kernel(), 0);
@@ -377,7 +384,7 @@ mod tests {
         let mut config = SamplerConfig::new(1);
         config.trigger = Trigger::ContextSwitches { period: 4 };
         let spec = specs(&config.trigger)[0];
-        let attr = build(&config, spec, 4096);
+        let attr = build(&config, spec);
         assert_eq!(
             (attr.type_, attr.config),
             (

@@ -55,11 +55,25 @@ impl RingPlan {
         }
     }
 
+    /// For CPU-time (and page-fault) sampling on `cpus` CPUs. The agent is woken when a ring is
+    /// half full, so the ring sets how many samples each wakeup reads: 8 MiB (64 samples with
+    /// full-size stack copies at each wakeup, 64 ms of a busy CPU at 1000 Hz) per CPU within
+    /// 32 MiB for all CPUs together, never less than [`RingPlan::DEFAULT`] per CPU. Rings
+    /// the locked-memory limit keeps smaller are reported only below the default's 2 MiB: they
+    /// wake the agent more often, but hold a busy CPU's samples as long as they did before.
+    pub(crate) fn cpu_time(cpus: usize) -> RingPlan {
+        const TOTAL: usize = 32 << 20;
+        RingPlan {
+            preferred_bytes: (TOTAL / cpus.max(1)).clamp(Self::DEFAULT.preferred_bytes, 8 << 20),
+            ..Self::DEFAULT
+        }
+    }
+
     /// The plan for sampling with `trigger` on `cpus` CPUs (one ring each), sized to what the
     /// locked-memory limits let this process lock now.
     pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
         let plan = match trigger {
-            Trigger::CpuTime | Trigger::PageFaults { .. } => Self::DEFAULT,
+            Trigger::CpuTime | Trigger::PageFaults { .. } => Self::cpu_time(cpus),
             // Switches come in bursts too, each sample with a stack copy.
             Trigger::Uprobes(_)
             | Trigger::ContextSwitches { .. }
@@ -574,6 +588,9 @@ mod tests {
         assert_eq!(RingPlan::probes(2).preferred_bytes, 8 << 20);
         assert_eq!(RingPlan::probes(8).preferred_bytes, 4 << 20);
         assert_eq!(RingPlan::probes(256).preferred_bytes, 512 << 10);
+        assert_eq!(RingPlan::cpu_time(2).preferred_bytes, 8 << 20);
+        assert_eq!(RingPlan::cpu_time(8).preferred_bytes, 4 << 20);
+        assert_eq!(RingPlan::cpu_time(256).preferred_bytes, 2 << 20);
         assert_eq!(
             RingPlan::DEFAULT.within(LockBudget::Unlimited, 64, 4096),
             RingPlan::DEFAULT

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec};
-use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent, SAMPLE_FIXED_BYTES};
+use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
 use super::error::SamplerError;
@@ -22,10 +22,6 @@ use super::stats::SamplerStats;
 use super::threads;
 use super::uprobe;
 use crate::process_identity::ProcessHandle;
-
-/// Room for a kernel call chain in a sample: perf_event_max_stack (127) frames, context
-/// markers and the entry count.
-const CALLCHAIN_BYTES: u32 = 130 * 8;
 
 /// Samples one process. Dropping it stops sampling and releases every event and buffer.
 pub struct Sampler {
@@ -42,6 +38,8 @@ pub struct Sampler {
     armed: Vec<PerfEvent>,
     /// The attrs of the probes every thread gets with its own events ([`SamplerConfig::probes`]).
     probe_attrs: Vec<perf_event_attr>,
+    /// The target's pidfd said it exited: it is no longer polled (it would stay readable).
+    exit_seen: bool,
 }
 
 /// The threads a probe window was opened on, and when.
@@ -92,10 +90,8 @@ impl Sampler {
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
-        let wakeup = wakeup_bytes(config, plan);
         let tids = target.tasks();
-        let (spec, first_tid, first_events, rest) =
-            first_thread(&target, config, &tids, cpu_list, wakeup)?;
+        let (spec, first_tid, first_events, rest) = first_thread(&target, config, &tids, cpu_list)?;
         let page_size = page_size();
         let mut cpus = Vec::with_capacity(cpu_list.len());
         for (&cpu, event) in cpu_list.iter().zip(first_events) {
@@ -104,7 +100,7 @@ impl Sampler {
                 Ring::map_within(event, plan, page_size)?,
             ));
         }
-        let attr = attr::build(config, spec, wakeup);
+        let attr = attr::build(config, spec);
         let mut sampler = Sampler::new(target, spec.event.kind(), Some(attr), config, cpus);
         // The first thread's probes, if it still runs (else it needs none).
         let probes = sampler.open_probes(first_tid)?.unwrap_or_default();
@@ -128,8 +124,7 @@ impl Sampler {
         cpu_list: &[u32],
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
-        let wakeup = wakeup_bytes(config, plan);
-        let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list, wakeup)?;
+        let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list)?;
         let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
         let sampler = Sampler::new(target, EventKind::Uprobe, None, config, cpus);
         for cpu in &sampler.cpus {
@@ -165,6 +160,7 @@ impl Sampler {
             scratch: DecodeScratch::default(),
             stats: SamplerStats::default(),
             armed: Vec::new(),
+            exit_seen: false,
         }
     }
 
@@ -267,13 +263,23 @@ impl Sampler {
         self.kind
     }
 
-    /// Waits (poll(2) on the rings, at most `timeout`) until a ring holds a few samples.
-    /// `Ok(false)` on timeout; the rings may still hold some records then.
+    /// Waits (poll(2) on the rings, at most `timeout`) until a ring is half full or the target
+    /// exits. `Ok(false)` on timeout; the rings may well hold records then.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, SamplerError> {
+        Sampler::wait_any(&mut [self], timeout)
+    }
+
+    /// [`Sampler::wait`] on several samplers at once: until a ring of any of them is half full
+    /// or the target exits. Samplers that are waited for one after the other would leave the
+    /// rings of the others unwatched (and overflowing) for as long as each wait lasts.
+    pub fn wait_any(
+        samplers: &mut [&mut Sampler],
+        timeout: Duration,
+    ) -> Result<bool, SamplerError> {
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.poll_rings(remaining)? {
+            match poll_rings(samplers, remaining)? {
                 Polled::Readable => return Ok(true),
                 Polled::TimedOut => return Ok(false),
                 // The hung-up events were replaced: poll the others for the time left.
@@ -456,38 +462,6 @@ impl Sampler {
         self.coverage.still_open(still_open);
     }
 
-    /// One poll(2) on each ring's current poll event.
-    fn poll_rings(&mut self, timeout: Duration) -> Result<Polled, SamplerError> {
-        let (indexes, fds): (Vec<usize>, Vec<_>) = self
-            .cpus
-            .iter()
-            .enumerate()
-            .filter_map(|(index, cpu)| Some((index, cpu.poll_fd()?)))
-            .unzip();
-        if fds.is_empty() {
-            // Every thread has exited: nothing will wake us, just honour the timeout.
-            std::thread::sleep(timeout);
-            return Ok(Polled::TimedOut);
-        }
-        let readiness = poll::poll(&fds, timeout).map_err(|e| SamplerError::io("poll", e))?;
-        drop(fds);
-        let Some(readiness) = readiness else {
-            return Ok(Polled::TimedOut);
-        };
-        let mut readable = false;
-        for (index, ready) in indexes.into_iter().zip(readiness) {
-            readable |= ready.readable;
-            if ready.hung_up {
-                self.cpus[index].retire_poll_fd();
-            }
-        }
-        Ok(if readable {
-            Polled::Readable
-        } else {
-            Polled::HungUp
-        })
-    }
-
     fn open_error(&self, errno: Errno) -> SamplerError {
         open_error(
             errno,
@@ -524,6 +498,59 @@ impl Drop for Sampler {
             cpu.disable();
         }
     }
+}
+
+/// One poll(2) on each ring's current poll event of every sampler, and on the target's pidfd
+/// (the first sampler's): its exit ends the wait (the caller finds out), as Ctrl-C does.
+fn poll_rings(samplers: &mut [&mut Sampler], timeout: Duration) -> Result<Polled, SamplerError> {
+    let mut fds = Vec::new();
+    let mut owners = Vec::new();
+    for (which, sampler) in samplers.iter().enumerate() {
+        for (index, cpu) in sampler.cpus.iter().enumerate() {
+            if let Some(fd) = cpu.poll_fd() {
+                fds.push(fd);
+                owners.push((which, index));
+            }
+        }
+    }
+    let rings = fds.len();
+    let pidfd = samplers
+        .first()
+        .filter(|sampler| !sampler.exit_seen)
+        .and_then(|sampler| sampler.target.pidfd());
+    fds.extend(pidfd);
+    if fds.is_empty() {
+        // Every thread has exited: nothing will wake us, just honour the timeout.
+        std::thread::sleep(timeout);
+        return Ok(Polled::TimedOut);
+    }
+    let readiness = poll::poll(&fds, timeout).map_err(|e| SamplerError::io("poll", e))?;
+    drop(fds);
+    let Some(readiness) = readiness else {
+        return Ok(Polled::TimedOut);
+    };
+    if readiness[rings..]
+        .iter()
+        .any(|ready| ready.readable || ready.hung_up)
+    {
+        // The pidfd stays readable: from now on the timeout paces the waits.
+        for sampler in samplers.iter_mut() {
+            sampler.exit_seen = true;
+        }
+        return Ok(Polled::Readable);
+    }
+    let mut readable = false;
+    for ((which, index), ready) in owners.into_iter().zip(readiness) {
+        readable |= ready.readable;
+        if ready.hung_up {
+            samplers[which].cpus[index].retire_poll_fd();
+        }
+    }
+    Ok(if readable {
+        Polled::Readable
+    } else {
+        Polled::HungUp
+    })
 }
 
 /// What one poll of the rings found.
@@ -631,10 +658,9 @@ fn first_thread<'t>(
     config: &SamplerConfig,
     tids: &'t [u32],
     cpus: &[u32],
-    wakeup: u32,
 ) -> Result<FirstThread<'t>, SamplerError> {
     for (index, &tid) in tids.iter().enumerate() {
-        if let Some((spec, events)) = probe(target, config, tid, cpus, wakeup)? {
+        if let Some((spec, events)) = probe(target, config, tid, cpus)? {
             return Ok((spec, tid, events, &tids[index + 1..]));
         }
     }
@@ -647,12 +673,11 @@ fn probe(
     config: &SamplerConfig,
     tid: u32,
     cpus: &[u32],
-    wakeup: u32,
 ) -> Result<Option<(EventSpec, Vec<PerfEvent>)>, SamplerError> {
     let mut last = Errno::ENOENT;
     let specs = attr::specs(&config.trigger);
     for (index, &spec) in specs.iter().enumerate() {
-        let attr = attr::build(config, spec, wakeup);
+        let attr = attr::build(config, spec);
         match open_on_cpus(&attr, tid, cpus) {
             Ok(Some(events)) => return Ok(Some((spec, events))),
             Ok(None) => return Ok(None),
@@ -742,21 +767,6 @@ fn check_frequency(frequency: u64) -> Result<(), SamplerError> {
 
 fn page_size() -> usize {
     usize::try_from(procfs::page_size()).unwrap_or(4096)
-}
-
-/// Unread bytes that make poll(2) wake us: for CPU time, about four samples, at most half the
-/// smallest ring so a wakeup always comes before the ring is full; for uprobes, half the
-/// preferred ring, since each wakeup costs the probed thread an interrupt (a ring that the
-/// locked-memory limit shrank below that wakes us when full; the drain's timeout does the
-/// rest).
-fn wakeup_bytes(config: &SamplerConfig, plan: RingPlan) -> u32 {
-    if let Trigger::Uprobes(_) | Trigger::UserTime { .. } = config.trigger {
-        return u32::try_from(plan.preferred_bytes / 2).unwrap_or(u32::MAX);
-    }
-    let callchain = if config.kernel { CALLCHAIN_BYTES } else { 0 };
-    let sample = SAMPLE_FIXED_BYTES + config.stack_bytes + callchain;
-    let half_ring = u32::try_from(plan.minimum_bytes / 2).unwrap_or(u32::MAX);
-    sample.saturating_mul(4).min(half_ring)
 }
 
 #[cfg(test)]
@@ -872,31 +882,6 @@ mod tests {
     fn sampler_can_move_to_another_thread() {
         fn assert_send<T: Send>() {}
         assert_send::<Sampler>();
-    }
-
-    #[test]
-    fn wakeup_is_a_few_samples_within_half_a_ring() {
-        let mut config = SamplerConfig::new(1);
-        let full_sample = SAMPLE_FIXED_BYTES + config.stack_bytes;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * full_sample);
-        config.stack_bytes = 1024;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 4 * (88 + 1024));
-        config.stack_bytes = crate::sampler::MAX_STACK_BYTES;
-        config.kernel = true;
-        assert_eq!(wakeup_bytes(&config, RingPlan::DEFAULT), 256 << 10);
-    }
-
-    #[test]
-    fn probes_wake_the_agent_at_half_a_ring() {
-        let config = SamplerConfig {
-            trigger: Trigger::Uprobes(vec![Uprobe {
-                path: c"/usr/lib/libc.so.6".into(),
-                offset: 0x1000,
-                name: "f".into(),
-            }]),
-            ..SamplerConfig::new(1)
-        };
-        assert_eq!(wakeup_bytes(&config, RingPlan::probes(2)), 4 << 20);
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub(crate) fn open_per_cpu(
     config: &SamplerConfig,
     probes: &[Uprobe],
     cpus: &[u32],
-    wakeup: u32,
 ) -> Result<Vec<Vec<PerfEvent>>, SamplerError> {
     let pmu = pmu_type()?;
     cpus.iter()
@@ -56,7 +55,7 @@ pub(crate) fn open_per_cpu(
                 .enumerate()
                 .map(|(index, probe)| {
                     // `probe` outlives the open: the attr's path pointer stays valid.
-                    let attr = attr::uprobe(config, probe, pmu, index == 0, wakeup);
+                    let attr = attr::uprobe(config, probe, pmu, index == 0);
                     PerfEvent::open_per_cpu(&attr, cpu)
                         .map_err(|errno| open_error(errno, probe, cpus.len()))
                 })

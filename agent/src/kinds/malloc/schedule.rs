@@ -76,8 +76,7 @@ impl Schedule {
                 } else {
                     HITS_PER_WINDOW
                 };
-                Duration::from_secs_f64((hits / rate).min(MAX_WINDOW.as_secs_f64()))
-                    .max(MIN_WINDOW)
+                Duration::from_secs_f64((hits / rate).min(MAX_WINDOW.as_secs_f64())).max(MIN_WINDOW)
             }
             // Nothing seen yet: start short, in case the target allocates a lot.
             Some(_) => MAX_WINDOW,

@@ -21,6 +21,10 @@ use crate::sampler::{monotonic_ns, Record, Sampler, SamplerConfig, SamplerStats,
 use crate::snapshot::{take_snapshot, SnapshotOptions};
 use crate::unwind::{ModuleSet, Registers, StackUnwinder};
 
+/// The longest wait between two drains for `mutex`, whose wakeups and waits come from two
+/// samplers and are paired across them.
+const PAIRING_WAIT: Duration = Duration::from_millis(5);
+
 pub struct WaitRecording {
     /// The kind's name, for the progress line and the summary.
     name: &'static str,
@@ -146,12 +150,25 @@ impl Recording for WaitRecording {
 
     fn pump(&mut self, timeout: Duration) {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
-        // With two samplers, each waits half the time: both are drained at least once per
-        // `timeout`, and a ring filling up wakes its own wait most of the time.
-        let wait = if self.second.is_some() {
-            timeout / 2
+        // With two samplers, both are waited for at once, then both drained without waiting.
+        // `mutex` pairs records of the two, read in turn: a wakeup read after the switches of
+        // its drain waits for the next drain to meet its wait, and only a few are kept per
+        // thread (see `releases`), so its drains stay close together.
+        let timeout = if self.waking.is_some() {
+            timeout.min(PAIRING_WAIT)
         } else {
             timeout
+        };
+        let wait = match (&mut self.switches, &mut self.second) {
+            (Some(switches), Some(second)) => {
+                let samplers = &mut [switches.sampler_mut(), second.sampler_mut()];
+                if let Err(err) = Sampler::wait_any(samplers, timeout) {
+                    tracing::debug!("wait for samples: {err}");
+                    std::thread::sleep(timeout);
+                }
+                Duration::ZERO
+            }
+            _ => timeout,
         };
         let period = &mut self.period;
         if let Some(switches) = &mut self.switches {
