@@ -16,7 +16,7 @@ pub const COST_BUDGET: f64 = 0.01;
 /// copy, and its free's trap (design-notes §8).
 const COST_PER_HIT: Duration = Duration::from_micros(3);
 /// The share of time probes are open, at least and at most.
-pub const MIN_DUTY: f64 = 0.025;
+pub const MIN_DUTY: f64 = 0.015;
 const MAX_DUTY: f64 = 0.5;
 /// Allocations one window should catch: enough to be worth opening (opening and closing a
 /// window costs the target ~10 ms here: the kernel puts the breakpoints in and takes them
