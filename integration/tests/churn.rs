@@ -225,13 +225,15 @@ fn hundreds_of_short_threads_a_second_are_sampled_and_named() {
     );
 
     // Threads inherit the events of the thread that created them: following them costs no
-    // descriptor, and threads the agent had to attach itself must not leave theirs open.
+    // descriptor, and threads the agent had to attach itself must not leave theirs open. Their
+    // events are closed when the agent drains, which it does per batch (up to a second apart):
+    // a few threads' worth (one descriptor per CPU each) may wait that long, no more.
     let series: Vec<usize> = watched.fds.iter().map(|&(_, n)| n).collect();
     println!("agent descriptors every 50 ms: {series:?}");
     let settled = watched.fds_at(Duration::from_secs(1));
     let most = watched.max_fds_from(Duration::from_secs(1));
     assert!(
-        settled > 0 && most <= settled + 6,
+        settled > 0 && most <= settled + 12,
         "the agent's descriptors grew from {settled} to {most} while the target churned \
          threads: {series:?}\n{}",
         watched.stdout
