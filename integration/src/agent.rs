@@ -59,6 +59,14 @@ pub fn exclusive_cpu() -> MutexGuard<'static, ()> {
     CPU.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Takes the CPU lock, then makes sure the agent is built before any program starts (a build
+/// while a program runs would skew what it measures).
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    let guard = exclusive_cpu();
+    agent_bin();
+    guard
+}
+
 /// A `Command` for the agent with `args`.
 pub fn agent_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(agent_bin());

@@ -23,18 +23,18 @@ pub mod programs;
 pub mod toolchain;
 
 pub use agent::{
-    agent_bin, agent_command, assert_one_line_error, assert_success, exclusive_cpu, record,
-    record_full, run_agent, Recording,
+    agent_bin, agent_command, assert_one_line_error, assert_success, exclusive, exclusive_cpu,
+    record, record_full, run_agent, Recording,
 };
 pub use measuring::{assert_split, total, Figures, Measuring, Totals};
 pub use process::{assert_nothing_stopped, cpu_time, files_in, is_root, Finished, Running, Target};
 pub use profile::{
     assert_leaf_ratio, decode_profile, frames_of, label, leaf_share, leaf_split, read_profile,
-    share_of, stack_split, string, top_leaves, total_samples, Fraction, Stacks,
+    sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction, Stacks,
 };
 pub use toolchain::{
-    build_c, build_cpp, build_go, build_rust, go_tool_pprof, programs_dir, strip_debug, target_dir,
-    workspace_root,
+    build_c, build_cpp, build_go, build_rust, go_tool_pprof, pprof_output, programs_dir,
+    strip_debug, target_dir, workspace_root,
 };
 
 /// What the toolchain panics say: where to get what is missing.

@@ -262,3 +262,12 @@ pub fn top_leaves(profile: &Profile, n: usize) -> String {
         lines.join("\n")
     )
 }
+
+/// The profile's sample types, as `(type, unit)`.
+pub fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
+    profile
+        .sample_type
+        .iter()
+        .map(|t| (string(profile, t.r#type), string(profile, t.unit)))
+        .collect()
+}

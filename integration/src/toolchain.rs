@@ -151,6 +151,21 @@ fn file_name(path: &Path) -> String {
         .to_owned()
 }
 
+/// `go tool pprof ARGS TARGET` (a file or a URL), which must succeed: what it printed.
+pub fn pprof_output(args: &[&str], target: &OsStr) -> String {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.push(target);
+    let finished = go_tool_pprof(&all);
+    assert!(
+        finished.status.success(),
+        "go tool pprof {args:?} {target:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+    finished.stdout
+}
+
 /// Runs `go tool pprof ARGS` the way a user would, with `$HOME` (where pprof saves copies and
 /// reads its settings) pointing at a fresh directory, and returns what it printed.
 pub fn go_tool_pprof(args: &[&OsStr]) -> Finished {

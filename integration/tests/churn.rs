@@ -8,14 +8,13 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rprof_integration::{
-    agent_bin, agent_command, assert_leaf_ratio, assert_success, build_c, exclusive_cpu, label,
-    leaf_split, read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks,
-    Target,
+    agent_command, assert_leaf_ratio, assert_success, build_c, exclusive, label, leaf_split,
+    read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -24,13 +23,6 @@ const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
 
 /// What a thread's outermost frames may be called: glibc's thread start and clone.
 const THREAD_ROOTS: &[&str] = &["start_thread", "clone3", "__clone3", "clone", "__clone"];
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts spinning.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
 
 /// The number a churn program keeps writing to its counter file.
 fn read_counter(path: &Path) -> u64 {

@@ -16,14 +16,13 @@ use std::ffi::OsStr;
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rprof_integration::programs::{cpp_allocs, jemalloc_allocs, leak_sites, rust_allocs};
 use rprof_integration::{
-    agent_bin, agent_command, assert_split, assert_success, decode_profile, exclusive_cpu,
-    go_tool_pprof, record_full, string, total, Measuring, Running, Stacks,
+    agent_command, assert_split, assert_success, decode_profile, exclusive, pprof_output,
+    record_full, sample_types, string, total, Measuring, Running, Stacks,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -58,21 +57,6 @@ const SITE_A_BYTES: usize = 0;
 const SITE_B_BYTES: usize = 1;
 const SITE_A_OBJECTS: usize = 2;
 const SITE_B_OBJECTS: usize = 3;
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
-
-fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
-    profile
-        .sample_type
-        .iter()
-        .map(|t| (string(profile, t.r#type), string(profile, t.unit)))
-        .collect()
-}
 
 /// Go's heap profile shape, with `default` as the default sample type.
 fn assert_heap_shape(profile: &Profile, default: &str) {
@@ -390,17 +374,7 @@ fn allocs_sees_jemalloc_when_the_target_links_it() {
 
 /// `go tool pprof ARGS TARGET`, which must succeed; its output.
 fn pprof(args: &[&str], target: &OsStr) -> String {
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.push(target);
-    let finished = go_tool_pprof(&all);
-    assert!(
-        finished.status.success(),
-        "go tool pprof {args:?} {target:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        finished.status,
-        finished.stdout,
-        finished.stderr
-    );
-    finished.stdout
+    pprof_output(args, target)
 }
 
 /// What go tool pprof must print of a heap profile of leak_sites (`default`: the default

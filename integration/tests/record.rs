@@ -8,15 +8,15 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::build_id;
 use rprof_integration::{
-    agent_bin, assert_leaf_ratio, assert_success, build_c, exclusive_cpu, go_tool_pprof, label,
-    leaf_split, programs, read_profile, record, record_full, run_agent, share_of, stack_split,
-    string, top_leaves, total_samples, Recording, Running, Stacks, Target,
+    assert_leaf_ratio, assert_success, build_c, exclusive, go_tool_pprof, label, leaf_split,
+    programs, read_profile, record, record_full, run_agent, share_of, stack_split, string,
+    top_leaves, total_samples, Recording, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -26,13 +26,6 @@ const HZ: u32 = 250;
 const HZ_ARG: &[&str] = &["-F", "250"];
 /// The sampling period that goes with HZ, in nanoseconds.
 const PERIOD: i64 = 1_000_000_000 / HZ as i64;
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts spinning.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
 
 /// A recording of a live target, with the CPU time the target used meanwhile.
 struct Measured {

@@ -8,14 +8,13 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSegment, ObjectSymbol};
 use rprof_integration::{
-    agent_bin, agent_command, build_c, decode_profile, exclusive_cpu, go_tool_pprof, total_samples,
-    workspace_root, Finished, Running, Stacks, Target,
+    agent_command, build_c, decode_profile, exclusive, pprof_output, total_samples, workspace_root,
+    Finished, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -26,13 +25,6 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// How long a request may take beyond the profile it asks for.
 const REQUEST_OVERHEAD: Duration = Duration::from_secs(60);
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts spinning.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
 
 // ---------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client: what the tests assert is the bytes on the wire.
@@ -240,17 +232,7 @@ fn parked_threads() -> Target {
 
 /// `go tool pprof ARGS URL`, which must succeed.
 fn pprof(args: &[&str], url: &str) -> String {
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.push(OsStr::new(url));
-    let finished = go_tool_pprof(&all);
-    assert!(
-        finished.status.success(),
-        "go tool pprof {args:?} {url} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        finished.status,
-        finished.stdout,
-        finished.stderr
-    );
-    finished.stdout
+    pprof_output(args, OsStr::new(url))
 }
 
 /// The samples per leaf function in `go tool pprof -sample_index=samples -traces` output: each

@@ -8,13 +8,11 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use rprof_integration::{
-    agent_bin, assert_success, build_c, build_rust, exclusive_cpu, go_tool_pprof, label,
-    read_profile, record_full, run_agent, string, total_samples, Finished, Recording, Running,
-    Stacks, Target,
+    assert_success, build_c, build_rust, exclusive, go_tool_pprof, label, read_profile,
+    record_full, run_agent, string, total_samples, Finished, Recording, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -23,13 +21,6 @@ const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
 
 /// Recording window, seconds.
 const SECONDS: u32 = 3;
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
 
 fn thread_churn() -> PathBuf {
     build_c("thread_churn", C_FLAGS)

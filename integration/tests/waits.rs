@@ -7,13 +7,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use rprof_integration::{
     agent_bin, agent_command, assert_one_line_error, assert_split, build_c, build_cpp, build_rust,
-    cpu_time, exclusive_cpu, is_root, label, record_full, string, total, Measuring, Running,
-    Stacks, Target,
+    cpu_time, exclusive, is_root, label, record_full, sample_types, string, total, Measuring,
+    Running, Stacks, Target,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -22,21 +21,6 @@ const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
 
 /// Recording window, seconds.
 const SECONDS: u32 = 3;
-
-/// Takes the CPU lock, then makes sure the agent is built before any program starts.
-fn exclusive() -> MutexGuard<'static, ()> {
-    let guard = exclusive_cpu();
-    agent_bin();
-    guard
-}
-
-fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
-    profile
-        .sample_type
-        .iter()
-        .map(|t| (string(profile, t.r#type), string(profile, t.unit)))
-        .collect()
-}
 
 fn window_seconds(profile: &Profile) -> f64 {
     profile.duration_nanos as f64 / 1e9

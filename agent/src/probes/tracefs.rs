@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, Context, Result};
 
 /// Where tracefs is mounted, in the order kernels and distributions use.
-const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(crate) const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 /// A probe's format file is a few hundred bytes; `uprobe_events` a line per probe.
 const MAX_FORMAT_BYTES: usize = 16 << 10;
 const MAX_EVENTS_BYTES: usize = 4 << 20;
@@ -199,7 +199,8 @@ fn append(root: &Path, line: &str) -> std::io::Result<()> {
         .write_all(line.as_bytes())
 }
 
-fn read_small(path: &Path) -> Result<String> {
+/// A tracefs file of a few hundred bytes (`id`, `format`), read with a bound.
+pub(crate) fn read_small(path: &Path) -> Result<String> {
     read_bounded(path, MAX_FORMAT_BYTES)
 }
 
@@ -213,7 +214,7 @@ fn read_bounded(path: &Path, limit: usize) -> Result<String> {
 }
 
 /// The offset of field `name` in a tracefs format (`field:u64 a;\toffset:16;\tsize:8;...`).
-fn field_offset(format: &str, name: &str) -> Option<usize> {
+pub(crate) fn field_offset(format: &str, name: &str) -> Option<usize> {
     format.lines().find_map(|line| {
         let mut parts = line.trim().split(';');
         let field = parts.next()?.trim().strip_prefix("field:")?;

@@ -2,17 +2,14 @@
 //! (the releaser of a lock, in `futex(FUTEX_WAKE)`), with the woken thread's id in its raw
 //! fields. Its id and field layout are published in tracefs.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// Where tracefs is mounted, in the order kernels and distributions use.
-const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+use crate::probes::tracefs::{field_offset, read_small, TRACEFS};
+
 /// The event, under `events/`.
 const EVENT: &str = "sched/sched_waking";
-/// A format file is a few hundred bytes; read no more than this.
-const MAX_FORMAT_BYTES: usize = 16 << 10;
 
 /// The tracepoint's id and where its `pid` field (the woken thread) lies in a sample's raw data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +37,7 @@ impl Waking {
             .parse()
             .with_context(|| format!("{}: not a tracepoint id", dir.join("id").display()))?;
         let format = read_small(&dir.join("format"))?;
-        let pid_offset = field_offset(&format, "pid_t pid")
+        let pid_offset = field_offset(&format, "pid")
             .with_context(|| format!("no pid field in {}", dir.join("format").display()))?;
         Ok(Waking { id, pid_offset })
     }
@@ -51,29 +48,6 @@ impl Waking {
         let pid = i32::from_ne_bytes(bytes.try_into().ok()?);
         u32::try_from(pid).ok().filter(|&pid| pid > 0)
     }
-}
-
-fn read_small(path: &PathBuf) -> Result<String> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if text.len() > MAX_FORMAT_BYTES {
-        bail!("{} is larger than a tracepoint format", path.display());
-    }
-    Ok(text)
-}
-
-/// The offset of the field declared as `declaration` in a tracefs format:
-/// `field:pid_t pid; offset:24; size:4; signed:1;` (tab-separated).
-fn field_offset(format: &str, declaration: &str) -> Option<usize> {
-    format.lines().find_map(|line| {
-        let mut parts = line.trim().split(';');
-        let field = parts.next()?.trim().strip_prefix("field:")?;
-        if field.trim() != declaration {
-            return None;
-        }
-        let offset = parts.next()?.trim().strip_prefix("offset:")?;
-        offset.parse().ok()
-    })
 }
 
 #[cfg(test)]
@@ -88,9 +62,9 @@ mod tests {
 
     #[test]
     fn the_woken_thread_is_read_where_the_format_says() {
-        assert_eq!(field_offset(FORMAT, "pid_t pid"), Some(24));
-        assert_eq!(field_offset(FORMAT, "int common_pid"), Some(4));
-        assert_eq!(field_offset(FORMAT, "pid_t missing"), None);
+        assert_eq!(field_offset(FORMAT, "pid"), Some(24));
+        assert_eq!(field_offset(FORMAT, "common_pid"), Some(4));
+        assert_eq!(field_offset(FORMAT, "missing"), None);
         let waking = Waking {
             id: 375,
             pid_offset: 24,
