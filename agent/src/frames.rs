@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use rprof_symbolizer::Frame;
+
 use crate::unwind::ModuleSet;
 
 /// One function activation on a stack, as a person reads it.
@@ -17,6 +19,8 @@ pub struct NamedFrame {
     pub inlined: bool,
     /// Path of the mapped file that holds the address.
     pub module: Option<String>,
+    /// The address relative to that file (an SVMA, what `addr2line -e FILE` takes).
+    pub module_offset: Option<u64>,
 }
 
 /// Expands `addresses` (leaf first) into named frames (leaf first, inlined callees before their
@@ -29,28 +33,30 @@ pub fn name_stack(modules: &ModuleSet, addresses: &[u64]) -> Vec<NamedFrame> {
 }
 
 impl NamedFrame {
-    /// An address nothing could name, in `module` when it is known.
-    fn unnamed(address: u64, module: Option<String>) -> Self {
+    /// An address nothing could name, outside every known module.
+    fn unnamed(address: u64) -> Self {
         NamedFrame {
             address,
             function: None,
             file: None,
             line: None,
             inlined: false,
-            module,
+            module: None,
+            module_offset: None,
         }
     }
 }
 
 fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
     let Some(module) = modules.find(address) else {
-        let mut frame = NamedFrame::unnamed(address, None);
+        let mut frame = NamedFrame::unnamed(address);
         frame.function = modules.jit_name(address).map(str::to_owned);
         return vec![frame];
     };
-    let frames = module.object.symbolize(address.wrapping_sub(module.bias));
+    let svma = address.wrapping_sub(module.bias);
+    let mut frames = module.object.symbolize(svma);
     if frames.is_empty() {
-        return vec![NamedFrame::unnamed(address, Some(module.path.clone()))];
+        frames.push(module_relative(&module.path, svma));
     }
     frames
         .into_iter()
@@ -61,6 +67,18 @@ fn name_address(modules: &ModuleSet, address: u64) -> Vec<NamedFrame> {
             line: f.line,
             inlined: f.inlined,
             module: Some(module.path.clone()),
+            module_offset: Some(svma),
         })
         .collect()
+}
+
+/// A frame for an address that neither symbols nor unwind tables cover: named after the
+/// address itself, module-relative (`redis-server+0x4c3f6`), which survives ASLR and is what
+/// `addr2line -e FILE` takes.
+pub fn module_relative(path: &str, svma: u64) -> Frame {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    Frame {
+        function: Some(format!("{file}+{svma:#x}")),
+        ..Frame::default()
+    }
 }

@@ -41,6 +41,26 @@ impl KernelSymbols {
     }
 }
 
+/// How a profile names its kernel frames.
+pub enum KernelNames {
+    /// Every frame by its function (`--kernel`).
+    Functions(KernelSymbols),
+    /// One frame a stack, collapsed by [`crate::kernel_entry::KernelEntries::collapse`]:
+    /// named after the syscall or entry it stands for (symbols may be unreadable).
+    Entries(Option<KernelSymbols>),
+}
+
+impl KernelNames {
+    pub fn name(&self, addr: u64) -> Option<String> {
+        match self {
+            KernelNames::Functions(symbols) => symbols.name(addr).map(str::to_owned),
+            KernelNames::Entries(symbols) => Some(crate::kernel_entry::entry_name(
+                symbols.as_ref().and_then(|s| s.name(addr)),
+            )),
+        }
+    }
+}
+
 /// "ffffffff81000000 T _text [module]": text symbols only, address must be visible (non-zero).
 fn parse_line(line: &str) -> Option<(u64, String)> {
     let mut fields = line.split_whitespace();

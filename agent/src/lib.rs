@@ -11,6 +11,7 @@ pub mod cli;
 pub mod flamegraph;
 pub mod frames;
 pub mod kallsyms;
+pub mod kernel_entry;
 pub mod kinds;
 pub mod launch;
 pub mod probes;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSymbol};
 
 fn with_elf<T>(path: &Path, read: impl FnOnce(&object::File<'_>) -> T) -> T {
     let data = std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
@@ -33,5 +33,15 @@ pub fn build_id(path: &Path) -> Option<String> {
             write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
         }
         Some(hex)
+    })
+}
+
+/// The address (SVMA) of the function symbol `name` in the binary's symbol tables.
+pub fn symbol_address(path: &Path, name: &str) -> Option<u64> {
+    with_elf(path, |file| {
+        file.symbols()
+            .chain(file.dynamic_symbols())
+            .find(|symbol| symbol.name() == Ok(name))
+            .map(|symbol| symbol.address())
     })
 }

@@ -33,7 +33,7 @@ pub use profile::{
     sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction, Stacks,
 };
 pub use toolchain::{
-    build_c, build_cpp, build_go, build_rust, go_tool_pprof, pprof_output, programs_dir,
+    build_c, build_cpp, build_go, build_rust, go_tool_pprof, pprof_output, programs_dir, strip_all,
     strip_debug, target_dir, workspace_root,
 };
 

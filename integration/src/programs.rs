@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::toolchain::{build_c, build_cpp, build_go, build_rust, strip_debug};
+use crate::toolchain::{build_c, build_cpp, build_go, build_rust, strip_all, strip_debug};
 
 /// Optimized, with DWARF, without frame pointers: only unwind tables can unwind it.
 const C_FLAGS: &[&str] = &["-O2", "-fomit-frame-pointer", "-g"];
@@ -31,6 +31,12 @@ pub fn exits_soon() -> PathBuf {
 /// stripped of any debug section: names come only from .symtab, unwinding from .eh_frame.
 pub fn nodwarf() -> PathBuf {
     strip_debug(&build_c("nodwarf", &["-O2", "-fomit-frame-pointer"]))
+}
+
+/// `nodwarf [SECONDS]` as distributions ship servers: stripped of every symbol table but
+/// `.dynsym`, so its own functions (leaves and main) have no name at all; `.eh_frame` stays.
+pub fn nodwarf_stripped() -> PathBuf {
+    strip_all(&build_c("nodwarf", &["-O2", "-fomit-frame-pointer"]))
 }
 
 /// `inline_cpp`: rprof_test::Hot::step always inlined into rprof_test::run_hot.

@@ -134,9 +134,19 @@ fn configure_go(cmd: &mut Command) {
 /// Returns a copy of `binary` with its debug sections removed by `strip --strip-debug`; the
 /// symbol table stays.
 pub fn strip_debug(binary: &Path) -> PathBuf {
-    let strip = find_tool("strip", "strip the debug info from a test program");
+    strip(binary, "--strip-debug")
+}
+
+/// A copy of `binary` without any symbol table but the dynamic one (`strip --strip-all`), as
+/// distributions ship servers: what names remain come from `.dynsym`; `.eh_frame` stays.
+pub fn strip_all(binary: &Path) -> PathBuf {
+    strip(binary, "--strip-all")
+}
+
+fn strip(binary: &Path, how: &str) -> PathBuf {
+    let strip = find_tool("strip", "strip a test program");
     let name = file_name(binary);
-    let flags = ["--strip-debug"];
+    let flags = [how];
     compile(&strip, &name, &flags, binary, |out| {
         let mut cmd = Command::new(&strip);
         cmd.args(flags).arg("-o").arg(out).arg(binary);

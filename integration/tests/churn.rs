@@ -243,7 +243,7 @@ fn sampled_share(profile: &Profile) -> f64 {
     let percent = comment
         .rsplit('(')
         .next()
-        .and_then(|p| p.strip_suffix("%)"))
+        .and_then(|p| p.split('%').next())
         .and_then(|p| p.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("cannot read the share in {comment:?}"));
     percent / 100.0

@@ -5,18 +5,20 @@
 //! throughout: every program spins, and a two-core machine with several spinning at once
 //! would starve the agent.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use rprof_integration::elf::build_id;
+use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
-    assert_leaf_ratio, assert_success, build_c, exclusive, go_tool_pprof, label, leaf_split,
-    programs, read_profile, record, record_full, run_agent, share_of, stack_split, string,
-    top_leaves, total_samples, Recording, Running, Stacks, Target,
+    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
+    go_tool_pprof, is_root, label, leaf_split, programs, read_profile, record, record_full,
+    run_agent, share_of, stack_split, string, top_leaves, total_samples, Measuring, Recording,
+    Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -493,6 +495,47 @@ fn binary_without_dwarf_is_named_from_its_symtab() {
     assert_reach(profile, "main", 0.95);
 }
 
+#[test]
+fn stripped_code_is_named_per_function_by_module_and_start() {
+    let _cpu = exclusive();
+    let stripped = programs::nodwarf_stripped();
+    assert!(
+        !section_names(&stripped).iter().any(|s| s == ".symtab"),
+        "premise: the stripped build has no .symtab"
+    );
+    // Where the functions start, read from the unstripped build of the same code.
+    let unstripped = programs::nodwarf();
+    let start = |name| {
+        symbol_address(&unstripped, name)
+            .unwrap_or_else(|| panic!("no {name} in {}", unstripped.display()))
+    };
+    let [leaf_a, leaf_b, main] =
+        ["leaf_a", "leaf_b", "main"].map(|f| format!("nodwarf+{:#x}", start(f)));
+
+    let target = Target::start(&stripped);
+    let measured = Measured::record(&target, 5);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    // One row per function: the leaves' samples gather under their functions' starts.
+    assert_leaf_ratio(profile, &leaf_a, &leaf_b, 0.75, 0.05);
+    assert_reach(profile, &main, 0.95);
+
+    // The thread dump names the same frames, and gives the pc module-relative too.
+    let pid = target.pid().to_string();
+    let dump = run_agent(&["threads", "--pid", &pid], Duration::from_secs(30));
+    assert_success(&dump, "threads of the stripped program");
+    assert!(
+        dump.stdout.lines().any(|line| line == main),
+        "no frame named {main} in:\n{}",
+        dump.stdout
+    );
+    assert!(
+        dump.stdout.contains("/nodwarf+0x"),
+        "no module-relative pc in:\n{}",
+        dump.stdout
+    );
+}
+
 /// Removes a JIT test program's perf map, which a SIGKILLed program cannot remove itself.
 struct PerfMapFile(PathBuf);
 
@@ -788,6 +831,179 @@ fn missing_pid_is_one_clear_line() {
         "stderr does not say no such process: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "the agent panicked: {stderr}");
+}
+
+#[test]
+fn system_time_is_sampled_under_the_stack_that_made_the_syscall() {
+    let _cpu = exclusive();
+    let program = build_c("write_null", &["-O2", "-fomit-frame-pointer", "-g"]);
+    let target = Measuring::start(&program);
+    let (user_before, system_before) = user_and_system(target.target.pid());
+    let (recording, rates) = target.record_with(HZ_ARG, 5);
+    let (user_after, system_after) = user_and_system(target.target.pid());
+    let system =
+        (system_after - system_before) / (user_after - user_before + system_after - system_before);
+    println!(
+        "system time: {:.0}% of the target's CPU time",
+        100.0 * system
+    );
+    assert!(
+        system >= 0.5,
+        "premise: write_null spends most of its CPU time in the kernel, not {system}"
+    );
+
+    // Every sample stands for a period of user or system time: together they cover what the
+    // program measured of its own CPU time (CLOCK_PROCESS_CPUTIME_ID) over the window.
+    let profile = &recording.profile;
+    let sampled = total_samples(profile) as f64 / f64::from(HZ);
+    let window = profile.duration_nanos as f64 / 1e9;
+    let used = rates[0] / 1e9 * window;
+    let covered = sampled / used;
+    println!(
+        "samples cover {:.1}% of {used:.2}s of user + system time",
+        100.0 * covered
+    );
+    // The upper bound is loose: on a loaded 2-core VM the per-thread cpu-clock overcounts
+    // against the scheduler's own CPU time by ~10 % for any target, a plain spinner too.
+    assert!(
+        (0.9..=1.25).contains(&covered),
+        "samples stand for {sampled:.2}s of {used:.2}s of user + system time\n{}",
+        top_leaves(profile, 10)
+    );
+
+    // Time in the kernel sits on the user stack that entered it, under one syscall frame.
+    let stacks = Stacks::new(profile);
+    let in_syscall = stacks.fraction(
+        |_, _| true,
+        |frames| frames.first().is_some_and(|f| f.starts_with("[syscall")),
+    );
+    println!("samples under a syscall frame: {in_syscall}");
+    assert!(
+        in_syscall.ratio() >= 0.8 * system,
+        "{in_syscall} of the samples are in a syscall for {:.0}% system time\n{}",
+        100.0 * system,
+        top_leaves(profile, 10)
+    );
+    let writes = stacks.fraction(
+        |frames, _| frames.first() == Some(&"[syscall write]"),
+        |frames| {
+            frames.get(2) == Some(&"emit")
+                && frames.contains(&"main")
+                && frames.iter().skip(1).all(|f| !f.starts_with('['))
+        },
+    );
+    println!("[syscall write] samples with emit as the caller of write, down to main: {writes}");
+    assert!(
+        writes.total > 0,
+        "no [syscall write] frame\n{}",
+        top_leaves(profile, 10)
+    );
+    assert!(
+        writes.ratio() >= 0.95,
+        "{writes} of [syscall write] stacks are libc write ← emit ← … ← main"
+    );
+}
+
+/// The process's user and system CPU time in clock ticks (fields 14 and 15 of its stat).
+fn user_and_system(pid: u32) -> (f64, f64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read the target's stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .expect("utime and stime")
+    };
+    (ticks(11), ticks(12))
+}
+
+#[test]
+fn without_perfmon_system_time_is_left_out_with_one_warning() {
+    let _cpu = exclusive();
+    assert!(
+        is_root(),
+        "this test runs the target and the agent as another user: run the tests as root"
+    );
+    let paranoid = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("read kernel.perf_event_paranoid");
+    assert!(
+        paranoid.trim().parse::<i32>().unwrap_or(2) >= 2,
+        "kernel.perf_event_paranoid is below 2 here: any user may sample the kernel, so the refusal cannot be tested"
+    );
+    // A target and an agent of one unprivileged user: its own process, but no kernel samples.
+    let as_user = [
+        "--reuid",
+        "65533",
+        "--regid",
+        "65533",
+        "--clear-groups",
+        "--",
+    ];
+    let program = build_c("write_null", &["-O2", "-fomit-frame-pointer", "-g"]);
+    let mut target_args: Vec<&OsStr> = as_user.iter().map(OsStr::new).collect();
+    target_args.push(program.as_os_str());
+    let target = Target::spawn(Path::new("setpriv"), &target_args);
+    let dir = tempfile::tempdir().expect("create a directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let pid = target.pid().to_string();
+    let run = |extra: &[&str], out: &Path| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(as_user)
+            .arg(agent_bin())
+            .args(["record", "--pid", &pid, "--seconds", "2"]);
+        cmd.args(extra).arg("-o").arg(out);
+        Running::spawn(cmd, "rprof-agent record").finish(Duration::from_secs(30))
+    };
+
+    let out = dir.path().join("cpu.pb.gz");
+    let finished = run(&[], &out);
+    assert_success(&finished, "record as an unprivileged user");
+    let warnings: Vec<&str> = finished
+        .stderr
+        .lines()
+        .chain(finished.stdout.lines())
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    println!("{warnings:?}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "expected one warning:\n{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    for needed in ["system time", "CAP_PERFMON", "perf_event_paranoid", "%"] {
+        assert!(
+            warnings[0].contains(needed),
+            "the warning does not say {needed:?}: {}",
+            warnings[0]
+        );
+    }
+    let profile = read_profile(&out);
+    assert!(total_samples(&profile) > 0, "no samples of user time");
+    let stacks = Stacks::new(&profile);
+    let in_kernel = stacks.fraction(
+        |_, _| true,
+        |frames| {
+            frames
+                .iter()
+                .any(|f| f.starts_with('[') && *f != "[lost samples]")
+        },
+    );
+    assert_eq!(
+        in_kernel.hits, 0,
+        "kernel frames without the right to sample the kernel"
+    );
+
+    // Asked for explicitly, kernel frames are refused in one line that says what to drop.
+    let out = dir.path().join("kernel.pb.gz");
+    let finished = run(&["--kernel"], &out);
+    assert_one_line_error(&finished, "--kernel", &["CAP_PERFMON", "drop --kernel"]);
+    assert!(!out.exists(), "a profile was written");
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod elf;
 mod error;
 mod frame;
 mod frame_cache;
+mod function_starts;
 mod load_bias;
 pub mod maps;
 mod minidebuginfo;

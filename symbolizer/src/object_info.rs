@@ -10,6 +10,7 @@ use crate::elf::{self, Elf, LoadSegment};
 use crate::error::Error;
 use crate::frame::Frame;
 use crate::frame_cache::FrameCache;
+use crate::function_starts::FunctionStarts;
 use crate::load_bias;
 use crate::minidebuginfo;
 use crate::plt::PltTable;
@@ -51,6 +52,8 @@ pub struct ObjectInfo {
     /// dwz supplementary DWARF referenced by this file's DWARF.
     supplementary: Option<Arc<ObjectInfo>>,
     unwind: OnceLock<UnwindSections>,
+    /// Function extents from the unwind tables, read when an address no symbol covers is seen.
+    function_starts: OnceLock<FunctionStarts>,
     symbols: OnceLock<SymbolTable>,
     plt: OnceLock<PltTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
@@ -85,6 +88,7 @@ impl ObjectInfo {
             debug_file: None,
             supplementary: None,
             unwind: OnceLock::new(),
+            function_starts: OnceLock::new(),
             symbols: OnceLock::new(),
             plt: OnceLock::new(),
             dwarf: OnceLock::new(),
@@ -236,7 +240,10 @@ impl ObjectInfo {
                 .or_else(|| self.plt().lookup(svma).map(plt_frame))
         };
         match frames.last_mut() {
-            None => symbol().map(|named| vec![named]).unwrap_or_default(),
+            None => symbol()
+                .or_else(|| self.unwind_table_frame(svma))
+                .map(|named| vec![named])
+                .unwrap_or_default(),
             Some(physical) => {
                 if physical.function.is_none() {
                     if let Some(named) = symbol() {
@@ -247,6 +254,22 @@ impl ObjectInfo {
                 frames
             }
         }
+    }
+
+    /// Code no symbol names, named after its module and the start of the function the unwind
+    /// tables give: `redis-server+0x4c3e0`, module-relative (an SVMA), as addr2line takes it.
+    fn unwind_table_frame(&self, svma: u64) -> Option<Frame> {
+        let start = self
+            .function_starts
+            .get_or_init(|| FunctionStarts::read(&self.unwind_sections()))
+            .containing(svma)?;
+        let module = self.name.rsplit('/').next().unwrap_or(&self.name);
+        let name = format!("{module}+{start:#x}");
+        Some(Frame {
+            function: Some(name.clone()),
+            system_name: Some(name),
+            ..Frame::default()
+        })
     }
 
     /// The object whose DWARF describes this file: itself, or its separate debug file.

@@ -94,7 +94,11 @@ impl<'m> LocationTable<'m> {
                     .get(&Arc::as_ptr(module))
                     .copied()
                     .unwrap_or(0);
-                let frames = module.object.symbolize(address.wrapping_sub(module.bias));
+                let svma = address.wrapping_sub(module.bias);
+                let mut frames = module.object.symbolize(svma);
+                if frames.is_empty() {
+                    frames.push(crate::frames::module_relative(&module.path, svma));
+                }
                 add_symbolized(builder, mapping_id, address, &frames)
             }
             None => match self.modules.jit_name(address) {

@@ -10,7 +10,7 @@ use rprof_proto::{LabelSpec, Profile, ProfileBuilder};
 
 use super::locations::{LocationTable, PseudoFrame};
 use super::thread_names::{NameId, ThreadNames};
-use crate::kallsyms::KernelSymbols;
+use crate::kallsyms::KernelNames;
 use crate::unwind::ModuleSet;
 
 /// A kind's pprof shape: sample types, period and default sample type.
@@ -143,7 +143,7 @@ impl StackAggregate {
     pub fn build(
         &self,
         modules: &ModuleSet,
-        kernel_symbols: Option<&KernelSymbols>,
+        kernel_names: Option<&KernelNames>,
         shape: &Shape<'_>,
         meta: &Meta,
     ) -> Profile {
@@ -154,7 +154,7 @@ impl StackAggregate {
         super::window::describe(&mut builder, meta.start, meta.duration, &meta.comments);
         let mut table = LocationTable::new(modules, &mut builder);
         for (key, values) in &self.stacks {
-            let ids = location_ids(&mut table, &mut builder, key, kernel_symbols);
+            let ids = location_ids(&mut table, &mut builder, key, kernel_names);
             let tid = key.tid.map(|tid| tid.to_string());
             let mut labels: Vec<LabelSpec<'_>> = key
                 .labels
@@ -187,13 +187,14 @@ fn location_ids(
     table: &mut LocationTable<'_>,
     builder: &mut ProfileBuilder,
     key: &StackKey,
-    kernel_symbols: Option<&KernelSymbols>,
+    kernel_names: Option<&KernelNames>,
 ) -> Vec<u64> {
     let mut ids: Vec<u64> = key
         .kernel
         .iter()
         .map(|&addr| {
-            table.kernel_location(builder, addr, kernel_symbols.and_then(|k| k.name(addr)))
+            let name = kernel_names.and_then(|k| k.name(addr));
+            table.kernel_location(builder, addr, name.as_deref())
         })
         .collect();
     ids.extend(table.user_stack(builder, &key.user));

@@ -3,7 +3,8 @@
 
 use rprof_proto::Profile;
 
-use crate::kallsyms::KernelSymbols;
+use crate::kallsyms::KernelNames;
+use crate::kernel_entry::KernelEntries;
 use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate};
 use crate::recording::{Aggregate, Unwound};
 use crate::unwind::ModuleSet;
@@ -18,14 +19,18 @@ pub struct CpuStacks {
     /// Nanoseconds of CPU time one sample stands for: 1e9 / frequency.
     period: i64,
     lost: u64,
+    /// Set when kernel-mode samples keep one kernel frame (the syscall), not the whole chain.
+    collapse: Option<KernelEntries>,
 }
 
 impl CpuStacks {
-    pub fn new(frequency: u64) -> Self {
+    /// `collapse`: keep one frame of each kernel call chain, found with these entries.
+    pub fn new(frequency: u64, collapse: Option<KernelEntries>) -> Self {
         CpuStacks {
             stacks: StackAggregate::new(true),
             period: 1_000_000_000 / i64::try_from(frequency.max(1)).unwrap_or(i64::MAX),
             lost: 0,
+            collapse,
         }
     }
 
@@ -50,7 +55,7 @@ impl CpuStacks {
     pub fn build(
         mut self,
         modules: &ModuleSet,
-        kernel_symbols: Option<&KernelSymbols>,
+        kernel_names: Option<&KernelNames>,
         meta: &Meta,
     ) -> Profile {
         if self.lost > 0 {
@@ -64,7 +69,7 @@ impl CpuStacks {
             period: self.period,
             default_sample_type: None,
         };
-        self.stacks.build(modules, kernel_symbols, &shape, meta)
+        self.stacks.build(modules, kernel_names, &shape, meta)
     }
 }
 
@@ -72,8 +77,15 @@ impl Aggregate for CpuStacks {
     type Extra = ();
 
     fn add(&mut self, sample: Unwound<'_>, (): ()) {
-        self.stacks
-            .add(&sample.stack_sample(&[]), &[1, self.period]);
+        let collapsed;
+        let mut stack = sample.stack_sample(&[]);
+        if let Some(entries) = &self.collapse {
+            if !stack.kernel.is_empty() {
+                collapsed = [entries.collapse(stack.kernel)];
+                stack.kernel = &collapsed;
+            }
+        }
+        self.stacks.add(&stack, &[1, self.period]);
     }
 
     fn add_lost(&mut self, count: u64) {

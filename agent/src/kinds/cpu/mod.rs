@@ -8,15 +8,16 @@ mod coverage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{Endpoint, Form, Kind, Source};
-use crate::kallsyms::KernelSymbols;
+use crate::kallsyms::{KernelNames, KernelSymbols};
+use crate::kernel_entry::KernelEntries;
 use crate::profile::Meta;
 use crate::recording::{
     percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
 };
-use crate::sampler::{Record, Sampler, SamplerConfig, SamplerStats};
+use crate::sampler::{Record, Sampler, SamplerConfig, SamplerError, SamplerStats};
 use crate::unwind::{ModuleSet, StackUnwinder};
 use aggregate::CpuStacks;
 use coverage::CpuCoverage;
@@ -52,7 +53,8 @@ struct CpuSettings {
     pub frequency: u64,
     /// User stack bytes copied per sample.
     pub stack_bytes: u32,
-    /// Also record kernel frames.
+    /// Keep the kernel's own frames (`--kernel`); without it, time in the kernel is still
+    /// sampled where allowed, under one frame naming the syscall.
     pub kernel: bool,
 }
 
@@ -65,22 +67,20 @@ struct CpuRecording {
     event: String,
     stats: SamplerStats,
     coverage: CpuCoverage,
+    /// Why system time is not sampled, when the kernel refused it.
+    system_refused: Option<String>,
 }
 
 impl CpuRecording {
     /// Starts sampling every thread of `pid` and the unwinder thread.
     fn open(settings: CpuSettings, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
-        let config = SamplerConfig {
-            frequency: settings.frequency,
-            stack_bytes: settings.stack_bytes,
-            kernel: settings.kernel,
-            ..SamplerConfig::new(pid)
-        };
-        let sampler = Sampler::open(&config)?;
+        let (sampler, system_refused) = open_sampler(&settings, pid)?;
+        let system = system_refused.is_none();
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-        let stacks = CpuStacks::new(settings.frequency);
+        let collapse = (system && !settings.kernel).then(KernelEntries::load);
+        let stacks = CpuStacks::new(settings.frequency, collapse);
         let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
             .context("cannot start the unwinder thread")?;
         Ok(CpuRecording {
@@ -89,9 +89,48 @@ impl CpuRecording {
             pump: Some(Pump::new(sampler)),
             pipeline,
             stats: SamplerStats::default(),
-            coverage: CpuCoverage::start(pid, settings.kernel),
+            coverage: CpuCoverage::start(pid, system),
+            system_refused,
         })
     }
+}
+
+/// Opens the sampler with kernel-mode samples, so that system time is in the profile as Go's
+/// is. Where the kernel refuses them (perf_event_paranoid ≥ 2 without CAP_PERFMON), user time
+/// alone, with the reason: unless `--kernel` asked for kernel frames, which is then an error.
+fn open_sampler(settings: &CpuSettings, pid: u32) -> Result<(Sampler, Option<String>)> {
+    let config = SamplerConfig {
+        frequency: settings.frequency,
+        stack_bytes: settings.stack_bytes,
+        kernel: true,
+        ..SamplerConfig::new(pid)
+    };
+    let paranoid = match Sampler::open(&config) {
+        Ok(sampler) => return Ok((sampler, None)),
+        Err(SamplerError::PermissionDenied { paranoid, .. }) => paranoid,
+        Err(other) => return Err(other.into()),
+    };
+    let user_only = SamplerConfig {
+        kernel: false,
+        ..config
+    };
+    // Refused for user time too: the refusal is about the process, not the kernel.
+    let sampler = Sampler::open(&user_only)?;
+    let paranoid = paranoid.map_or("unreadable".to_owned(), |p| p.to_string());
+    if settings.kernel {
+        bail!(
+            "not allowed to sample the kernel frames of PID {pid} (kernel.perf_event_paranoid = \
+             {paranoid}): grant CAP_PERFMON (Linux ≥5.8), run as root or set \
+             kernel.perf_event_paranoid ≤ 1 — or drop --kernel"
+        );
+    }
+    Ok((
+        sampler,
+        Some(format!(
+            "the kernel refused to sample time in the kernel (kernel.perf_event_paranoid = \
+             {paranoid}, no CAP_PERFMON)"
+        )),
+    ))
 }
 
 impl Recording for CpuRecording {
@@ -136,35 +175,57 @@ impl Recording for CpuRecording {
             event,
             stats,
             coverage,
+            system_refused,
             ..
         } = *self;
         let (profile, unwinder) = pipeline.finish()?;
-        let kernel_symbols = if settings.kernel {
-            KernelSymbols::load()
+        let kernel_names = if settings.kernel {
+            KernelSymbols::load().map(KernelNames::Functions)
         } else {
-            None
+            Some(KernelNames::Entries(KernelSymbols::load()))
         };
         let frequency = settings.frequency;
         let sampled = profile.samples().saturating_add(profile.lost());
         let mut comments = comments(&event, &stats, &profile, window, frequency);
         comments.extend(coverage.comment(sampled, frequency));
+        let system_warning = system_refused.map(|why| system_warning(&why, &coverage));
+        comments.extend(system_warning.clone());
         let meta = Meta {
             start: window.start,
             duration: window.duration,
             comments,
         };
         let mut summary = summary(&profile, frequency, &event, window);
-        if let Some(warning) = coverage.warning(sampled, frequency) {
+        for warning in coverage
+            .warning(sampled, frequency)
+            .into_iter()
+            .chain(system_warning)
+        {
             summary = format!("{summary}\nwarning: {warning}");
         }
         let has_samples = profile.samples() > 0;
         Ok(Finished {
-            profile: profile.build(unwinder.modules(), kernel_symbols.as_ref(), &meta),
+            profile: profile.build(unwinder.modules(), kernel_names.as_ref(), &meta),
             summary,
             title: format!("rprof-agent: PID {}, {}", window.pid, event),
             has_samples,
         })
     }
+}
+
+/// Why system time is missing and how much of the target's CPU time that is, with the remedy.
+fn system_warning(why: &str, coverage: &CpuCoverage) -> String {
+    let hidden = coverage
+        .unsampled_system()
+        .map(|(system, share)| {
+            format!(
+                "{:.2}s of the target's CPU time ({:.0}%, its system time) is in no sample",
+                system.as_secs_f64(),
+                100.0 * share
+            )
+        })
+        .unwrap_or_else(|| "its system time is in no sample".to_owned());
+    format!("{why}: {hidden}; grant CAP_PERFMON or set kernel.perf_event_paranoid ≤ 1 to see it")
 }
 
 /// The profile's comments: event, losses, threads.

@@ -94,7 +94,11 @@ fn render_frame(out: &mut String, frame: &NamedFrame) {
         }
         _ => {
             let module = frame.module.as_deref().unwrap_or("?");
-            let _ = writeln!(out, "\t{module} pc={:#x}", frame.address);
+            let offset = frame
+                .module_offset
+                .map(|offset| format!("+{offset:#x}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "\t{module}{offset} pc={:#x}", frame.address);
         }
     }
 }
