@@ -137,8 +137,10 @@ pub struct RecordArgs {
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
-    /// A pprof file (gzipped or not).
-    pub file: PathBuf,
+    /// pprof files (gzipped or not), e.g. the several a `record --profile cpu,block` writes:
+    /// one table each.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 
     /// Number of rows.
     #[arg(short, long, default_value_t = 10)]

@@ -29,3 +29,4 @@ pub mod threads;
 pub mod timestamp;
 pub mod top;
 pub mod unwind;
+pub mod wording;

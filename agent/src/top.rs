@@ -1,4 +1,4 @@
-//! `rprof-agent top FILE`, and the table `record` prints when it finishes.
+//! `rprof-agent top FILE...`, and the table `record` prints when it finishes.
 
 use std::fmt::Write;
 
@@ -8,11 +8,19 @@ use rprof_proto::Profile;
 use crate::cli::TopArgs;
 
 pub fn run(args: &TopArgs) -> Result<()> {
-    let bytes = read_bounded(&args.file)?;
-    let profile = rprof_proto::decode(&bytes)
-        .with_context(|| format!("{} is not a pprof profile", args.file.display()))?;
-    let index = sample_index(&profile, args.sample_index.as_deref())?;
-    print!("{}", table(&profile, index, args.n));
+    let several = args.files.len() > 1;
+    for (n, file) in args.files.iter().enumerate() {
+        let bytes = read_bounded(file)?;
+        let profile = rprof_proto::decode(&bytes)
+            .with_context(|| format!("{} is not a pprof profile", file.display()))?;
+        let index = sample_index(&profile, args.sample_index.as_deref())?;
+        if several {
+            // head(1)'s way of telling files apart.
+            let gap = if n == 0 { "" } else { "\n" };
+            println!("{gap}==> {} <==", file.display());
+        }
+        print!("{}", table(&profile, index, args.n));
+    }
     Ok(())
 }
 

@@ -412,6 +412,16 @@ fn lost_samples_are_counted_when_the_rings_overflow() {
         "no warning about small rings:\n{}",
         finished.stderr
     );
+    // The summary says what to do about the loss.
+    let hint = finished
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains(" lost:"));
+    assert!(
+        hint.is_some_and(|h| h.contains("lower -F") && h.contains("--stack-size")),
+        "no hint about the lost samples:\n{}",
+        finished.stdout
+    );
     // What the rings could not hold during the stall was lost, and counted (within the noise
     // of a busy machine: the stall is worth only ~100-300 samples).
     let stall_lost = stall_expected - RINGS_HOLD;

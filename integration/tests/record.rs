@@ -309,6 +309,33 @@ fn top_command_reads_the_profile() {
         "no leaf_a in:\n{}",
         top.stdout
     );
+
+    // Several files: one table each, under its file's name.
+    let copy = dir.path().join("again.pb.gz");
+    fs::copy(&file, &copy).expect("copy the profile");
+    let top = run_agent(
+        &[
+            OsString::from("top"),
+            file.clone().into(),
+            copy.clone().into(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_success(&top, "rprof-agent top with two files");
+    for path in [&file, &copy] {
+        let header = format!("==> {} <==", path.display());
+        assert!(
+            top.stdout.contains(&header),
+            "no {header} in:\n{}",
+            top.stdout
+        );
+    }
+    assert_eq!(
+        top.stdout.matches("leaf_a").count(),
+        2,
+        "not one table each:\n{}",
+        top.stdout
+    );
 }
 
 #[test]

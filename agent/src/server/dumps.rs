@@ -128,7 +128,8 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
     let mut notes = Vec::new();
     if stackless > 0 {
         notes.push(format!(
-            "{stackless} threads without a captured stack (running, or not stopped in time)"
+            "{} without a captured stack (running, or not stopped in time)",
+            crate::wording::count(stackless as u64, "thread")
         ));
     }
     if let Some(why) = &dump.stack_error {

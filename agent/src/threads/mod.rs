@@ -36,7 +36,8 @@ pub fn run(args: &ThreadsArgs) -> Result<()> {
             ));
             write_output(&path, &bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {}: {} threads", path.display(), dump.threads.len());
+            let threads = crate::wording::count(dump.threads.len() as u64, "thread");
+            println!("wrote {}: {threads}", path.display());
             Ok(())
         }
         None => std::io::stdout()

@@ -152,7 +152,7 @@ impl Recording for CpuRecording {
             counter.load(std::sync::atomic::Ordering::Relaxed)
         };
         format!(
-            "{} samples, {} lost, {} unwind errors",
+            "{} samples, {} lost, {} truncated stacks",
             load(&counters.samples),
             load(&counters.lost),
             load(&counters.truncated),
@@ -196,6 +196,9 @@ impl Recording for CpuRecording {
             comments,
         };
         let mut summary = summary(&profile, frequency, &event, window);
+        if let Some(hint) = lost_hint(profile.lost(), sampled, frequency) {
+            summary = format!("{summary}\nwarning: {hint}");
+        }
         for warning in coverage
             .warning(sampled, frequency)
             .into_iter()
@@ -211,6 +214,18 @@ impl Recording for CpuRecording {
             has_samples,
         })
     }
+}
+
+/// What to do when the kernel dropped samples because the agent did not drain its rings in
+/// time: at high rates the rings fill faster, and a smaller stack copy makes each record smaller.
+fn lost_hint(lost: u64, sampled: u64, frequency: u64) -> Option<String> {
+    (lost > 0).then(|| {
+        format!(
+            "{} of {sampled} lost: the kernel's ring filled before the agent read it; lower -F \
+             (now {frequency} Hz) or --stack-size, or give the agent more CPU",
+            crate::wording::count(lost, "sample")
+        )
+    })
 }
 
 /// Why system time is missing and how much of the target's CPU time that is, with the remedy.

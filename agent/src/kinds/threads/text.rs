@@ -18,9 +18,9 @@ pub fn render(dump: &ThreadDump) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "PID {}: {} threads ({}); paused {:.3} ms",
+        "PID {}: {} ({}); paused {:.3} ms",
         dump.pid,
-        dump.threads.len(),
+        crate::wording::count(dump.threads.len() as u64, "thread"),
         states.join(", "),
         dump.pause.as_secs_f64() * 1e3
     );
