@@ -300,7 +300,7 @@ fn top_command_reads_the_profile() {
     let dir = tempfile::tempdir().expect("create a directory");
     let file = leaf_ratio_file(dir.path());
     let top = run_agent(
-        &[OsString::from("top"), file.into()],
+        &[OsString::from("top"), file.clone().into()],
         Duration::from_secs(30),
     );
     assert_success(&top, "rprof-agent top");
