@@ -54,6 +54,11 @@ pub fn go_target() -> PathBuf {
     build_go("go_target", &[])
 }
 
+/// `go_server`: a net/http server loaded by 4 client goroutines of its own, GC and poller busy.
+pub fn go_server() -> PathBuf {
+    build_go("go_server", &[])
+}
+
 /// `i386_ready`: a static 32-bit x86 program without libc (so gcc-multilib is not needed):
 /// prints `ready` and waits in pause() for ever.
 pub fn i386_ready() -> PathBuf {

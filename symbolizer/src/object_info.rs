@@ -54,6 +54,8 @@ pub struct ObjectInfo {
     unwind: OnceLock<UnwindSections>,
     /// Function extents from the unwind tables, read when an address no symbol covers is seen.
     function_starts: OnceLock<FunctionStarts>,
+    /// Go binaries: the functions every thread or goroutine stack starts in.
+    thread_roots: OnceLock<Vec<std::ops::Range<u64>>>,
     symbols: OnceLock<SymbolTable>,
     plt: OnceLock<PltTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
@@ -89,6 +91,7 @@ impl ObjectInfo {
             supplementary: None,
             unwind: OnceLock::new(),
             function_starts: OnceLock::new(),
+            thread_roots: OnceLock::new(),
             symbols: OnceLock::new(),
             plt: OnceLock::new(),
             dwarf: OnceLock::new(),
@@ -269,6 +272,32 @@ impl ObjectInfo {
             function: Some(name.clone()),
             system_name: Some(name),
             ..Frame::default()
+        })
+    }
+
+    /// Where stacks begin in this file (SVMAs), for the functions whose frames have no caller
+    /// an unwinder can trust. Go's goroutines start in `runtime.goexit` (a fake return address
+    /// pushed by the scheduler, below it are heap words), its threads in `runtime.mstart` and the
+    /// main thread in `runtime.rt0_go`, none of which ends its unwind info at a root. Empty for
+    /// other files: their entry points end their CFI properly.
+    pub fn thread_roots(&self) -> &[std::ops::Range<u64>] {
+        const GO_ROOTS: &[&str] = &[
+            "runtime.goexit.abi0",
+            "runtime.goexit",
+            "runtime.mstart.abi0",
+            "runtime.mstart",
+            "runtime.rt0_go.abi0",
+            "runtime.rt0_go",
+        ];
+        self.thread_roots.get_or_init(|| {
+            if !self.is_go {
+                return Vec::new();
+            }
+            let symbols = self.symbols();
+            GO_ROOTS
+                .iter()
+                .filter_map(|name| symbols.range_of(name))
+                .collect()
         })
     }
 

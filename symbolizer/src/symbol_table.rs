@@ -157,6 +157,15 @@ impl SymbolTable {
         self.entries.is_empty()
     }
 
+    /// Where the symbol named `name` starts and ends (a linear scan: for the few names a
+    /// caller needs once per file).
+    pub fn range_of(&self, name: &str) -> Option<std::ops::Range<u64>> {
+        self.entries
+            .iter()
+            .find(|e| self.name(e) == Some(name))
+            .map(|e| e.start..e.end)
+    }
+
     /// The symbol containing `svma`: its start address and name.
     pub fn lookup(&self, svma: u64) -> Option<(u64, &str)> {
         let after = self.entries.partition_point(|e| e.start <= svma);

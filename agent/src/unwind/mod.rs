@@ -124,7 +124,13 @@ impl StackUnwinder {
                 break UnwindEnd::Truncated;
             }
             match frames.next() {
-                Ok(Some(frame)) => out.push(frame.address_for_lookup()),
+                Ok(Some(frame)) => {
+                    let address = frame.address_for_lookup();
+                    out.push(address);
+                    if self.modules.is_thread_root(address) {
+                        break UnwindEnd::Complete;
+                    }
+                }
                 Ok(None) => break UnwindEnd::Complete,
                 Err(_) => break UnwindEnd::Truncated,
             }

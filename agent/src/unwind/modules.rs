@@ -161,6 +161,19 @@ impl ModuleSet {
             .lookup(addr)
     }
 
+    /// `addr` is in a function where a thread's or goroutine's stack begins (Go's goexit,
+    /// mstart, rt0_go): the unwinder must stop there rather than read what lies beyond.
+    pub fn is_thread_root(&self, addr: u64) -> bool {
+        self.live(addr).is_some_and(|live| {
+            let svma = live.module.svma(addr);
+            live.module
+                .object
+                .thread_roots()
+                .iter()
+                .any(|root| root.contains(&svma))
+        })
+    }
+
     fn live(&self, addr: u64) -> Option<&Live> {
         let idx = self
             .current
