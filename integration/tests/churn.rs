@@ -278,6 +278,93 @@ fn cpu_of_threads_too_short_to_sample_is_reported_unseen() {
 }
 
 #[test]
+fn threads_too_short_to_sample_are_seen_in_a_cgroup_of_their_own() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("create a directory");
+    let counter = dir.path().join("created");
+    // Made before the target, so that it is removed after the target is gone.
+    let cgroup = Cgroup::create(&format!("rprof-test-{}", std::process::id()));
+    let target = Target::spawn(&build_c("churn_threads", C_FLAGS), &[&counter]);
+    // The target alone in a cgroup, as a container or a systemd service runs.
+    cgroup.add(target.pid());
+    // 5 ms threads at 100 Hz: a per-thread event would never reach its first 10 ms period.
+    let (profile, stdout, stderr) = record(target.pid(), 3, &[]);
+    let scope = comment(&profile, "scope:");
+    assert!(
+        scope.contains("own cgroup") && scope.contains(&cgroup.name),
+        "not scoped to the target's cgroup: {scope}\n{stdout}\n{stderr}"
+    );
+    let share = sampled_share(&profile);
+    println!("{stdout}\nsampled share of the target's CPU at 100 Hz in its own cgroup: {share:.2}");
+    assert!(
+        (0.9..=1.15).contains(&share),
+        "{share:.2} of the CPU of the cgroup's short threads was sampled at 100 Hz"
+    );
+    assert!(
+        !stdout.contains("warning: only"),
+        "a short-thread warning:\n{stdout}"
+    );
+    let split = leaf_split(&profile, "churn_work_a", "churn_work_b");
+    println!("churn_work_a / both: {split}");
+    assert!(
+        split.total >= 100 && (split.ratio() - 0.75).abs() <= 0.08,
+        "churn_work_a holds {split} of the two workers' samples, expected 75 %"
+    );
+}
+
+/// A cgroup (v2) the test made, removed when it is dropped (once its processes are gone).
+struct Cgroup {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Cgroup {
+    /// Makes `name` under the cgroup2 mount, which the test needs: it fails if there is none.
+    fn create(name: &str) -> Cgroup {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+        let mount = mountinfo
+            .lines()
+            .filter_map(|line| line.split_once(" - "))
+            .find(|(_, rest)| rest.starts_with("cgroup2 "))
+            .and_then(|(fields, _)| fields.split_whitespace().nth(4))
+            .expect("no cgroup2 file system is mounted: this test needs one (cgroup v2)");
+        let dir = Path::new(mount).join(name);
+        fs::create_dir(&dir)
+            .unwrap_or_else(|err| panic!("create cgroup {} (run as root): {err}", dir.display()));
+        Cgroup {
+            dir,
+            name: name.to_owned(),
+        }
+    }
+
+    fn add(&self, pid: u32) {
+        fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|err| panic!("move {pid} into {}: {err}", self.dir.display()));
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Its processes are killed first (declared after it, they drop before it); a cgroup
+        // can be removed once their exit is complete.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The profile comment that starts with `prefix`.
+fn comment<'p>(profile: &'p Profile, prefix: &str) -> &'p str {
+    profile
+        .comment
+        .iter()
+        .map(|&c| string(profile, c))
+        .find(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} comment among {:?}", profile.comment))
+}
+
+#[test]
 fn libraries_loaded_and_unloaded_mid_window_are_named_from_their_own_file() {
     const A: &str = "churn_plugin_a_burn";
     const B: &str = "churn_plugin_b_burn";

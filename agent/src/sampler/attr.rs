@@ -192,6 +192,15 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
     attr
 }
 
+/// Builds the attr of a per-CPU event scoped to a cgroup: a thread event that is not
+/// inherited (the cgroup covers new threads), with the side-band records of the cgroup's tasks.
+pub(crate) fn cgroup(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr {
+    let mut attr = build(config, spec);
+    attr.set_inherit(0);
+    attr.set_inherit_thread(0);
+    attr
+}
+
 /// Builds the attr of a per-CPU event, for every task, that samples each execution of
 /// `probe` through the uprobe PMU (`pmu_type`). With `side_band` it also reports the
 /// side-band records of every task on its CPU (one event per CPU should: each would write its

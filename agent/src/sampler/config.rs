@@ -42,6 +42,9 @@ pub struct SamplerConfig {
     /// samples come out with the trigger's, told apart by their raw fields (a tracepoint's
     /// start with its id). Only with a per-thread trigger.
     pub probes: Vec<WindowEvent>,
+    /// [`Trigger::CpuTime`]: sample with per-CPU events scoped to the target's cgroup when it
+    /// has one of its own (see `sampler::cgroup`), per-thread events otherwise.
+    pub cgroup_scope: bool,
 }
 
 impl SamplerConfig {
@@ -55,6 +58,7 @@ impl SamplerConfig {
             stack_bytes: DEFAULT_STACK_BYTES,
             kernel: false,
             probes: Vec::new(),
+            cgroup_scope: false,
         }
     }
 

@@ -29,19 +29,40 @@ impl PerfEvent {
         Self::open_raw(attr, -1, cpu)
     }
 
+    /// Opens an event for the tasks of the cgroup whose directory is `cgroup`, on `cpu`.
+    pub(crate) fn open_cgroup(
+        attr: &perf_event_attr,
+        cgroup: BorrowedFd<'_>,
+        cpu: u32,
+    ) -> Result<PerfEvent, Errno> {
+        let cpu = i32::try_from(cpu).map_err(|_| Errno::EINVAL)?;
+        Self::open_with(attr, cgroup.as_raw_fd(), cpu, sys::PERF_FLAG_PID_CGROUP)
+    }
+
     fn open_raw(attr: &perf_event_attr, pid: i32, cpu: u32) -> Result<PerfEvent, Errno> {
         let cpu = i32::try_from(cpu).map_err(|_| Errno::EINVAL)?;
         Self::open_raw_cpu(attr, pid, cpu)
     }
 
     fn open_raw_cpu(attr: &perf_event_attr, pid: i32, cpu: i32) -> Result<PerfEvent, Errno> {
+        Self::open_with(attr, pid, cpu, 0)
+    }
+
+    /// `pid` is a thread id, -1 (every task), or with `PERF_FLAG_PID_CGROUP` a cgroup
+    /// directory's descriptor.
+    fn open_with(
+        attr: &perf_event_attr,
+        pid: i32,
+        cpu: i32,
+        flags: u32,
+    ) -> Result<PerfEvent, Errno> {
         // The kernel may write the size it supports back into the attr (E2BIG): give it a copy.
         let mut attr = *attr;
         // SAFETY: `attr` is a valid perf_event_attr whose `size` matches its type; the kernel
         // reads it and may write `size` back, nothing else. A uprobe attr also points at a
         // NUL-terminated path, which `attr::uprobe`'s callers keep alive across this call.
-        let fd =
-            unsafe { perf_event_open(&mut attr, pid, cpu, -1, sys::PERF_FLAG_FD_CLOEXEC.into()) };
+        let flags = sys::PERF_FLAG_FD_CLOEXEC | flags;
+        let fd = unsafe { perf_event_open(&mut attr, pid, cpu, -1, flags.into()) };
         if fd < 0 {
             return Err(Errno::last());
         }

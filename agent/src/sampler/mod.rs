@@ -15,6 +15,7 @@
 //! profile is long enough.
 
 mod attr;
+mod cgroup;
 mod config;
 mod coverage;
 mod cpu;

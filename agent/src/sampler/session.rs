@@ -2,12 +2,14 @@
 //! per-CPU probe events instead), one ring buffer per CPU, records handed out in time order.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use super::attr::{self, EventSpec};
+use super::cgroup::OwnCgroup;
 use super::config::{EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent};
 use super::coverage::Coverage;
 use super::cpu::CpuEvents;
@@ -40,6 +42,9 @@ pub struct Sampler {
     probe_attrs: Vec<perf_event_attr>,
     /// The target's pidfd said it exited: it is no longer polled (it would stay readable).
     exit_seen: bool,
+    /// The cgroup the events are scoped to, when they are (per-CPU events of the target's
+    /// own cgroup rather than per-thread events).
+    cgroup: Option<String>,
 }
 
 /// The threads a probe window was opened on, and when.
@@ -69,6 +74,22 @@ impl Sampler {
         let cpu_list = host::online_cpus()
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
         let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
+        let cgroup = (config.trigger == Trigger::CpuTime && config.cgroup_scope)
+            .then(|| OwnCgroup::of(config.pid))
+            .flatten();
+        if let Some(cgroup) = cgroup {
+            match open_cgroup_events(config, &cgroup, &cpu_list) {
+                Ok((spec, events)) => {
+                    let sampler =
+                        Self::open_cgroup(config, target, spec, events, &cpu_list, plan, cgroup)?;
+                    sampler.report_small_rings(plan);
+                    return Ok(sampler);
+                }
+                // Kernels without cgroup events, or not allowed (CPU-wide events need
+                // CAP_PERFMON whatever the cgroup): per-thread events do the same job.
+                Err(errno) => tracing::debug!(%errno, "no cgroup-scoped events; per-thread"),
+            }
+        }
         let sampler = match &config.trigger {
             Trigger::CpuTime
             | Trigger::ContextSwitches { .. }
@@ -112,6 +133,28 @@ impl Sampler {
         sampler.keep(first_tid, probes);
         for &tid in rest {
             sampler.attach_thread(tid)?;
+        }
+        Ok(sampler)
+    }
+
+    /// Per-CPU events scoped to the target's own cgroup, which own the rings and cover every
+    /// thread of the cgroup (records of other processes that join it are dropped by pid).
+    fn open_cgroup(
+        config: &SamplerConfig,
+        target: ProcessHandle,
+        spec: EventSpec,
+        events: Vec<PerfEvent>,
+        cpu_list: &[u32],
+        plan: RingPlan,
+        cgroup: OwnCgroup,
+    ) -> Result<Sampler, SamplerError> {
+        let per_cpu = events.into_iter().map(|event| vec![event]).collect();
+        let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
+        let mut sampler = Sampler::new(target, spec.event.kind(), None, config, cpus);
+        sampler.cgroup = Some(cgroup.path);
+        for cpu in &sampler.cpus {
+            cpu.enable_per_cpu()
+                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
         }
         Ok(sampler)
     }
@@ -161,7 +204,14 @@ impl Sampler {
             stats: SamplerStats::default(),
             armed: Vec::new(),
             exit_seen: false,
+            cgroup: None,
         }
+    }
+
+    /// The cgroup sampling is scoped to, when per-CPU events of the target's own cgroup cover
+    /// its threads; None when each thread has events of its own.
+    pub fn cgroup(&self) -> Option<&str> {
+        self.cgroup.as_deref()
     }
 
     /// Opens a probe window: `probes` on threads `tids` of the target (those alive; threads
@@ -647,6 +697,31 @@ fn probe_rings(
                 .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_SET_OUTPUT)", e))
         })
         .collect()
+}
+
+/// One event per CPU scoped to `cgroup`, with the first event spec the kernel accepts.
+fn open_cgroup_events(
+    config: &SamplerConfig,
+    cgroup: &OwnCgroup,
+    cpus: &[u32],
+) -> Result<(EventSpec, Vec<PerfEvent>), Errno> {
+    let mut last = Errno::ENOENT;
+    // Inheritance means nothing to a per-CPU event: one spec per event type.
+    for &spec in attr::specs(&config.trigger)
+        .iter()
+        .filter(|s| s.inherit_thread)
+    {
+        let attr = attr::cgroup(config, spec);
+        let opened: Result<Vec<PerfEvent>, Errno> = cpus
+            .iter()
+            .map(|&cpu| PerfEvent::open_cgroup(&attr, cgroup.dir.as_fd(), cpu))
+            .collect();
+        match opened {
+            Ok(events) => return Ok((spec, events)),
+            Err(errno) => last = errno,
+        }
+    }
+    Err(last)
 }
 
 /// The thread whose events create the rings, the event spec they opened with, and the threads

@@ -69,6 +69,8 @@ struct CpuRecording {
     coverage: CpuCoverage,
     /// Why system time is not sampled, when the kernel refused it.
     system_refused: Option<String>,
+    /// The target's own cgroup, when per-CPU events scoped to it do the sampling.
+    cgroup: Option<String>,
 }
 
 impl CpuRecording {
@@ -85,6 +87,7 @@ impl CpuRecording {
             .context("cannot start the unwinder thread")?;
         Ok(CpuRecording {
             settings,
+            cgroup: sampler.cgroup().map(str::to_owned),
             event: sampler.event_kind().to_string(),
             pump: Some(Pump::new(sampler)),
             pipeline,
@@ -103,6 +106,7 @@ fn open_sampler(settings: &CpuSettings, pid: u32) -> Result<(Sampler, Option<Str
         frequency: settings.frequency,
         stack_bytes: settings.stack_bytes,
         kernel: true,
+        cgroup_scope: true,
         ..SamplerConfig::new(pid)
     };
     let paranoid = match Sampler::open(&config) {
@@ -176,6 +180,7 @@ impl Recording for CpuRecording {
             stats,
             coverage,
             system_refused,
+            cgroup,
             ..
         } = *self;
         let (profile, unwinder) = pipeline.finish()?;
@@ -187,6 +192,7 @@ impl Recording for CpuRecording {
         let frequency = settings.frequency;
         let sampled = profile.samples().saturating_add(profile.lost());
         let mut comments = comments(&event, &stats, &profile, window, frequency);
+        comments.push(scope(cgroup.as_deref()));
         comments.extend(coverage.comment(sampled, frequency));
         let system_warning = system_refused.map(|why| system_warning(&why, &coverage));
         comments.extend(system_warning.clone());
@@ -241,6 +247,18 @@ fn system_warning(why: &str, coverage: &CpuCoverage) -> String {
         })
         .unwrap_or_else(|| "its system time is in no sample".to_owned());
     format!("{why}: {hidden}; grant CAP_PERFMON or set kernel.perf_event_paranoid ≤ 1 to see it")
+}
+
+/// How the target's threads were sampled.
+fn scope(cgroup: Option<&str>) -> String {
+    match cgroup {
+        Some(path) => format!(
+            "scope: per-CPU events of the target's own cgroup {path} (short threads sampled in \
+             proportion to their CPU time)"
+        ),
+        None => "scope: per-thread events (each new thread starts its sampling period afresh)"
+            .to_owned(),
+    }
 }
 
 /// The profile's comments: event, losses, threads.
