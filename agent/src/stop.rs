@@ -16,6 +16,11 @@ impl StopFlag {
             signal_hook::flag::register_conditional_default(signal, flag.clone())?;
             signal_hook::flag::register(signal, flag.clone())?;
         }
+        // Waits on every thread end at once, not at their timeouts.
+        crate::sampler::wake_on_signals(&[
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
         Ok(StopFlag(flag))
     }
 

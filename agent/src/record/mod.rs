@@ -183,6 +183,8 @@ fn record_window(
             progress.update(clock.elapsed(), &primary.figures());
         };
         done.store(true, Ordering::Release);
+        // The other kinds' threads may be waiting on their rings: end those waits now.
+        crate::sampler::stop_waiting();
         outcome
     });
     progress.finish();

@@ -31,6 +31,7 @@ mod session;
 mod stats;
 mod threads;
 mod uprobe;
+mod wake;
 
 pub use config::{
     EventKind, SamplerConfig, Trigger, Uprobe, WindowEvent, DEFAULT_FREQUENCY, DEFAULT_STACK_BYTES,
@@ -42,6 +43,7 @@ pub(crate) use host::monotonic_ns;
 pub use record::{Record, Sample};
 pub use session::{Armed, Sampler};
 pub use stats::SamplerStats;
+pub use wake::{is_stopping, stop_waiting, wake_on_signals};
 
 /// Entry point for the `perf_records` fuzz target in `fuzz/`: decodes `bytes` as one ring-buffer
 /// record, as the drain loop does. Not API.

@@ -23,6 +23,7 @@ use super::ring::{RecordCursor, Ring, RingPlan};
 use super::stats::SamplerStats;
 use super::threads;
 use super::uprobe;
+use super::wake;
 use crate::process_identity::ProcessHandle;
 
 /// Samples one process. Dropping it stops sampling and releases every event and buffer.
@@ -569,6 +570,8 @@ fn poll_rings(samplers: &mut [&mut Sampler], timeout: Duration) -> Result<Polled
         .filter(|sampler| !sampler.exit_seen)
         .and_then(|sampler| sampler.target.pidfd());
     fds.extend(pidfd);
+    let pidfds = fds.len();
+    fds.extend(wake::fd());
     if fds.is_empty() {
         // Every thread has exited: nothing will wake us, just honour the timeout.
         std::thread::sleep(timeout);
@@ -579,7 +582,11 @@ fn poll_rings(samplers: &mut [&mut Sampler], timeout: Duration) -> Result<Polled
     let Some(readiness) = readiness else {
         return Ok(Polled::TimedOut);
     };
-    if readiness[rings..]
+    // The agent is stopping: the caller drains and sees its own stop flag.
+    if readiness[pidfds..].iter().any(|ready| ready.readable) {
+        return Ok(Polled::Readable);
+    }
+    if readiness[rings..pidfds]
         .iter()
         .any(|ready| ready.readable || ready.hung_up)
     {

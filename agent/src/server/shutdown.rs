@@ -27,6 +27,9 @@ impl Shutdown {
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::Relaxed);
         self.notify.send_replace(true);
+        // Recordings waiting on their rings in blocking threads see the flag now, not at the
+        // end of their wait.
+        crate::sampler::stop_waiting();
     }
 
     pub fn is_set(&self) -> bool {

@@ -360,7 +360,8 @@ impl Recording for MallocRecording {
                 });
             }
             pipeline.flush_if_room();
-            if Instant::now() >= deadline {
+            // Stopping: waits no longer wait, and the caller has a flag to see.
+            if Instant::now() >= deadline || crate::sampler::is_stopping() {
                 return;
             }
         }
