@@ -42,6 +42,11 @@ pub struct SamplerConfig {
     /// samples come out with the trigger's, told apart by their raw fields (a tracepoint's
     /// start with its id). Only with a per-thread trigger.
     pub probes: Vec<WindowEvent>,
+    /// How many samplers of one recording share the locked-memory budget for ring buffers:
+    /// this one and those the recording opens after it. Under a memlock limit (no
+    /// CAP_IPC_LOCK, as in a container) the first would otherwise map rings as large as the
+    /// whole budget allows and leave the next ones nothing.
+    pub budget_share: usize,
 }
 
 impl SamplerConfig {
@@ -55,6 +60,7 @@ impl SamplerConfig {
             stack_bytes: DEFAULT_STACK_BYTES,
             kernel: false,
             probes: Vec::new(),
+            budget_share: 1,
         }
     }
 

@@ -51,6 +51,11 @@ impl WaitRecording {
         let config = SamplerConfig {
             trigger: Trigger::ContextSwitches { period: 1 },
             stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
+            // wall and mutex open a second sampler next, which needs rings too.
+            budget_share: match view {
+                View::Block => 1,
+                View::Mutex | View::Wall { .. } => 2,
+            },
             ..SamplerConfig::new(pid)
         };
         let switches = Sampler::open(&config)?;
