@@ -1,27 +1,34 @@
 # rprof-agent as a sidecar: `rprof-agent serve` answering Go's /debug/pprof/ endpoints on 6060.
 #
 #   docker build -t rprof-agent .
-#   docker run --rm --pid=container:my-app --cap-drop=ALL --cap-add=SYS_PTRACE --cap-add=PERFMON \
-#       -p 127.0.0.1:6060:6060 rprof-agent --process my-server --listen 0.0.0.0:6060
+#   docker run -d --name rprof --pid=container:my-app --cap-drop ALL --cap-add SYS_PTRACE \
+#       --cap-add PERFMON --read-only -p 127.0.0.1:6060:6060 \
+#       rprof-agent --process my-server --listen 0.0.0.0:6060
 #
-# Kubernetes: deploy/kubernetes/sidecar.yaml. Capabilities and what fails without them: the
-# "Sidecar (Kubernetes)" section of README.md.
+# Kubernetes: deploy/kubernetes/sidecar.yaml. Capabilities, what fails without them, and which
+# `docker run` flag is which manifest field: the "Deploy" section of README.md.
+#
+# Stages, in the order the legacy builder (no BuildKit) builds them: it builds every stage before
+# the one asked for, so the stages a plain `docker build .` does not need come first and cost it
+# nothing but an empty copy.
+#
+#   runtime      the base image, configured to run the agent (no binary yet)
+#   prebuilt     runtime + a binary built outside Docker, taken from the image PREBUILT_FROM
+#                names (its /out/ holds `rprof-agent`): `docker build --target prebuilt ...`
+#   build        cargo build in RUST_IMAGE
+#   (last)       runtime + the binary of `build`: what `docker build .` makes
+#
+# Without a registry, point BASE_IMAGE (and RUST_IMAGE) at local images: the integration tests
+# (integration/tests/container.rs) import a base holding only the libraries the binary links.
 
 # The toolchain the project is tested with (the workspace's rust-version is the minimum).
 ARG RUST_VERSION=1.95
-
-FROM rust:${RUST_VERSION}-slim-bookworm AS build
-WORKDIR /src
-COPY . .
-# The image ships without debug info (profiles of the agent itself are not its purpose).
-ENV CARGO_PROFILE_RELEASE_DEBUG=0
-# Plain layers (no BuildKit cache mounts), so that any builder builds it.
-RUN cargo build --release --locked -p rprof-agent \
- && install -D -m 0755 target/release/rprof-agent /out/rprof-agent
-
+ARG RUST_IMAGE=rust:${RUST_VERSION}-slim-bookworm
 # glibc and libgcc, which the binary links, and nothing else: no shell, no package manager.
-FROM gcr.io/distroless/cc-debian12
-COPY --from=build /out/rprof-agent /usr/local/bin/rprof-agent
+ARG BASE_IMAGE=gcr.io/distroless/cc-debian12
+ARG PREBUILT_FROM=no-prebuilt
+
+FROM ${BASE_IMAGE} AS runtime
 # Root, deliberately. The agent needs CAP_SYS_PTRACE and CAP_PERFMON to read another user's
 # process. Capabilities a container runtime or Kubernetes adds reach UID 0 only (Kubernetes has
 # no ambient capabilities); a non-root user would need file capabilities on the binary, which
@@ -32,3 +39,22 @@ COPY --from=build /out/rprof-agent /usr/local/bin/rprof-agent
 USER 0:0
 EXPOSE 6060
 ENTRYPOINT ["rprof-agent", "serve"]
+
+# The default PREBUILT_FROM: an empty /out/, so that `prebuilt` copies nothing.
+FROM scratch AS no-prebuilt
+WORKDIR /out
+FROM ${PREBUILT_FROM} AS prebuilt-binary
+FROM runtime AS prebuilt
+COPY --from=prebuilt-binary /out/ /usr/local/bin/
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+# The image ships without debug info (profiles of the agent itself are not its purpose).
+ENV CARGO_PROFILE_RELEASE_DEBUG=0
+# Plain layers (no BuildKit cache mounts), so that any builder builds it.
+RUN cargo build --release --locked -p rprof-agent \
+ && install -D -m 0755 target/release/rprof-agent /out/rprof-agent
+
+FROM runtime
+COPY --from=build /out/rprof-agent /usr/local/bin/rprof-agent

@@ -11,11 +11,16 @@
 //!   deadline, signals it, and never leaves a process behind;
 //! - [`agent`]: builds `rprof-agent` once per test process and records profiles with it;
 //! - [`profile`]: reads a pprof profile and answers questions about its stacks and labels;
+//! - [`docker`]: the Docker engine, images assembled from host files, containers removed
+//!   when dropped;
+//! - [`http`]: a minimal HTTP/1.1 client for the `serve` endpoints;
 //! - [`elf`]: checks the premises of a test on the binary itself (no DWARF, no .eh_frame...);
 //! - [`measuring`]: test programs that measure themselves, recorded and compared.
 
 pub mod agent;
+pub mod docker;
 pub mod elf;
+pub mod http;
 pub mod measuring;
 pub mod process;
 pub mod profile;
@@ -29,8 +34,9 @@ pub use agent::{
 pub use measuring::{assert_split, total, Figures, Measuring, Totals};
 pub use process::{assert_nothing_stopped, cpu_time, files_in, is_root, Finished, Running, Target};
 pub use profile::{
-    assert_leaf_ratio, decode_profile, frames_of, label, leaf_share, leaf_split, read_profile,
-    sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction, Stacks,
+    assert_leaf_ratio, assert_share, decode_profile, frames_of, label, leaf_share, leaf_split,
+    read_profile, sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction,
+    Stacks,
 };
 pub use toolchain::{
     build_c, build_cpp, build_go, build_rust, go_tool_pprof, pprof_output, programs_dir, strip_all,

@@ -204,16 +204,28 @@ pub fn leaf_split(profile: &Profile, a: &str, b: &str) -> Fraction {
 /// out of at least 300 such samples.
 pub fn assert_leaf_ratio(profile: &Profile, a: &str, b: &str, expected: f64, tolerance: f64) {
     let split = leaf_split(profile, a, b);
-    println!("{a} / ({a} + {b}) = {split}");
+    assert_share(
+        split,
+        &format!("{a} / ({a} + {b})"),
+        expected,
+        tolerance,
+        profile,
+    );
+}
+
+/// Asserts that `share`, named `what`, is `expected ± tolerance` out of at least 300 samples;
+/// `profile`'s top leaves say what else there was if not.
+pub fn assert_share(share: Fraction, what: &str, expected: f64, tolerance: f64, profile: &Profile) {
+    println!("{what} = {share}");
     // Below 300 samples, the binomial noise alone (σ ≥ 2.5 points) makes ±5 points a coin toss.
     assert!(
-        split.total >= 300,
-        "only {split} leaf samples in {a} or {b}: too few to judge the ratio\n{}",
+        share.total >= 300,
+        "{what}: only {share} samples: too few to judge the ratio\n{}",
         top_leaves(profile, 10)
     );
     assert!(
-        (split.ratio() - expected).abs() <= tolerance,
-        "{a} holds {split} of the {a}+{b} leaf samples, expected {:.0} ± {:.0} %\n{}",
+        (share.ratio() - expected).abs() <= tolerance,
+        "{what} = {share}, expected {:.0} ± {:.0} %\n{}",
         100.0 * expected,
         100.0 * tolerance,
         top_leaves(profile, 10)

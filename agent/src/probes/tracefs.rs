@@ -79,8 +79,11 @@ impl ProbeGroup {
             ('p', "a=%di:u64 b=%si:u64 c=%dx:u64")
         };
         let line = format!("{kind}:{}/{name} {path}:{offset:#x} {fetch}\n", self.group);
-        append(&self.root, &line)
-            .with_context(|| format!("cannot define the uprobe {}", line.trim_end()))?;
+        if let Err(error) = append(&self.root, &line) {
+            let remedy = remedy(&self.root, &error);
+            return Err(error)
+                .with_context(|| format!("cannot define the uprobe {}{remedy}", line.trim_end()));
+        }
         self.names.push(name.clone());
         let dir = self.root.join("events").join(&self.group).join(&name);
         let id = read_small(&dir.join("id"))?
@@ -189,6 +192,18 @@ fn orphaned(group: &str) -> bool {
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
         Err(_) => true,
+    }
+}
+
+/// What to do when `uprobe_events` refuses a definition, if the error says it.
+fn remedy(root: &Path, error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            " ({} is mounted read-only; in a container, mount the host's /sys/kernel/tracing \
+             writable: -v /sys/kernel/tracing:/sys/kernel/tracing, without :ro)",
+            root.display()
+        ),
+        _ => String::new(),
     }
 }
 

@@ -45,6 +45,11 @@ pub struct SamplerConfig {
     /// [`Trigger::CpuTime`]: sample with per-CPU events scoped to the target's cgroup when it
     /// has one of its own (see `sampler::cgroup`), per-thread events otherwise.
     pub cgroup_scope: bool,
+    /// How many samplers of one recording share the locked-memory budget for ring buffers:
+    /// this one and those the recording opens after it. Under a memlock limit (no
+    /// CAP_IPC_LOCK, as in a container) the first would otherwise map rings as large as the
+    /// whole budget allows and leave the next ones nothing.
+    pub budget_share: usize,
 }
 
 impl SamplerConfig {
@@ -59,6 +64,7 @@ impl SamplerConfig {
             kernel: false,
             probes: Vec::new(),
             cgroup_scope: false,
+            budget_share: 1,
         }
     }
 

@@ -70,8 +70,9 @@ impl RingPlan {
     }
 
     /// The plan for sampling with `trigger` on `cpus` CPUs (one ring each), sized to what the
-    /// locked-memory limits let this process lock now.
-    pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize) -> RingPlan {
+    /// locked-memory limits let this process lock now, of which this sampler takes one
+    /// `share`-th (the rest is for the samplers its recording opens next).
+    pub(crate) fn for_trigger(trigger: &Trigger, cpus: usize, share: usize) -> RingPlan {
         let plan = match trigger {
             Trigger::CpuTime | Trigger::PageFaults { .. } => Self::cpu_time(cpus),
             // Switches come in bursts too, each sample with a stack copy.
@@ -81,7 +82,8 @@ impl RingPlan {
             | Trigger::UserTime { .. } => Self::probes(cpus),
         };
         let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
-        plan.within(LockBudget::now(cpus, page_size), cpus, page_size)
+        let rings = cpus.saturating_mul(share.max(1));
+        plan.within(LockBudget::now(cpus, page_size), rings, page_size)
     }
 
     /// The plan with every one of `rings` rings the same size, all of them within `budget`.
@@ -630,6 +632,28 @@ mod tests {
         assert_eq!(
             RingPlan::DEFAULT.within(budget, 2, 4096).preferred_bytes,
             512 * KIB
+        );
+    }
+
+    #[test]
+    fn two_samplers_of_one_recording_both_fit_under_a_memlock_limit() {
+        const KIB: usize = 1024;
+        // 2 CPUs, `ulimit -l 8192` (Docker's default here), no CAP_IPC_LOCK: the first of two
+        // samplers takes half (1 MiB rings, not 4 MiB ones)...
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 8 << 20, 0, 0, 4096);
+        let first = RingPlan::cpu_time(2).within(budget, 2 * 2, 4096);
+        assert_eq!(first.preferred_bytes, 2 << 20);
+        // ...and the second still gets at least the minimum from what is left.
+        let held = 2 * (first.preferred_bytes + 4096);
+        let budget = LockBudget::from_limits(2 * 516 * KIB, 8 << 20, held - 258 * 4096, held, 4096);
+        let second = RingPlan::probes(2).within(budget, 2, 4096);
+        assert!(second.preferred_bytes >= RingPlan::DEFAULT.minimum_bytes);
+        let LockBudget::Pages(left) = budget else {
+            panic!("a limited budget")
+        };
+        assert!(
+            2 * (second.preferred_bytes / 4096 + 1) <= left,
+            "{second:?} in {left} pages"
         );
     }
 

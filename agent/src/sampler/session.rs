@@ -74,7 +74,7 @@ impl Sampler {
         }
         let cpu_list = host::online_cpus()
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
-        let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len());
+        let plan = RingPlan::for_trigger(&config.trigger, cpu_list.len(), config.budget_share);
         let cgroup = (config.trigger == Trigger::CpuTime && config.cgroup_scope)
             .then(|| OwnCgroup::of(config.pid))
             .flatten();

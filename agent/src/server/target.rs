@@ -84,11 +84,28 @@ impl TargetWatch {
             ),
             TargetSpec::Name(name) => format!(
                 "no process named {name:?} is running; rprof-agent is waiting for one to start \
-                 (it looks every {} ms)",
-                POLL_INTERVAL.as_millis()
+                 (it looks every {} ms){}",
+                POLL_INTERVAL.as_millis(),
+                if own_pid_namespace() {
+                    OWN_PID_NAMESPACE_HINT
+                } else {
+                    ""
+                }
             ),
         }
     }
+}
+
+/// Why a container's agent finds nothing: it sees only its own container's processes.
+const OWN_PID_NAMESPACE_HINT: &str = "; rprof-agent is PID 1, alone in its PID namespace: \
+     share the application's (Kubernetes: shareProcessNamespace: true in the pod spec; \
+     docker run --pid=container:APP)";
+
+/// The agent is the first process of its PID namespace: nothing started before it, so it was
+/// started as a container's entrypoint without the pod's or the application's namespace (in
+/// a pod with shareProcessNamespace, the pause container is PID 1).
+fn own_pid_namespace() -> bool {
+    std::process::id() == 1
 }
 
 /// Re-checks the target every [`POLL_INTERVAL`] and publishes changes.

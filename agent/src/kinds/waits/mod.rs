@@ -1,11 +1,12 @@
 //! What the kinds that show where threads wait (`block`, `mutex`, `wall`) share:
 //! context-switch sampling paired into off-CPU intervals ([`tracker`]), what each wait is for
-//! ([`classify`]), which wakeup ended it ([`releases`]), their aggregate ([`aggregate`]) and
+//! ([`classify`]), which wakeup ended it ([`releases`], with [`pid_map`] in a container), their aggregate ([`aggregate`]) and
 //! recording ([`recording`]).
 
 pub mod aggregate;
 pub mod classify;
 pub mod period;
+pub mod pid_map;
 pub mod recording;
 pub mod releases;
 pub mod tracker;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::aggregate::{Observed, View, WaitStacks};
 use super::period::{Period, SAMPLE_BUDGET};
+use super::pid_map::PidMap;
 use super::tracker::{Tracker, Wait};
 use super::waking::Waking;
 use super::SWITCH_STACK_BYTES;
@@ -36,6 +37,8 @@ pub struct WaitRecording {
     second_event: Option<String>,
     /// How to read a wakeup's woken thread (`mutex`).
     waking: Option<Waking>,
+    /// The woken threads' ids as the agent numbers them (`mutex` in a container).
+    pids: PidMap,
     /// Switches (and wakeups) per sample.
     period: Period,
     tracker: Tracker,
@@ -51,6 +54,11 @@ impl WaitRecording {
         let config = SamplerConfig {
             trigger: Trigger::ContextSwitches { period: 1 },
             stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
+            // wall and mutex open a second sampler next, which needs rings too.
+            budget_share: match view {
+                View::Block => 1,
+                View::Mutex | View::Wall { .. } => 2,
+            },
             ..SamplerConfig::new(pid)
         };
         let switches = Sampler::open(&config)?;
@@ -92,6 +100,7 @@ impl WaitRecording {
             second: second.map(Pump::new),
             second_event,
             waking,
+            pids: PidMap::default(),
             period: Period::default(),
             tracker,
             pipeline,
@@ -181,7 +190,10 @@ impl Recording for WaitRecording {
         }
         let waking = self.waking.as_ref().map(|waking| (waking, 1));
         if let Some(second) = &mut self.second {
-            second.pump(wait, &mut |record| forward_second(record, waking, pipeline));
+            let pids = &mut self.pids;
+            second.pump(wait, &mut |record| {
+                forward_second(record, waking, pids, pipeline)
+            });
         }
         pipeline.flush();
         self.adapt_period();
@@ -200,7 +212,8 @@ impl Recording for WaitRecording {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
         let waking = self.waking.as_ref().map(|waking| (waking, 1));
         if let Some(mut second) = self.second.take() {
-            second.drain(&mut |record| forward_second(record, waking, pipeline));
+            let pids = &mut self.pids;
+            second.drain(&mut |record| forward_second(record, waking, pids, pipeline));
         }
         let Some(mut switches) = self.switches.take() else {
             return;
@@ -239,12 +252,19 @@ impl Recording for WaitRecording {
 fn forward_second(
     record: Record<'_>,
     waking: Option<(&Waking, u64)>,
+    pids: &mut PidMap,
     pipeline: &Pipeline<WaitStacks>,
 ) {
     match (record, waking) {
         (Record::Sample(sample), None) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
         (Record::Sample(sample), Some((waking, period))) => {
-            if let Some(wakee) = waking.wakee(sample.raw) {
+            if let Some(waker) = waking.waker(sample.raw) {
+                pids.learn(waker, sample.tid);
+            }
+            let wakee = waking
+                .wakee(sample.raw)
+                .and_then(|host| pids.translate(host));
+            if let Some(wakee) = wakee {
                 let woke = Observed::Woke {
                     wakee,
                     time: sample.time,

@@ -11,11 +11,13 @@ use crate::probes::tracefs::{field_offset, read_small, TRACEFS};
 /// The event, under `events/`.
 const EVENT: &str = "sched/sched_waking";
 
-/// The tracepoint's id and where its `pid` field (the woken thread) lies in a sample's raw data.
+/// The tracepoint's id and where its `pid` field (the woken thread) and `common_pid` (the
+/// waker) lie in a sample's raw data; both as the host's PID namespace numbers threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waking {
     pub id: u64,
     pid_offset: usize,
+    common_pid_offset: usize,
 }
 
 impl Waking {
@@ -39,15 +41,31 @@ impl Waking {
         let format = read_small(&dir.join("format"))?;
         let pid_offset = field_offset(&format, "pid")
             .with_context(|| format!("no pid field in {}", dir.join("format").display()))?;
-        Ok(Waking { id, pid_offset })
+        let common_pid_offset = field_offset(&format, "common_pid")
+            .with_context(|| format!("no common_pid field in {}", dir.join("format").display()))?;
+        Ok(Waking {
+            id,
+            pid_offset,
+            common_pid_offset,
+        })
     }
 
-    /// The woken thread's id in a sample's raw fields.
+    /// The woken thread's id in a sample's raw fields (the host's numbering).
     pub fn wakee(&self, raw: &[u8]) -> Option<u32> {
-        let bytes = raw.get(self.pid_offset..self.pid_offset.checked_add(4)?)?;
-        let pid = i32::from_ne_bytes(bytes.try_into().ok()?);
-        u32::try_from(pid).ok().filter(|&pid| pid > 0)
+        pid_at(raw, self.pid_offset)
     }
+
+    /// The waking thread's id in a sample's raw fields (the host's numbering).
+    pub fn waker(&self, raw: &[u8]) -> Option<u32> {
+        pid_at(raw, self.common_pid_offset)
+    }
+}
+
+/// A positive `pid_t` at `offset` of `raw`.
+fn pid_at(raw: &[u8], offset: usize) -> Option<u32> {
+    let bytes = raw.get(offset..offset.checked_add(4)?)?;
+    let pid = i32::from_ne_bytes(bytes.try_into().ok()?);
+    u32::try_from(pid).ok().filter(|&pid| pid > 0)
 }
 
 #[cfg(test)]
@@ -68,10 +86,13 @@ mod tests {
         let waking = Waking {
             id: 375,
             pid_offset: 24,
+            common_pid_offset: 4,
         };
         let mut raw = vec![0u8; 36];
         raw[24..28].copy_from_slice(&4242i32.to_ne_bytes());
+        raw[4..8].copy_from_slice(&77i32.to_ne_bytes());
         assert_eq!(waking.wakee(&raw), Some(4242));
+        assert_eq!(waking.waker(&raw), Some(77));
         assert_eq!(waking.wakee(&raw[..26]), None, "cut short");
         raw[24..28].copy_from_slice(&(-1i32).to_ne_bytes());
         assert_eq!(waking.wakee(&raw), None);
