@@ -128,7 +128,7 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
     let mut notes = Vec::new();
     if stackless > 0 {
         notes.push(format!(
-            "{stackless} threads without a captured stack (running, or not stopped in time)"
+            "{stackless} threads without a captured stack (exited, or neither blocked, ran nor stopped in time)"
         ));
     }
     if let Some(why) = &dump.stack_error {

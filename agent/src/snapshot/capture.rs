@@ -1,4 +1,5 @@
-//! Orchestrating the pause: seize every thread, stop them all, copy registers and stacks, resume.
+//! The fallback pause: seize the threads no other way could capture, stop them, copy registers
+//! and stacks, resume.
 //!
 //! Order of work, chosen to keep the pause short: the mappings are read and every thread is seized
 //! (which does not stop it) before the first `PTRACE_INTERRUPT`; each thread's registers and stack
@@ -28,7 +29,7 @@ use tracing::debug;
 use super::permission;
 use super::procinfo;
 use super::ptrace::{self, StopEvent};
-use super::stack::{StackCapture, StackReader};
+use super::stack::{CaptureSource, StackCapture, StackReader};
 use super::SnapshotOptions;
 use crate::process_identity::ProcessHandle;
 
@@ -55,13 +56,21 @@ pub(crate) struct Captured {
 }
 
 impl Captured {
-    /// No stacks, for the given reason; nothing was stopped.
-    pub(crate) fn refused(reason: String) -> Captured {
+    /// Nothing stopped, nothing to report.
+    pub(crate) fn nothing() -> Captured {
         Captured {
             stacks: Vec::new(),
             pause: Duration::ZERO,
-            error: Some(reason),
+            error: None,
             exited: false,
+        }
+    }
+
+    /// No stacks, for the given reason; nothing was stopped.
+    pub(crate) fn refused(reason: String) -> Captured {
+        Captured {
+            error: Some(reason),
+            ..Captured::nothing()
         }
     }
 
@@ -74,17 +83,19 @@ impl Captured {
     }
 }
 
-/// Stops every thread of `pid` (starting from `tids`), copies registers and stacks, resumes them.
-/// Runs on a thread of its own whose exit is the last-resort detach (see the module docs).
+/// Stops threads `tids` of the process, and those created since the task list `known` was
+/// read, copies their registers and stacks, resumes them. Runs on a thread of its own whose
+/// exit is the last-resort detach (see the module docs).
 pub(crate) fn stop_and_capture(
     process: &ProcessHandle,
     tids: &[u32],
+    known: &[u32],
     opts: &SnapshotOptions,
 ) -> io::Result<Captured> {
     thread::scope(|scope| {
         let worker = thread::Builder::new()
             .name("rprof-snapshot".into())
-            .spawn_scoped(scope, || capture_on_this_thread(process, tids, opts))?;
+            .spawn_scoped(scope, || capture_on_this_thread(process, tids, known, opts))?;
         // A panic is a bug: Session::drop has already detached, so surface it unchanged.
         Ok(worker
             .join()
@@ -95,12 +106,15 @@ pub(crate) fn stop_and_capture(
 fn capture_on_this_thread(
     process: &ProcessHandle,
     tids: &[u32],
+    known: &[u32],
     opts: &SnapshotOptions,
 ) -> Captured {
     let pid = process.pid();
     // Reading the maps can take milliseconds for big processes: do it before anything stops.
     let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);
     let mut session = Session::new(pid);
+    // Threads the caller has already taken care of are not for the rescans to adopt.
+    session.known.extend(known);
     // Gone already: its tids may name a newcomer's threads, which are not even to be seized.
     if !process.is_alive() {
         return Captured::exited();
@@ -126,7 +140,7 @@ fn capture_on_this_thread(
         session.collect_stops(deadline, |tid| {
             // ESRCH: killed while stopped. Nothing to capture.
             if let Ok(regs) = ptrace::registers(tid) {
-                stacks.push(reader.capture(tid, regs));
+                stacks.push(reader.capture(tid, regs, CaptureSource::Stopped));
             }
         });
         if !session.adopt_new_threads() {
@@ -340,7 +354,8 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("reap");
         // Whoever holds the PID now, nothing is seized or copied in the old process's name.
-        let captured = capture_on_this_thread(&process, &[pid], &SnapshotOptions::default());
+        let captured =
+            capture_on_this_thread(&process, &[pid], &[pid], &SnapshotOptions::default());
         assert!(captured.exited);
         assert!(captured.stacks.is_empty());
     }
