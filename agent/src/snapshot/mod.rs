@@ -73,8 +73,10 @@ impl Default for SnapshotOptions {
         SnapshotOptions {
             max_stack_bytes: 256 * 1024,
             nonblocking: false,
-            sample_running: true,
-            running_wait: Duration::from_millis(200),
+            // RPROF_SNAPSHOT_NO_PERF=1 leaves running threads to the ptrace fallback, as where
+            // perf_event_open is refused (a test of that path, and a way around a broken PMU).
+            sample_running: std::env::var_os("RPROF_SNAPSHOT_NO_PERF").is_none(),
+            running_wait: Duration::from_millis(250),
             stop_timeout: Duration::from_millis(100),
         }
     }
@@ -194,8 +196,10 @@ fn capture_stacks(
         .map(|t| t.tid)
         .collect();
     let mut stacks = Vec::with_capacity(missing.len());
-    let deadline = Instant::now() + opts.running_wait;
+    // The wait for running threads starts with the first sampling, not before the reads.
+    let mut deadline = None;
     for round in 1..=ROUNDS {
+        let started = Instant::now();
         missing.retain(|&tid| match blocked::capture(pid, tid, &mut reader) {
             Some(stack) => {
                 stacks.push(stack);
@@ -203,12 +207,16 @@ fn capture_stacks(
             }
             None => true,
         });
+        tracing::debug!(pid, round, took = ?started.elapsed(), left = missing.len(), "blocked threads read");
         if missing.is_empty() || !opts.sample_running {
             break;
         }
-        // The rounds share the wait; the last takes what is left.
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + opts.running_wait);
+        // Most of the wait goes to the first round, which ends as soon as every thread ran;
+        // the last round takes what is left.
         let left = deadline.saturating_duration_since(Instant::now());
-        let slice = left / (ROUNDS + 1 - round);
+        let slice = if round == ROUNDS { left } else { left / 2 };
+        let started = Instant::now();
         match sampled::capture(&missing, opts.max_stack_bytes, slice) {
             Ok(sampled) => {
                 missing.retain(|tid| !sampled.iter().any(|s| s.tid == *tid));
@@ -219,6 +227,7 @@ fn capture_stacks(
                 break;
             }
         }
+        tracing::debug!(pid, round, took = ?started.elapsed(), left = missing.len(), "running threads sampled");
         if missing.is_empty() || Instant::now() >= deadline {
             break;
         }
