@@ -143,12 +143,7 @@ fn json_dump_has_every_field() {
                 thread["wchan"]
             );
         }
-        let functions: Vec<&str> = thread["frames"]
-            .as_array()
-            .expect("frames")
-            .iter()
-            .filter_map(|f| f["function"].as_str())
-            .collect();
+        let functions = functions(thread);
         assert!(functions.contains(parked_in), "{name}: {functions:?}");
         assert!(
             functions.iter().any(|f| f.contains(waits_in)),
@@ -161,14 +156,21 @@ fn json_dump_has_every_field() {
             .filter(|f| f["line"].is_u64())
             .count();
         assert!(with_lines > 0, "{name}: no frame has a line number");
-        let how = if *state == "running" {
-            "sampled"
+    }
+    assert_captured_by(threads, "sampled");
+    assert_nothing_stopped(target.pid());
+}
+
+/// Every thread of parked_threads was blocked and read as such, but the spinner, taken `spinner`.
+fn assert_captured_by(threads: &[serde_json::Value], spinner: &str) {
+    for thread in threads {
+        let how = if thread["name"] == "spinner" {
+            spinner
         } else {
             "blocked"
         };
-        assert_eq!(thread["captured_by"], how, "{name}");
+        assert_eq!(thread["captured_by"], how, "{thread}");
     }
-    assert_nothing_stopped(target.pid());
 }
 
 /// Where perf may not sample (here forced with RPROF_SNAPSHOT_NO_PERF), the running thread is
@@ -191,14 +193,7 @@ fn without_perf_a_running_thread_is_stopped_briefly() {
     let json: serde_json::Value = serde_json::from_str(&finished.stdout).expect("valid JSON");
     let pause = json["pause_us"].as_u64().expect("pause_us");
     assert!((1..=5_000).contains(&pause), "pause_us: {pause}");
-    for thread in json["threads"].as_array().expect("threads") {
-        let how = if thread["name"] == "spinner" {
-            "stopped"
-        } else {
-            "blocked"
-        };
-        assert_eq!(thread["captured_by"], how, "{thread}");
-    }
+    assert_captured_by(json["threads"].as_array().expect("threads"), "stopped");
     assert_nothing_stopped(target.pid());
 }
 
@@ -260,12 +255,7 @@ fn nonblocking_dump_never_stops_the_target() {
         ("sleeper", "take_a_nap"),
         ("pipe-reader", "read_from_pipe"),
     ] {
-        let functions: Vec<&str> = by_name(name)["frames"]
-            .as_array()
-            .expect("frames")
-            .iter()
-            .filter_map(|f| f["function"].as_str())
-            .collect();
+        let functions = functions(by_name(name));
         assert!(functions.contains(&parked_in), "{name}: {functions:?}");
     }
 }
@@ -328,6 +318,26 @@ const MAX_PAUSE_US: u64 = 5_000;
 /// above this bound; the VM's own hiccups do not reach it.
 const MAX_TICKER_GAP: Duration = Duration::from_millis(20);
 
+/// The CPUs to this test alone, which must run as root because `why`.
+fn exclusive_cpu_as_root(why: &str) -> std::sync::MutexGuard<'static, ()> {
+    let cpu = exclusive_cpu();
+    assert!(
+        rprof_integration::is_root(),
+        "this test must run as root: {why}"
+    );
+    cpu
+}
+
+/// The function names of a thread of a JSON dump, leaf first.
+fn functions(thread: &serde_json::Value) -> Vec<&str> {
+    thread["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect()
+}
+
 /// The function each thread of `snapshot_load` stays in, by its name's prefix.
 fn known_function(name: &str) -> &'static str {
     let prefix = name.split('-').next().unwrap_or_default();
@@ -369,11 +379,7 @@ fn ticker_windows(path: &std::path::Path) -> (bool, Vec<(u64, u64)>) {
 
 #[test]
 fn snapshots_under_load_get_every_stack_and_barely_pause() {
-    let _cpu = exclusive_cpu();
-    assert!(
-        rprof_integration::is_root(),
-        "this test must run as root: the target's ticker needs SCHED_FIFO"
-    );
+    let _cpu = exclusive_cpu_as_root("the target's ticker needs SCHED_FIFO");
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let busy = 2 * cpus;
     let blocked = LOAD_THREADS - busy - 2;
@@ -401,12 +407,7 @@ fn snapshots_under_load_get_every_stack_and_barely_pause() {
         assert_eq!(threads.len(), LOAD_THREADS, "snapshot {round}");
         for thread in threads {
             let name = thread["name"].as_str().expect("name");
-            let functions: Vec<&str> = thread["frames"]
-                .as_array()
-                .expect("frames")
-                .iter()
-                .filter_map(|f| f["function"].as_str())
-                .collect();
+            let functions = functions(thread);
             let known = known_function(name);
             assert!(
                 functions.contains(&known),
@@ -455,11 +456,7 @@ fn snapshots_under_load_get_every_stack_and_barely_pause() {
 /// CPU figures of every thread, one line saying why stacks are missing, exit status 0.
 #[test]
 fn without_ptrace_rights_threads_still_come_with_names_and_states() {
-    let _cpu = exclusive_cpu();
-    assert!(
-        rprof_integration::is_root(),
-        "this test must run as root, to start the agent as another user"
-    );
+    let _cpu = exclusive_cpu_as_root("it starts the agent as another user");
     let target = parked_threads();
     let pid = target.pid().to_string();
     for format in ["text", "json"] {

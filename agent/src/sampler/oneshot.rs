@@ -237,33 +237,17 @@ fn open_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hint::black_box;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc};
+    use crate::test_threads::{Parked, Spinner};
 
     #[test]
     fn a_spinning_thread_is_sampled_where_it_spins() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (send, receive) = mpsc::channel();
-        let spinner = std::thread::spawn({
-            let stop = Arc::clone(&stop);
-            move || {
-                send.send(nix::unistd::gettid().as_raw() as u32).unwrap();
-                let mut sum = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    sum = black_box(sum.wrapping_add(1));
-                }
-            }
-        });
-        let tid = receive.recv().unwrap();
+        let spinner = Spinner::start();
         let started = Instant::now();
-        let samples = sample_each(&[tid], 8192, Duration::from_secs(2)).unwrap();
+        let samples = sample_each(&[spinner.tid], 8192, Duration::from_secs(2)).unwrap();
         let took = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        spinner.join().unwrap();
         assert_eq!(samples.len(), 1, "{samples:?}");
         let sample = &samples[0];
-        assert_eq!(sample.tid, tid);
+        assert_eq!(sample.tid, spinner.tid);
         assert!(sample.sp != 0 && sample.ip != 0);
         assert!(!sample.stack.is_empty());
         assert!(took < Duration::from_secs(1), "took {took:?}");
@@ -271,18 +255,10 @@ mod tests {
 
     #[test]
     fn a_thread_that_never_runs_is_given_up_on_time() {
-        let (send, receive) = mpsc::channel();
-        let (hold, wait) = mpsc::channel::<()>();
-        let sleeper = std::thread::spawn(move || {
-            send.send(nix::unistd::gettid().as_raw() as u32).unwrap();
-            let _ = wait.recv();
-        });
-        let tid = receive.recv().unwrap();
+        let parked = Parked::start();
         let started = Instant::now();
-        let samples = sample_each(&[tid], 8192, Duration::from_millis(50)).unwrap();
+        let samples = sample_each(&[parked.tid], 8192, Duration::from_millis(50)).unwrap();
         assert!(samples.is_empty());
         assert!(started.elapsed() < Duration::from_millis(500));
-        drop(hold);
-        sleeper.join().unwrap();
     }
 }

@@ -56,45 +56,19 @@ fn sched_counters(pid: u32, tid: u32) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc};
+    use crate::test_threads::{Parked, Spinner};
     use std::time::Duration;
-
-    fn gettid() -> u32 {
-        nix::unistd::gettid().as_raw() as u32
-    }
 
     #[test]
     fn a_sleeping_thread_is_read_and_a_running_one_is_not() {
         let pid = std::process::id();
-        let (send, receive) = mpsc::channel();
-        let (hold, wait) = mpsc::channel::<()>();
-        let sleeper = std::thread::spawn(move || {
-            send.send(gettid()).unwrap();
-            let _ = wait.recv();
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let (send, receive_spinner) = mpsc::channel();
-        let spinner = std::thread::spawn({
-            let stop = Arc::clone(&stop);
-            move || {
-                send.send(gettid()).unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let (tid, spinning) = (receive.recv().unwrap(), receive_spinner.recv().unwrap());
+        let (parked, spinner) = (Parked::start(), Spinner::start());
         std::thread::sleep(Duration::from_millis(50));
         let mut reader = StackReader::new(pid, &[pid], 64 * 1024);
-        let taken = capture(pid, tid, &mut reader).expect("a blocked thread's stack");
+        let taken = capture(pid, parked.tid, &mut reader).expect("a blocked thread's stack");
         assert_eq!(taken.source, CaptureSource::Blocked);
         assert!(taken.regs.sp != 0 && !taken.stack.is_empty());
         // The kernel cannot tell a running thread's user registers.
-        assert_eq!(capture(pid, spinning, &mut reader), None);
-        stop.store(true, Ordering::Relaxed);
-        drop(hold);
-        sleeper.join().unwrap();
-        spinner.join().unwrap();
+        assert_eq!(capture(pid, spinner.tid, &mut reader), None);
     }
 }

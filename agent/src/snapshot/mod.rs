@@ -61,7 +61,9 @@ pub struct SnapshotOptions {
     /// Sample the running threads with perf; without it they are left to the ptrace fallback
     /// (or get no stack when `nonblocking`).
     pub sample_running: bool,
-    /// How long, in all, to wait for running threads to be sampled.
+    /// How long, in all, to wait for running threads to be sampled. A runnable thread is
+    /// sampled only once it gets a CPU: on an overloaded machine that can take a few hundred
+    /// milliseconds (200 ms seen on the 2-CPU test VM at a load average of 9).
     pub running_wait: Duration,
     /// How long to wait for a thread to stop after `PTRACE_INTERRUPT`. A thread that has not
     /// stopped by then (uninterruptible sleep, vfork) is skipped and gets no stack.
@@ -76,7 +78,7 @@ impl Default for SnapshotOptions {
             // RPROF_SNAPSHOT_NO_PERF=1 leaves running threads to the ptrace fallback, as where
             // perf_event_open is refused (a test of that path, and a way around a broken PMU).
             sample_running: std::env::var_os("RPROF_SNAPSHOT_NO_PERF").is_none(),
-            running_wait: Duration::from_millis(250),
+            running_wait: Duration::from_secs(1),
             stop_timeout: Duration::from_millis(100),
         }
     }
