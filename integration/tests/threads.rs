@@ -174,7 +174,8 @@ fn assert_captured_by(threads: &[serde_json::Value], spinner: &str) {
 }
 
 /// Where perf may not sample (here forced with RPROF_SNAPSHOT_NO_PERF), the running thread is
-/// stopped with ptrace for its copy alone, and the pause reported is that stop.
+/// stopped with ptrace for its copy alone, and the pause reported is that stop: the fallback,
+/// not the default, so its bound is the loaded VM's (see below), not the 5 ms.
 #[test]
 fn without_perf_a_running_thread_is_stopped_briefly() {
     let _cpu = exclusive_cpu();
@@ -192,7 +193,10 @@ fn without_perf_a_running_thread_is_stopped_briefly() {
     assert_success(&finished, "rprof-agent threads without perf");
     let json: serde_json::Value = serde_json::from_str(&finished.stdout).expect("valid JSON");
     let pause = json["pause_us"].as_u64().expect("pause_us");
-    assert!((1..=5_000).contains(&pause), "pause_us: {pause}");
+    // One thread stopped for its copy alone: well under a millisecond on an idle machine, but
+    // the agent needs a CPU to see the stop and to detach, and on the loaded 2-CPU VM that
+    // took up to 12 ms (scripts/bench-threads); a stop of the whole process took 100 ms there.
+    assert!((1..=50_000).contains(&pause), "pause_us: {pause}");
     assert_captured_by(json["threads"].as_array().expect("threads"), "stopped");
     assert_nothing_stopped(target.pid());
 }
