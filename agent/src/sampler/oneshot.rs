@@ -82,6 +82,10 @@ impl OneShot {
     fn open(tids: &[u32], stack_bytes: u32) -> Result<OneShot, SamplerError> {
         let cpus = host::online_cpus()
             .map_err(|e| SamplerError::io("read /sys/devices/system/cpu/online", e))?;
+        // One descriptor per thread and CPU: many running threads outgrow the default 1024.
+        if let Err(error) = host::raise_nofile_limit() {
+            tracing::debug!(%error, "could not raise the open-file limit");
+        }
         let attr = attr::one_shot(stack_bytes, PERIOD_NS, false);
         let opened = match open_all(&attr, tids, &cpus) {
             Err(Errno::EACCES | Errno::EPERM) => {
