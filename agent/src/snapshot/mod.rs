@@ -18,8 +18,9 @@
 //! makes the kernel detach anything left behind. Target memory is only ever read.
 //!
 //! Layout: `procinfo` (thread facts from procfs), `blocked`, `sampled`, `capture` (the three
-//! ways to a stack), `ptrace` (seize, interrupt, registers, detach), `memory` (reading target
-//! memory), `stack` (registers and stack copies), `permission` (why stacks are refused).
+//! ways to a stack), `rounds` (the first two, in turn), `ptrace` (seize, interrupt, registers,
+//! detach), `memory` (reading target memory), `stack` (registers and stack copies),
+//! `permission` (why stacks are refused).
 
 mod blocked;
 mod capture;
@@ -28,6 +29,7 @@ mod memory;
 mod permission;
 mod procinfo;
 mod ptrace;
+mod rounds;
 mod sampled;
 mod stack;
 mod state;
@@ -35,7 +37,7 @@ mod syscall;
 mod syscall_names;
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process_identity::ProcessHandle;
 
@@ -43,10 +45,6 @@ pub use procinfo::{thread_ids, thread_info, ThreadInfo};
 pub use stack::{CaptureSource, Registers, StackCapture};
 pub use state::ThreadState;
 pub use syscall::SyscallInfo;
-
-/// Rounds of "read the blocked threads, sample the running ones": a thread found running in one
-/// round may be blocked in the next, and the other way round.
-const ROUNDS: u32 = 4;
 
 /// How a snapshot is taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,43 +195,7 @@ fn capture_stacks(
         .filter(|t| t.state != ThreadState::Zombie)
         .map(|t| t.tid)
         .collect();
-    let mut stacks = Vec::with_capacity(missing.len());
-    // The wait for running threads starts with the first sampling, not before the reads.
-    let mut deadline = None;
-    for round in 1..=ROUNDS {
-        let started = Instant::now();
-        missing.retain(|&tid| match blocked::capture(pid, tid, &mut reader) {
-            Some(stack) => {
-                stacks.push(stack);
-                false
-            }
-            None => true,
-        });
-        tracing::debug!(pid, round, took = ?started.elapsed(), left = missing.len(), "blocked threads read");
-        if missing.is_empty() || !opts.sample_running {
-            break;
-        }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + opts.running_wait);
-        // Most of the wait goes to the first round, which ends as soon as every thread ran;
-        // the last round takes what is left.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let slice = if round == ROUNDS { left } else { left / 2 };
-        let started = Instant::now();
-        match sampled::capture(&missing, opts.max_stack_bytes, slice) {
-            Ok(sampled) => {
-                missing.retain(|tid| !sampled.iter().any(|s| s.tid == *tid));
-                stacks.extend(sampled);
-            }
-            Err(err) => {
-                tracing::debug!(pid, %err, "running threads not sampled");
-                break;
-            }
-        }
-        tracing::debug!(pid, round, took = ?started.elapsed(), left = missing.len(), "running threads sampled");
-        if missing.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-    }
+    let stacks = rounds::without_stopping(pid, &mut missing, &mut reader, opts);
     let mut captured = capture::Captured::nothing();
     if !missing.is_empty() && !opts.nonblocking {
         captured = capture::stop_and_capture(process, &missing, tids, opts)?;
