@@ -1,8 +1,9 @@
 //! How long a snapshot stops its target, for targets with 10, 100 and 1000 threads.
 //!
 //! `cargo bench -p rprof-agent --bench snapshot_pause` prints, per thread count, the median over a
-//! few runs of the pause (first PTRACE_INTERRUPT to last PTRACE_DETACH), of the whole
-//! `take_snapshot` call (procfs reads included), and how many stacks and bytes were copied.
+//! few runs of the pause (the longest any thread was stopped: 0 unless the ptrace fallback ran),
+//! of the whole `take_snapshot` call (procfs reads included), how many stacks and bytes were
+//! copied, and how many stacks were taken by stopping the thread (the most over the runs).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rprof_agent::snapshot::{take_snapshot, thread_ids, SnapshotOptions};
+use rprof_agent::snapshot::{take_snapshot, thread_ids, CaptureSource, SnapshotOptions};
 
 /// argv[1] threads in total: argv[2] of them spinning, the others blocked in nanosleep, on a
 /// condition variable or reading a pipe, like a server waiting for work.
@@ -73,7 +74,7 @@ const RUNS: usize = 9;
 fn main() {
     let exe = compile();
     println!(
-        "threads  spinning  pause(median)  pause(min..max)      take_snapshot  stacks  stack bytes"
+        "threads  spinning  pause(median)  pause(min..max)      take_snapshot  stacks  stack bytes  stopped"
     );
     for (threads, spinners) in TARGETS {
         let target = Target::spawn(&exe, threads, spinners);
@@ -87,6 +88,7 @@ struct Run {
     total: Duration,
     stacks: usize,
     stack_bytes: usize,
+    stopped: usize,
 }
 
 impl Run {
@@ -102,6 +104,11 @@ impl Run {
             total,
             stacks: snapshot.stacks.len(),
             stack_bytes: snapshot.stacks.iter().map(|s| s.stack.len()).sum(),
+            stopped: snapshot
+                .stacks
+                .iter()
+                .filter(|s| s.source == CaptureSource::Stopped)
+                .count(),
         }
     }
 }
@@ -112,8 +119,9 @@ fn report(threads: usize, spinners: usize, mut runs: Vec<Run>) {
     let (min, max) = (runs[0].pause, runs[runs.len() - 1].pause);
     let mut totals: Vec<Duration> = runs.iter().map(|r| r.total).collect();
     totals.sort();
+    let stopped = runs.iter().map(|r| r.stopped).max().unwrap_or(0);
     println!(
-        "{threads:>7}  {spinners:>8}  {:>13}  {:>19}  {:>13}  {:>6}  {:>11}",
+        "{threads:>7}  {spinners:>8}  {:>13}  {:>19}  {:>13}  {:>6}  {:>11}  {stopped:>7}",
         format!("{:.2?}", median.pause),
         format!("{min:.2?}..{max:.2?}"),
         format!("{:.2?}", totals[totals.len() / 2]),

@@ -64,7 +64,8 @@ pub struct ThreadsArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 
-    /// Never stop the target: stacks only for threads blocked in a system call.
+    /// Never stop any thread, not even one that neither blocks nor runs while the snapshot is
+    /// taken (by default such a thread is stopped with ptrace for its stack, briefly).
     #[arg(long)]
     pub nonblocking: bool,
 }
@@ -182,7 +183,8 @@ pub struct ServeArgs {
     #[arg(short = 'F', long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
 
-    /// Thread snapshots never stop the target: stacks only for threads blocked in a system call.
+    /// Thread snapshots never stop any thread, not even one that neither blocks nor runs while
+    /// the snapshot is taken (by default such a thread is stopped with ptrace, briefly).
     #[arg(long)]
     pub nonblocking: bool,
 }

@@ -25,6 +25,8 @@ pub mod server;
 pub mod snapshot;
 pub mod stop;
 pub mod target;
+#[cfg(test)]
+mod test_threads;
 pub mod threads;
 pub mod timestamp;
 pub mod top;

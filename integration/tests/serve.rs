@@ -8,14 +8,15 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSegment, ObjectSymbol};
 use rprof_integration::http::{http, Response, TEXT_PLAIN};
 use rprof_integration::{
-    agent_command, build_c, decode_profile, exclusive, pprof_output, total_samples, workspace_root,
-    Finished, Running, Stacks, Target,
+    agent_bin, agent_command, build_c, decode_profile, exclusive, is_root, pprof_output,
+    total_samples, workspace_root, Finished, Running, Stacks, Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -36,12 +37,31 @@ struct Server {
 impl Server {
     /// Starts the server with `args` and waits until it answers.
     fn start(args: &[&str]) -> Server {
+        Server::start_with(args, |all| agent_command(all))
+    }
+
+    /// [`Server::start`] as user `nobody`, without any capability.
+    fn start_unprivileged(args: &[&str]) -> Server {
+        assert!(
+            is_root(),
+            "this test must run as root, to start the agent as another user"
+        );
+        Server::start_with(args, |all| {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(agent_bin())
+                .args(all);
+            cmd
+        })
+    }
+
+    fn start_with(args: &[&str], command: impl FnOnce(&[&str]) -> Command) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["serve", "--listen", &listen];
         all.extend_from_slice(args);
         let server = Server {
-            agent: Running::spawn(agent_command(&all), "rprof-agent serve"),
+            agent: Running::spawn(command(&all), "rprof-agent serve"),
             port,
         };
         server.wait_until_listening();
@@ -385,6 +405,41 @@ fn index_and_text_dumps_read_like_gos() {
     let text = dump.text();
     assert!(text.contains("\"sleeper\" [sleeping"), "{text}");
     assert!(text.contains("take_a_nap"), "{text}");
+}
+
+/// A server without ptrace rights on its target (another user's process, no capability) still
+/// answers the goroutine dumps: every thread with its name and state, and one line saying why
+/// stacks are missing, never an error.
+#[test]
+fn goroutine_dumps_without_ptrace_rights_say_why_stacks_are_missing() {
+    let _cpu = exclusive();
+    let target = parked_threads();
+    let pid = target.pid().to_string();
+    let server = Server::start_unprivileged(&["--pid", &pid]);
+    let why = "stacks unavailable: no ptrace access";
+
+    let counts = server.get("/debug/pprof/goroutine?debug=1");
+    counts.expect_status(200);
+    let text = counts.text();
+    assert!(text.starts_with("goroutine profile: total 6\n"), "{text}");
+    assert_eq!(text.matches(why).count(), 1, "{text}");
+
+    let dump = server.get("/debug/pprof/goroutine?debug=2");
+    dump.expect_status(200);
+    let text = dump.text();
+    assert_eq!(text.matches(why).count(), 1, "{text}");
+    for header in [
+        "\"spinner\" [running",
+        "\"sleeper\" [sleeping",
+        "\"pipe-reader\" [sleeping",
+    ] {
+        assert!(text.contains(header), "no {header} in:\n{text}");
+    }
+
+    let profile = server.get("/debug/pprof/goroutine");
+    profile.expect_status(200);
+    let profile = decode_profile(&profile.body);
+    assert_eq!(total_samples(&profile), 6);
 }
 
 #[test]

@@ -249,6 +249,24 @@ pub(crate) fn window_event(thread_attr: &perf_event_attr, event: &WindowEvent) -
     attr
 }
 
+/// The attr of a one-shot event (`oneshot.rs`): one thread's cpu-clock on one CPU, a sample
+/// every `period_ns` of its CPU time with its user registers and stack, nothing inherited and
+/// no side-band records. `exclude_kernel` drops the ticks that land in the kernel, which
+/// `perf_event_paranoid` 2 requires without CAP_PERFMON; with them, a thread busy in a system
+/// call is sampled with the user registers it entered the kernel with.
+pub(crate) fn one_shot(stack_bytes: u32, period_ns: u64, exclude_kernel: bool) -> perf_event_attr {
+    let config = SamplerConfig {
+        stack_bytes,
+        ..SamplerConfig::new(0)
+    };
+    let mut attr = common(&config);
+    attr.type_ = sys::PERF_TYPE_SOFTWARE;
+    attr.config = u64::from(sys::PERF_COUNT_SW_CPU_CLOCK);
+    attr.sample_period = period_ns;
+    attr.set_exclude_kernel(u64::from(exclude_kernel));
+    attr
+}
+
 /// Side-band records: new executable mappings, thread names, thread creation and exit.
 fn set_side_band(attr: &mut perf_event_attr) {
     attr.set_mmap(1);

@@ -82,6 +82,13 @@ impl PerfEvent {
         Errno::result(unsafe { ioctls::DISABLE(self.raw(), 0) }).map(drop)
     }
 
+    /// Enables the event for `overflows` more samples, after which the kernel disables it
+    /// (not for inherited events).
+    pub(crate) fn refresh(&self, overflows: i32) -> Result<(), Errno> {
+        // SAFETY: REFRESH takes a count by value; the fd is a perf event we own.
+        Errno::result(unsafe { ioctls::REFRESH(self.raw(), overflows) }).map(drop)
+    }
+
     /// Samples every `period`-th event from the next one on (a fixed-period event).
     pub(crate) fn set_period(&self, period: u64) -> Result<(), Errno> {
         // SAFETY: PERIOD reads one u64 through the pointer passed as its argument, which

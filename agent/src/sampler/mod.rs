@@ -24,6 +24,7 @@ mod event;
 mod hold;
 mod host;
 mod merge;
+mod oneshot;
 mod poll;
 mod record;
 mod ring;
@@ -40,6 +41,7 @@ pub use config::{
 pub use error::SamplerError;
 pub use hold::{hold_probes, ProbeHold};
 pub(crate) use host::monotonic_ns;
+pub use oneshot::{sample_each, ThreadSample};
 pub use record::{Record, Sample};
 pub use session::{Armed, Sampler};
 pub use stats::SamplerStats;

@@ -854,9 +854,8 @@ fn page_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hint::black_box;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc};
+    use crate::test_threads::Spinner;
+    use std::sync::mpsc;
 
     /// CPU time of a thread of this process, from its schedstat.
     fn cpu_time(tid: u32) -> Duration {
@@ -873,19 +872,8 @@ mod tests {
         };
         let mut sampler = Sampler::open(&config).unwrap();
         // Created by a sampled thread, the spinner inherits that thread's events...
-        let stop = Arc::new(AtomicBool::new(false));
-        let (send, receive) = mpsc::channel();
-        let spinner = std::thread::spawn({
-            let stop = Arc::clone(&stop);
-            move || {
-                send.send(nix::unistd::gettid().as_raw() as u32).unwrap();
-                let mut sum = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    sum = black_box(sum.wrapping_add(1));
-                }
-            }
-        });
-        let tid = receive.recv().unwrap();
+        let spinner = Spinner::start();
+        let tid = spinner.tid;
         // ...and attaching it as well, as a refresh racing with its FORK record would, gives it
         // a second set of events.
         let cpu_before = cpu_time(tid);
@@ -901,8 +889,7 @@ mod tests {
             });
         }
         let cpu = cpu_time(tid) - cpu_before;
-        stop.store(true, Ordering::Relaxed);
-        spinner.join().unwrap();
+        drop(spinner);
         let expected = FREQUENCY as f64 * cpu.as_secs_f64();
         let ratio = samples as f64 / expected;
         assert!(

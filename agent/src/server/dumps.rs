@@ -126,9 +126,9 @@ fn counts_by_stack(dump: &ThreadDump, profile: DumpProfile) -> String {
         .map(|(count, thread)| stack_record(count, thread, &dump.modules))
         .collect();
     let mut notes = Vec::new();
-    if stackless > 0 {
+    if stackless > 0 && dump.stack_error.is_none() {
         notes.push(format!(
-            "{} without a captured stack (running, or not stopped in time)",
+            "{} without a captured stack (exited, or neither blocked, ran nor stopped in time)",
             crate::wording::count(stackless as u64, "thread")
         ));
     }

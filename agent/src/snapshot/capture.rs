@@ -1,11 +1,11 @@
-//! Orchestrating the pause: seize every thread, stop them all, copy registers and stacks, resume.
+//! The fallback pause: seize the threads no other way could capture, stop them, copy registers
+//! and stacks, resume.
 //!
-//! Order of work, chosen to keep the pause short: the mappings are read and every thread is seized
+//! Order of work, chosen to keep each stop short: the mappings are read and every thread is seized
 //! (which does not stop it) before the first `PTRACE_INTERRUPT`; each thread's registers and stack
-//! are copied as soon as it reports its stop, while the others are still stopping; once all have
-//! stopped, the task list is read again for threads created meanwhile (which then go through the
-//! same steps); every thread is detached right after the last copy. The caller reads procfs facts
-//! before all this.
+//! are copied as soon as it reports its stop, and it is detached right after; the task list is
+//! then read again for threads created meanwhile (which go through the same steps). The caller
+//! reads procfs facts before all this.
 //!
 //! No thread is ever left stopped, in three layers:
 //! 1. every thread that stopped is detached explicitly, on the normal path and from
@@ -28,13 +28,12 @@ use tracing::debug;
 use super::permission;
 use super::procinfo;
 use super::ptrace::{self, StopEvent};
-use super::stack::{StackCapture, StackReader};
+use super::stack::{CaptureSource, StackCapture, StackReader};
 use super::SnapshotOptions;
 use crate::process_identity::ProcessHandle;
 
-/// Most rounds of "stop every known thread, then look for new ones". A thread can only be created
-/// by a running thread, so once every known thread is stopped a rescan finds all the others: this
-/// converges in one or two rounds, and the bound only guards against pathological thread churn.
+/// Most rounds of "stop the threads, then look for new ones": threads created by the ones that
+/// ran meanwhile are adopted in the next round; the bound guards against endless thread churn.
 const MAX_ROUNDS: usize = 8;
 
 /// Pause between polls of the stop status when no thread stopped since the last poll. Sleeping
@@ -55,13 +54,21 @@ pub(crate) struct Captured {
 }
 
 impl Captured {
-    /// No stacks, for the given reason; nothing was stopped.
-    pub(crate) fn refused(reason: String) -> Captured {
+    /// Nothing stopped, nothing to report.
+    pub(crate) fn nothing() -> Captured {
         Captured {
             stacks: Vec::new(),
             pause: Duration::ZERO,
-            error: Some(reason),
+            error: None,
             exited: false,
+        }
+    }
+
+    /// No stacks, for the given reason; nothing was stopped.
+    pub(crate) fn refused(reason: String) -> Captured {
+        Captured {
+            error: Some(reason),
+            ..Captured::nothing()
         }
     }
 
@@ -74,17 +81,19 @@ impl Captured {
     }
 }
 
-/// Stops every thread of `pid` (starting from `tids`), copies registers and stacks, resumes them.
-/// Runs on a thread of its own whose exit is the last-resort detach (see the module docs).
+/// Stops threads `tids` of the process, and those created since the task list `known` was
+/// read, copies their registers and stacks, resumes them. Runs on a thread of its own whose
+/// exit is the last-resort detach (see the module docs).
 pub(crate) fn stop_and_capture(
     process: &ProcessHandle,
     tids: &[u32],
+    known: &[u32],
     opts: &SnapshotOptions,
 ) -> io::Result<Captured> {
     thread::scope(|scope| {
         let worker = thread::Builder::new()
             .name("rprof-snapshot".into())
-            .spawn_scoped(scope, || capture_on_this_thread(process, tids, opts))?;
+            .spawn_scoped(scope, || capture_on_this_thread(process, tids, known, opts))?;
         // A panic is a bug: Session::drop has already detached, so surface it unchanged.
         Ok(worker
             .join()
@@ -95,12 +104,15 @@ pub(crate) fn stop_and_capture(
 fn capture_on_this_thread(
     process: &ProcessHandle,
     tids: &[u32],
+    known: &[u32],
     opts: &SnapshotOptions,
 ) -> Captured {
     let pid = process.pid();
     // Reading the maps can take milliseconds for big processes: do it before anything stops.
     let mut reader = StackReader::new(pid, tids, opts.max_stack_bytes);
     let mut session = Session::new(pid);
+    // Threads the caller has already taken care of are not for the rescans to adopt.
+    session.known.extend(known);
     // Gone already: its tids may name a newcomer's threads, which are not even to be seized.
     if !process.is_alive() {
         return Captured::exited();
@@ -118,17 +130,18 @@ fn capture_on_this_thread(
     if session.tracees.is_empty() {
         return Captured::refused("no thread could be stopped: the process is exiting".into());
     }
-    let started = Instant::now();
     session.interrupt_all();
     let mut stacks = Vec::with_capacity(session.tracees.len());
+    let mut pause = Duration::ZERO;
     for _ in 0..MAX_ROUNDS {
         let deadline = Instant::now() + opts.stop_timeout;
-        session.collect_stops(deadline, |tid| {
+        let longest = session.collect_stops(deadline, |tid| {
             // ESRCH: killed while stopped. Nothing to capture.
             if let Ok(regs) = ptrace::registers(tid) {
-                stacks.push(reader.capture(tid, regs));
+                stacks.push(reader.capture(tid, regs, CaptureSource::Stopped));
             }
         });
+        pause = pause.max(longest);
         if !session.adopt_new_threads() {
             break;
         }
@@ -136,7 +149,7 @@ fn capture_on_this_thread(
     session.release_all();
     Captured {
         stacks,
-        pause: started.elapsed(),
+        pause,
         error: None,
         exited: false,
     }
@@ -162,6 +175,8 @@ enum Phase {
 struct Tracee {
     tid: u32,
     phase: Phase,
+    /// When it was last seen not stopped yet: its stop began after that.
+    running_at: Instant,
 }
 
 /// The threads this tracer thread has seized. Dropping it releases every stopped one.
@@ -191,6 +206,7 @@ impl Session {
                 Ok(()) => self.tracees.push(Tracee {
                     tid,
                     phase: Phase::Seized,
+                    running_at: Instant::now(),
                 }),
                 // ptrace also refuses an exited thread (a zombie main thread) with EPERM.
                 Err(Errno::EPERM)
@@ -221,6 +237,7 @@ impl Session {
                 let mut tracee = Tracee {
                     tid,
                     phase: Phase::Seized,
+                    running_at: Instant::now(),
                 };
                 interrupt(&mut tracee);
                 self.tracees.push(tracee);
@@ -231,8 +248,11 @@ impl Session {
     }
 
     /// Waits until every interrupted thread has stopped or exited, calling `on_stop` for each as
-    /// soon as it stops. Threads still running at `deadline` are given up on.
-    fn collect_stops(&mut self, deadline: Instant, mut on_stop: impl FnMut(u32)) {
+    /// soon as it stops and detaching it right after: each thread is stopped only for its own
+    /// copy. Threads still running at `deadline` are given up on. Returns the longest any
+    /// thread was stopped (counted from the last time it was seen running, an upper bound).
+    fn collect_stops(&mut self, deadline: Instant, mut on_stop: impl FnMut(u32)) -> Duration {
+        let mut longest = Duration::ZERO;
         loop {
             let mut waiting = false;
             let mut progressed = false;
@@ -244,9 +264,14 @@ impl Session {
                     Ok(StopEvent::Stopped { signal }) => {
                         tracee.phase = Phase::Stopped { signal };
                         on_stop(tracee.tid);
+                        detach_if_stopped(tracee);
+                        longest = longest.max(tracee.running_at.elapsed());
                         progressed = true;
                     }
-                    Ok(StopEvent::NotYet) | Err(Errno::EINTR) => waiting = true,
+                    Ok(StopEvent::NotYet) | Err(Errno::EINTR) => {
+                        tracee.running_at = Instant::now();
+                        waiting = true;
+                    }
                     // ECHILD: no longer our tracee (it exited and was reaped by the kernel).
                     Ok(StopEvent::Exited) | Err(_) => {
                         tracee.phase = Phase::Released;
@@ -255,11 +280,11 @@ impl Session {
                 }
             }
             if !waiting {
-                return;
+                return longest;
             }
             if Instant::now() >= deadline {
                 self.give_up_waiting();
-                return;
+                return longest;
             }
             if !progressed {
                 thread::sleep(POLL_INTERVAL);
@@ -307,6 +332,7 @@ impl Drop for Session {
 }
 
 fn interrupt(tracee: &mut Tracee) {
+    tracee.running_at = Instant::now();
     tracee.phase = match ptrace::interrupt(tracee.tid) {
         Ok(()) => Phase::Interrupted,
         // ESRCH: it exited, and the trace went with it.
@@ -340,7 +366,8 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("reap");
         // Whoever holds the PID now, nothing is seized or copied in the old process's name.
-        let captured = capture_on_this_thread(&process, &[pid], &SnapshotOptions::default());
+        let captured =
+            capture_on_this_thread(&process, &[pid], &[pid], &SnapshotOptions::default());
         assert!(captured.exited);
         assert!(captured.stacks.is_empty());
     }

@@ -1,25 +1,36 @@
-//! Thread snapshots: stop every thread briefly with ptrace, copy registers and stacks, resume.
+//! Thread snapshots: every thread's registers and stack, taken without stopping the target.
 //!
 //! This is the analog of Go's goroutine dump for any native process: for every thread, its
 //! procfs facts (name, state, wait channel, syscall, CPU times) and a raw copy of its user stack
 //! that the caller unwinds and symbolizes.
+//!
+//! Each thread's stack is taken the cheapest way that works for it, in rounds:
+//! 1. a thread blocked in the kernel is read as it waits (`blocked`): its user registers and
+//!    stack do not change until it wakes, which is checked;
+//! 2. a thread that runs is caught by one perf sample (`sampled`): registers and stack of one
+//!    moment, copied by the kernel in a timer interrupt;
+//! 3. what neither got (a thread that keeps waking, perf refused) is stopped with ptrace for the
+//!    copy (`capture`), bounded, unless the snapshot must stop nothing.
 //!
 //! The target is never harmed: threads are stopped with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`
 //! (never `PTRACE_ATTACH`/`SIGSTOP`, never `PTRACE_O_EXITKILL`), stopped only for as long as it
 //! takes to copy registers and stack, and the whole pause runs on a dedicated OS thread whose exit
 //! makes the kernel detach anything left behind. Target memory is only ever read.
 //!
-//! Layout: `procinfo` (thread facts from procfs), `ptrace` (seize, interrupt, registers, detach),
-//! `memory` (reading target memory), `stack` (registers and stack copies), `capture`
-//! (orchestrating the pause), `nonblocking` (stacks without stopping anything).
+//! Layout: `procinfo` (thread facts from procfs), `blocked`, `sampled`, `capture` (the three
+//! ways to a stack), `rounds` (the first two, in turn), `ptrace` (seize, interrupt, registers,
+//! detach), `memory` (reading target memory), `stack` (registers and stack copies),
+//! `permission` (why stacks are refused).
 
+mod blocked;
 mod capture;
 mod maps;
 mod memory;
-mod nonblocking;
 mod permission;
 mod procinfo;
 mod ptrace;
+mod rounds;
+mod sampled;
 mod stack;
 mod state;
 mod syscall;
@@ -31,7 +42,7 @@ use std::time::Duration;
 use crate::process_identity::ProcessHandle;
 
 pub use procinfo::{thread_ids, thread_info, ThreadInfo};
-pub use stack::{Registers, StackCapture};
+pub use stack::{CaptureSource, Registers, StackCapture};
 pub use state::ThreadState;
 pub use syscall::SyscallInfo;
 
@@ -40,10 +51,18 @@ pub use syscall::SyscallInfo;
 pub struct SnapshotOptions {
     /// Most bytes of stack copied per thread, starting at its stack pointer. The copy also stops at
     /// the end of the mapping that holds the stack pointer, so real copies are usually far smaller.
+    /// A perf sample holds at most 64 KiB of it.
     pub max_stack_bytes: usize,
-    /// Never stop the target: stacks only for threads blocked in the kernel, whose user stack
-    /// pointer `/proc/PID/task/TID/syscall` reveals. Running threads get no stack.
+    /// Never stop the target: threads that neither blocked nor ran while the snapshot was taken
+    /// get no stack.
     pub nonblocking: bool,
+    /// Sample the running threads with perf; without it they are left to the ptrace fallback
+    /// (or get no stack when `nonblocking`).
+    pub sample_running: bool,
+    /// How long, in all, to wait for running threads to be sampled. A runnable thread is
+    /// sampled only once it gets a CPU: on an overloaded machine that can take a few hundred
+    /// milliseconds (200 ms seen on the 2-CPU test VM at a load average of 9).
+    pub running_wait: Duration,
     /// How long to wait for a thread to stop after `PTRACE_INTERRUPT`. A thread that has not
     /// stopped by then (uninterruptible sleep, vfork) is skipped and gets no stack.
     pub stop_timeout: Duration,
@@ -54,6 +73,10 @@ impl Default for SnapshotOptions {
         SnapshotOptions {
             max_stack_bytes: 256 * 1024,
             nonblocking: false,
+            // RPROF_SNAPSHOT_NO_PERF=1 leaves running threads to the ptrace fallback, as where
+            // perf_event_open is refused (a test of that path, and a way around a broken PMU).
+            sample_running: std::env::var_os("RPROF_SNAPSHOT_NO_PERF").is_none(),
+            running_wait: Duration::from_secs(1),
             stop_timeout: Duration::from_millis(100),
         }
     }
@@ -81,13 +104,13 @@ pub mod fuzzing {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub pid: u32,
-    /// Procfs facts, read just before the pause; main thread first, then by tid.
+    /// Procfs facts, read before the stacks; main thread first, then by tid.
     pub threads: Vec<ThreadInfo>,
-    /// Raw stacks, in the same order as `threads`. May be fewer: threads that exited, did not stop
-    /// in time, or (nonblocking) were running.
+    /// Raw stacks, in the same order as `threads`. May be fewer: threads that exited, or that
+    /// no way could capture in time.
     pub stacks: Vec<StackCapture>,
-    /// How long the target was stopped: from the first `PTRACE_INTERRUPT` to the last
-    /// `PTRACE_DETACH`. Zero in nonblocking mode.
+    /// The longest any thread was stopped (ptrace fallback: from the first `PTRACE_INTERRUPT`
+    /// to the last `PTRACE_DETACH`). Zero when nothing was stopped.
     pub pause: Duration,
     /// Why stacks are missing altogether, as one actionable line (e.g. ptrace not permitted).
     pub stack_error: Option<String>,
@@ -123,11 +146,32 @@ pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, Snaps
         return Err(SnapshotError::NoSuchProcess(pid));
     }
     let clock = procinfo::Clock::read();
-    let mut snapshot = if opts.nonblocking {
-        nonblocking::snapshot(pid, &tids, opts, &clock)
-    } else {
-        stopped_snapshot(&process, &tids, opts, &clock)?
+    let mut threads = read_threads(pid, &tids, &clock);
+    let mut snapshot = Snapshot {
+        pid,
+        threads: Vec::new(),
+        stacks: Vec::new(),
+        pause: Duration::ZERO,
+        stack_error: None,
     };
+    if pid == std::process::id() {
+        snapshot.stack_error = Some(permission::own_process());
+    } else if let Some(why) = permission::stacks_refused(pid) {
+        snapshot.stack_error = Some(why);
+    } else {
+        let captured = capture_stacks(&process, &threads, &tids, opts)?;
+        if captured.exited {
+            return Err(SnapshotError::Exited(pid));
+        }
+        // Threads born after the procfs read and stopped by the fallback: describe them now.
+        let mut born: Vec<u32> = captured.stacks.iter().map(|s| s.tid).collect();
+        born.retain(|tid| tids.binary_search(tid).is_err());
+        threads.extend(read_threads(pid, &born, &clock));
+        snapshot.stacks = captured.stacks;
+        snapshot.pause = captured.pause;
+        snapshot.stack_error = captured.error;
+    }
+    snapshot.threads = threads;
     if !process.is_alive() {
         return Err(SnapshotError::Exited(pid));
     }
@@ -135,38 +179,34 @@ pub fn take_snapshot(pid: u32, opts: &SnapshotOptions) -> Result<Snapshot, Snaps
     Ok(snapshot)
 }
 
-/// Reads procfs, then stops every thread to copy its stack, and resumes.
-///
-/// Procfs is read *before* the pause: during it every thread reads as "tracing stop", and right
-/// after it the threads show what the pause did to them (still runnable, or in
-/// `restart_syscall` instead of the sleep they were interrupted in).
-fn stopped_snapshot(
+/// Every live thread's stack: blocked ones read, running ones sampled, in rounds, then the
+/// ptrace fallback for the rest unless `opts.nonblocking`.
+fn capture_stacks(
     process: &ProcessHandle,
+    threads: &[ThreadInfo],
     tids: &[u32],
     opts: &SnapshotOptions,
-    clock: &procinfo::Clock,
-) -> Result<Snapshot, SnapshotError> {
+) -> Result<capture::Captured, SnapshotError> {
     let pid = process.pid();
-    let mut threads = read_threads(pid, tids, clock);
-    let captured = if pid == std::process::id() {
-        capture::Captured::refused(permission::own_process())
-    } else {
-        capture::stop_and_capture(process, tids, opts)?
-    };
-    if captured.exited {
-        return Err(SnapshotError::Exited(pid));
+    let mut reader = stack::StackReader::new(pid, tids, opts.max_stack_bytes);
+    // An exited thread (a main thread that called pthread_exit) has no stack left to read.
+    let mut missing: Vec<u32> = threads
+        .iter()
+        .filter(|t| t.state != ThreadState::Zombie)
+        .map(|t| t.tid)
+        .collect();
+    let stacks = rounds::without_stopping(pid, &mut missing, &mut reader, opts);
+    let mut captured = capture::Captured::nothing();
+    if !missing.is_empty() && !opts.nonblocking {
+        captured = capture::stop_and_capture(process, &missing, tids, opts)?;
+        if captured.error.is_some() && !stacks.is_empty() {
+            // The fallback was refused, but the other ways got stacks: not "no stacks at all".
+            tracing::debug!(pid, why = ?captured.error, "threads left without a stack");
+            captured.error = None;
+        }
     }
-    // Threads born after the procfs read were captured too: describe them now.
-    let mut born: Vec<u32> = captured.stacks.iter().map(|s| s.tid).collect();
-    born.retain(|tid| tids.binary_search(tid).is_err());
-    threads.extend(read_threads(pid, &born, clock));
-    Ok(Snapshot {
-        pid,
-        threads,
-        stacks: captured.stacks,
-        pause: captured.pause,
-        stack_error: captured.error,
-    })
+    captured.stacks.extend(stacks);
+    Ok(captured)
 }
 
 fn read_threads(pid: u32, tids: &[u32], clock: &procinfo::Clock) -> Vec<ThreadInfo> {

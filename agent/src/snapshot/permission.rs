@@ -1,9 +1,10 @@
 //! Explaining, in one actionable line, why the kernel refuses to let us read a target's stacks.
 
+use std::io;
 use std::path::Path;
 
 use super::procinfo;
-use crate::proc::{read_bounded, SMALL_FILE_LIMIT};
+use crate::proc::{read_bounded, task_file, SMALL_FILE_LIMIT};
 
 /// `CAP_SYS_PTRACE` (include/uapi/linux/capability.h).
 const CAP_SYS_PTRACE: u32 = 19;
@@ -13,13 +14,33 @@ const GRANT_CAPABILITY: &str = "run as root or the target's user, or grant CAP_S
 
 /// Why `action` (which needs ptrace access to `pid`) was refused with EPERM/EACCES, and what to do.
 pub(crate) fn explain(pid: u32, action: &str) -> String {
-    let cause = match procinfo::tracer_pid(pid).filter(|&tracer| tracer != 0) {
+    format!(
+        "{action} not permitted for PID {pid}, so no stacks: {}",
+        cause(pid)
+    )
+}
+
+fn cause(pid: u32) -> String {
+    match procinfo::tracer_pid(pid).filter(|&tracer| tracer != 0) {
         Some(tracer) => {
             format!("it is already traced by PID {tracer}: detach that debugger or tracer first")
         }
         None => advice(yama_ptrace_scope(), has_cap_sys_ptrace()),
-    };
-    format!("{action} not permitted for PID {pid}, so no stacks: {cause}")
+    }
+}
+
+/// Why a process's threads' stacks, wait channels and system calls are hidden, if they are:
+/// the kernel shows them only to a process with ptrace access to the target (here tested on the
+/// main thread's syscall file, which needs it).
+pub(crate) fn stacks_refused(pid: u32) -> Option<String> {
+    match read_bounded(&task_file(pid, pid, "syscall"), SMALL_FILE_LIMIT) {
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => Some(format!(
+            "no ptrace access to PID {pid}, so the kernel hides its threads' stacks, wait \
+             channels and system calls: {}",
+            cause(pid)
+        )),
+        _ => None,
+    }
 }
 
 /// A tracer cannot trace its own thread group.

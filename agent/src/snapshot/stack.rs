@@ -14,11 +14,24 @@ pub struct Registers {
     pub bp: u64,
 }
 
+/// How a thread's stack was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureSource {
+    /// Read while the thread was blocked in the kernel, which it did not leave meanwhile.
+    Blocked,
+    /// A perf sample taken while it ran.
+    Sampled,
+    /// Stopped with ptrace for the copy.
+    Stopped,
+}
+
 /// One thread's registers and raw stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackCapture {
     pub tid: u32,
     pub regs: Registers,
+    pub source: CaptureSource,
     /// Copy of target memory starting at `regs.sp`, up to the end of its mapping or the size
     /// limit, whichever comes first. Empty when nothing was readable there.
     pub stack: Vec<u8>,
@@ -45,10 +58,16 @@ impl StackReader {
     }
 
     /// A capture of thread `tid`'s stack at `regs.sp`.
-    pub(crate) fn capture(&mut self, tid: u32, regs: Registers) -> StackCapture {
+    pub(crate) fn capture(
+        &mut self,
+        tid: u32,
+        regs: Registers,
+        source: CaptureSource,
+    ) -> StackCapture {
         StackCapture {
             tid,
             regs,
+            source,
             stack: self.copy(tid, regs.sp),
         }
     }
@@ -98,7 +117,7 @@ mod tests {
             .unwrap()
             .end;
         let mut reader = StackReader::new(pid, &[pid], usize::MAX);
-        let capture = reader.capture(pid, Registers { ip: 1, sp, bp: 0 });
+        let capture = reader.capture(pid, Registers { ip: 1, sp, bp: 0 }, CaptureSource::Blocked);
         assert_eq!(capture.stack.len() as u64, end - sp);
         assert_eq!((capture.tid, capture.regs.sp), (pid, sp));
     }

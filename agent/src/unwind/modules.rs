@@ -100,7 +100,8 @@ impl ModuleSet {
         Ok(set)
     }
 
-    fn empty(pid: u32, symbolizer: Arc<Symbolizer>) -> Self {
+    /// No modules: for a target whose mappings may not be read (nothing will be unwound).
+    pub fn empty(pid: u32, symbolizer: Arc<Symbolizer>) -> Self {
         ModuleSet {
             pid,
             symbolizer,

@@ -9,7 +9,9 @@ use rprof_symbolizer::Symbolizer;
 
 use crate::frames::{name_stack, NamedFrame};
 use crate::process_identity::ProcessHandle;
-use crate::snapshot::{take_snapshot, SnapshotError, SnapshotOptions, StackCapture, ThreadInfo};
+use crate::snapshot::{
+    take_snapshot, CaptureSource, SnapshotError, SnapshotOptions, StackCapture, ThreadInfo,
+};
 use crate::unwind::{ModuleSet, Registers, StackMemory, StackUnwinder, UnwindEnd};
 
 /// One thread in a dump.
@@ -20,6 +22,8 @@ pub struct DumpedThread {
     pub frames: Vec<NamedFrame>,
     /// Whether a stack was captured for this thread at all.
     pub has_stack: bool,
+    /// How it was captured.
+    pub captured_by: Option<CaptureSource>,
     /// Whether unwinding stopped before the thread's root frame.
     pub truncated: bool,
 }
@@ -44,9 +48,17 @@ pub fn take_dump(
     // Held across the mappings read and the snapshot: both must be of this one process.
     let process = ProcessHandle::open(pid);
     crate::target::check_pid(pid)?;
-    let modules = ModuleSet::load(pid, symbolizer)
-        .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+    let modules = ModuleSet::load(pid, Arc::clone(&symbolizer));
     let snapshot = take_snapshot(pid, options)?;
+    // Without ptrace access the mappings are hidden as the stacks are: the snapshot says why,
+    // and names, states and CPU figures are still worth having.
+    let modules = match (modules, &snapshot.stack_error) {
+        (Ok(modules), _) => modules,
+        (Err(_), Some(_)) => ModuleSet::empty(pid, symbolizer),
+        (Err(err), None) => {
+            return Err(err).with_context(|| format!("cannot read the mappings of PID {pid}"))
+        }
+    };
     if !process.is_some_and(|process| process.is_alive()) {
         return Err(SnapshotError::Exited(pid).into());
     }
@@ -79,6 +91,7 @@ fn dump_thread(
             addresses: Vec::new(),
             frames: Vec::new(),
             has_stack: false,
+            captured_by: None,
             truncated: false,
         };
     };
@@ -99,6 +112,7 @@ fn dump_thread(
         addresses,
         frames,
         has_stack: true,
+        captured_by: Some(capture.source),
         truncated: end == UnwindEnd::Truncated,
     }
 }

@@ -1,11 +1,11 @@
 //! The JSON thread dump, for scripts: `{"pid", "pause_us", "threads": [{tid, name, state, ...,
-//! frames}]}`.
+//! captured_by, frames}]}`; `pause_us` is the longest any thread was stopped (0: none was).
 
 use serde::Serialize;
 
 use super::dump::{DumpedThread, ThreadDump};
 use crate::frames::NamedFrame;
-use crate::snapshot::ThreadState;
+use crate::snapshot::{CaptureSource, ThreadState};
 
 #[derive(Serialize)]
 struct Dump<'a> {
@@ -28,6 +28,8 @@ struct Thread<'a> {
     nonvoluntary_ctxt_switches: u64,
     age_ms: u128,
     has_stack: bool,
+    /// "blocked", "sampled" or "stopped": how the stack was taken.
+    captured_by: Option<CaptureSource>,
     truncated: bool,
     frames: &'a [NamedFrame],
 }
@@ -67,6 +69,7 @@ fn thread(t: &DumpedThread) -> Thread<'_> {
         nonvoluntary_ctxt_switches: info.nonvoluntary_ctxt_switches,
         age_ms: info.age.as_millis(),
         has_stack: t.has_stack,
+        captured_by: t.captured_by,
         truncated: t.truncated,
         frames: &t.frames,
     }

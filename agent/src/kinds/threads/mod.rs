@@ -2,8 +2,8 @@
 //! its state and symbolized stack, as text, JSON or pprof; served as Go's `goroutine` (and as
 //! `threads`) with `debug=0|1|2`.
 //!
-//! The target is stopped only while registers and stacks are copied (see [`crate::snapshot`]);
-//! unwinding and symbolization happen after it runs again.
+//! Registers and stacks are taken without stopping the target where possible, a thread at a time
+//! with ptrace otherwise (see [`crate::snapshot`]); unwinding and symbolization happen after.
 
 mod dump;
 mod json;

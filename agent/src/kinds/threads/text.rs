@@ -68,7 +68,7 @@ fn render_thread(out: &mut String, thread: &DumpedThread, stacks_refused: bool) 
         } else if !stacks_refused {
             let _ = writeln!(
                 out,
-                "# no stack captured (thread running or not stopped in time)"
+                "# no stack captured (the thread neither blocked, ran nor stopped in time)"
             );
         }
         return;

@@ -114,8 +114,10 @@ impl WaitRecording {
 /// to sample.
 fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
     let since = monotonic_ns();
+    // Blocked threads only: a running thread is not waiting.
     let options = SnapshotOptions {
         nonblocking: true,
+        sample_running: false,
         ..SnapshotOptions::default()
     };
     match take_snapshot(pid, &options) {

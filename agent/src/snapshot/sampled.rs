@@ -1,0 +1,33 @@
+//! Stacks of running threads, from one perf sample each (see [`crate::sampler::sample_each`]):
+//! no stop, and registers and stack of one moment.
+
+use std::time::Duration;
+
+use super::stack::{CaptureSource, Registers, StackCapture};
+use crate::sampler::{sample_each, SamplerError, DEFAULT_STACK_BYTES};
+
+/// One sample of each of `tids` that runs within `wait`, with at most `max_stack_bytes` of
+/// stack (and no more than a perf sample holds).
+pub(crate) fn capture(
+    tids: &[u32],
+    max_stack_bytes: usize,
+    wait: Duration,
+) -> Result<Vec<StackCapture>, SamplerError> {
+    let limit = u32::try_from(max_stack_bytes).unwrap_or(u32::MAX);
+    // A multiple of 8, as the kernel requires, and at least one word.
+    let stack_bytes = (limit.min(DEFAULT_STACK_BYTES) & !7).max(8);
+    let samples = sample_each(tids, stack_bytes, wait)?;
+    Ok(samples
+        .into_iter()
+        .map(|sample| StackCapture {
+            tid: sample.tid,
+            regs: Registers {
+                ip: sample.ip,
+                sp: sample.sp,
+                bp: sample.bp,
+            },
+            source: CaptureSource::Sampled,
+            stack: sample.stack,
+        })
+        .collect())
+}
