@@ -32,7 +32,10 @@ pub use agent::{
     record, record_full, run_agent, Recording,
 };
 pub use measuring::{assert_split, total, Figures, Measuring, Totals};
-pub use process::{assert_nothing_stopped, cpu_time, files_in, is_root, Finished, Running, Target};
+pub use process::{
+    assert_nothing_stopped, cpu_time, files_in, is_root, require_kernel_sampling_refused, Finished,
+    Running, Target, AS_UNPRIVILEGED,
+};
 pub use profile::{
     assert_leaf_ratio, assert_share, decode_profile, frames_of, label, leaf_share, leaf_split,
     read_profile, sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction,

@@ -336,6 +336,34 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `setpriv` arguments that run what follows as an unprivileged user (uid and gid 65533, no
+/// groups): one that may ptrace its own processes but, at `perf_event_paranoid` ≥ 2, not
+/// sample the kernel.
+pub const AS_UNPRIVILEGED: [&str; 6] = [
+    "--reuid",
+    "65533",
+    "--regid",
+    "65533",
+    "--clear-groups",
+    "--",
+];
+
+/// Asserts what a test of kernel-sampling refusals needs: root, to run its programs as
+/// [`AS_UNPRIVILEGED`], and a `perf_event_paranoid` that refuses kernel samples to that user.
+pub fn require_kernel_sampling_refused() {
+    assert!(
+        is_root(),
+        "this test runs the target and the agent as another user: run the tests as root"
+    );
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("read kernel.perf_event_paranoid");
+    assert!(
+        paranoid.trim().parse::<i32>().unwrap_or(2) >= 2,
+        "kernel.perf_event_paranoid is below 2 here: any user may sample the kernel, so the \
+         refusal cannot be tested"
+    );
+}
+
 /// The names of the files in `dir`.
 pub fn files_in(dir: &Path) -> Vec<std::ffi::OsString> {
     std::fs::read_dir(dir)

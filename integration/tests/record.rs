@@ -17,8 +17,8 @@ use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
     agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
     go_tool_pprof, is_root, label, leaf_split, programs, read_profile, record, record_full,
-    run_agent, share_of, stack_split, string, top_leaves, total_samples, Measuring, Recording,
-    Running, Stacks, Target,
+    require_kernel_sampling_refused, run_agent, share_of, stack_split, string, top_leaves,
+    total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -996,25 +996,8 @@ fn user_and_system(pid: u32) -> (f64, f64) {
 #[test]
 fn without_perfmon_system_time_is_left_out_with_one_warning() {
     let _cpu = exclusive();
-    assert!(
-        is_root(),
-        "this test runs the target and the agent as another user: run the tests as root"
-    );
-    let paranoid = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-        .expect("read kernel.perf_event_paranoid");
-    assert!(
-        paranoid.trim().parse::<i32>().unwrap_or(2) >= 2,
-        "kernel.perf_event_paranoid is below 2 here: any user may sample the kernel, so the refusal cannot be tested"
-    );
-    // A target and an agent of one unprivileged user: its own process, but no kernel samples.
-    let as_user = [
-        "--reuid",
-        "65533",
-        "--regid",
-        "65533",
-        "--clear-groups",
-        "--",
-    ];
+    require_kernel_sampling_refused();
+    let as_user = AS_UNPRIVILEGED;
     let program = build_c("write_null", &["-O2", "-fomit-frame-pointer", "-g"]);
     let mut target_args: Vec<&OsStr> = as_user.iter().map(OsStr::new).collect();
     target_args.push(program.as_os_str());

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use rprof_integration::{
     agent_bin, agent_command, assert_one_line_error, assert_split, build_c, build_cpp, build_rust,
-    cpu_time, exclusive, is_root, label, record_full, sample_types, string, total, Measuring,
-    Running, Stacks, Target,
+    cpu_time, exclusive, is_root, label, record_full, require_kernel_sampling_refused,
+    sample_types, string, total, Measuring, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -322,26 +322,8 @@ fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
 #[test]
 fn without_perfmon_the_waiting_kinds_say_what_they_need() {
     let _cpu = exclusive();
-    assert!(
-        is_root(),
-        "this test runs the target and the agent as another user: run the tests as root"
-    );
-    let paranoid = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-        .expect("read kernel.perf_event_paranoid");
-    assert!(
-        paranoid.trim().parse::<i32>().unwrap_or(2) >= 2,
-        "kernel.perf_event_paranoid is below 2 here: any user may sample the kernel, so the \
-         refusal cannot be tested"
-    );
-    // A target and an agent of one unprivileged user: ptrace is allowed, kernel events not.
-    let as_user = [
-        "--reuid",
-        "65533",
-        "--regid",
-        "65533",
-        "--clear-groups",
-        "--",
-    ];
+    require_kernel_sampling_refused();
+    let as_user = AS_UNPRIVILEGED;
     let dir = tempfile::tempdir().expect("create a directory");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     let program = build_c("lock_waits", C_FLAGS);
