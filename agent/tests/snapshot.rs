@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rprof_agent::snapshot::{
-    take_snapshot, thread_ids, thread_info, Snapshot, SnapshotError, SnapshotOptions, StackCapture,
-    ThreadInfo, ThreadState,
+    take_snapshot, thread_ids, thread_info, CaptureSource, Snapshot, SnapshotError,
+    SnapshotOptions, StackCapture, ThreadInfo, ThreadState,
 };
 
 /// Five named threads, each sitting in a known place, and a main thread in pause().
@@ -329,9 +329,20 @@ fn nonblocking_snapshot_copies_blocked_stacks_without_stopping_anything() {
 
     assert_eq!(snapshot.pause, Duration::ZERO);
     assert_eq!(snapshot.stack_error, None);
+    // Running threads are sampled, not stopped: the spinner too has its stack.
     let spinner = thread_named(&snapshot, "spinner");
-    assert!(snapshot.stacks.iter().all(|s| s.tid != spinner.tid));
     let maps = Maps::read(pid);
+    let spinner_stack = stack_of(&snapshot, spinner.tid);
+    assert_eq!(
+        spinner_stack.source,
+        CaptureSource::Sampled,
+        "{spinner_stack:?}"
+    );
+    assert!(
+        maps.is_code_of(spinner_stack.regs.ip, target.exe()),
+        "{spinner_stack:?}"
+    );
+    assert_stack_is_real(spinner_stack, &maps, target.exe());
     for name in BLOCKED_NAMES {
         let thread = thread_named(&snapshot, name);
         assert_blocked_as_expected(thread);
@@ -344,7 +355,7 @@ fn nonblocking_snapshot_copies_blocked_stacks_without_stopping_anything() {
 }
 
 #[test]
-fn a_thread_that_cannot_stop_is_skipped_and_later_released() {
+fn a_thread_that_could_not_stop_is_read_as_it_waits_and_never_stopped() {
     let target = Target::spawn(&program("vfork", VFORK_C), &[]);
     let pid = target.pid();
     let settled = || {
@@ -368,14 +379,19 @@ fn a_thread_that_cannot_stop_is_skipped_and_later_released() {
     let vforker = thread_named(&snapshot, "vforker");
     let sleeper = thread_named(&snapshot, "sleeper");
     assert_eq!(snapshot.stack_error, None);
-    assert!(
-        snapshot.stacks.iter().all(|s| s.tid != vforker.tid),
+    // A thread in vfork would not stop for ptrace (uninterruptible); blocked in the kernel, its
+    // stack is read as it waits instead, and nothing is stopped at all.
+    let vforker_stack = stack_of(&snapshot, vforker.tid);
+    assert_eq!(
+        vforker_stack.source,
+        CaptureSource::Blocked,
         "{snapshot:#?}"
     );
+    assert!(!vforker_stack.stack.is_empty());
     assert!(!stack_of(&snapshot, sleeper.tid).stack.is_empty());
-    assert!(snapshot.pause >= opts.stop_timeout, "{:?}", snapshot.pause);
-    // The interrupt it never acted on must not stop it later, when its vfork child exits: watch
-    // it through several children's lifetimes.
+    assert_eq!(snapshot.pause, Duration::ZERO);
+    // Nothing may stop it later, when its vfork child exits: watch it through several
+    // children's lifetimes.
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(1) {
         assert!(
@@ -470,8 +486,10 @@ fn signals_arriving_during_snapshots_are_all_delivered() {
     });
     let expected = format!("sent {SIGNALS} received {SIGNALS}");
     assert_eq!(report.as_deref(), Some(expected.as_str()));
+    println!("{snapshots} snapshots during the signals");
+    // A snapshot may wait up to 1 s for a running thread to be sampled: a few overlap.
     assert!(
-        snapshots > 10,
+        snapshots >= 3,
         "only {snapshots} snapshots overlapped the signals"
     );
     assert_left_running_and_untraced(pid);
@@ -575,7 +593,7 @@ fn snapshot_without_ptrace_permission_lists_threads_and_says_why() {
     for report in reports {
         assert!(report.contains("threads=6 stacks=0 error="), "{report}");
         assert!(
-            report.contains("not permitted") && report.contains("CAP_SYS_PTRACE"),
+            report.contains("no ptrace access") && report.contains("CAP_SYS_PTRACE"),
             "{report}"
         );
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
     agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
-    go_tool_pprof, is_root, label, leaf_split, programs, read_profile, record, record_full,
+    go_tool_pprof, label, leaf_split, programs, read_profile, record, record_full,
     require_kernel_sampling_refused, run_agent, share_of, stack_split, string, top_leaves,
     total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use rprof_integration::{
     agent_bin, agent_command, assert_one_line_error, assert_split, build_c, build_cpp, build_rust,
-    cpu_time, exclusive, is_root, label, record_full, require_kernel_sampling_refused,
-    sample_types, string, total, Measuring, Running, Stacks, Target, AS_UNPRIVILEGED,
+    cpu_time, exclusive, label, record_full, require_kernel_sampling_refused, sample_types, string,
+    total, Measuring, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::{Profile, Sample};
 

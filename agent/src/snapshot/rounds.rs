@@ -70,7 +70,7 @@ fn sample_running(
     stacks: &mut Vec<StackCapture>,
 ) -> bool {
     let started = Instant::now();
-    match sampled::capture(missing, max_stack_bytes, wait) {
+    match sampled::capture(pid, missing, max_stack_bytes, wait) {
         Ok(sampled) => {
             missing.retain(|tid| !sampled.iter().any(|s| s.tid == *tid));
             stacks.extend(sampled);
