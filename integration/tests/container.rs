@@ -521,7 +521,10 @@ fn without_sys_ptrace_stacks_are_missing_and_the_agent_says_why() {
     agent.expect(
         "/debug/pprof/goroutine?debug=2",
         200,
-        &["stacks unavailable: ptrace not permitted"],
+        &[
+            "stacks unavailable: no ptrace access to PID",
+            "--cap-add SYS_PTRACE",
+        ],
     );
     let logs = agent.container.logs();
     assert!(
