@@ -23,7 +23,7 @@ impl KernelSymbols {
             .lines()
             .take(MAX_SYMBOLS)
             .map_while(Result::ok)
-            .filter_map(|line| parse_line(&line))
+            .filter_map(|line| text_symbol(&line).map(|(addr, name)| (addr, name.to_owned())))
             .collect();
         if symbols.is_empty() {
             return None;
@@ -62,7 +62,7 @@ impl KernelNames {
 }
 
 /// "ffffffff81000000 T _text [module]": text symbols only, address must be visible (non-zero).
-fn parse_line(line: &str) -> Option<(u64, String)> {
+pub(crate) fn text_symbol(line: &str) -> Option<(u64, &str)> {
     let mut fields = line.split_whitespace();
     let addr = u64::from_str_radix(fields.next()?, 16)
         .ok()
@@ -71,7 +71,7 @@ fn parse_line(line: &str) -> Option<(u64, String)> {
     if !matches!(kind, "T" | "t") {
         return None;
     }
-    Some((addr, fields.next()?.to_string()))
+    Some((addr, fields.next()?))
 }
 
 #[cfg(test)]

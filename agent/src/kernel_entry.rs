@@ -12,6 +12,8 @@
 use std::io::{BufRead, BufReader};
 use std::ops::Range;
 
+use crate::kallsyms::text_symbol;
+
 /// Functions that enter the kernel for a system call and dispatch it (by name prefix: the
 /// entry code has several labels, `entry_SYSCALL_64_after_hwframe`, `..._safe_stack`).
 const DISPATCHERS: &[&str] = &["do_syscall_64", "x64_sys_call", "entry_SYSCALL_64"];
@@ -116,17 +118,6 @@ pub fn entry_name(function: Option<&str>) -> String {
 
 fn is_dispatcher(function: &str) -> bool {
     DISPATCHERS.iter().any(|d| function.starts_with(d))
-}
-
-/// "ffffffff81000000 T _text": a text symbol with a visible (non-zero) address.
-fn text_symbol(line: &str) -> Option<(u64, &str)> {
-    let mut fields = line.split_whitespace();
-    let address = u64::from_str_radix(fields.next()?, 16)
-        .ok()
-        .filter(|&a| a != 0)?;
-    let kind = fields.next()?;
-    matches!(kind, "T" | "t").then_some(())?;
-    Some((address, fields.next()?))
 }
 
 #[cfg(test)]
