@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use rprof_integration::docker::{docker_ok, perf_capability, AgentImage, Container, Image};
 use rprof_integration::http::{http, Response};
 use rprof_integration::{
-    assert_share, build_c, decode_profile, exclusive, go_tool_pprof, leaf_split, pprof_output,
+    assert_share, build_c, decode_profile, exclusive, go_tool_pprof, label, leaf_split,
+    pprof_output,
     programs::{leak_sites, rust_target},
     stack_split, string, top_leaves, total_samples, Fraction, Stacks,
 };
@@ -400,6 +401,26 @@ fn mutex_from_another_container() {
     ] {
         assert!(mutex.contains(word), "no {word:?} in:\n{mutex}");
     }
+    // waiter_b wakes no one: its id in the host's numbering is learned from its own switches
+    // (agent/src/kinds/waits/host_ids.rs). waiter_a waits behind holder_a nearly all the time,
+    // waiter_b behind holder_b about a third of it: holder_b's share is about a quarter.
+    let profile = agent.fetch_with_pprof("/debug/pprof/mutex?seconds=3");
+    let delay_of = |thread: &str| -> f64 {
+        profile
+            .sample
+            .iter()
+            .filter(|sample| label(&profile, sample, "thread") == Some(thread))
+            .map(|sample| sample.value[1] as f64)
+            .sum()
+    };
+    let (a, b) = (delay_of("holder_a"), delay_of("holder_b"));
+    let share_b = b / (a + b);
+    println!("holder_b: {:.1} % of the delay", 100.0 * share_b);
+    assert!(
+        (0.12..=0.40).contains(&share_b),
+        "holder_b caused {:.1} % of the delay, expected about a quarter\n{mutex}",
+        100.0 * share_b
+    );
 }
 
 #[test]

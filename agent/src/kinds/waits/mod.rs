@@ -1,10 +1,11 @@
 //! What the kinds that show where threads wait (`block`, `mutex`, `wall`) share:
 //! context-switch sampling paired into off-CPU intervals ([`tracker`]), what each wait is for
-//! ([`classify`]), which wakeup ended it ([`releases`], with [`pid_map`] in a container), their aggregate ([`aggregate`]) and
-//! recording ([`recording`]).
+//! ([`classify`]), which wakeup ended it ([`releases`], with [`pid_map`] and [`host_ids`] in a
+//! container), their aggregate ([`aggregate`]) and recording ([`recording`]).
 
 pub mod aggregate;
 pub mod classify;
+pub mod host_ids;
 pub mod period;
 pub mod pid_map;
 pub mod recording;

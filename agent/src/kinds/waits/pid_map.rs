@@ -6,10 +6,11 @@
 //! does. In a container (a pod's shared namespace, `--pid=container:APP`) the two differ, and
 //! the agent cannot read the host's numbers from its /proc. Each wakeup sample carries both
 //! for its waker — `common_pid` and the sample's tid — so the pairs are learned from the
-//! wakeups themselves: a woken thread is known once it has woken another (lock users both wait
-//! and release, so this comes quickly).
+//! samples themselves: from the wakeups a thread does, and from the `sched_switch` events a
+//! window opens while threads are missing (see `host_ids`): a thread that only waits wakes no
+//! one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Pairs kept at most: a target creating threads without end cannot grow the map without end.
 const MAX_PAIRS: usize = 1 << 16;
@@ -18,6 +19,8 @@ const MAX_PAIRS: usize = 1 << 16;
 #[derive(Debug, Default)]
 pub struct PidMap {
     pairs: HashMap<u32, u32>,
+    /// The agent's ids of the pairs (possibly of threads gone since: ids are recycled).
+    known: HashSet<u32>,
     /// Some pair differed: the agent is in another PID namespace than the tracepoints' numbers,
     /// and an id not learned yet cannot be taken as it is.
     translating: bool,
@@ -31,7 +34,26 @@ impl PidMap {
         }
         if self.pairs.len() < MAX_PAIRS || self.pairs.contains_key(&host) {
             self.pairs.insert(host, tid);
+            if self.known.len() < 2 * MAX_PAIRS {
+                self.known.insert(tid);
+            }
         }
+    }
+
+    /// Whether the thread the agent knows as `tid` has been learned.
+    pub fn knows(&self, tid: u32) -> bool {
+        self.known.contains(&tid)
+    }
+
+    /// Pairs learned.
+    pub fn learned(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether pairs were learned and every one was the same in both numberings: the agent is
+    /// in the tracepoints' PID namespace, nothing needs learning.
+    pub fn proven_same(&self) -> bool {
+        !self.pairs.is_empty() && !self.translating
     }
 
     /// The agent's id for the thread tracepoints call `host`, if known: `host` itself while
@@ -69,6 +91,17 @@ mod tests {
         // A recycled host id follows its new thread.
         map.learn(31007, 9);
         assert_eq!(map.translate(31007), Some(9));
+    }
+
+    #[test]
+    fn the_map_says_when_nothing_needs_learning() {
+        let mut map = PidMap::default();
+        assert!(!map.proven_same(), "nothing learned yet");
+        map.learn(100, 100);
+        assert!(map.proven_same() && map.knows(100) && !map.knows(7));
+        map.learn(31007, 7);
+        assert!(!map.proven_same() && map.knows(7));
+        assert_eq!(map.learned(), 2);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::aggregate::{Observed, View, WaitStacks};
+use super::host_ids::HostIds;
 use super::period::{Period, SAMPLE_BUDGET};
-use super::pid_map::PidMap;
 use super::tracker::{Tracker, Wait};
 use super::waking::Waking;
 use super::SWITCH_STACK_BYTES;
@@ -37,8 +37,8 @@ pub struct WaitRecording {
     second_event: Option<String>,
     /// How to read a wakeup's woken thread (`mutex`).
     waking: Option<Waking>,
-    /// The woken threads' ids as the agent numbers them (`mutex` in a container).
-    pids: PidMap,
+    /// The woken threads' ids as the agent numbers them (`mutex`).
+    ids: Option<HostIds>,
     /// Switches (and wakeups) per sample.
     period: Period,
     tracker: Tracker,
@@ -84,9 +84,18 @@ impl WaitRecording {
         }
         .map(|config| Sampler::open(&config))
         .transpose()?;
+        let mut second = second.map(Pump::new);
+        let ids = match (view, &mut second) {
+            (View::Mutex, Some(wakeups)) => {
+                let mut ids = HostIds::find()?;
+                ids.start(wakeups.sampler_mut());
+                Some(ids)
+            }
+            _ => None,
+        };
         let second_event = second.as_ref().map(|s| match view {
             View::Mutex => "sched_waking".to_owned(),
-            _ => s.event_kind().to_string(),
+            _ => s.sampler().event_kind().to_string(),
         });
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
@@ -97,10 +106,10 @@ impl WaitRecording {
         Ok(WaitRecording {
             name,
             switches: Some(Pump::new(switches)),
-            second: second.map(Pump::new),
+            second,
             second_event,
             waking,
-            pids: PidMap::default(),
+            ids,
             period: Period::default(),
             tracker,
             pipeline,
@@ -190,12 +199,14 @@ impl Recording for WaitRecording {
                 forward_switch(&record, tracker, pipeline);
             });
         }
-        let waking = self.waking.as_ref().map(|waking| (waking, 1));
+        let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
         if let Some(second) = &mut self.second {
-            let pids = &mut self.pids;
             second.pump(wait, &mut |record| {
-                forward_second(record, waking, pids, pipeline)
+                forward_second(record, &mut waking, pipeline)
             });
+            if let Some(ids) = &mut self.ids {
+                ids.review(second.sampler_mut(), |event| pipeline.send(event));
+            }
         }
         pipeline.flush();
         self.adapt_period();
@@ -212,10 +223,13 @@ impl Recording for WaitRecording {
 
     fn stop(&mut self) {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
-        let waking = self.waking.as_ref().map(|waking| (waking, 1));
+        let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
         if let Some(mut second) = self.second.take() {
-            let pids = &mut self.pids;
-            second.drain(&mut |record| forward_second(record, waking, pids, pipeline));
+            second.drain(&mut |record| forward_second(record, &mut waking, pipeline));
+            if let Some(ids) = &mut self.ids {
+                ids.review(second.sampler_mut(), |event| pipeline.send(event));
+                ids.finish();
+            }
         }
         let Some(mut switches) = self.switches.take() else {
             return;
@@ -237,6 +251,7 @@ impl Recording for WaitRecording {
                 &stacks,
                 window,
                 &this.second_event,
+                this.ids.as_ref().map_or(0, |ids| ids.unidentified),
             ),
         };
         let summary = summary(this.name, &stacks, window);
@@ -253,26 +268,26 @@ impl Recording for WaitRecording {
 /// profile) or a wakeup (`mutex`: the waker's stack, and whom it woke).
 fn forward_second(
     record: Record<'_>,
-    waking: Option<(&Waking, u64)>,
-    pids: &mut PidMap,
+    waking: &mut Option<(&Waking, &mut HostIds)>,
     pipeline: &Pipeline<WaitStacks>,
 ) {
-    match (record, waking) {
+    match (record, waking.as_mut()) {
         (Record::Sample(sample), None) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
-        (Record::Sample(sample), Some((waking, period))) => {
-            if let Some(waker) = waking.waker(sample.raw) {
-                pids.learn(waker, sample.tid);
+        (Record::Sample(sample), Some((waking, ids))) => {
+            if ids.learn(&sample, waking.waker(sample.raw)) {
+                return;
             }
-            let wakee = waking
-                .wakee(sample.raw)
-                .and_then(|host| pids.translate(host));
-            if let Some(wakee) = wakee {
-                let woke = Observed::Woke {
-                    wakee,
-                    time: sample.time,
-                    weight: period,
-                };
-                pipeline.send(Event::sample(&sample, woke));
+            let Some(host) = waking.wakee(sample.raw) else {
+                return;
+            };
+            // Every wakeup is sampled: each stands for one.
+            let woke = Observed::Woke {
+                wakee: host,
+                time: sample.time,
+                weight: 1,
+            };
+            if let Some(event) = ids.translate(host, Event::sample(&sample, woke)) {
+                pipeline.send(event);
             }
         }
         (Record::Lost { count }, _) => pipeline.send(Event::Lost(count)),
@@ -306,6 +321,7 @@ fn comments(
     stacks: &WaitStacks,
     window: &Window,
     second_event: &Option<String>,
+    unidentified: u64,
 ) -> Vec<String> {
     let mut comments = vec![
         provenance(window),
@@ -318,7 +334,9 @@ fn comments(
     match second_event.as_deref() {
         Some("sched_waking") => comments.push(format!(
             "releases: sched_waking samples (the waker's stack), paired with the lock wait each \
-             ended; wakeups that ended other waits: {}",
+             ended; wakeups that ended other waits: {}, of threads never identified (another \
+             process's, or in a container a thread that never left the CPU while its id was \
+             learned): {unidentified}",
             stacks.not_on_lock()
         )),
         Some(cpu) => comments.push(format!("on-CPU: {cpu} samples")),

@@ -2,7 +2,7 @@
 //! (the releaser of a lock, in `futex(FUTEX_WAKE)`), with the woken thread's id in its raw
 //! fields. Its id and field layout are published in tracefs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -23,22 +23,7 @@ pub struct Waking {
 impl Waking {
     /// Reads the tracepoint's id and layout from tracefs.
     pub fn find() -> Result<Waking> {
-        let Some(dir) = TRACEFS
-            .iter()
-            .map(|root| Path::new(root).join("events").join(EVENT))
-            .find(|dir| dir.join("id").is_file())
-        else {
-            bail!(
-                "the kernel's {EVENT} tracepoint is not visible: tracefs is not mounted (mount \
-                 it with `mount -t tracefs nodev /sys/kernel/tracing`; in a container, mount \
-                 the host's /sys/kernel/tracing read-only)"
-            );
-        };
-        let id = read_small(&dir.join("id"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("{}: not a tracepoint id", dir.join("id").display()))?;
-        let format = read_small(&dir.join("format"))?;
+        let (id, format, dir) = tracepoint(EVENT)?;
         let pid_offset = field_offset(&format, "pid")
             .with_context(|| format!("no pid field in {}", dir.join("format").display()))?;
         let common_pid_offset = field_offset(&format, "common_pid")
@@ -61,8 +46,29 @@ impl Waking {
     }
 }
 
+/// Tracepoint `event`'s id, format and directory in tracefs.
+pub(super) fn tracepoint(event: &str) -> Result<(u64, String, PathBuf)> {
+    let Some(dir) = TRACEFS
+        .iter()
+        .map(|root| Path::new(root).join("events").join(event))
+        .find(|dir| dir.join("id").is_file())
+    else {
+        bail!(
+            "the kernel's {event} tracepoint is not visible: tracefs is not mounted (mount \
+             it with `mount -t tracefs nodev /sys/kernel/tracing`; in a container, mount the \
+             host's /sys/kernel/tracing read-only)"
+        );
+    };
+    let id = read_small(&dir.join("id"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a tracepoint id", dir.join("id").display()))?;
+    let format = read_small(&dir.join("format"))?;
+    Ok((id, format, dir))
+}
+
 /// A positive `pid_t` at `offset` of `raw`.
-fn pid_at(raw: &[u8], offset: usize) -> Option<u32> {
+pub(super) fn pid_at(raw: &[u8], offset: usize) -> Option<u32> {
     let bytes = raw.get(offset..offset.checked_add(4)?)?;
     let pid = i32::from_ne_bytes(bytes.try_into().ok()?);
     u32::try_from(pid).ok().filter(|&pid| pid > 0)
