@@ -467,6 +467,50 @@ fn deep_stacks_unwind_to_the_thread_root() {
     );
 }
 
+/// A stack deeper than any sample can carry (~64 KiB, the kernel's record limit): 400 frames
+/// of 272 bytes, 106 KiB. The frames past the copy are read from the thread's live stack,
+/// where the copy's last bytes prove they are the same (agent/src/unwind/live.rs).
+#[test]
+fn stacks_deeper_than_the_copy_are_completed_from_live_memory() {
+    const DEPTH: usize = 400;
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::deep_stack(), &[DEPTH.to_string()]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    let stacks = Stacks::new(profile);
+    let in_deep_leaf = |frames: &[&str], _: &_| frames.contains(&"deep_leaf");
+    let complete = stacks.fraction(in_deep_leaf, |frames| {
+        frames.iter().filter(|f| **f == "descend").count() == DEPTH + 1
+            && frames.contains(&"deep_root")
+            && frames.last().is_some_and(|f| f.contains("clone"))
+    });
+    println!(
+        "deep_leaf samples with all {} descend frames, down to clone: {complete}",
+        DEPTH + 1
+    );
+    assert!(
+        complete.total >= 100,
+        "only {complete} samples in deep_leaf"
+    );
+    assert!(
+        complete.ratio() >= 0.95,
+        "{complete} of the deep_leaf samples are complete\n{}",
+        top_leaves(profile, 10)
+    );
+    let completed: u64 = profile
+        .comment
+        .iter()
+        .map(|&c| string(profile, c))
+        .find_map(|c| c.rsplit_once("(its frames at the copy's end unchanged): "))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no completion count among the comments"));
+    assert!(
+        completed as i64 >= complete.hits,
+        "{completed} stacks completed, {complete} complete deep_leaf samples"
+    );
+}
+
 #[test]
 fn inlined_cpp_method_is_an_inline_frame_with_a_demangled_name() {
     const STEP: &str = "rprof_test::Hot::step(unsigned long)";

@@ -1,9 +1,11 @@
 //! User-space stack unwinding of sampled or captured stacks, with framehop over the target's own
 //! unwind information (.eh_frame, .eh_frame_hdr, .debug_frame; frame pointers as fallback).
 
+mod live;
 mod modules;
 mod stack;
 
+use live::{Beyond, LiveMemory};
 use modules::ModuleChange;
 pub use modules::ModuleSet;
 pub use stack::StackMemory;
@@ -40,6 +42,10 @@ pub struct StackUnwinder {
     unwinder: UnwinderX86_64<Bytes>,
     cache: CacheX86_64,
     modules: ModuleSet,
+    /// The target's stack memory now, for stacks deeper than their copy (see [`live`]).
+    live: LiveMemory,
+    /// Unwinds that reached the thread's root through live memory past their copy.
+    completed: u64,
 }
 
 impl StackUnwinder {
@@ -48,11 +54,19 @@ impl StackUnwinder {
         for module in modules.framehop_modules() {
             unwinder.add_module(module);
         }
+        let live = LiveMemory::open(modules.pid());
         StackUnwinder {
             unwinder,
             cache: CacheX86_64::new(),
             modules,
+            live,
+            completed: 0,
         }
+    }
+
+    /// Stacks deeper than their copy that were completed from the live memory.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     pub fn modules(&self) -> &ModuleSet {
@@ -114,7 +128,13 @@ impl StackUnwinder {
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
-        let mut read = |addr: u64| stack.read_u64(addr).ok_or(());
+        let mut beyond = Beyond::new(&self.live, stack.sp(), stack.bytes());
+        let mut read = |addr: u64| {
+            stack
+                .read_u64(addr)
+                .or_else(|| beyond.read_u64(addr))
+                .ok_or(())
+        };
         let unwind_regs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
         let mut frames =
             self.unwinder
@@ -135,6 +155,9 @@ impl StackUnwinder {
                 Err(_) => break UnwindEnd::Truncated,
             }
         };
+        if beyond.used && end == UnwindEnd::Complete {
+            self.completed += 1;
+        }
         // Named where the modules they are in are named: see ModuleSet.
         self.modules.translate(out);
         end

@@ -12,6 +12,16 @@ impl<'a> StackMemory<'a> {
         StackMemory { sp, bytes }
     }
 
+    /// Where the copy starts (the stack pointer).
+    pub fn sp(&self) -> u64 {
+        self.sp
+    }
+
+    /// The copied bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Reads the 8-byte little-endian word at target address `addr`, if it lies inside the copy.
     /// Anything outside it (below sp, past the copy, overflowing) is an error, which ends the
     /// unwind as truncated rather than inventing frames from stale memory.

@@ -191,7 +191,8 @@ impl Recording for CpuRecording {
         };
         let frequency = settings.frequency;
         let sampled = profile.samples().saturating_add(profile.lost());
-        let mut comments = comments(&event, &stats, &profile, window, frequency);
+        let completed = unwinder.completed();
+        let mut comments = comments(&event, &stats, &profile, window, frequency, completed);
         comments.push(scope(cgroup.as_deref()));
         comments.extend(coverage.comment(sampled, frequency));
         let system_warning = system_refused.map(|why| system_warning(&why, &coverage));
@@ -201,7 +202,7 @@ impl Recording for CpuRecording {
             duration: window.duration,
             comments,
         };
-        let mut summary = summary(&profile, frequency, &event, window);
+        let mut summary = summary(&profile, frequency, &event, window, completed);
         if let Some(hint) = lost_hint(profile.lost(), sampled, frequency) {
             summary = format!("{summary}\nwarning: {hint}");
         }
@@ -268,12 +269,15 @@ fn comments(
     profile: &CpuStacks,
     window: &Window,
     frequency: u64,
+    completed: u64,
 ) -> Vec<String> {
     vec![
         provenance(window),
         format!("event: {event} at {frequency} Hz"),
         format!(
-            "samples: {}, lost: {}, truncated stacks: {}",
+            "samples: {}, lost: {}, truncated stacks: {}, stacks deeper than their copy \
+             completed from the thread's live stack (its frames at the copy's end unchanged): \
+             {completed}",
             profile.samples(),
             profile.lost(),
             profile.truncated()
@@ -295,11 +299,22 @@ fn forward(record: Record<'_>, pipeline: &Pipeline<CpuStacks>) {
 }
 
 /// The summary line, so a result is visible without any other tool.
-fn summary(profile: &CpuStacks, frequency: u64, event: &str, window: &Window) -> String {
+fn summary(
+    profile: &CpuStacks,
+    frequency: u64,
+    event: &str,
+    window: &Window,
+    completed: u64,
+) -> String {
     let why = window.outcome.note();
     let truncated_pct = percent(profile.truncated(), profile.samples());
+    let completed = if completed > 0 {
+        format!(", {completed} deeper than their copy completed from live memory")
+    } else {
+        String::new()
+    };
     format!(
-        "{} samples over {:.1}s{why} ({event}, {} Hz), {} lost, {} truncated stacks ({truncated_pct:.1}%), {} distinct stacks",
+        "{} samples over {:.1}s{why} ({event}, {} Hz), {} lost, {} truncated stacks ({truncated_pct:.1}%){completed}, {} distinct stacks",
         profile.samples(),
         window.duration.as_secs_f64(),
         frequency,
