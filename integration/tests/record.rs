@@ -419,15 +419,21 @@ fn flamegraph_format_writes_an_svg() {
     assert!(svg.contains("leaf_a"), "the flame graph has no leaf_a");
 }
 
+/// 4 s of `deep_stack DEPTH`, its thread recursing DEPTH frames of 272 bytes.
+fn record_deep_stack(depth: usize) -> Measured {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::deep_stack(), &[depth.to_string()]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    measured
+}
+
 #[test]
 fn deep_stacks_unwind_to_the_thread_root() {
     const DEPTH: usize = 94;
     /// What a thread's outermost frames may be called: its start routine, or glibc's.
     const THREAD_ROOTS: &[&str] = &["deep_thread", "start_thread", "clone3", "__clone3"];
-    let _cpu = exclusive();
-    let target = Target::spawn(&programs::deep_stack(), &[DEPTH.to_string()]);
-    let measured = Measured::record(&target, 4);
-    measured.assert_sample_floor();
+    let measured = record_deep_stack(DEPTH);
     let profile = measured.profile();
 
     // The deep thread is the only one running (main sleeps in pthread_join), and all of its
@@ -473,10 +479,7 @@ fn deep_stacks_unwind_to_the_thread_root() {
 #[test]
 fn stacks_deeper_than_the_copy_are_completed_from_live_memory() {
     const DEPTH: usize = 400;
-    let _cpu = exclusive();
-    let target = Target::spawn(&programs::deep_stack(), &[DEPTH.to_string()]);
-    let measured = Measured::record(&target, 4);
-    measured.assert_sample_floor();
+    let measured = record_deep_stack(DEPTH);
     let profile = measured.profile();
     let stacks = Stacks::new(profile);
     let in_deep_leaf = |frames: &[&str], _: &_| frames.contains(&"deep_leaf");
