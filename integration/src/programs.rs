@@ -17,6 +17,12 @@ pub fn deep_stack() -> PathBuf {
     build_c("deep_stack", C_FLAGS)
 }
 
+/// `deep_paths [DEPTH [SPIN_US]]`: a thread alternating between a DEPTH-deep path (leaf_a) and
+/// a DEPTH/4-deep other one (leaf_b).
+pub fn deep_paths() -> PathBuf {
+    build_c("deep_paths", C_FLAGS)
+}
+
 /// `late_threads [DELAY]`: threads "late-1" and "late-2" start DELAY (1) seconds after ready.
 pub fn late_threads() -> PathBuf {
     build_c("late_threads", C_FLAGS)

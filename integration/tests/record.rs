@@ -514,6 +514,58 @@ fn stacks_deeper_than_the_copy_are_completed_from_live_memory() {
     );
 }
 
+/// The thread returns from its deep path and goes down a shallow, different one, over and over
+/// (integration/programs/deep_paths.c): when a deep sample is unwound, the outer part of the
+/// stack may hold the other path's frames over stale ones. A completed stack must never mix the
+/// two paths (agent/src/unwind/call_site.rs); it is truncated instead.
+#[test]
+fn stacks_are_never_completed_from_frames_of_another_call_path() {
+    const DEPTH: usize = 400;
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::deep_paths(), &[DEPTH.to_string()]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    let stacks = Stacks::new(profile);
+    let count = |frames: &[&str], name: &str| frames.iter().filter(|f| **f == name).count();
+    let mixed = stacks.fraction(
+        |_, _| true,
+        |frames| count(frames, "descend_a") > 0 && count(frames, "descend_b") > 0,
+    );
+    println!("samples mixing the two paths: {mixed}");
+    assert_eq!(
+        mixed.hits,
+        0,
+        "stitched stacks: {mixed}\n{}",
+        top_leaves(profile, 10)
+    );
+    // Deep samples are whole (every level, down to the thread's root) or cut, never partly
+    // made up; the shallow path fits its copy.
+    let in_leaf_a = |frames: &[&str], _: &_| frames.contains(&"leaf_a");
+    let whole_a = stacks.fraction(in_leaf_a, |frames| {
+        count(frames, "descend_a") == DEPTH + 1 && frames.contains(&"paths_root")
+    });
+    let cut_a = stacks.fraction(in_leaf_a, |frames| frames.contains(&"[truncated stack]"));
+    println!("leaf_a samples: {whole_a} whole, {cut_a} truncated");
+    assert!(
+        whole_a.total >= 50,
+        "only {whole_a} samples in leaf_a\n{}",
+        top_leaves(profile, 10)
+    );
+    assert_eq!(
+        whole_a.hits + cut_a.hits,
+        whole_a.total,
+        "leaf_a samples neither whole nor truncated\n{}",
+        top_leaves(profile, 10)
+    );
+    let in_leaf_b = |frames: &[&str], _: &_| frames.contains(&"leaf_b");
+    let whole_b = stacks.fraction(in_leaf_b, |frames| {
+        count(frames, "descend_b") == DEPTH / 4 + 1 && frames.contains(&"paths_root")
+    });
+    println!("leaf_b samples whole: {whole_b}");
+    assert!(whole_b.ratio() >= 0.99, "{whole_b} leaf_b samples whole");
+}
+
 #[test]
 fn inlined_cpp_method_is_an_inline_frame_with_a_demangled_name() {
     const STEP: &str = "rprof_test::Hot::step(unsigned long)";

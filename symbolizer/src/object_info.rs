@@ -259,13 +259,18 @@ impl ObjectInfo {
         }
     }
 
+    /// The start (SVMA) of the function whose unwind table entry covers `svma`: the tables are
+    /// read whole on first use.
+    pub fn function_start(&self, svma: u64) -> Option<u64> {
+        self.function_starts
+            .get_or_init(|| FunctionStarts::read(&self.unwind_sections()))
+            .containing(svma)
+    }
+
     /// Code no symbol names, named after its module and the start of the function the unwind
     /// tables give: `redis-server+0x4c3e0`, module-relative (an SVMA), as addr2line takes it.
     fn unwind_table_frame(&self, svma: u64) -> Option<Frame> {
-        let start = self
-            .function_starts
-            .get_or_init(|| FunctionStarts::read(&self.unwind_sections()))
-            .containing(svma)?;
+        let start = self.function_start(svma)?;
         let module = self.name.rsplit('/').next().unwrap_or(&self.name);
         let name = format!("{module}+{start:#x}");
         Some(Frame {

@@ -14,6 +14,7 @@
 //! Memory is read with `pread` on `/proc/PID/mem` (the target is never written, never stopped),
 //! a page at a time, at most [`MAX_BEYOND_BYTES`] past the copy per unwind.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -46,7 +47,7 @@ impl LiveMemory {
     }
 
     /// Fills `buf` from target address `addr`; false unless all of it was read.
-    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+    pub(super) fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         let Some(mem) = &self.mem else {
             return false;
         };
@@ -63,13 +64,14 @@ pub struct Beyond<'a> {
     tail: &'a [u8],
     checked: Option<bool>,
     page: Option<(u64, Box<[u8; PAGE as usize]>)>,
-    /// Whether any word was read from the live memory.
-    pub used: bool,
+    /// Set once a word is read from the live memory: the frames unwound from then on rest on
+    /// it (see `call_site`).
+    used: &'a Cell<bool>,
 }
 
 impl<'a> Beyond<'a> {
-    /// For a copy of `copy` bytes at `sp`.
-    pub fn new(live: &'a LiveMemory, sp: u64, copy: &'a [u8]) -> Self {
+    /// For a copy of `copy` bytes at `sp`; `used` is set when the live memory is read.
+    pub fn new(live: &'a LiveMemory, sp: u64, copy: &'a [u8], used: &'a Cell<bool>) -> Self {
         let tail = &copy[copy.len().saturating_sub(BOUNDARY_BYTES)..];
         Beyond {
             live,
@@ -77,7 +79,7 @@ impl<'a> Beyond<'a> {
             tail,
             checked: None,
             page: None,
-            used: false,
+            used,
         }
     }
 
@@ -97,7 +99,7 @@ impl<'a> Beyond<'a> {
         for (i, byte) in word.iter_mut().enumerate() {
             *byte = self.byte(addr.checked_add(i as u64)?)?;
         }
-        self.used = true;
+        self.used.set(true);
         Some(u64::from_le_bytes(word))
     }
 
@@ -143,11 +145,12 @@ mod tests {
         let live = own_memory();
         // The copy: the first 8 KiB; the rest is "beyond".
         let copy = &bytes[..8192];
-        let mut beyond = Beyond::new(&live, base, copy);
+        let used = Cell::new(false);
+        let mut beyond = Beyond::new(&live, base, copy, &used);
         assert_eq!(beyond.read_u64(base + 8), None, "inside the copy: not ours");
         assert_eq!(beyond.read_u64(base + 8192), Some(memory[1024]));
         assert_eq!(beyond.read_u64(base + 20_000), Some(memory[2500]));
-        assert!(beyond.used);
+        assert!(used.get());
     }
 
     #[test]
@@ -158,9 +161,10 @@ mod tests {
         let live = own_memory();
         let mut stale = bytes[..8192].to_vec();
         stale[8000] ^= 0xff; // A return address near the boundary is not what it was.
-        let mut beyond = Beyond::new(&live, base, &stale);
+        let used = Cell::new(false);
+        let mut beyond = Beyond::new(&live, base, &stale, &used);
         assert_eq!(beyond.read_u64(base + 8192), None);
-        assert!(!beyond.used);
+        assert!(!used.get());
     }
 
     #[test]
@@ -169,13 +173,15 @@ mod tests {
         let bytes = &as_bytes(&memory)[..];
         let base = bytes.as_ptr() as u64;
         let live = own_memory();
-        let mut short = Beyond::new(&live, base, &bytes[..256]);
+        let used = Cell::new(false);
+        let mut short = Beyond::new(&live, base, &bytes[..256], &used);
         assert_eq!(short.read_u64(base + 256), None);
         let none = LiveMemory::none();
-        let mut unreadable = Beyond::new(&none, base, &bytes[..4096]);
+        let mut unreadable = Beyond::new(&none, base, &bytes[..4096], &used);
         assert_eq!(unreadable.read_u64(base + 4096), None);
-        let mut far = Beyond::new(&live, base, &bytes[..4096]);
+        let mut far = Beyond::new(&live, base, &bytes[..4096], &used);
         assert_eq!(far.read_u64(base + 4096 + MAX_BEYOND_BYTES), None);
+        assert!(!used.get());
     }
 
     /// The words' bytes, in a buffer of their own: the memory the tests read back.

@@ -1,9 +1,12 @@
 //! User-space stack unwinding of sampled or captured stacks, with framehop over the target's own
 //! unwind information (.eh_frame, .eh_frame_hdr, .debug_frame; frame pointers as fallback).
 
+mod call_site;
 mod live;
 mod modules;
 mod stack;
+
+use std::cell::Cell;
 
 use live::{Beyond, LiveMemory};
 use modules::ModuleChange;
@@ -11,7 +14,7 @@ pub use modules::ModuleSet;
 pub use stack::StackMemory;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::Unwinder;
+use framehop::{FrameAddress, Unwinder};
 use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::Bytes;
 
@@ -128,7 +131,8 @@ impl StackUnwinder {
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
-        let mut beyond = Beyond::new(&self.live, stack.sp(), stack.bytes());
+        let used_live = Cell::new(false);
+        let mut beyond = Beyond::new(&self.live, stack.sp(), stack.bytes(), &used_live);
         let mut read = |addr: u64| {
             stack
                 .read_u64(addr)
@@ -146,6 +150,14 @@ impl StackUnwinder {
             match frames.next() {
                 Ok(Some(frame)) => {
                     let address = frame.address_for_lookup();
+                    // Frames resting on live memory must call one into the other.
+                    if let (FrameAddress::ReturnAddress(ret), Some(&callee)) = (frame, out.last()) {
+                        if used_live.get()
+                            && !call_site::calls_into(&self.live, &self.modules, ret.get(), callee)
+                        {
+                            break UnwindEnd::Truncated;
+                        }
+                    }
                     out.push(address);
                     if self.modules.is_thread_root(address) {
                         break UnwindEnd::Complete;
@@ -155,7 +167,7 @@ impl StackUnwinder {
                 Err(_) => break UnwindEnd::Truncated,
             }
         };
-        if beyond.used && end == UnwindEnd::Complete {
+        if used_live.get() && end == UnwindEnd::Complete {
             self.completed += 1;
         }
         // Named where the modules they are in are named: see ModuleSet.
