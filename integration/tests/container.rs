@@ -403,7 +403,9 @@ fn mutex_from_another_container() {
     }
     // waiter_b wakes no one: its id in the host's numbering is learned from its own switches
     // (agent/src/kinds/waits/host_ids.rs). waiter_a waits behind holder_a nearly all the time,
-    // waiter_b behind holder_b about a third of it: holder_b's share is about a quarter.
+    // waiter_b behind holder_b about a third of it: holder_b's share is about a quarter (28 %
+    // measured on a quiet machine, 9 % once with both cores busy compiling; without the
+    // learning window it was 0).
     let profile = agent.fetch_with_pprof("/debug/pprof/mutex?seconds=3");
     let delay_of = |thread: &str| -> f64 {
         profile
@@ -417,7 +419,7 @@ fn mutex_from_another_container() {
     let share_b = b / (a + b);
     println!("holder_b: {:.1} % of the delay", 100.0 * share_b);
     assert!(
-        (0.12..=0.40).contains(&share_b),
+        (0.05..=0.45).contains(&share_b),
         "holder_b caused {:.1} % of the delay, expected about a quarter\n{mutex}",
         100.0 * share_b
     );
