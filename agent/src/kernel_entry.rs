@@ -80,6 +80,14 @@ impl KernelEntries {
         entries
     }
 
+    /// `chain` as the one frame [`KernelEntries::collapse`] keeps, if `entries` are given and the
+    /// chain is not empty (a user-mode sample has none): what a profile that shows the
+    /// syscall, not the kernel's own frames, puts on top of the user stack.
+    pub fn collapsed(entries: Option<&Self>, chain: &[u64]) -> Option<[u64; 1]> {
+        let entries = entries.filter(|_| !chain.is_empty())?;
+        Some([entries.collapse(chain)])
+    }
+
     /// The one frame of `chain` (kernel frames, leaf first) that says what the kernel was doing:
     /// the frame the innermost syscall dispatcher called (the dispatcher itself if the sample
     /// hit it), else the page fault entry, else 0, which names nothing (`[kernel]`). Syscalls

@@ -263,6 +263,46 @@ fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
     }
 }
 
+/// A thread that spends most of its CPU time in the kernel (read() of /dev/zero): that time is
+/// on-CPU time in `wall`, under the user stack that made the system call with the call on top,
+/// as in the CPU profile. Sampled in user mode only, it went missing from the profile (neither
+/// on nor off the CPU).
+#[test]
+fn wall_counts_time_in_the_kernel_as_on_cpu_under_the_system_call() {
+    let _cpu = exclusive();
+    let target = Target::start(&build_c("syscall_heavy", C_FLAGS));
+    let before = target.cpu_time();
+    let recording = record_full(target.pid(), SECONDS, &["--profile", "wall"]);
+    let used = target.cpu_time().saturating_sub(before).as_secs_f64() * 1e9;
+    let profile = &recording.profile;
+    let on_cpu = total(profile, 1, |_, sample| {
+        label(profile, sample, "state") == Some("on-cpu")
+    });
+    let in_read = total(profile, 1, |frames, sample| {
+        label(profile, sample, "state") == Some("on-cpu")
+            && frames.first() == Some(&"[syscall read]")
+            && frames.contains(&"read_zeros")
+            && frames.contains(&"main")
+    });
+    println!(
+        "on CPU: {:.2} s in wall against {:.2} s of CPU time; under [syscall read]: {:.0} %",
+        on_cpu / 1e9,
+        used / 1e9,
+        100.0 * in_read / on_cpu
+    );
+    assert!(
+        (on_cpu / used - 1.0).abs() <= 0.2,
+        "wall has {:.2} s on CPU, the target used {:.2} s",
+        on_cpu / 1e9,
+        used / 1e9
+    );
+    assert!(
+        in_read >= 0.3 * on_cpu,
+        "only {:.0} % of the on-CPU time under [syscall read] on read_zeros",
+        100.0 * in_read / on_cpu
+    );
+}
+
 #[test]
 fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
     let _cpu = exclusive();

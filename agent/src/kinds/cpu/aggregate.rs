@@ -77,13 +77,10 @@ impl Aggregate for CpuStacks {
     type Extra = ();
 
     fn add(&mut self, sample: Unwound<'_>, (): ()) {
-        let collapsed;
         let mut stack = sample.stack_sample(&[]);
-        if let Some(entries) = &self.collapse {
-            if !stack.kernel.is_empty() {
-                collapsed = [entries.collapse(stack.kernel)];
-                stack.kernel = &collapsed;
-            }
+        let collapsed = KernelEntries::collapsed(self.collapse.as_ref(), stack.kernel);
+        if let Some(one) = &collapsed {
+            stack.kernel = one;
         }
         self.stacks.add(&stack, &[1, self.period]);
     }

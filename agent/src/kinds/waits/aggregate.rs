@@ -6,6 +6,8 @@ use rprof_proto::Profile;
 use super::classify::{Classifier, Wait};
 use super::releases::{EndedWait, Release, Releases, Wakeup};
 use super::tracker::OffCpu;
+use crate::kallsyms::{KernelNames, KernelSymbols};
+use crate::kernel_entry::KernelEntries;
 use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
 use crate::recording::{Aggregate, Unwound};
 use crate::unwind::{ModuleSet, UnwindEnd};
@@ -56,6 +58,9 @@ pub struct WaitStacks {
     pub off_cpu_ns: u64,
     lost: u64,
     releases: Releases<WakerStack>,
+    /// `wall` with time in the kernel sampled: each kernel call chain is kept as one frame,
+    /// the system call (or `[kernel]`), as in the CPU profile.
+    collapse: Option<KernelEntries>,
 }
 
 impl WaitStacks {
@@ -68,7 +73,14 @@ impl WaitStacks {
             off_cpu_ns: 0,
             lost: 0,
             releases: Releases::default(),
+            collapse: None,
         }
+    }
+
+    /// Keeps one frame of each on-CPU sample's kernel call chain, found with `entries`.
+    pub fn collapsing_kernel_chains(mut self, entries: KernelEntries) -> Self {
+        self.collapse = Some(entries);
+        self
     }
 
     /// Wakeups that ended waits not on a lock (`mutex`).
@@ -107,7 +119,12 @@ impl WaitStacks {
                 default_sample_type: Some("wall"),
             },
         };
-        self.stacks.build(modules, None, &shape, meta)
+        let kernel_names = self
+            .collapse
+            .as_ref()
+            .map(|_| KernelNames::Entries(KernelSymbols::load()));
+        self.stacks
+            .build(modules, kernel_names.as_ref(), &shape, meta)
     }
 
     fn add_off_cpu(&mut self, sample: &Unwound<'_>, off_cpu: OffCpu) {
@@ -185,8 +202,12 @@ impl Aggregate for WaitStacks {
             (Observed::OffCpu(off_cpu), _) => self.add_off_cpu(&sample, off_cpu),
             (Observed::OnCpu, View::Wall { cpu_period }) => {
                 let labels: &[(&str, &str)] = &[("state", "on-cpu")];
-                self.stacks
-                    .add(&sample.stack_sample(labels), &[1, cpu_period]);
+                let mut stack = sample.stack_sample(labels);
+                let collapsed = KernelEntries::collapsed(self.collapse.as_ref(), stack.kernel);
+                if let Some(one) = &collapsed {
+                    stack.kernel = one;
+                }
+                self.stacks.add(&stack, &[1, cpu_period]);
             }
             (
                 Observed::Woke {

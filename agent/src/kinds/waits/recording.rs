@@ -14,6 +14,7 @@ use super::period::{Period, SAMPLE_BUDGET};
 use super::tracker::{Tracker, Wait};
 use super::waking::Waking;
 use super::SWITCH_STACK_BYTES;
+use crate::kernel_entry::KernelEntries;
 use crate::profile::Meta;
 use crate::recording::{
     percent, provenance, Event, Finished, Pipeline, Pump, Recording, Request, Window,
@@ -67,9 +68,12 @@ impl WaitRecording {
             View::Block | View::Wall { .. } => None,
         };
         let second = match (view, waking) {
+            // Time in the kernel is on-CPU time too (a thread in a long read() of a cached
+            // file, in a page fault): sampled, as in the CPU profile.
             (View::Wall { .. }, _) => Some(SamplerConfig {
                 frequency: request.frequency,
                 stack_bytes: request.stack_bytes,
+                kernel: true,
                 ..SamplerConfig::new(pid)
             }),
             (View::Mutex, Some(waking)) => Some(SamplerConfig {
@@ -99,7 +103,13 @@ impl WaitRecording {
         });
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), WaitStacks::new(view))
+        let stacks = match view {
+            View::Wall { .. } => {
+                WaitStacks::new(view).collapsing_kernel_chains(KernelEntries::load())
+            }
+            View::Block | View::Mutex => WaitStacks::new(view),
+        };
+        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
             .context("cannot start the unwinder thread")?;
         let mut tracker = Tracker::default();
         park_waiting_threads(pid, &mut tracker);
