@@ -262,6 +262,7 @@ impl Recording for WaitRecording {
                 window,
                 &this.second_event,
                 this.ids.as_ref().map_or(0, |ids| ids.unidentified),
+                unwinder.completed(),
             ),
         };
         let summary = summary(this.name, &stacks, window);
@@ -332,13 +333,14 @@ fn comments(
     window: &Window,
     second_event: &Option<String>,
     unidentified: u64,
+    completed: u64,
 ) -> Vec<String> {
     let mut comments = vec![
         provenance(window),
         format!(
             "event: context-switches, every switch sampled up to {SAMPLE_BUDGET} switches/s, \
              1 in N beyond (N re-drawn at random around the rate over the budget every 250 \
-             ms), each sample weighted by N"
+             ms), each sample weighted by the switches its thread made since its previous one"
         ),
     ];
     match second_event.as_deref() {
@@ -355,7 +357,8 @@ fn comments(
     comments.push(format!(
         "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; open waits \
          dropped when records were lost: {}, not tracked (too many stacks held): {}; waits not \
-         on synchronization skipped: {}; lost records: {}; truncated stacks: {}",
+         on synchronization skipped: {}; lost records: {}; truncated stacks: {}; stacks deeper \
+         than their copy completed from the thread's live stack: {completed}",
         stacks.samples(),
         stacks.off_cpu_ns as f64 / 1e9,
         tracker.preempted,
