@@ -24,8 +24,10 @@ use crate::snapshot::{take_snapshot, SnapshotOptions};
 use crate::unwind::{ModuleSet, Registers, StackUnwinder};
 
 /// The longest wait between two drains for `mutex`, whose wakeups and waits come from two
-/// samplers and are paired across them.
-const PAIRING_WAIT: Duration = Duration::from_millis(5);
+/// samplers and are paired across them: each side keeps what the other has not matched for
+/// about this long (see `releases`). 20 wakeups of the agent a second at most, however
+/// quiet the target.
+const PAIRING_WAIT: Duration = Duration::from_millis(50);
 
 pub struct WaitRecording {
     /// The kind's name, for the progress line and the summary.
@@ -182,8 +184,8 @@ impl Recording for WaitRecording {
         let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
         // With two samplers, both are waited for at once, then both drained without waiting.
         // `mutex` pairs records of the two, read in turn: a wakeup read after the switches of
-        // its drain waits for the next drain to meet its wait, and only a few are kept per
-        // thread (see `releases`), so its drains stay close together.
+        // its drain meets its wait among those kept, a drain's worth per thread (see
+        // `releases`), so its drains are at most PAIRING_WAIT apart.
         let timeout = if self.waking.is_some() {
             timeout.min(PAIRING_WAIT)
         } else {

@@ -1,15 +1,21 @@
 //! Who made a thread wait: each wakeup a thread of the target did (its stack, and the thread it
 //! woke) paired with the wait it ended. Wakeups and waits come from two samplers, drained in
-//! turn: either may be read first, so each side keeps what the other has not matched yet, a
-//! few per thread.
+//! turn: either may be read first, so each side keeps what the other has not matched yet: a
+//! few wakeups per thread, a drain's worth of ended waits.
 
 use std::collections::{HashMap, VecDeque};
 
-/// Wakeups and waits kept unmatched per thread: a thread has one wait at a time, and its
-/// wakeup is read within a drain or two of it.
-const KEPT_PER_THREAD: usize = 16;
+/// Wakeups kept unmatched per thread: a wakeup waits only for the end of the wait it ended,
+/// which the next drain brings.
+const KEPT_WAKEUPS_PER_THREAD: usize = 16;
+/// Ended waits kept per thread: a wakeup read in the drain after its wait's end finds that
+/// wait behind every wait the thread ended since — one drain's worth (the drains of `mutex`
+/// are up to 50 ms apart; a thread waiting on a lock 5000 times a second ends 250 in that time).
+const KEPT_WAITS_PER_THREAD: usize = 256;
 /// Threads tracked at most.
 const MAX_THREADS: usize = 1 << 16;
+/// Ended waits kept in all (40 bytes each): beyond it, threads not tracked yet are not.
+const MAX_KEPT_WAITS: usize = 1 << 20;
 /// What is kept unmatched longer than this (the woken thread was another process's, or its
 /// wait was not sampled) is forgotten, so that threads come and go without filling the maps.
 const KEPT_NS: u64 = 5_000_000_000;
@@ -49,6 +55,8 @@ pub struct Releases<S> {
     waits: HashMap<u32, VecDeque<EndedWait>>,
     /// Wakeups that ended a wait not on a lock (a condition variable, a pipe...).
     pub not_on_lock: u64,
+    /// Ended waits kept now, in all threads.
+    kept_waits: usize,
     /// The latest time seen, and insertions since the last sweep.
     latest: u64,
     inserted: u64,
@@ -60,6 +68,7 @@ impl<S> Default for Releases<S> {
             wakeups: HashMap::new(),
             waits: HashMap::new(),
             not_on_lock: 0,
+            kept_waits: 0,
             latest: 0,
             inserted: 0,
         }
@@ -80,7 +89,7 @@ impl<S> Releases<S> {
             Some(wait) => self.pair(wakeup, wait),
             None => {
                 self.seen(wakeup.time);
-                push_capped(&mut self.wakeups, wakee, wakeup);
+                push_capped(&mut self.wakeups, wakee, wakeup, KEPT_WAKEUPS_PER_THREAD);
                 None
             }
         }
@@ -104,7 +113,12 @@ impl<S> Releases<S> {
             releases.extend(matched.into_iter().filter_map(|w| self.pair(w, wait)));
         }
         self.seen(wait.until);
-        push_capped(&mut self.waits, waiter, wait);
+        if self.kept_waits < MAX_KEPT_WAITS || self.waits.contains_key(&waiter) {
+            let before = self.waits.get(&waiter).map_or(0, VecDeque::len);
+            push_capped(&mut self.waits, waiter, wait, KEPT_WAITS_PER_THREAD);
+            let after = self.waits.get(&waiter).map_or(0, VecDeque::len);
+            self.kept_waits = self.kept_waits + after - before;
+        }
         releases
     }
 
@@ -124,6 +138,7 @@ impl<S> Releases<S> {
             kept.retain(|wait| wait.until >= oldest);
             !kept.is_empty()
         });
+        self.kept_waits = self.waits.values().map(VecDeque::len).sum();
     }
 
     fn pair(&mut self, wakeup: Wakeup<S>, wait: EndedWait) -> Option<Release<S>> {
@@ -139,12 +154,12 @@ impl<S> Releases<S> {
     }
 }
 
-fn push_capped<T>(map: &mut HashMap<u32, VecDeque<T>>, tid: u32, item: T) {
+fn push_capped<T>(map: &mut HashMap<u32, VecDeque<T>>, tid: u32, item: T, per_thread: usize) {
     if map.len() >= MAX_THREADS && !map.contains_key(&tid) {
         return;
     }
     let kept = map.entry(tid).or_default();
-    if kept.len() >= KEPT_PER_THREAD {
+    if kept.len() >= per_thread {
         kept.pop_front();
     }
     kept.push_back(item);
@@ -204,9 +219,24 @@ mod tests {
         assert!(releases.woke(8, wakeup(800, "signal")).is_none());
         assert_eq!(releases.not_on_lock, 1);
         // A wakeup of nobody we know stays pending, and is forgotten past the cap.
-        for i in 0..(KEPT_PER_THREAD as u64 + 4) {
+        for i in 0..(KEPT_WAKEUPS_PER_THREAD as u64 + 4) {
             assert!(releases.woke(9, wakeup(i, "x")).is_none());
         }
-        assert_eq!(releases.wakeups[&9].len(), KEPT_PER_THREAD);
+        assert_eq!(releases.wakeups[&9].len(), KEPT_WAKEUPS_PER_THREAD);
+    }
+
+    #[test]
+    fn a_wakeup_read_a_drain_late_still_finds_its_wait_among_many() {
+        let mut releases = Releases::default();
+        // The woken thread ended 200 waits (a 50 ms drain of a busy lock) before the wakeup
+        // that ended the first of them is read.
+        for i in 0..200u64 {
+            assert!(releases
+                .wait_ended(5, wait(i * 1_000, i * 1_000 + 900, true))
+                .is_empty());
+        }
+        let paired = releases.woke(5, wakeup(850, "unlock")).expect("paired");
+        assert_eq!(paired.delay, 850);
+        assert_eq!(releases.kept_waits, 200);
     }
 }
