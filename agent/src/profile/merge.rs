@@ -134,10 +134,13 @@ impl Merged {
                 ..l.clone()
             }
         }));
+        // Unit "none": pprof drops a numeric label without unit whose value is 0, and prints
+        // this one as a bare number.
         let process_labels = [
             Label {
                 key: strings.text("pid"),
                 num: i64::from(pid),
+                num_unit: strings.text("none"),
                 ..Label::default()
             },
             Label {
@@ -367,6 +370,9 @@ mod tests {
             unique.dedup();
             assert_eq!(unique.len(), ids.len(), "{ids:?}");
         };
+        let pid_label = merged.sample[0].label[1];
+        // A unit, or go tool pprof would drop a numeric label of 0.
+        assert_eq!(merged.string(pid_label.num_unit), "none");
         ids(merged.location.iter().map(|l| l.id).collect());
         ids(merged.function.iter().map(|f| f.id).collect());
         ids(merged.mapping.iter().map(|m| m.id).collect());
