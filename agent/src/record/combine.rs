@@ -83,7 +83,8 @@ fn title(parts: &[ProcessFinished]) -> String {
         return first.finished.title.clone();
     }
     let pids: Vec<String> = others.iter().map(|part| part.pid.to_string()).collect();
-    format!("{} and PIDs {}", first.finished.title, pids.join(", "))
+    let noun = if pids.len() == 1 { "PID" } else { "PIDs" };
+    format!("{} and {noun} {}", first.finished.title, pids.join(", "))
 }
 
 #[cfg(test)]
@@ -123,6 +124,8 @@ mod tests {
             .map(|pid| part(pid, "sleep", "0 samples", false))
             .collect();
         assert!(combine(many).summary.ends_with("8 (sleep) and 2 more"));
+        let two = combine(vec![part(1, "sh", "0", false), part(2, "b", "1", true)]);
+        assert_eq!(two.title, "PID 1 and PID 2");
         let alone = combine(vec![part(7, "bench", "9 samples", true)]);
         assert_eq!(
             (alone.summary.as_str(), alone.title.as_str()),

@@ -140,7 +140,7 @@ impl Opener<'_> {
             match opened {
                 Ok(followed) if roots.iter().any(|r| r.pid() == followed.pid()) => {}
                 Ok(followed) => roots.push(followed),
-                Err(err) => eprintln!("rprof-agent: recording the others: {err:#}"),
+                Err(err) => eprintln!("rprof-agent: {err:#} (recording the others)"),
             }
         }
         if roots.is_empty() {

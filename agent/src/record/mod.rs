@@ -24,7 +24,7 @@ use rprof_symbolizer::Symbolizer;
 use crate::cli::{RecordArgs, RecordFormat};
 use crate::kinds::Kind;
 use crate::profile::write_output;
-use crate::recording::{Finished, Outcome, Window};
+use crate::recording::{Finished, Outcome, Recording, Window};
 use crate::stop::StopFlag;
 use combine::{combine, ProcessFinished};
 use descendants::Descendants;
@@ -70,41 +70,20 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
 
     // Named after what was asked for: a profile left out does not rename the others.
     let stamp = crate::timestamp::compact_utc(SystemTime::now());
+    let window = |process: &Followed| Window {
+        pid: process.pid(),
+        start,
+        duration,
+        // A process that exited before the others says so in its own summary.
+        outcome: if process.exited {
+            Outcome::TargetExited
+        } else {
+            outcome
+        },
+    };
     for &kind in &opener.kinds {
-        let window = |process: &Followed| Window {
-            pid: process.pid(),
-            start,
-            duration,
-            // A process that exited before the others says so in its own summary.
-            outcome: if process.exited {
-                Outcome::TargetExited
-            } else {
-                outcome
-            },
-        };
-        let mut parts = Vec::new();
-        for process in &mut processes {
-            let Some(recording) = take_recording(process, kind) else {
-                continue;
-            };
-            match recording.finish(&window(process)) {
-                Ok(finished) => parts.push(ProcessFinished {
-                    pid: process.pid(),
-                    name: process.name.clone(),
-                    finished,
-                }),
-                Err(err) if labelled => eprintln!(
-                    "rprof-agent: the {} profile of PID {} is left out: {err:#}",
-                    kind.name,
-                    process.pid()
-                ),
-                Err(err) => return Err(err),
-            }
-        }
-        let finished = match parts.len() {
-            0 => continue,
-            1 if !labelled => parts.remove(0).finished,
-            _ => combine(parts),
+        let Some(finished) = finish(kind, &mut processes, &window, labelled)? else {
+            continue;
         };
         let output = output::path(
             args.output.as_deref(),
@@ -119,11 +98,43 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
     Ok(())
 }
 
-/// The process's recording of `kind`, taken out to be finished.
-fn take_recording(
-    process: &mut Followed,
+/// The profile of `kind`: the one process's as it is, or every process's in one, labelled with
+/// its process. None when no process has one. A process whose profile cannot be built is an
+/// error alone; among several (`labelled`), it is left out, in one line.
+fn finish(
     kind: &Kind,
-) -> Option<Box<dyn crate::recording::Recording>> {
+    processes: &mut [Followed],
+    window: &dyn Fn(&Followed) -> Window,
+    labelled: bool,
+) -> Result<Option<Finished>> {
+    let mut parts = Vec::new();
+    for process in processes {
+        let Some(recording) = take_recording(process, kind) else {
+            continue;
+        };
+        match recording.finish(&window(process)) {
+            Ok(finished) => parts.push(ProcessFinished {
+                pid: process.pid(),
+                name: process.name.clone(),
+                finished,
+            }),
+            Err(err) if labelled => eprintln!(
+                "rprof-agent: the {} profile of PID {} is left out: {err:#}",
+                kind.name,
+                process.pid()
+            ),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 if !labelled => Some(parts.remove(0).finished),
+        _ => Some(combine(parts)),
+    })
+}
+
+/// The process's recording of `kind`, taken out to be finished.
+fn take_recording(process: &mut Followed, kind: &Kind) -> Option<Box<dyn Recording>> {
     let index = process
         .recordings
         .iter()
