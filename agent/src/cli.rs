@@ -27,8 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Record profiles (CPU by default; see --profile) of a running process (--pid) or of a
-    /// command (after --).
+    /// Record profiles (CPU by default; see --profile) of running processes (--pid, --process)
+    /// or of a command and its children (after --).
     Record(RecordArgs),
     /// Snapshot every thread: name, state, wait channel, syscall and symbolized stack.
     Threads(ThreadsArgs),
@@ -81,15 +81,32 @@ pub enum RecordFormat {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Process to profile.
+    /// Process to profile; repeat it for several, each profiled into the same files (samples
+    /// labelled pid and process).
     #[arg(
         short,
         long,
         allow_negative_numbers = true,
         conflicts_with = "command",
-        required_unless_present = "command"
+        required_unless_present_any = ["command", "process"]
     )]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
+
+    /// Profile the process with this name (its comm or its executable's file name; the oldest
+    /// one if several match); repeat it for several. Goes with --pid.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "command",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub process: Vec<String>,
+
+    /// Profile only the launched command's own process, not the processes it starts (by
+    /// default every descendant found while it runs is profiled too, samples labelled pid and
+    /// process; one that lives less than ~50 ms may be missed).
+    #[arg(long, conflicts_with_all = ["pid", "process"])]
+    pub no_children: bool,
 
     /// How long to record; Ctrl-C stops earlier and still writes the profile.
     #[arg(short, long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -103,8 +120,8 @@ pub struct RecordArgs {
     #[arg(long, value_delimiter = ',', default_value = "cpu", value_parser = crate::kinds::parser())]
     pub profile: Vec<&'static Kind>,
 
-    /// Output file [default: rprof-<profile>-<pid>-<time>.pb.gz, or .svg for a flamegraph].
-    /// With several profiles, each file gets its profile's name before the extension
+    /// Output file [default: rprof-<profile>-<pid>-<time>.pb.gz, or .svg for a flamegraph;
+    /// <pid>: the launched command's, or the first process named]. With several profiles, each file gets its profile's name before the extension
     /// (prof.pb.gz: prof.cpu.pb.gz, prof.threadcreate.pb.gz).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -131,7 +148,7 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = 5)]
     pub top: usize,
 
-    /// Command to launch and profile (instead of --pid).
+    /// Command to launch and profile (instead of --pid), with the processes it starts.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

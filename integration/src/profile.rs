@@ -252,6 +252,24 @@ pub fn label<'p>(profile: &'p Profile, sample: &Sample, key: &str) -> Option<&'p
         .map(|label| string(profile, label.str))
 }
 
+/// The numeric value of the sample's label `key` (`pid`).
+pub fn num_label(profile: &Profile, sample: &Sample, key: &str) -> Option<i64> {
+    sample
+        .label
+        .iter()
+        .find(|label| string(profile, label.key) == key)
+        .map(|label| label.num)
+}
+
+/// The profile with only the samples of process `pid` (numeric label `pid`), for the figures of
+/// one process of a recording of several.
+pub fn of_process(profile: &Profile, pid: u32) -> Profile {
+    let mut only = profile.clone();
+    only.sample
+        .retain(|sample| num_label(profile, sample, "pid") == Some(i64::from(pid)));
+    only
+}
+
 /// The `n` heaviest leaf functions, as "count name" lines: what a failed assertion shows so
 /// that its reader sees what the profile held instead.
 pub fn top_leaves(profile: &Profile, n: usize) -> String {

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
     agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
-    go_tool_pprof, label, leaf_split, programs, read_profile, record, record_full,
-    require_kernel_sampling_refused, run_agent, share_of, stack_split, string, top_leaves,
-    total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
+    go_tool_pprof, label, leaf_split, num_label, of_process, programs, read_profile, record,
+    record_full, require_kernel_sampling_refused, run_agent, share_of, stack_split, string,
+    top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -921,6 +921,151 @@ fn launch_mode_records_the_program_it_starts() {
         "no leaf_a\n{}",
         top_leaves(&profile, 10)
     );
+}
+
+/// `record -F 250 -s WINDOW EXTRA -- sh -c 'echo shell=$$; ./leaf_ratio SECONDS; true'`, run in
+/// leaf_ratio's directory: a command follows leaf_ratio, so the shell forks it rather than
+/// exec it in its own place. Returns what the agent printed (the shell's line included), the
+/// profile and the shell's PID as the shell printed it.
+fn record_through_a_shell(seconds: u32, window: u32, extra: &[&str]) -> (String, Profile, u32) {
+    let binary = programs::leaf_ratio();
+    let dir = binary.parent().expect("the program is in a directory");
+    let out = tempfile::tempdir().expect("create a directory");
+    let out_file = out.path().join("cpu.pb.gz");
+    let mut cmd = rprof_integration::agent_command(&["record", "-F", "250", "--top", "2"]);
+    cmd.args(["--seconds", &window.to_string()])
+        .args(extra)
+        .arg("-o")
+        .arg(&out_file)
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo shell=$$; ./leaf_ratio {seconds}; true"))
+        .current_dir(dir);
+    let what = "rprof-agent record -- sh -c './leaf_ratio; true'";
+    let finished = Running::spawn(cmd, what).finish(Duration::from_secs(60));
+    assert_success(&finished, what);
+    let shell = finished
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("shell="))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the shell printed no PID:\n{}", finished.stdout));
+    (finished.stdout, read_profile(&out_file), shell)
+}
+
+#[test]
+fn launch_mode_follows_the_program_a_shell_starts() {
+    let _cpu = exclusive();
+    let (stdout, profile, shell) = record_through_a_shell(4, 10, &[]);
+    println!("{stdout}");
+    let pids: Vec<i64> = profile
+        .sample
+        .iter()
+        .filter(|sample| label(&profile, sample, "process") == Some("leaf_ratio"))
+        .filter_map(|sample| num_label(&profile, sample, "pid"))
+        .collect();
+    let Some(&child) = pids.first() else {
+        panic!(
+            "no sample of leaf_ratio, the shell's child\n{stdout}\n{}",
+            top_leaves(&profile, 10)
+        );
+    };
+    assert_ne!(
+        child,
+        i64::from(shell),
+        "leaf_ratio labelled with the shell's PID"
+    );
+    for sample in &profile.sample {
+        let pid = num_label(&profile, sample, "pid").expect("every sample has a pid label");
+        let process = label(&profile, sample, "process").expect("and a process label");
+        let expected = if pid == child { "leaf_ratio" } else { "sh" };
+        assert_eq!(process, expected, "PID {pid}: {sample:?}");
+        if pid == child {
+            // Single-threaded: the kernel's thread id of each sample is the process's PID.
+            let tid = child.to_string();
+            assert_eq!(label(&profile, sample, "tid"), Some(tid.as_str()));
+        }
+    }
+    let child = u32::try_from(child).expect("a PID");
+    assert_leaf_ratio(&of_process(&profile, child), "leaf_a", "leaf_b", 0.75, 0.05);
+    assert!(
+        stdout.contains(&format!("PID {child} (leaf_ratio):")),
+        "the summary does not name leaf_ratio:\n{stdout}"
+    );
+}
+
+#[test]
+fn without_children_only_the_shell_is_recorded() {
+    let _cpu = exclusive();
+    let (stdout, profile, shell) = record_through_a_shell(2, 10, &["--no-children"]);
+    println!("{stdout}");
+    let leaves = share_of(&profile, "leaf_a") + share_of(&profile, "leaf_b");
+    assert_eq!(
+        leaves,
+        0.0,
+        "leaf_ratio, the shell's child, is in the profile\n{}",
+        top_leaves(&profile, 10)
+    );
+    assert!(
+        profile
+            .sample
+            .iter()
+            .all(|s| label(&profile, s, "process").is_none()),
+        "one process, yet labelled by process"
+    );
+    let provenance = profile.comment.first().map(|&c| string(&profile, c));
+    let expected = format!("record, PID {shell}");
+    assert!(
+        provenance.is_some_and(|comment| comment.ends_with(&expected)),
+        "{provenance:?} is not the shell's ({shell}) profile"
+    );
+    // The shell waited for leaf_ratio (2 s) and exited: the window ended with it.
+    assert!(stdout.contains("(target exited)"), "{stdout}");
+}
+
+/// The comm of a running process.
+fn comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .expect("read the comm")
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn processes_named_by_pid_and_by_name_are_recorded_into_one_profile() {
+    let _cpu = exclusive();
+    let first = Target::start(&programs::leaf_ratio());
+    // A name of its own (within comm's 15 characters), so that no other process matches.
+    let dir = tempfile::tempdir().expect("create a directory");
+    let name = format!("rpf{}", std::process::id() % 1_000_000_000);
+    let copy = dir.path().join(&name);
+    fs::copy(programs::leaf_ratio(), &copy).expect("copy the program");
+    let second = Target::start(&copy);
+    // A third process that cannot be recorded: said in one line, the others recorded.
+    let missing = "999999999";
+    let args = ["-F", "250", "--process", &name, "--pid", missing];
+    let recording = record_full(first.pid(), 4, &args);
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    for target in [&first, &second] {
+        let (pid, process) = (target.pid(), comm(target.pid()));
+        let own = of_process(profile, pid);
+        println!("PID {pid} ({process}): {} samples", total_samples(&own));
+        for sample in &own.sample {
+            assert_eq!(label(&own, sample, "process"), Some(process.as_str()));
+            assert_eq!(label(&own, sample, "tid"), Some(pid.to_string().as_str()));
+        }
+        assert_leaf_ratio(&own, "leaf_a", "leaf_b", 0.75, 0.05);
+    }
+    let recorded = total_samples(&of_process(profile, first.pid()))
+        + total_samples(&of_process(profile, second.pid()));
+    assert_eq!(
+        recorded,
+        total_samples(profile),
+        "samples of no process named"
+    );
+    let stderr = recording.stderr.trim();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(missing), "{stderr}");
 }
 
 #[test]

@@ -20,4 +20,5 @@ pub use builder::ProfileBuilder;
 pub use codec::{decode, encode_gzip, write_gzip, DecodeError, MAX_DECODED_BYTES};
 pub use pb::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use spec::{FunctionSpec, LabelSpec, LineSpec, MappingSpec};
+pub use strings::StringTable;
 pub use top::{pprof_top, TopEntry};

@@ -4,13 +4,19 @@ use std::collections::HashMap;
 
 /// Interns strings into pprof's `string_table`, whose entry 0 must be "".
 #[derive(Debug, Clone)]
-pub(crate) struct StringTable {
+pub struct StringTable {
     strings: Vec<String>,
     index: HashMap<String, i64>,
 }
 
+impl Default for StringTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl StringTable {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let mut table = Self {
             strings: Vec::new(),
             index: HashMap::new(),
@@ -20,7 +26,7 @@ impl StringTable {
     }
 
     /// Returns the index of `s`, adding it on first use.
-    pub(crate) fn intern(&mut self, s: &str) -> i64 {
+    pub fn intern(&mut self, s: &str) -> i64 {
         if let Some(&index) = self.index.get(s) {
             return index;
         }
@@ -31,7 +37,7 @@ impl StringTable {
         index
     }
 
-    pub(crate) fn into_vec(self) -> Vec<String> {
+    pub fn into_vec(self) -> Vec<String> {
         self.strings
     }
 }

@@ -21,6 +21,7 @@
 //! Where `pidfd_open` is refused (older kernels: ENOSYS; a thread id rather than a process id:
 //! EINVAL) the handle falls back to comparing incarnations.
 
+mod by_name;
 mod pidfd;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,6 +30,7 @@ use procfs::process::Stat;
 use procfs::ProcError;
 
 use crate::proc::{is_exited, process_stat, ProcDir};
+pub use by_name::find_by_name;
 use pidfd::{pidfd_open, pidfd_readable};
 
 /// One incarnation of a process. The start time tells a recycled PID from the process that

@@ -1,18 +1,22 @@
-//! `rprof-agent record`: profiles of any recorded kinds (see [`crate::kinds`]) of a running
-//! process or a launched command, taken in one window.
+//! `rprof-agent record`: profiles of any recorded kinds (see [`crate::kinds`]) of running
+//! processes or of a launched command and the processes it starts, taken in one window.
 //!
-//! Per profile: its recording's trigger is drained (the first profile's on this thread, any
-//! other's on a thread of its own); raw samples go to that profile's unwinder thread, which
-//! aggregates stacks online (see [`crate::recording`]); at the end each aggregate is
-//! symbolized into a pprof profile (or a flamegraph) and written atomically.
+//! Per process and profile: its recording's trigger is drained (the first one's on this
+//! thread, any other's on a thread of its own: see [`window`]); raw samples go to that
+//! recording's unwinder thread, which aggregates stacks online (see [`crate::recording`]); at
+//! the end each aggregate is symbolized into a pprof profile, the processes' profiles of one
+//! kind are merged into one ([`combine`]), and each is written atomically (or as a flamegraph).
 
+mod combine;
+mod descendants;
+mod followed;
 mod output;
 mod progress;
+mod window;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use rprof_symbolizer::Symbolizer;
@@ -20,40 +24,67 @@ use rprof_symbolizer::Symbolizer;
 use crate::cli::{RecordArgs, RecordFormat};
 use crate::kinds::Kind;
 use crate::profile::write_output;
-use crate::recording::{next_wait, Finished, Outcome, Recording, Request, Window};
+use crate::recording::{Finished, Outcome, Recording, Window};
 use crate::stop::StopFlag;
-use crate::target::Target;
-use progress::Progress;
+use combine::{combine, ProcessFinished};
+use descendants::Descendants;
+use followed::{Followed, Opener};
+use window::Session;
 
 pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
-    let (several, launched) = (profile_kinds(args).len() > 1, args.pid.is_none());
+    let kinds = profile_kinds(args);
+    let (several, launched) = (kinds.len() > 1, !args.command.is_empty());
     output::check_writable(args.output.as_deref(), several, launched)?;
-    let mut target = match args.pid {
-        Some(pid) => Target::attach(pid)?,
-        None => Target::launch(&args.command)?,
+    let opener = Opener {
+        args,
+        kinds,
+        symbolizer: Arc::new(Symbolizer::new()),
     };
-    let pid = target.pid();
-    let mut recordings = open_recordings(args, &target)?;
+    let processes = opener.roots()?;
+    let follow_children = launched && !args.no_children;
+    // Whenever there may be several processes, every sample says which it is of.
+    let labelled = follow_children || args.pid.len() + args.process.len() > 1;
+    let pid = processes.first().map_or(0, Followed::pid);
+    let descendants =
+        follow_children.then(|| Descendants::new(processes.iter().map(Followed::pid)));
+    let mut session = Session {
+        opener: &opener,
+        processes,
+        descendants,
+    };
 
-    let started = SystemTime::now();
+    let start = SystemTime::now();
     let clock = Instant::now();
-    target.start()?;
-    let outcome = record_window(args, stop, &mut target, &mut recordings, clock);
-    let window = Window {
-        pid,
-        start: started,
-        duration: clock.elapsed(),
-        outcome,
-    };
-    for (_, recording) in &mut recordings {
-        recording.stop();
+    for process in &mut session.processes {
+        process.target.start()?;
     }
-    target.finish();
+    let outcome = session.record(args, stop, clock);
+    let duration = clock.elapsed();
+    let mut processes = session.processes;
+    for process in &mut processes {
+        for (_, recording) in &mut process.recordings {
+            recording.stop();
+        }
+        process.target.finish();
+    }
 
     // Named after what was asked for: a profile left out does not rename the others.
-    let several = profile_kinds(args).len() > 1;
     let stamp = crate::timestamp::compact_utc(SystemTime::now());
-    for (kind, recording) in recordings {
+    let window = |process: &Followed| Window {
+        pid: process.pid(),
+        start,
+        duration,
+        // A process that exited before the others says so in its own summary.
+        outcome: if process.exited {
+            Outcome::TargetExited
+        } else {
+            outcome
+        },
+    };
+    for &kind in &opener.kinds {
+        let Some(finished) = finish(kind, &mut processes, &window, labelled)? else {
+            continue;
+        };
         let output = output::path(
             args.output.as_deref(),
             kind.name,
@@ -62,9 +93,53 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
             pid,
             &stamp,
         );
-        write(recording.finish(&window)?, &output, args)?;
+        write(finished, &output, args)?;
     }
     Ok(())
+}
+
+/// The profile of `kind`: the one process's as it is, or every process's in one, labelled with
+/// its process. None when no process has one. A process whose profile cannot be built is an
+/// error alone; among several (`labelled`), it is left out, in one line.
+fn finish(
+    kind: &Kind,
+    processes: &mut [Followed],
+    window: &dyn Fn(&Followed) -> Window,
+    labelled: bool,
+) -> Result<Option<Finished>> {
+    let mut parts = Vec::new();
+    for process in processes {
+        let Some(recording) = take_recording(process, kind) else {
+            continue;
+        };
+        match recording.finish(&window(process)) {
+            Ok(finished) => parts.push(ProcessFinished {
+                pid: process.pid(),
+                name: process.name.clone(),
+                finished,
+            }),
+            Err(err) if labelled => eprintln!(
+                "rprof-agent: the {} profile of PID {} is left out: {err:#}",
+                kind.name,
+                process.pid()
+            ),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 if !labelled => Some(parts.remove(0).finished),
+        _ => Some(combine(parts)),
+    })
+}
+
+/// The process's recording of `kind`, taken out to be finished.
+fn take_recording(process: &mut Followed, kind: &Kind) -> Option<Box<dyn Recording>> {
+    let index = process
+        .recordings
+        .iter()
+        .position(|(taken, _)| taken.name == kind.name)?;
+    Some(process.recordings.remove(index).1)
 }
 
 /// Writes a profile in the format asked for, then says so in one line, with the top functions
@@ -103,90 +178,4 @@ fn profile_kinds(args: &RecordArgs) -> Vec<&'static Kind> {
         }
     }
     kinds
-}
-
-type Recordings = Vec<(&'static Kind, Box<dyn Recording>)>;
-
-/// Starts every profile asked for. A profile that cannot be taken is an error when it is the
-/// only one; next to others, it is reported and left out.
-fn open_recordings(args: &RecordArgs, target: &Target) -> Result<Recordings> {
-    let pid = target.pid();
-    let kinds = profile_kinds(args);
-    let symbolizer = Arc::new(Symbolizer::new());
-    let program = target
-        .is_launched()
-        .then(|| args.command.first().map(String::as_str))
-        .flatten();
-    let request = Request {
-        pid,
-        program,
-        frequency: args.frequency,
-        stack_bytes: args
-            .stack_size
-            .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
-        kernel: args.kernel,
-        exact: args.exact,
-        symbolizer: &symbolizer,
-    };
-    let mut recordings: Recordings = Vec::new();
-    for &kind in &kinds {
-        let opened = kind.open(&request);
-        match opened {
-            Ok(recording) => recordings.push((kind, recording)),
-            Err(err) if kinds.len() > 1 => {
-                eprintln!(
-                    "rprof-agent: the {} profile is unavailable, recording the others: {err:#}",
-                    kind.name
-                );
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(recordings)
-}
-
-/// Drains every recording until the window ends, Ctrl-C, or the target exits.
-fn record_window(
-    args: &RecordArgs,
-    stop: &StopFlag,
-    target: &mut Target,
-    recordings: &mut Recordings,
-    clock: Instant,
-) -> Outcome {
-    let labels: Vec<String> = recordings.iter().map(|(_, r)| r.label()).collect();
-    let Some(((_, primary), others)) = recordings.split_first_mut() else {
-        return Outcome::Elapsed;
-    };
-    let window = Duration::from_secs(args.seconds);
-    let progress = Progress::new(target.pid(), args.seconds, &labels.join(", "));
-    let done = AtomicBool::new(false);
-    let outcome = std::thread::scope(|scope| {
-        for (_, other) in others.iter_mut() {
-            let done = &done;
-            scope.spawn(move || {
-                while !done.load(Ordering::Acquire) {
-                    other.pump(next_wait(window.saturating_sub(clock.elapsed())));
-                }
-            });
-        }
-        let outcome = loop {
-            if stop.is_set() {
-                break Outcome::Interrupted;
-            }
-            if clock.elapsed() >= window {
-                break Outcome::Elapsed;
-            }
-            if !target.alive() {
-                break Outcome::TargetExited;
-            }
-            primary.pump(next_wait(window.saturating_sub(clock.elapsed())));
-            progress.update(clock.elapsed(), &primary.figures());
-        };
-        done.store(true, Ordering::Release);
-        // The other kinds' threads may be waiting on their rings: end those waits now.
-        crate::sampler::stop_waiting();
-        outcome
-    });
-    progress.finish();
-    outcome
 }

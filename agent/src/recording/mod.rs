@@ -67,7 +67,8 @@ pub trait Recording: Send {
     /// What it has gathered so far, for the progress line.
     fn figures(&self) -> String;
 
-    /// Hands the last records to the unwinder and stops sampling.
+    /// Hands the last records to the unwinder and stops sampling. A second call does nothing
+    /// (`record` stops the recordings of a process that exits early, then every one).
     fn stop(&mut self);
 
     /// Waits for the unwinder, then builds the symbolized profile.
