@@ -25,9 +25,10 @@ use crate::unwind::{ModuleSet, Registers, StackUnwinder};
 
 /// The longest wait between two drains for `mutex`, whose wakeups and waits come from two
 /// samplers and are paired across them: each side keeps what the other has not matched for
-/// about this long (see `releases`). 20 wakeups of the agent a second at most, however
-/// quiet the target.
-const PAIRING_WAIT: Duration = Duration::from_millis(50);
+/// about this long (see `releases`). 50 wakeups of the agent a second at most, however
+/// quiet the target. 5 ms (before) woke it 200 times a second; 50 ms paired fewer releases of
+/// redis under redis-benchmark in some runs (noisy, with records lost either way).
+const PAIRING_WAIT: Duration = Duration::from_millis(20);
 
 pub struct WaitRecording {
     /// The kind's name, for the progress line and the summary.
