@@ -17,6 +17,8 @@ pub struct Target {
     attached: Option<ProcessHandle>,
     /// Whether the exit (and any reuse of the PID) was reported.
     exit_reported: bool,
+    /// Started by the launched command: ended with it when the window ends.
+    started_by_command: bool,
 }
 
 impl Target {
@@ -33,6 +35,16 @@ impl Target {
             launched: None,
             attached: Some(handle),
             exit_reported: false,
+            started_by_command: false,
+        })
+    }
+
+    /// A process the launched command started: attached as any other, and ended with the
+    /// command when the window ends ([`Target::finish`]).
+    pub fn attach_started(pid: u32) -> Result<Self> {
+        Ok(Target {
+            started_by_command: true,
+            ..Self::attach(pid)?
         })
     }
 
@@ -47,6 +59,7 @@ impl Target {
             launched: Some(child),
             attached: None,
             exit_reported: false,
+            started_by_command: false,
         })
     }
 
@@ -89,10 +102,16 @@ impl Target {
     }
 
     /// Ends a launched command that outlived the recording window: SIGTERM, then SIGKILL after
-    /// a grace period. An attached process is never touched.
+    /// a grace period. A process the command started gets SIGTERM (through its pidfd: never
+    /// whoever got its PID since); it is not the agent's child to wait for. A process named on
+    /// the command line is never touched.
     pub fn finish(&mut self) {
         if let Some(child) = &mut self.launched {
             child.terminate();
+        } else if self.started_by_command {
+            if let Some(handle) = self.attached.as_ref().filter(|h| h.is_alive()) {
+                handle.terminate();
+            }
         }
     }
 }

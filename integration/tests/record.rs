@@ -993,6 +993,39 @@ fn launch_mode_follows_the_program_a_shell_starts() {
     );
 }
 
+/// The window ends (2 s) long before what the shell started would (30 s): the shell and the
+/// program it runs are both ended, not left running behind the agent.
+#[test]
+fn the_end_of_the_window_ends_what_the_command_started() {
+    let _cpu = exclusive();
+    let (stdout, profile, shell) = record_through_a_shell(30, 2, &[]);
+    let child = profile
+        .sample
+        .iter()
+        .filter(|sample| label(&profile, sample, "process") == Some("leaf_ratio"))
+        .find_map(|sample| num_label(&profile, sample, "pid"))
+        .unwrap_or_else(|| panic!("no sample of leaf_ratio\n{stdout}"));
+    let alive = |pid: i64| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, s)| s.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(child) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !alive(child),
+        "leaf_ratio (PID {child}) still runs after the recording"
+    );
+    assert!(
+        !alive(i64::from(shell)),
+        "the shell (PID {shell}) still runs"
+    );
+}
+
 #[test]
 fn without_children_only_the_shell_is_recorded() {
     let _cpu = exclusive();

@@ -165,6 +165,16 @@ impl ProcessHandle {
         }
     }
 
+    /// Asks the process to terminate (SIGTERM), through its pidfd: never another process that
+    /// got its PID since. Without pidfds (kernels before 5.3) nothing is sent.
+    pub fn terminate(&self) {
+        if let Some(pidfd) = &self.pidfd {
+            if let Err(err) = pidfd::pidfd_send_signal(pidfd, libc::SIGTERM) {
+                tracing::debug!(pid = self.pid(), %err, "SIGTERM not sent");
+            }
+        }
+    }
+
     /// Another process now holding this one's PID, once it has exited: what a message about
     /// the reuse names. `None` while this process lives or while the PID is free.
     pub fn successor(&self) -> Option<Incarnation> {

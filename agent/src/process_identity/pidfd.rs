@@ -19,6 +19,24 @@ pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Sends `signal` to the pidfd's process: never to another that got its PID since.
+pub(super) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a descriptor we own, a signal number, no siginfo (NULL), no flags.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A pidfd polls readable once its process has exited (zombie or reaped).
 pub(super) fn pidfd_readable(pidfd: &OwnedFd) -> bool {
     let mut pollfd = libc::pollfd {

@@ -158,7 +158,7 @@ impl Opener<'_> {
     /// Starts recording `pid`, a process the launched command started. One that cannot be
     /// recorded is said so in one line; one gone already (a short-lived command) is not.
     pub fn child(&self, pid: u32) -> Option<Followed> {
-        let opened = Target::attach(pid).and_then(|target| Followed::open(target, self));
+        let opened = Target::attach_started(pid).and_then(|target| Followed::open(target, self));
         match opened {
             Ok(followed) => Some(followed),
             Err(err) if Incarnation::of(pid).is_none() => {

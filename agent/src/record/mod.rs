@@ -65,6 +65,10 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
         for (_, recording) in &mut process.recordings {
             recording.stop();
         }
+    }
+    // What the command started is ended before the command: a shell ended first would leave
+    // its children running. Children were found after their parents: last first.
+    for process in processes.iter_mut().rev() {
         process.target.finish();
     }
 
