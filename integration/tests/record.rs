@@ -849,6 +849,31 @@ fn go_binary_is_unwound_from_its_debug_frame() {
     assert_leaf_ratio(profile, "main.hotA", "main.hotB", 0.75, 0.08);
 }
 
+/// Linked with `-ldflags=-s -w` (no `.symtab`, no DWARF), as `go run` and most images build:
+/// the functions are named from Go's own `.gopclntab`.
+#[test]
+fn stripped_go_binary_is_named_from_its_pclntab() {
+    let _cpu = exclusive();
+    let binary = rprof_integration::build_go("go_target", &["-ldflags=-s -w"]);
+    let sections = section_names(&binary);
+    assert!(
+        !sections
+            .iter()
+            .any(|s| s == ".symtab" || s == ".debug_info"),
+        "premise: a stripped Go binary, not {sections:?}"
+    );
+    assert!(sections.iter().any(|s| s == ".gopclntab"), "{sections:?}");
+    let target = Target::spawn(&binary, &["2"]);
+    let measured = Measured::record(&target, 4);
+    measured.assert_sample_floor();
+    let profile = measured.profile();
+    let names = function_names(profile);
+    for function in ["main.hotA", "main.hotB", "runtime.goexit"] {
+        assert!(names.contains(&function), "no {function} among {names:?}");
+    }
+    assert_leaf_ratio(profile, "main.hotA", "main.hotB", 0.75, 0.08);
+}
+
 #[test]
 fn go_server_stacks_end_at_their_goroutine_or_thread_root() {
     let _cpu = exclusive();

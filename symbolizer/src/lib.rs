@@ -20,6 +20,7 @@ mod error;
 mod frame;
 mod frame_cache;
 mod function_starts;
+mod gopclntab;
 mod load_bias;
 pub mod maps;
 mod minidebuginfo;

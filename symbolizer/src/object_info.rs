@@ -346,6 +346,11 @@ impl ObjectInfo {
                 }
             }
             builder.add(&elf, true);
+            // Go linked without a symbol table (`-ldflags=-s`) still names its functions for
+            // its own tracebacks.
+            if elf.symbols().next().is_none() {
+                builder.add_go(&elf, &self.data);
+            }
             builder.build()
         })
     }

@@ -3,7 +3,9 @@
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolKind, SymbolSection};
 
+use crate::bytes::Bytes;
 use crate::elf::Elf;
+use crate::gopclntab;
 
 /// Upper bound on symbols kept from one object (the largest real binaries have a few
 /// million); beyond it, a corrupt table would only cost memory.
@@ -100,6 +102,38 @@ impl SymbolTableBuilder {
                     name_len: 0,
                 },
                 name,
+            );
+        }
+    }
+
+    /// Adds the functions of Go's `.gopclntab` (see [`crate::gopclntab`]), ranked after every
+    /// ELF symbol: for Go binaries linked without `.symtab`.
+    pub fn add_go(&mut self, elf: &Elf<'_>, file: &Bytes) {
+        let Some(pclntab) = crate::elf::section_bytes(elf, file, ".gopclntab") else {
+            return;
+        };
+        let text_start = elf.section_by_name(".text").map_or(0, |s| s.address());
+        let table = self.tables;
+        self.tables = self.tables.saturating_add(1);
+        for function in gopclntab::functions(&pclntab, text_start) {
+            if self.candidates.len() >= MAX_SYMBOLS {
+                return;
+            }
+            self.push(
+                Candidate {
+                    start: function.start,
+                    size: function.end - function.start,
+                    section_end: None,
+                    rank: Rank {
+                        size_unknown: false,
+                        leading_underscores: 0,
+                        binding: u8::MAX,
+                        table,
+                    },
+                    name_start: 0,
+                    name_len: 0,
+                },
+                function.name,
             );
         }
     }
