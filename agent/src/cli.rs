@@ -108,6 +108,12 @@ pub struct RecordArgs {
     #[arg(long, conflicts_with_all = ["pid", "process"])]
     pub no_children: bool,
 
+    /// With --pid/--process: profile the processes they have started too (a server's workers
+    /// under its master, a supervisor's services), the ones running now and any started during
+    /// the window, samples labelled pid and process. They are left running at the end.
+    #[arg(long, conflicts_with = "command")]
+    pub children: bool,
+
     /// How long to record; Ctrl-C stops earlier and still writes the profile.
     #[arg(short, long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub seconds: u64,

@@ -1088,6 +1088,54 @@ fn comm(pid: u32) -> String {
         .to_owned()
 }
 
+/// `--pid SHELL --children`: the two programs a running shell started are profiled (as a
+/// server's workers under its master), each labelled and split 75/25, and left running.
+#[test]
+fn children_of_a_named_process_are_recorded_and_left_running() {
+    let _cpu = exclusive();
+    let program = programs::leaf_ratio();
+    let script = format!(
+        "{p} 30 & {p} 30 & wait",
+        p = program.to_str().expect("a UTF-8 path")
+    );
+    let shell = Target::spawn(Path::new("/bin/sh"), &["-c", &script]);
+    let recording = record_full(shell.pid(), 4, &["-F", "250", "--children"]);
+    let profile = &recording.profile;
+    println!("{}", recording.stdout);
+    let mut children: Vec<i64> = profile
+        .sample
+        .iter()
+        .filter(|sample| label(profile, sample, "process") == Some("leaf_ratio"))
+        .filter_map(|sample| num_label(profile, sample, "pid"))
+        .collect();
+    children.sort_unstable();
+    children.dedup();
+    let running = |pid: i64| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
+    let still_running: Vec<bool> = children.iter().map(|&pid| running(pid)).collect();
+    for &pid in &children {
+        // Not the test's children: ended here, the recording is over.
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert_eq!(children.len(), 2, "leaf_ratio processes: {children:?}");
+    for &pid in &children {
+        let own = of_process(profile, u32::try_from(pid).expect("a PID"));
+        assert_leaf_ratio(&own, "leaf_a", "leaf_b", 0.75, 0.05);
+    }
+    assert_eq!(
+        still_running,
+        [true, true],
+        "a named process's children were ended"
+    );
+}
+
 #[test]
 fn processes_named_by_pid_and_by_name_are_recorded_into_one_profile() {
     let _cpu = exclusive();

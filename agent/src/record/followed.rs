@@ -155,10 +155,17 @@ impl Opener<'_> {
         Some(program.file_name()?.to_string_lossy().into_owned())
     }
 
-    /// Starts recording `pid`, a process the launched command started. One that cannot be
-    /// recorded is said so in one line; one gone already (a short-lived command) is not.
+    /// Starts recording `pid`, a process started by one followed already. One that cannot be
+    /// recorded is said so in one line; one gone already (a short-lived command) is not. What a
+    /// launched command started is ended with it; what a named process started is left alone.
     pub fn child(&self, pid: u32) -> Option<Followed> {
-        let opened = Target::attach_started(pid).and_then(|target| Followed::open(target, self));
+        let launched = !self.args.command.is_empty();
+        let target = if launched {
+            Target::attach_started(pid)
+        } else {
+            Target::attach(pid)
+        };
+        let opened = target.and_then(|target| Followed::open(target, self));
         match opened {
             Ok(followed) => Some(followed),
             Err(err) if Incarnation::of(pid).is_none() => {
@@ -166,9 +173,7 @@ impl Opener<'_> {
                 None
             }
             Err(err) => {
-                eprintln!(
-                    "rprof-agent: PID {pid}, started by the command, is not recorded: {err:#}"
-                );
+                eprintln!("rprof-agent: PID {pid}, a child, is not recorded: {err:#}");
                 None
             }
         }

@@ -41,7 +41,7 @@ pub fn run(args: &RecordArgs, stop: &StopFlag) -> Result<()> {
         symbolizer: Arc::new(Symbolizer::new()),
     };
     let processes = opener.roots()?;
-    let follow_children = launched && !args.no_children;
+    let follow_children = (launched && !args.no_children) || args.children;
     // Whenever there may be several processes, every sample says which it is of.
     let labelled = follow_children || args.pid.len() + args.process.len() > 1;
     let pid = processes.first().map_or(0, Followed::pid);
