@@ -92,6 +92,11 @@ impl GatedChild {
         }
     }
 
+    /// Whether the command was seen exit and reaped: its PID may name another process since.
+    pub fn is_reaped(&self) -> bool {
+        self.exited
+    }
+
     /// Whether the command has exited (reaping it if so).
     pub fn exited(&mut self) -> bool {
         if !self.exited {

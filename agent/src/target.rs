@@ -67,6 +67,24 @@ impl Target {
         self.pid
     }
 
+    /// Whether `self.pid` still names this process now: an attached one whose pidfd says it
+    /// lives, or a launched one not reaped yet (its PID cannot be reused before).
+    pub fn holds_pid(&self) -> bool {
+        match (&self.launched, &self.attached) {
+            (Some(child), _) => !child.is_reaped(),
+            (None, Some(handle)) => handle.is_alive(),
+            (None, None) => false,
+        }
+    }
+
+    /// The parent's PID, read from this process's own /proc entry (held since attach).
+    pub fn parent_pid(&self) -> Option<u32> {
+        let handle = self.attached.as_ref()?;
+        let stat = handle.dir().stat().ok()?;
+        let ppid = u32::try_from(stat.ppid).ok()?;
+        handle.is_alive().then_some(ppid)
+    }
+
     pub fn is_launched(&self) -> bool {
         self.launched.is_some()
     }

@@ -156,6 +156,80 @@ fn block_sees_cpp_locks_and_condition_variables_with_their_callers() {
     }
 }
 
+/// In a PID namespace of its own (as a sidecar sharing a pod's), the agent knows the threads
+/// by other ids than the tracepoints do. waiter_b only waits (it wakes no one), so its id is
+/// learned from the short sched_switch window (agent/src/kinds/waits/host_ids.rs); without it,
+/// its wakeups, and so holder_b's delay, went missing.
+#[test]
+fn mutex_in_another_pid_namespace_pairs_every_waiters_wakeups() {
+    let _cpu = exclusive();
+    let program = build_c("lock_waits", C_FLAGS);
+    let dir = tempfile::tempdir().expect("create a directory");
+    let (totals, before, after) = (
+        dir.path().join("totals"),
+        dir.path().join("before"),
+        dir.path().join("after"),
+    );
+    let out = dir.path().join("mutex.pb.gz");
+    let script = format!(
+        "{program} {totals} > /dev/null & sleep 0.5; cp {totals} {before}; \
+         {agent} record --pid $! --seconds {SECONDS} --profile mutex -o {out}; \
+         cp {totals} {after}; kill $!",
+        program = program.display(),
+        totals = totals.display(),
+        before = before.display(),
+        after = after.display(),
+        agent = agent_bin().display(),
+        out = out.display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script]);
+    let finished =
+        Running::spawn(cmd, "unshare --pid ... rprof-agent record").finish(Duration::from_secs(60));
+    assert!(
+        finished.status.success(),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    let read = |path: &Path| -> [f64; 3] {
+        let text = fs::read_to_string(path).expect("the program's totals");
+        let fields: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        [fields[0], fields[1], fields[2]]
+    };
+    let ([a0, b0, t0], [a1, b1, t1]) = (read(&before), read(&after));
+    let profile = rprof_integration::read_profile(&out);
+    // What the waiters measured, per second, over the span the copies cover, for the window.
+    let measured = (a1 - a0 + b1 - b0) / (t1 - t0) * window_seconds(&profile) * 1e9;
+    let delay_of = |thread: &str| {
+        total(&profile, 1, |_, sample| {
+            label(&profile, sample, "thread") == Some(thread)
+        })
+    };
+    let (a, b) = (delay_of("holder_a"), delay_of("holder_b"));
+    println!(
+        "holder_a {:.2} s, holder_b {:.2} s of delay; the waiters measured {:.2} s",
+        a / 1e9,
+        b / 1e9,
+        measured / 1e9
+    );
+    assert!(
+        (a + b) >= 0.8 * measured,
+        "{:.2} s of delay attributed, the waiters waited {:.2} s",
+        (a + b) / 1e9,
+        measured / 1e9
+    );
+    assert!(
+        b >= 0.15 * (a + b),
+        "holder_b caused {:.2} s of {:.2} s",
+        b / 1e9,
+        (a + b) / 1e9
+    );
+}
+
 #[test]
 fn mutex_attributes_the_waiters_delay_to_the_releasing_critical_sections() {
     let _cpu = exclusive();

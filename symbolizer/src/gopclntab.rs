@@ -12,6 +12,9 @@
 const MAX_FUNCTIONS: usize = 4_000_000;
 /// A function name longer than this is cut (real ones are under 1 KiB).
 const MAX_NAME: usize = 4096;
+/// All names together: a crafted table can point every entry at one long name, and names are
+/// copied (the largest real tables hold ~10 MiB of names).
+const MAX_NAME_BYTES: usize = 64 << 20;
 
 /// One function: its entry and end (the next function's entry), link-time addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,7 @@ fn read(data: &[u8], text_start: u64) -> Option<Vec<GoFunction<'_>>> {
     let funcnames = data.get(usize::try_from(funcnames).ok()?..)?;
     let pcln = data.get(usize::try_from(pcln).ok()?..)?;
     let mut functions = Vec::with_capacity(nfunc.min(1 << 16));
+    let mut name_bytes = 0usize;
     for index in 0..nfunc {
         let Some((start, end, func)) = entry(pcln, version, index, text) else {
             break;
@@ -74,6 +78,10 @@ fn read(data: &[u8], text_start: u64) -> Option<Vec<GoFunction<'_>>> {
         let Some(name) = name else {
             continue;
         };
+        name_bytes = name_bytes.saturating_add(name.len());
+        if name_bytes > MAX_NAME_BYTES {
+            break;
+        }
         if start < end && !name.is_empty() {
             functions.push(GoFunction { start, end, name });
         }

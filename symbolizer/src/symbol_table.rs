@@ -109,7 +109,11 @@ impl SymbolTableBuilder {
     /// Adds the functions of Go's `.gopclntab` (see [`crate::gopclntab`]), ranked after every
     /// ELF symbol: for Go binaries linked without `.symtab`.
     pub fn add_go(&mut self, elf: &Elf<'_>, file: &Bytes) {
-        let Some(pclntab) = crate::elf::section_bytes(elf, file, ".gopclntab") else {
+        // PIE builds put the table in a section of relocated read-only data.
+        let pclntab = [".gopclntab", ".data.rel.ro.gopclntab"]
+            .iter()
+            .find_map(|name| crate::elf::section_bytes(elf, file, name));
+        let Some(pclntab) = pclntab else {
             return;
         };
         let text_start = elf.section_by_name(".text").map_or(0, |s| s.address());

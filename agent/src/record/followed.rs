@@ -158,13 +158,24 @@ impl Opener<'_> {
     /// Starts recording `pid`, a process started by one followed already. One that cannot be
     /// recorded is said so in one line; one gone already (a short-lived command) is not. What a
     /// launched command started is ended with it; what a named process started is left alone.
-    pub fn child(&self, pid: u32) -> Option<Followed> {
+    ///
+    /// `is_parent(ppid)` says whether `ppid` is a followed process that still holds its PID:
+    /// the child is checked to be that process's, once held by its pidfd. A PID read from a
+    /// `children` file may have been reused since, and a stranger must be neither recorded nor
+    /// sent the command's SIGTERM.
+    pub fn child(&self, pid: u32, is_parent: impl Fn(u32) -> bool) -> Option<Followed> {
         let launched = !self.args.command.is_empty();
         let target = if launched {
             Target::attach_started(pid)
         } else {
             Target::attach(pid)
         };
+        if let Ok(target) = &target {
+            if !target.parent_pid().is_some_and(&is_parent) {
+                tracing::debug!("PID {pid} is no longer a child of a followed process");
+                return None;
+            }
+        }
         let opened = target.and_then(|target| Followed::open(target, self));
         match opened {
             Ok(followed) => Some(followed),

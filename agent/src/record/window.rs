@@ -151,7 +151,13 @@ impl Session<'_> {
             .saturating_sub(parents.len())
             .min(MAX_RECORDED.saturating_sub(self.processes.len()));
         for pid in descendants.new_ones(&parents, room) {
-            let Some(mut child) = self.opener.child(pid) else {
+            let processes = &self.processes;
+            let is_parent = |ppid: u32| {
+                processes
+                    .iter()
+                    .any(|process| process.pid() == ppid && process.target.holds_pid())
+            };
+            let Some(mut child) = self.opener.child(pid, is_parent) else {
                 continue;
             };
             let recordings = std::mem::take(&mut child.recordings);

@@ -232,14 +232,14 @@ pub(crate) fn uprobe(
 pub(crate) fn window_event(thread_attr: &perf_event_attr, event: &WindowEvent) -> perf_event_attr {
     let mut attr = *thread_attr;
     attr.set_freq(0);
-    let WindowEvent::Tracepoint { id, stack_bytes } = *event;
+    let in_kernel = matches!(event, WindowEvent::KernelTracepoint { .. });
     attr.type_ = sys::PERF_TYPE_TRACEPOINT;
-    attr.config = id;
+    attr.config = event.id();
     attr.sample_period = 1;
-    attr.sample_stack_user = stack_bytes;
+    attr.sample_stack_user = event.stack_bytes();
     // A uprobe hit is reported with the user registers it trapped with: it passes
-    // exclude_kernel.
-    attr.set_exclude_kernel(1);
+    // exclude_kernel. A kernel tracepoint fires in kernel mode, which exclude_kernel drops.
+    attr.set_exclude_kernel(u64::from(!in_kernel));
     attr.set_mmap(0);
     attr.set_mmap2(0);
     attr.set_comm(0);

@@ -167,20 +167,34 @@ pub enum WindowEvent {
     /// tracepoint: `events/GROUP/NAME/id`), with `stack_bytes` of user stack (a multiple of 8,
     /// at most [`MAX_STACK_BYTES`]).
     Tracepoint { id: u64, stack_bytes: u32 },
+    /// Every hit of a kernel tracepoint (`events/GROUP/NAME/id`) in a thread of the target,
+    /// with its raw fields and no stack to speak of: for what the kernel says about the thread
+    /// (its id in the tracepoints' numbering, `host_ids`). It fires in the kernel, so it is not
+    /// excluded there: CAP_PERFMON, as for the sampler's own tracepoints.
+    KernelTracepoint { id: u64 },
 }
 
 impl WindowEvent {
+    /// The tracepoint's id.
+    pub fn id(&self) -> u64 {
+        match *self {
+            WindowEvent::Tracepoint { id, .. } | WindowEvent::KernelTracepoint { id } => id,
+        }
+    }
+
     /// User stack bytes each sample copies.
     pub fn stack_bytes(&self) -> u32 {
         match *self {
             WindowEvent::Tracepoint { stack_bytes, .. } => stack_bytes,
+            // The least a sample can copy.
+            WindowEvent::KernelTracepoint { .. } => 8,
         }
     }
 
     /// Whether a sample's raw fields are this event's (a tracepoint's raw fields start with
     /// its id, as a 16-bit `common_type`; other events' are empty or zero).
     pub fn wrote(&self, raw: &[u8]) -> bool {
-        let WindowEvent::Tracepoint { id, .. } = *self;
+        let id = self.id();
         raw.get(..2)
             .map(|bytes| u64::from(u16::from_ne_bytes([bytes[0], bytes[1]])))
             .is_some_and(|common_type| common_type == id)

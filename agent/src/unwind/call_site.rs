@@ -43,7 +43,8 @@ pub fn calls_into(
 /// A direct call's `target` fits `callee` if it is the start of the callee's function, or
 /// outside the callee's module (reached through a stub).
 fn direct_target_fits(modules: &ModuleSet, target: u64, callee: u64) -> bool {
-    let Some(module) = modules.find(callee) else {
+    // Real addresses, as unwound: the modules mapped now, not the names of relocated ones.
+    let Some(module) = modules.mapped_at(callee) else {
         return false;
     };
     if !module.avma.contains(&target) {

@@ -105,6 +105,8 @@ impl StackUnwinder {
     pub fn exec(&mut self) {
         let change = self.modules.exec();
         self.apply(change);
+        // /proc/PID/mem reads the address space it was opened on: the new program's is another.
+        self.live = LiveMemory::open(self.modules.pid());
     }
 
     fn apply(&mut self, change: ModuleChange) {

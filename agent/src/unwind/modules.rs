@@ -175,6 +175,12 @@ impl ModuleSet {
         })
     }
 
+    /// The module mapped now at the real address `addr` (as sampled, before any
+    /// [`ModuleSet::translate`]).
+    pub fn mapped_at(&self, addr: u64) -> Option<&Arc<MappedModule>> {
+        self.live(addr).map(|live| &live.module)
+    }
+
     fn live(&self, addr: u64) -> Option<&Live> {
         let idx = self
             .current

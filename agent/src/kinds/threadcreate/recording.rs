@@ -143,10 +143,7 @@ fn open_scoped(request: &Request<'_>, probes: &[ProbePoint]) -> Result<(Sampler,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let ids: Vec<u64> = events
-        .iter()
-        .map(|&WindowEvent::Tracepoint { id, .. }| id)
-        .collect();
+    let ids: Vec<u64> = events.iter().map(WindowEvent::id).collect();
     let keeper = Keeper::start(&ids)?;
     let config = SamplerConfig {
         trigger: Trigger::UserTime {

@@ -61,8 +61,8 @@ impl HostIds {
         let common_pid_offset = field_offset(&format, "common_pid")
             .with_context(|| format!("no common_pid field in {}", dir.join("format").display()))?;
         Ok(HostIds {
-            // No stack: only the ids are wanted (8 bytes is the least a sample can copy).
-            switch: WindowEvent::Tracepoint { id, stack_bytes: 8 },
+            // No stack: only the ids are wanted.
+            switch: WindowEvent::KernelTracepoint { id },
             common_pid_offset,
             map: PidMap::default(),
             armed_at: None,
@@ -111,7 +111,25 @@ impl HostIds {
 
     /// After a drain: hands on (to `send`) the held wakeups whose thread is known now, drops
     /// those held too long, and opens or closes the learning window.
-    pub fn review(&mut self, sampler: &mut Sampler, mut send: impl FnMut(Event<Observed>)) {
+    pub fn review(&mut self, sampler: &mut Sampler, send: impl FnMut(Event<Observed>)) {
+        let waiting = self.hand_on(send);
+        self.steer_window(sampler, waiting);
+    }
+
+    /// At the recording's end: hands on the held wakeups whose thread is known, counts the
+    /// rest, and closes the window (none is opened then).
+    pub fn finish(&mut self, sampler: &mut Sampler, send: impl FnMut(Event<Observed>)) {
+        self.hand_on(send);
+        if self.armed_at.is_some() {
+            self.disarm(sampler);
+        }
+        self.unidentified += self.held.len() as u64;
+        self.held.clear();
+    }
+
+    /// Hands on the held wakeups whose thread is known now and drops those held too long.
+    /// Returns whether some still wait.
+    fn hand_on(&mut self, mut send: impl FnMut(Event<Observed>)) -> bool {
         let oldest = monotonic_ns().saturating_sub(HELD_NS);
         let mut waiting = false;
         for (host, event) in std::mem::take(&mut self.held) {
@@ -124,6 +142,11 @@ impl HostIds {
                 self.held.push_back((host, event));
             }
         }
+        waiting
+    }
+
+    /// Closes the window once it has taught what it can; opens it again while wakeups wait.
+    fn steer_window(&mut self, sampler: &mut Sampler, waiting: bool) {
         match self.armed_at {
             Some((at, _)) if self.map.proven_same() || at.elapsed() >= ARMED_AT_MOST => {
                 self.disarm(sampler)
@@ -138,23 +161,30 @@ impl HostIds {
         }
     }
 
-    /// Wakeups still held when the recording ends: their thread was never identified.
-    pub fn finish(&mut self) {
-        self.unidentified += self.held.len() as u64;
-        self.held.clear();
-    }
-
     fn arm(&mut self, sampler: &mut Sampler) {
         let tids = sampler.tasks();
         match sampler.arm(&[self.switch], &tids) {
-            Ok(_) => self.armed_at = Some((Instant::now(), self.map.learned())),
-            // Wakeups of threads that woke nobody stay unpaired (counted); the rest works.
-            Err(err) => tracing::debug!("no sched_switch window to learn thread ids: {err}"),
+            Ok(armed) => {
+                tracing::debug!(threads = armed.tids.len(), "sched_switch window open");
+                self.armed_at = Some((Instant::now(), self.map.learned()));
+            }
+            // Wakeups of threads that woke nobody stay unpaired (counted); the rest works. Not
+            // tried again at once: opening costs threads × CPUs events.
+            Err(err) => {
+                tracing::debug!("no sched_switch window to learn thread ids: {err}");
+                self.closed_at = Some(Instant::now());
+                self.quiet = (self.quiet * 2).min(MAX_QUIET);
+            }
         }
     }
 
     fn disarm(&mut self, sampler: &mut Sampler) {
         sampler.disarm();
+        tracing::debug!(
+            learned = self.map.learned(),
+            same = self.map.proven_same(),
+            "sched_switch window closed"
+        );
         if let Some((_, known)) = self.armed_at.take() {
             self.quiet = if self.map.learned() > known {
                 QUIET

@@ -240,8 +240,7 @@ impl Recording for WaitRecording {
         if let Some(mut second) = self.second.take() {
             second.drain(&mut |record| forward_second(record, &mut waking, pipeline));
             if let Some(ids) = &mut self.ids {
-                ids.review(second.sampler_mut(), |event| pipeline.send(event));
-                ids.finish();
+                ids.finish(second.sampler_mut(), |event| pipeline.send(event));
             }
         }
         let Some(mut switches) = self.switches.take() else {

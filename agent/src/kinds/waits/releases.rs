@@ -15,8 +15,10 @@ const KEPT_WAKEUPS_PER_THREAD: usize = 16;
 const KEPT_WAITS_PER_THREAD: usize = 256;
 /// Threads tracked at most.
 const MAX_THREADS: usize = 1 << 16;
-/// Ended waits kept in all (40 bytes each): beyond it, threads not tracked yet are not.
+/// Ended waits kept in all (40 bytes each): at it, no thread keeps more than it has.
 const MAX_KEPT_WAITS: usize = 1 << 20;
+/// Wakeups kept in all (each with its waker's stack): at it, no thread keeps more than it has.
+const MAX_KEPT_WAKEUPS: usize = 1 << 14;
 /// What is kept unmatched longer than this (the woken thread was another process's, or its
 /// wait was not sampled) is forgotten, so that threads come and go without filling the maps.
 const KEPT_NS: u64 = 5_000_000_000;
@@ -56,8 +58,9 @@ pub struct Releases<S> {
     waits: HashMap<u32, VecDeque<EndedWait>>,
     /// Wakeups that ended a wait not on a lock (a condition variable, a pipe...).
     pub not_on_lock: u64,
-    /// Ended waits kept now, in all threads.
+    /// Ended waits and wakeups kept now, in all threads.
     kept_waits: usize,
+    kept_wakeups: usize,
     /// The latest time seen, and insertions since the last sweep.
     latest: u64,
     inserted: u64,
@@ -70,6 +73,7 @@ impl<S> Default for Releases<S> {
             waits: HashMap::new(),
             not_on_lock: 0,
             kept_waits: 0,
+            kept_wakeups: 0,
             latest: 0,
             inserted: 0,
         }
@@ -90,7 +94,13 @@ impl<S> Releases<S> {
             Some(wait) => self.pair(wakeup, wait),
             None => {
                 self.seen(wakeup.time);
-                push_capped(&mut self.wakeups, wakee, wakeup, KEPT_WAKEUPS_PER_THREAD);
+                self.kept_wakeups = push_within(
+                    &mut self.wakeups,
+                    wakee,
+                    wakeup,
+                    KEPT_WAKEUPS_PER_THREAD,
+                    (self.kept_wakeups, MAX_KEPT_WAKEUPS),
+                );
                 None
             }
         }
@@ -101,6 +111,7 @@ impl<S> Releases<S> {
     pub fn wait_ended(&mut self, waiter: u32, wait: EndedWait) -> Vec<Release<S>> {
         let mut releases = Vec::new();
         if let Some(wakeups) = self.wakeups.get_mut(&waiter) {
+            let before = wakeups.len();
             let mut kept = VecDeque::new();
             let mut matched = Vec::new();
             for wakeup in wakeups.drain(..) {
@@ -110,16 +121,19 @@ impl<S> Releases<S> {
                     kept.push_back(wakeup);
                 }
             }
+            let taken = before.saturating_sub(kept.len());
+            self.kept_wakeups = self.kept_wakeups.saturating_sub(taken);
             *wakeups = kept;
             releases.extend(matched.into_iter().filter_map(|w| self.pair(w, wait)));
         }
         self.seen(wait.until);
-        if self.kept_waits < MAX_KEPT_WAITS || self.waits.contains_key(&waiter) {
-            let before = self.waits.get(&waiter).map_or(0, VecDeque::len);
-            push_capped(&mut self.waits, waiter, wait, KEPT_WAITS_PER_THREAD);
-            let after = self.waits.get(&waiter).map_or(0, VecDeque::len);
-            self.kept_waits = self.kept_waits + after - before;
-        }
+        self.kept_waits = push_within(
+            &mut self.waits,
+            waiter,
+            wait,
+            KEPT_WAITS_PER_THREAD,
+            (self.kept_waits, MAX_KEPT_WAITS),
+        );
         releases
     }
 
@@ -140,6 +154,7 @@ impl<S> Releases<S> {
             !kept.is_empty()
         });
         self.kept_waits = self.waits.values().map(VecDeque::len).sum();
+        self.kept_wakeups = self.wakeups.values().map(VecDeque::len).sum();
     }
 
     fn pair(&mut self, wakeup: Wakeup<S>, wait: EndedWait) -> Option<Release<S>> {
@@ -153,6 +168,27 @@ impl<S> Releases<S> {
             delay: wakeup.time.saturating_sub(wait.since),
         })
     }
+}
+
+/// Keeps `item` for thread `tid`, at most `per_thread` per thread and, at the overall limit
+/// (`kept.1`, with `kept.0` kept now), only in place of the thread's oldest. Returns how many
+/// are kept now in all.
+fn push_within<T>(
+    map: &mut HashMap<u32, VecDeque<T>>,
+    tid: u32,
+    item: T,
+    per_thread: usize,
+    kept: (usize, usize),
+) -> usize {
+    let (total, limit) = kept;
+    let len = map.get(&tid).map_or(0, VecDeque::len);
+    let cap = if total >= limit { len } else { per_thread };
+    if cap == 0 || (map.len() >= MAX_THREADS && len == 0) {
+        return total;
+    }
+    push_capped(map, tid, item, cap);
+    let after = map.get(&tid).map_or(0, VecDeque::len);
+    total + after - len
 }
 
 fn push_capped<T>(map: &mut HashMap<u32, VecDeque<T>>, tid: u32, item: T, per_thread: usize) {
@@ -224,6 +260,30 @@ mod tests {
             assert!(releases.woke(9, wakeup(i, "x")).is_none());
         }
         assert_eq!(releases.wakeups[&9].len(), KEPT_WAKEUPS_PER_THREAD);
+    }
+
+    #[test]
+    fn at_the_overall_limit_a_thread_keeps_no_more_than_it_has() {
+        let mut releases = Releases {
+            kept_waits: MAX_KEPT_WAITS,
+            ..Releases::default()
+        };
+        assert!(releases.wait_ended(3, wait(0, 10, true)).is_empty());
+        assert!(
+            !releases.waits.contains_key(&3),
+            "a new thread past the limit"
+        );
+        releases.kept_waits = MAX_KEPT_WAITS - 1;
+        assert!(releases.wait_ended(3, wait(0, 10, true)).is_empty());
+        releases.kept_waits = MAX_KEPT_WAITS;
+        assert!(releases.wait_ended(3, wait(20, 30, true)).is_empty());
+        assert_eq!(releases.waits[&3].len(), 1, "replaced, not added");
+        assert_eq!(releases.waits[&3][0].since, 20);
+        // Wakeups matched by a wait are no longer counted as kept.
+        assert!(releases.woke(4, wakeup(5, "x")).is_none());
+        assert_eq!(releases.kept_wakeups, 1);
+        assert_eq!(releases.wait_ended(4, wait(0, 10, true)).len(), 1);
+        assert_eq!(releases.kept_wakeups, 0);
     }
 
     #[test]
