@@ -12,7 +12,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// Pairs kept at most: a target creating threads without end cannot grow the map without end.
+/// Pairs kept at most: a target creating threads without end cannot grow the map without end
+/// (full, it starts afresh).
 const MAX_PAIRS: usize = 1 << 16;
 
 /// Host thread ids to the agent's, as far as they are known.
@@ -32,12 +33,14 @@ impl PidMap {
         if host != tid {
             self.translating = true;
         }
-        if self.pairs.len() < MAX_PAIRS || self.pairs.contains_key(&host) {
-            self.pairs.insert(host, tid);
-            if self.known.len() < 2 * MAX_PAIRS {
-                self.known.insert(tid);
-            }
+        if self.pairs.len() >= MAX_PAIRS && !self.pairs.contains_key(&host) {
+            // Full after a long churn of threads, most of them gone: start afresh rather than
+            // stop learning. The threads alive are learned again (see `host_ids`).
+            self.pairs.clear();
+            self.known.clear();
         }
+        self.pairs.insert(host, tid);
+        self.known.insert(tid);
     }
 
     /// Whether the thread the agent knows as `tid` has been learned.
@@ -110,7 +113,13 @@ mod tests {
         for host in 0..(MAX_PAIRS as u32 + 10) {
             map.learn(host + 1_000_000, host);
         }
-        assert_eq!(map.pairs.len(), MAX_PAIRS);
-        assert_eq!(map.translate(1_000_000), Some(0));
+        // Full, it started afresh: the latest pairs are known, the oldest forgotten.
+        assert_eq!(map.pairs.len(), 10);
+        assert_eq!(
+            map.translate(1_000_000 + MAX_PAIRS as u32 + 9),
+            Some(MAX_PAIRS as u32 + 9)
+        );
+        assert_eq!(map.translate(1_000_000), None);
+        assert!(map.known.len() <= MAX_PAIRS);
     }
 }
