@@ -33,8 +33,8 @@ pub use agent::{
 };
 pub use measuring::{assert_split, total, Figures, Measuring, Totals};
 pub use process::{
-    assert_nothing_stopped, cpu_time, files_in, is_root, require_kernel_sampling_refused, Finished,
-    Running, Target, AS_UNPRIVILEGED,
+    assert_nothing_stopped, cpu_time, files_in, is_root, is_running,
+    require_kernel_sampling_refused, Finished, Running, Target, AS_UNPRIVILEGED,
 };
 pub use profile::{
     assert_leaf_ratio, assert_share, decode_profile, frames_of, label, leaf_share, leaf_split,

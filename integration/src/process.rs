@@ -131,6 +131,16 @@ impl Drop for Target {
     }
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (a killed orphan stays one
+/// until init reaps it).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, state)| state.trim_start().starts_with('Z'))
+    })
+}
+
 /// The CPU time (user + system) process `pid` has used so far, all threads included.
 ///
 /// What a CPU profile's sample count should be measured against: on a loaded machine a target

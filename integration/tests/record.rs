@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
     agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
-    go_tool_pprof, label, leaf_split, num_label, of_process, programs, read_profile, record,
-    record_full, require_kernel_sampling_refused, run_agent, share_of, stack_split, string,
+    go_tool_pprof, is_running, label, leaf_split, num_label, of_process, programs, read_profile,
+    record, record_full, require_kernel_sampling_refused, run_agent, share_of, stack_split, string,
     top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
@@ -1030,13 +1030,7 @@ fn the_end_of_the_window_ends_what_the_command_started() {
         .filter(|sample| label(&profile, sample, "process") == Some("leaf_ratio"))
         .find_map(|sample| num_label(&profile, sample, "pid"))
         .unwrap_or_else(|| panic!("no sample of leaf_ratio\n{stdout}"));
-    let alive = |pid: i64| {
-        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, s)| s.trim_start().starts_with('Z'))
-        })
-    };
+    let alive = |pid: i64| u32::try_from(pid).is_ok_and(is_running);
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(child) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
@@ -1110,13 +1104,7 @@ fn children_of_a_named_process_are_recorded_and_left_running() {
         .collect();
     children.sort_unstable();
     children.dedup();
-    let running = |pid: i64| {
-        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-    };
+    let running = |pid: i64| u32::try_from(pid).is_ok_and(is_running);
     let still_running: Vec<bool> = children.iter().map(|&pid| running(pid)).collect();
     for &pid in &children {
         // Not the test's children: ended here, the recording is over.
