@@ -333,19 +333,25 @@ impl ObjectInfo {
             let Ok(elf) = self.parse() else {
                 return SymbolTable::default();
             };
+            // One full table is enough, as perf reads them: the file's own `.symtab`, else its
+            // debug file's (a superset of `.dynsym` each). Reading both, or `.dynsym` beside
+            // them, would only duplicate symbols, whose names must then be read to rank them.
             let mut builder = SymbolTableBuilder::default();
-            builder.add(&elf, false);
-            if let Some(debug) = &self.debug_file {
+            let mut full = builder.add(&elf, &self.data, false) > 0;
+            if let Some(debug) = self.debug_file.as_ref().filter(|_| !full) {
                 if let Ok(debug_elf) = debug.parse() {
-                    builder.add(&debug_elf, false);
+                    full = builder.add(&debug_elf, &debug.data, false) > 0;
                 }
             }
-            if let Some(mini) = minidebuginfo::extract(&elf, &self.data) {
-                if let Ok(mini_elf) = elf::parse(&self.name, &mini) {
-                    builder.add(&mini_elf, false);
+            if !full {
+                // MiniDebugInfo holds the local functions `.dynsym` lacks.
+                if let Some(mini) = minidebuginfo::extract(&elf, &self.data) {
+                    if let Ok(mini_elf) = elf::parse(&self.name, &mini) {
+                        builder.add(&mini_elf, &mini, false);
+                    }
                 }
+                builder.add(&elf, &self.data, true);
             }
-            builder.add(&elf, true);
             // Go linked without a symbol table (`-ldflags=-s`) still names its functions for
             // its own tracebacks.
             if elf.symbols().next().is_none() {

@@ -1,6 +1,7 @@
 //! Function symbols from ELF symbol tables (`.symtab`, `.dynsym`, MiniDebugInfo), sorted for
 //! binary search.
 
+use object::read::elf::Sym;
 use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolKind, SymbolSection};
 
 use crate::bytes::Bytes;
@@ -11,42 +12,52 @@ use crate::gopclntab;
 /// million); beyond it, a corrupt table would only cost memory.
 const MAX_SYMBOLS: usize = 1 << 24;
 /// Symbols overlap rarely (aliases with different sizes, nested local labels); this bounds how
-/// far back a lookup walks to find the one that contains an address.
+/// far back (in addresses) a lookup walks to find the one that contains an address.
 const MAX_BACKTRACK: usize = 16;
+/// Of the symbols at one address, this many are ranked to choose its name (code folding can
+/// put thousands at one address; the table is sorted so the likeliest come first).
+const MAX_ALIASES: usize = 64;
+/// A name is read up to its NUL or this many bytes: a string table that is not terminated
+/// costs a bounded scan, not a walk to the end of the file.
+const MAX_NAME: usize = 64 * 1024;
 
-/// One function symbol. Its name lives in [`SymbolTable::names`].
+/// One function symbol. Its name stays in the string table it was read from (file-backed:
+/// no copy of the names is made, and only the pages of the names looked up are read).
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Symbol {
     start: u64,
-    /// Exclusive. For symbols without a size: the next symbol's start, bounded by the end of the
-    /// containing section.
+    /// Exclusive. While building, for symbols without a size: the end of the containing
+    /// section; then the next symbol's start, bounded by it.
     end: u64,
-    name_start: u32,
-    name_len: u32,
+    /// Offset of the NUL-terminated name in `strings[table]`.
+    name: u32,
+    table: u8,
+    size_unknown: bool,
+    binding: u8,
 }
 
 /// A sorted, deduplicated table of function symbols.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct SymbolTable {
-    entries: Vec<Entry>,
-    names: String,
+    symbols: Vec<Symbol>,
+    /// The string tables names point into, one per table added.
+    strings: Vec<Bytes>,
 }
 
-/// A symbol as read from a table, before sorting.
-struct Candidate {
-    start: u64,
-    size: u64,
-    section_end: Option<u64>,
-    rank: Rank,
-    name_start: u32,
-    name_len: u32,
+impl std::fmt::Debug for SymbolTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymbolTable")
+            .field("symbols", &self.symbols.len())
+            .finish()
+    }
 }
 
-/// Among symbols at the same address, the smallest rank is the one shown: sized before
-/// unsized, then the public spelling (`nanosleep` over `__nanosleep`), then global before weak
-/// before local, then the earlier table.
+/// Among symbols at the same address, the smallest rank is the one shown: named before
+/// unreadable, sized before unsized, then the public spelling (`nanosleep` over
+/// `__nanosleep`), then global before weak before local, then the earlier table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
+    nameless: bool,
     size_unknown: bool,
     leading_underscores: usize,
     binding: u8,
@@ -56,25 +67,42 @@ struct Rank {
 /// Collects symbols from several tables, then sorts them into a [`SymbolTable`].
 #[derive(Default)]
 pub(crate) struct SymbolTableBuilder {
-    candidates: Vec<Candidate>,
-    names: String,
-    tables: u8,
+    table: SymbolTable,
 }
 
 impl SymbolTableBuilder {
     /// Adds the function symbols of the file's `.symtab` (`dynamic == false`) or `.dynsym`.
-    pub fn add(&mut self, elf: &Elf<'_>, dynamic: bool) {
-        let table = self.tables;
-        self.tables = self.tables.saturating_add(1);
+    /// `file` is the bytes `elf` was parsed from: names are kept as offsets into its string
+    /// table, read only when looked up. Returns how many were added.
+    pub fn add(&mut self, elf: &Elf<'_>, file: &Bytes, dynamic: bool) -> usize {
         let symbols = if dynamic {
+            elf.elf_dynamic_symbol_table()
+        } else {
+            elf.elf_symbol_table()
+        };
+        if symbols.is_empty() {
+            return 0;
+        }
+        let strings = elf
+            .section_by_index(symbols.string_section())
+            .ok()
+            .and_then(|section| crate::elf::section_data(file, &section));
+        let Some(table) = strings.and_then(|strings| self.add_strings(strings)) else {
+            return 0;
+        };
+        let before = self.table.symbols.len();
+        let room = MAX_SYMBOLS.saturating_sub(self.table.symbols.len());
+        self.table.symbols.reserve(symbols.len().min(room));
+        let endian = elf.endian();
+        let iter = if dynamic {
             elf.dynamic_symbols()
         } else {
             elf.symbols()
         };
-        for symbol in symbols {
-            if self.candidates.len() >= MAX_SYMBOLS {
+        for symbol in iter {
+            if self.table.symbols.len() >= MAX_SYMBOLS {
                 tracing::debug!("symbol table truncated at {MAX_SYMBOLS} entries");
-                return;
+                break;
             }
             if symbol.kind() != SymbolKind::Text || symbol.address() == 0 {
                 continue;
@@ -82,28 +110,26 @@ impl SymbolTableBuilder {
             let SymbolSection::Section(section) = symbol.section() else {
                 continue;
             };
-            let Ok(name) = symbol.name() else { continue };
-            if name.is_empty() {
+            // Offset 0 is the empty name; the name itself is not read here.
+            let name = symbol.elf_symbol().st_name(endian);
+            if name == 0 {
                 continue;
             }
-            let binding = symbol.elf_symbol().st_bind();
-            self.push(
-                Candidate {
-                    start: symbol.address(),
-                    size: symbol.size(),
-                    section_end: section_end(elf, section),
-                    rank: Rank {
-                        size_unknown: symbol.size() == 0,
-                        leading_underscores: name.bytes().take_while(|&b| b == b'_').count(),
-                        binding: binding_rank(binding),
-                        table,
-                    },
-                    name_start: 0,
-                    name_len: 0,
+            let (start, size) = (symbol.address(), symbol.size());
+            self.table.symbols.push(Symbol {
+                start,
+                end: if size == 0 {
+                    section_end(elf, section).unwrap_or(u64::MAX)
+                } else {
+                    start.saturating_add(size)
                 },
                 name,
-            );
+                table,
+                size_unknown: size == 0,
+                binding: binding_rank(symbol.elf_symbol().st_bind()),
+            });
         }
+        self.table.symbols.len() - before
     }
 
     /// Adds the functions of Go's `.gopclntab` (see [`crate::gopclntab`]), ranked after every
@@ -117,109 +143,124 @@ impl SymbolTableBuilder {
             return;
         };
         let text_start = elf.section_by_name(".text").map_or(0, |s| s.address());
-        let table = self.tables;
-        self.tables = self.tables.saturating_add(1);
-        for function in gopclntab::functions(&pclntab, text_start) {
-            if self.candidates.len() >= MAX_SYMBOLS {
-                return;
-            }
-            self.push(
-                Candidate {
-                    start: function.start,
-                    size: function.end - function.start,
-                    section_end: None,
-                    rank: Rank {
-                        size_unknown: false,
-                        leading_underscores: 0,
-                        binding: u8::MAX,
-                        table,
-                    },
-                    name_start: 0,
-                    name_len: 0,
-                },
-                function.name,
-            );
-        }
-    }
-
-    fn push(&mut self, mut candidate: Candidate, name: &str) {
-        let (Ok(name_start), Ok(name_len)) =
-            (u32::try_from(self.names.len()), u32::try_from(name.len()))
-        else {
+        let base = pclntab.as_ptr() as usize;
+        let functions = gopclntab::functions(&pclntab, text_start);
+        let Some(table) = self.add_strings(pclntab.clone()) else {
             return;
         };
-        if name_start.checked_add(name_len).is_none() {
-            return;
+        for function in functions {
+            if self.table.symbols.len() >= MAX_SYMBOLS {
+                return;
+            }
+            // The name is a slice of the table: its offset there.
+            let offset = (function.name.as_ptr() as usize).checked_sub(base);
+            let Some(name) = offset.and_then(|o| u32::try_from(o).ok()) else {
+                continue;
+            };
+            self.table.symbols.push(Symbol {
+                start: function.start,
+                end: function.end,
+                name,
+                table,
+                size_unknown: false,
+                binding: u8::MAX,
+            });
         }
-        candidate.name_start = name_start;
-        candidate.name_len = name_len;
-        self.names.push_str(name);
-        self.candidates.push(candidate);
     }
 
-    pub fn build(mut self) -> SymbolTable {
-        self.candidates.sort_unstable_by_key(|c| (c.start, c.rank));
-        // One symbol per address: the best-ranked, which sorting put first.
-        self.candidates.dedup_by_key(|c| c.start);
-        let next_starts: Vec<u64> = self
-            .candidates
-            .iter()
-            .skip(1)
-            .map(|c| c.start)
-            .chain(std::iter::once(u64::MAX))
-            .collect();
-        let entries = self
-            .candidates
-            .iter()
-            .zip(next_starts)
-            .map(|(c, next_start)| Entry {
-                start: c.start,
-                end: if c.size != 0 {
-                    c.start.saturating_add(c.size)
-                } else {
-                    next_start.min(c.section_end.unwrap_or(u64::MAX))
-                },
-                name_start: c.name_start,
-                name_len: c.name_len,
-            })
-            .collect();
-        SymbolTable {
-            entries,
-            names: self.names,
+    /// Keeps `strings` for names to point into; None past 255 tables.
+    fn add_strings(&mut self, strings: Bytes) -> Option<u8> {
+        let table = u8::try_from(self.table.strings.len()).ok()?;
+        self.table.strings.push(strings);
+        Some(table)
+    }
+
+    /// Sorts the symbols. Symbols that share an address (aliases, C++ constructor variants,
+    /// folded identical code) are all kept: choosing among them needs their names, which are
+    /// read only for the addresses looked up.
+    pub fn build(self) -> SymbolTable {
+        let mut table = self.table;
+        table
+            .symbols
+            .sort_unstable_by_key(|s| (s.start, s.size_unknown, s.binding, s.table));
+        // Unsized symbols run to the next symbol at another address, within their section.
+        let mut next_start = u64::MAX;
+        let mut previous = u64::MAX;
+        for symbol in table.symbols.iter_mut().rev() {
+            if symbol.start != previous {
+                next_start = previous;
+                previous = symbol.start;
+            }
+            if symbol.size_unknown {
+                symbol.end = symbol.end.min(next_start);
+            }
         }
+        table.symbols.shrink_to_fit();
+        table
     }
 }
 
 impl SymbolTable {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.symbols.is_empty()
     }
 
     /// Where the symbol named `name` starts and ends (a linear scan: for the few names a
     /// caller needs once per file).
     pub fn range_of(&self, name: &str) -> Option<std::ops::Range<u64>> {
-        self.entries
+        self.symbols
             .iter()
-            .find(|e| self.name(e) == Some(name))
-            .map(|e| e.start..e.end)
+            .find(|s| self.name(s) == Some(name))
+            .map(|s| s.start..s.end)
     }
 
-    /// The symbol containing `svma`: its start address and name.
+    /// The symbol containing `svma`: its start address and name. Of the symbols at one
+    /// address, the best-ranked is the one that names it.
     pub fn lookup(&self, svma: u64) -> Option<(u64, &str)> {
-        let after = self.entries.partition_point(|e| e.start <= svma);
-        self.entries
-            .get(..after)?
-            .iter()
-            .rev()
-            .take(MAX_BACKTRACK)
-            .find(|e| svma < e.end)
-            .and_then(|e| Some((e.start, self.name(e)?)))
+        let mut end = self.symbols.partition_point(|s| s.start <= svma);
+        for _ in 0..MAX_BACKTRACK {
+            let start = self.symbols.get(end.checked_sub(1)?)?.start;
+            let first = self.symbols[..end].partition_point(|s| s.start < start);
+            let group = &self.symbols[first..end];
+            let best = group
+                .iter()
+                .take(MAX_ALIASES)
+                .min_by_key(|s| self.rank(s))?;
+            if svma < best.end {
+                return Some((best.start, self.name(best)?));
+            }
+            end = first;
+        }
+        None
     }
 
-    fn name(&self, entry: &Entry) -> Option<&str> {
-        let start = usize::try_from(entry.name_start).ok()?;
-        let len = usize::try_from(entry.name_len).ok()?;
-        self.names.get(start..start.checked_add(len)?)
+    /// The name, up to its NUL (or [`MAX_NAME`] bytes), as far as it is valid UTF-8; None when
+    /// empty or out of its table.
+    fn name(&self, symbol: &Symbol) -> Option<&str> {
+        let strings = self.strings.get(usize::from(symbol.table))?;
+        let rest = strings.get(usize::try_from(symbol.name).ok()?..)?;
+        let rest = &rest[..rest.len().min(MAX_NAME)];
+        let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        let name = match std::str::from_utf8(&rest[..len]) {
+            Ok(name) => name,
+            Err(err) => std::str::from_utf8(&rest[..err.valid_up_to()]).ok()?,
+        };
+        (!name.is_empty()).then_some(name)
+    }
+
+    fn rank(&self, symbol: &Symbol) -> Rank {
+        let name = self.name(symbol);
+        Rank {
+            nameless: name.is_none(),
+            size_unknown: symbol.size_unknown,
+            leading_underscores: name
+                .unwrap_or_default()
+                .bytes()
+                .take_while(|&b| b == b'_')
+                .count(),
+            binding: symbol.binding,
+            table: symbol.table,
+        }
     }
 }
 
@@ -234,4 +275,71 @@ fn binding_rank(binding: u8) -> u8 {
 fn section_end(elf: &Elf<'_>, index: SectionIndex) -> Option<u64> {
     let section = elf.section_by_index(index).ok()?;
     section.address().checked_add(section.size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbol(start: u64, end: u64, name: u32, binding: u8, size_unknown: bool) -> Symbol {
+        Symbol {
+            start,
+            end,
+            name,
+            table: 0,
+            size_unknown,
+            binding,
+        }
+    }
+
+    /// A table over one string table: "\0__nanosleep\0nanosleep\0helper\0outer\0".
+    fn table(symbols: Vec<Symbol>) -> SymbolTable {
+        let strings = Bytes::from_vec(b"\0__nanosleep\0nanosleep\0helper\0outer\0".to_vec());
+        SymbolTableBuilder {
+            table: SymbolTable {
+                symbols,
+                strings: vec![strings],
+            },
+        }
+        .build()
+    }
+
+    #[test]
+    fn aliases_are_named_by_their_public_spelling() {
+        // __nanosleep (global) and nanosleep (weak) at one address: nanosleep is shown.
+        let table = table(vec![
+            symbol(0x100, 0x140, 1, 0, false),
+            symbol(0x100, 0x140, 13, 1, false),
+        ]);
+        assert_eq!(table.lookup(0x120), Some((0x100, "nanosleep")));
+        assert_eq!(table.range_of("__nanosleep"), Some(0x100..0x140));
+    }
+
+    #[test]
+    fn unsized_symbols_run_to_the_next_address_and_lookups_walk_back() {
+        let table = table(vec![
+            // outer: unsized, in a section ending at 0x1000.
+            symbol(0x200, 0x1000, 30, 0, true),
+            // helper: sized 0x10, inside outer's range.
+            symbol(0x300, 0x310, 23, 0, false),
+            symbol(0x400, 0x1000, 1, 0, true),
+        ]);
+        assert_eq!(table.lookup(0x250), Some((0x200, "outer")));
+        assert_eq!(table.lookup(0x305), Some((0x300, "helper")));
+        // Past helper's end, outer ended at helper's start: nothing contains 0x350.
+        assert_eq!(table.lookup(0x350), None);
+        assert_eq!(table.lookup(0x999), Some((0x400, "__nanosleep")));
+        assert_eq!(table.lookup(0x1000), None);
+        assert_eq!(table.lookup(0x10), None);
+    }
+
+    #[test]
+    fn names_out_of_their_table_or_unterminated_are_bounded() {
+        let table = table(vec![
+            symbol(0x100, 0x110, 9999, 0, false),
+            symbol(0x200, 0x210, 36, 0, false),
+        ]);
+        assert_eq!(table.lookup(0x105), None);
+        assert_eq!(table.lookup(0x205), None);
+    }
 }

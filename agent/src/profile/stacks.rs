@@ -138,6 +138,19 @@ impl StackAggregate {
         self.stacks.len()
     }
 
+    /// Every kernel address in the stacks, sorted, once each: what the kernel's symbols must
+    /// name.
+    pub fn kernel_addresses(&self) -> Vec<u64> {
+        let mut addresses: Vec<u64> = self
+            .stacks
+            .keys()
+            .flat_map(|key| key.kernel.iter().copied())
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        addresses
+    }
+
     /// Builds the symbolized pprof profile. Labels: the kind's, then `thread` (name), then
     /// `tid` when stacks are kept by thread id.
     pub fn build(

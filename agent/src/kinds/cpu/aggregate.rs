@@ -46,6 +46,10 @@ impl CpuStacks {
         self.stacks.truncated()
     }
 
+    pub fn kernel_addresses(&self) -> Vec<u64> {
+        self.stacks.kernel_addresses()
+    }
+
     pub fn distinct_stacks(&self) -> usize {
         self.stacks.distinct_stacks()
     }

@@ -184,10 +184,12 @@ impl Recording for CpuRecording {
             ..
         } = *self;
         let (profile, unwinder) = pipeline.finish()?;
+        let kernel_addresses = profile.kernel_addresses();
+        let kernel_symbols = KernelSymbols::load_for(&kernel_addresses);
         let kernel_names = if settings.kernel {
-            KernelSymbols::load().map(KernelNames::Functions)
+            kernel_symbols.map(KernelNames::Functions)
         } else {
-            Some(KernelNames::Entries(KernelSymbols::load()))
+            Some(KernelNames::Entries(kernel_symbols))
         };
         let frequency = settings.frequency;
         let sampled = profile.samples().saturating_add(profile.lost());

@@ -119,10 +119,9 @@ impl WaitStacks {
                 default_sample_type: Some("wall"),
             },
         };
-        let kernel_names = self
-            .collapse
-            .as_ref()
-            .map(|_| KernelNames::Entries(KernelSymbols::load()));
+        let kernel_names = self.collapse.as_ref().map(|_| {
+            KernelNames::Entries(KernelSymbols::load_for(&self.stacks.kernel_addresses()))
+        });
         self.stacks
             .build(modules, kernel_names.as_ref(), &shape, meta)
     }
