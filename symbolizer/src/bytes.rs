@@ -109,12 +109,57 @@ impl Bytes {
         })
     }
 
+    /// Lets the kernel drop this range's file pages from our resident memory (`MADV_DONTNEED`
+    /// over the pages it spans): they are read back from the file, or the page cache, when next
+    /// touched. For a file parsed once (a symbol table) or read at scattered places (names,
+    /// unwind tables), what stays resident is what was touched last, not all ever touched. No
+    /// effect on owned memory.
+    pub fn release_pages(&self) {
+        let Storage::Mmap(guarded) = &*self.storage else {
+            return;
+        };
+        let page = page_size();
+        let start = self.start / page * page;
+        let end = self
+            .end
+            .div_ceil(page)
+            .saturating_mul(page)
+            .min(guarded.map.len());
+        if start >= end {
+            return;
+        }
+        // SAFETY: the mapping is private, read-only and file-backed, and never written: dropped
+        // pages are read again from the file when next touched, with the same contents (or, if
+        // the file changed, contents every parser treats as untrusted anyway; pages past a
+        // truncation read as zeros, as the guard makes them). Slices borrowed from the mapping
+        // stay valid: the range stays mapped.
+        let result = unsafe {
+            guarded.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start,
+                end - start,
+            )
+        };
+        if let Err(err) = result {
+            tracing::debug!(%err, "madvise(MADV_DONTNEED) failed");
+        }
+    }
+
     /// Like [`Bytes::slice`] with a 64-bit file offset and size, as found in ELF headers.
     pub fn slice_at(&self, offset: u64, size: u64) -> Option<Bytes> {
         let start = usize::try_from(offset).ok()?;
         let end = start.checked_add(usize::try_from(size).ok()?)?;
         self.slice(start..end)
     }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
 }
 
 impl Deref for Bytes {
@@ -176,5 +221,19 @@ mod tests {
         assert!(bytes.slice_at(8, 3).is_none());
         assert!(bytes.slice_at(u64::MAX, 1).is_none());
         assert_eq!(bytes.slice_at(9, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..5 * 4096u32).map(|i| (i % 251) as u8).collect();
+        std::io::Write::write_all(&mut file, &data).unwrap();
+        let bytes = Bytes::map_file(&file).unwrap();
+        let middle = bytes.slice(5000..9000).unwrap();
+        assert_eq!(&*middle, &data[5000..9000]);
+        middle.release_pages();
+        bytes.release_pages();
+        assert_eq!(&*bytes, &data[..]);
+        Bytes::from_vec(vec![1, 2, 3]).release_pages();
     }
 }

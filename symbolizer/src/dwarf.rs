@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
-use object::Object;
+use gimli::{Reader as _, Section as _};
+use object::{Object, ObjectSection};
 
 use crate::bytes::Bytes;
 use crate::elf::{self, Elf};
 use crate::frame::Frame;
+use crate::seekable_zlib::SeekableZlib;
 use crate::units::{Sections, UnitContexts};
 
 /// gimli reader over our shared bytes: no copies of uncompressed sections, no borrows.
@@ -42,14 +44,16 @@ impl DwarfContext {
     /// Loads the DWARF sections of `elf` (whose bytes are `file`), plus those of a
     /// supplementary (`.gnu_debugaltlink`, dwz) file when given, and indexes its units.
     pub fn new(elf: &Elf<'_>, file: &Bytes, sup: Option<(&Elf<'_>, &Bytes)>) -> Option<Self> {
-        let sections = load_sections(elf, file)?;
-        let sup = sup.and_then(|(sup_elf, sup_file)| load_sections(sup_elf, sup_file));
+        let (sections, info) = load_sections(elf, file)?;
+        let sup = sup
+            .and_then(|(sup_elf, sup_file)| load_sections(sup_elf, sup_file))
+            .and_then(|(sections, info)| with_info(sections, info));
         let lookup = match sup {
-            None => match UnitContexts::new(sections) {
+            None => match UnitContexts::new(sections, info) {
                 Ok(units) => Lookup::PerUnit(Box::new(units)),
-                Err(sections) => whole(&sections, None)?,
+                Err((sections, info)) => whole(&with_info(sections, info)?, None)?,
             },
-            Some(sup) => whole(&sections, Some(&sup))?,
+            Some(sup) => whole(&with_info(sections, info)?, Some(&sup))?,
         };
         Some(DwarfContext {
             lookup,
@@ -174,17 +178,26 @@ const UNUSED_SECTIONS: [gimli::SectionId; 6] = [
     gimli::SectionId::DebugTypes,
 ];
 
-fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<Sections> {
+/// Compressed `.debug_info` sections at least this big (decompressed) are kept compressed
+/// and read a unit at a time ([`SeekableZlib`]); smaller ones are decompressed whole.
+const SEEKABLE_INFO: u64 = 1 << 20;
+
+/// The file's DWARF sections, loaded (and decompressed) whole but for a big zlib-compressed
+/// `.debug_info`, which is returned apart (and left empty in the sections).
+fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<(Sections, Option<SeekableZlib>)> {
     if !has_dwarf(elf) {
         return None;
     }
+    let info = seekable_info(elf, file);
     let endian = if elf.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {
         gimli::RunTimeEndian::Big
     };
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data = if UNUSED_SECTIONS.contains(&id) {
+        let data = if UNUSED_SECTIONS.contains(&id)
+            || (id == gimli::SectionId::DebugInfo && info.is_some())
+        {
             None
         } else {
             elf::section_bytes(elf, file, id.name())
@@ -194,5 +207,28 @@ fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<Sections> {
             endian,
         ))
     };
-    gimli::DwarfSections::load(load).ok().map(Box::new)
+    let sections = gimli::DwarfSections::load(load).ok().map(Box::new)?;
+    Some((sections, info))
+}
+
+/// `.debug_info` as a [`SeekableZlib`], when it is zlib-compressed and big.
+fn seekable_info(elf: &Elf<'_>, file: &Bytes) -> Option<SeekableZlib> {
+    let section = elf.section_by_name(".debug_info")?;
+    let range = section.compressed_file_range().ok()?;
+    let big = (SEEKABLE_INFO..=elf::MAX_DECOMPRESSED_SECTION).contains(&range.uncompressed_size);
+    if range.format != object::CompressionFormat::Zlib || !big {
+        return None;
+    }
+    let compressed = file.slice_at(range.offset, range.compressed_size)?;
+    Some(SeekableZlib::new(compressed, range.uncompressed_size))
+}
+
+/// `sections` with `info` decompressed whole into them, for lookups that need every unit.
+fn with_info(mut sections: Sections, info: Option<SeekableZlib>) -> Option<Sections> {
+    if let Some(info) = info {
+        let endian = sections.debug_abbrev.reader().endian();
+        let whole = info.into_whole()?;
+        sections.debug_info = gimli::EndianReader::new(Bytes::from_vec(whole), endian).into();
+    }
+    Some(sections)
 }

@@ -30,6 +30,7 @@ mod object_info;
 mod perf_map;
 mod plt;
 pub mod proc_dir;
+mod seekable_zlib;
 mod symbol_table;
 mod symbolizer;
 mod target_fs;

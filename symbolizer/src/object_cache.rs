@@ -71,6 +71,10 @@ impl ObjectCache {
         self.entries.insert(key, Entry { object, last_used });
     }
 
+    pub fn for_each(&self, f: impl FnMut(&ObjectInfo)) {
+        self.entries.values().map(|e| &*e.object).for_each(f);
+    }
+
     /// Drops the least recently used quarter, so eviction's O(n) scan is amortized.
     fn evict(&mut self) {
         let mut ages: Vec<u64> = self.entries.values().map(|e| e.last_used).collect();

@@ -161,6 +161,19 @@ impl ObjectInfo {
         self.dwarf_source().is_some()
     }
 
+    /// Drops the file pages read so far from resident memory (see [`Bytes::release_pages`]):
+    /// for a process that keeps objects between profiles (serve), what stays resident is the
+    /// parsed tables, not every page of names and unwind tables a profile touched.
+    pub fn release_pages(&self) {
+        self.data.release_pages();
+        for other in [&self.debug_file, &self.supplementary]
+            .into_iter()
+            .flatten()
+        {
+            other.data.release_pages();
+        }
+    }
+
     /// Has at least one function symbol (`.symtab`, `.dynsym`, debug file, MiniDebugInfo).
     pub fn has_symbols(&self) -> bool {
         !self.symbols().is_empty()

@@ -129,6 +129,14 @@ impl SymbolTableBuilder {
                 binding: binding_rank(symbol.elf_symbol().st_bind()),
             });
         }
+        // The entries were read once, here; their pages need not stay resident.
+        if let Some(entries) = elf
+            .section_by_index(symbols.section())
+            .ok()
+            .and_then(|section| crate::elf::section_data(file, &section))
+        {
+            entries.release_pages();
+        }
         self.table.symbols.len() - before
     }
 

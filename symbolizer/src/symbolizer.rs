@@ -84,6 +84,12 @@ impl Symbolizer {
         Ok(module)
     }
 
+    /// Drops the file pages of every cached object from resident memory, once a profile is
+    /// built: they are read back on demand (see [`ObjectInfo::release_pages`]).
+    pub fn release_pages(&self) {
+        self.cache().for_each(|object| object.release_pages());
+    }
+
     /// Loads an ELF file from our own filesystem (tools, tests), with its separate debug
     /// information; cached like mapped files.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<ObjectInfo>, Error> {

@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use gimli::{Reader as _, Section as _};
+use gimli::{Endianity as _, Reader as _, Section as _};
 
 use crate::bytes::Bytes;
 use crate::dwarf::Reader;
+use crate::seekable_zlib::SeekableZlib;
 
 /// The DWARF sections of one file, as loaded (and decompressed) once.
 pub(crate) type Sections = Box<gimli::DwarfSections<Reader>>;
@@ -46,6 +47,9 @@ struct UnitSpan {
 /// The per-unit index and the contexts built so far.
 pub(crate) struct UnitContexts {
     sections: Sections,
+    /// `.debug_info` when it is kept compressed (then `sections` has it empty): each unit is
+    /// decompressed on its own when first needed.
+    info: Option<SeekableZlib>,
     /// Sorted by `begin`.
     ranges: Vec<UnitRange>,
     units: Vec<UnitSpan>,
@@ -54,17 +58,25 @@ pub(crate) struct UnitContexts {
 }
 
 impl UnitContexts {
-    /// Indexes the units of `sections`, or gives the sections back when a unit refers into
-    /// another one (`DW_FORM_ref_addr`, partial or imported units): a context over one unit
-    /// could not follow that reference, so the caller needs one over all of them.
-    pub fn new(sections: Sections) -> Result<UnitContexts, Sections> {
-        let dwarf = sections.borrow(Clone::clone);
-        let Some((units, mut ranges)) = index(&dwarf) else {
-            return Err(sections);
+    /// Indexes the units of `sections` (and of `info`, `.debug_info` kept compressed, when
+    /// given), or gives them back when a unit refers into another one (`DW_FORM_ref_addr`,
+    /// partial or imported units): a context over one unit could not follow that reference,
+    /// so the caller needs one over all of them.
+    pub fn new(
+        sections: Sections,
+        mut info: Option<SeekableZlib>,
+    ) -> Result<UnitContexts, (Sections, Option<SeekableZlib>)> {
+        let indexed = match info.as_mut() {
+            None => index(&sections.borrow(Clone::clone)),
+            Some(info) => index_compressed(&sections, info),
+        };
+        let Some((units, mut ranges)) = indexed else {
+            return Err((sections, info));
         };
         ranges.sort_unstable_by_key(|r| (r.begin, r.end));
         Ok(UnitContexts {
             sections,
+            info,
             ranges,
             units,
             contexts: HashMap::new(),
@@ -93,10 +105,10 @@ impl UnitContexts {
             self.contexts.clear();
         }
         let span = *self.units.get(usize::try_from(unit).ok()?)?;
-        let sections = &self.sections;
+        let (sections, info) = (&self.sections, self.info.as_ref());
         self.contexts
             .entry(unit)
-            .or_insert_with(|| unit_context(sections, span))
+            .or_insert_with(|| unit_context(sections, info, span))
             .as_ref()
     }
 }
@@ -104,67 +116,165 @@ impl UnitContexts {
 /// A context whose `.debug_info` is the one unit: every other section is whole, so the
 /// unit's offsets into them (abbreviations, lines, strings, ranges) stay right, and its
 /// references inside itself are relative to its own start.
-fn unit_context(sections: &Sections, span: UnitSpan) -> Option<addr2line::Context<Reader>> {
-    let mut dwarf = sections.borrow(Clone::clone);
-    let mut info = dwarf.debug_info.reader().clone();
-    let endian = info.endian();
-    info.skip(span.offset).ok()?;
-    info.truncate(span.len).ok()?;
-    dwarf.debug_info = info.into();
+fn unit_context(
+    sections: &Sections,
+    info: Option<&SeekableZlib>,
+    span: UnitSpan,
+) -> Option<addr2line::Context<Reader>> {
+    let unit = match info {
+        None => {
+            let mut unit = sections.debug_info.reader().clone();
+            unit.skip(span.offset).ok()?;
+            unit.truncate(span.len).ok()?;
+            unit
+        }
+        Some(info) => {
+            let bytes = info.read(u64::try_from(span.offset).ok()?, span.len)?;
+            gimli::EndianReader::new(Bytes::from_vec(bytes), endian(sections))
+        }
+    };
+    let mut dwarf = one_unit(sections, unit);
     // Its entries name units by their offset in the whole section: none would match.
-    dwarf.debug_aranges = gimli::EndianReader::new(Bytes::empty(), endian).into();
+    dwarf.debug_aranges = gimli::EndianReader::new(Bytes::empty(), endian(sections)).into();
     addr2line::Context::from_dwarf(dwarf)
         .map_err(|err| tracing::debug!(%err, "unusable DWARF unit"))
         .ok()
 }
 
+/// The sections, with `unit` (one unit's bytes) as `.debug_info`.
+fn one_unit(sections: &Sections, unit: Reader) -> gimli::Dwarf<Reader> {
+    let mut dwarf = sections.borrow(Clone::clone);
+    dwarf.debug_info = unit.into();
+    dwarf
+}
+
+fn endian(sections: &Sections) -> gimli::RunTimeEndian {
+    sections.debug_abbrev.reader().endian()
+}
+
 type Index = (Vec<UnitSpan>, Vec<UnitRange>);
 
+/// Builds the index one unit at a time.
+#[derive(Default)]
+struct Indexer {
+    units: Vec<UnitSpan>,
+    ranges: Vec<UnitRange>,
+    standalone_tables: HashSet<usize>,
+}
+
+impl Indexer {
+    /// Adds the unit of `header`, which lies at `offset` in `.debug_info` (`dwarf` reads it).
+    /// Some(false) when the index is full, None when units refer to each other. Units that
+    /// cannot be read are left out, as addr2line does.
+    fn add(
+        &mut self,
+        dwarf: &gimli::Dwarf<Reader>,
+        header: gimli::UnitHeader<Reader>,
+        offset: usize,
+    ) -> Option<bool> {
+        match header.type_() {
+            gimli::UnitType::Type { .. } | gimli::UnitType::SplitType { .. } => return Some(true),
+            gimli::UnitType::Partial => return None,
+            _ => {}
+        }
+        let table = header.debug_abbrev_offset();
+        if !self.standalone_tables.contains(&table.0) {
+            if !abbreviations_standalone(dwarf, table.0) {
+                return None;
+            }
+            self.standalone_tables.insert(table.0);
+        }
+        let span = UnitSpan {
+            offset,
+            len: header.length_including_self(),
+        };
+        let Ok(unit) = dwarf.unit(header) else {
+            return Some(true);
+        };
+        let Ok(id) = u32::try_from(self.units.len()) else {
+            return Some(false);
+        };
+        self.units.push(span);
+        let before = self.ranges.len();
+        unit_ranges(dwarf, &unit, id, &mut self.ranges);
+        if self.ranges.len() == before {
+            line_ranges(&unit, id, &mut self.ranges);
+        }
+        if self.ranges.len() >= MAX_RANGES {
+            tracing::debug!("DWARF unit index truncated at {MAX_RANGES} ranges");
+            return Some(false);
+        }
+        Some(true)
+    }
+}
+
 /// Every compilation unit's span and address ranges; None when units refer to each other.
-/// Units that cannot be read are left out, as addr2line does.
 fn index(dwarf: &gimli::Dwarf<Reader>) -> Option<Index> {
-    let mut units = Vec::new();
-    let mut ranges = Vec::new();
-    let mut standalone_tables = HashSet::new();
+    let mut indexer = Indexer::default();
     let mut headers = dwarf.units();
     while let Ok(Some(header)) = headers.next() {
         let Some(offset) = header.debug_info_offset() else {
             continue;
         };
-        match header.type_() {
-            gimli::UnitType::Type { .. } | gimli::UnitType::SplitType { .. } => continue,
-            gimli::UnitType::Partial => return None,
-            _ => {}
-        }
-        let table = header.debug_abbrev_offset();
-        if !standalone_tables.contains(&table.0) {
-            if !abbreviations_standalone(dwarf, table.0) {
-                return None;
-            }
-            standalone_tables.insert(table.0);
-        }
-        let span = UnitSpan {
-            offset: offset.0,
-            len: header.length_including_self(),
-        };
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        let Ok(id) = u32::try_from(units.len()) else {
-            break;
-        };
-        units.push(span);
-        let before = ranges.len();
-        unit_ranges(dwarf, &unit, id, &mut ranges);
-        if ranges.len() == before {
-            line_ranges(&unit, id, &mut ranges);
-        }
-        if ranges.len() >= MAX_RANGES {
-            tracing::debug!("DWARF unit index truncated at {MAX_RANGES} ranges");
+        if !indexer.add(dwarf, header, offset.0)? {
             break;
         }
     }
-    Some((units, ranges))
+    Some((indexer.units, indexer.ranges))
+}
+
+/// [`index`] over a `.debug_info` kept compressed: decompressed once, a unit at a time, each
+/// unit dropped once indexed. A corrupt stream keeps the units read before the damage.
+fn index_compressed(sections: &Sections, info: &mut SeekableZlib) -> Option<Index> {
+    let endian = endian(sections);
+    let size = info.size();
+    let mut indexer = Indexer::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut offset = 0usize;
+    let mut standalone = true;
+    info.scan(|piece| {
+        pending.extend_from_slice(piece);
+        while let Some(len) = unit_length(&pending, endian) {
+            if len == 0 || len as u64 > size {
+                return false;
+            }
+            if pending.len() < len {
+                break;
+            }
+            let unit: Vec<u8> = pending.drain(..len).collect();
+            let reader = gimli::EndianReader::new(Bytes::from_vec(unit), endian);
+            let dwarf = one_unit(sections, reader.clone());
+            let Ok(Some(header)) = gimli::DebugInfo::from(reader).units().next() else {
+                return false;
+            };
+            match indexer.add(&dwarf, header, offset) {
+                None => {
+                    standalone = false;
+                    return false;
+                }
+                Some(false) => return false,
+                Some(true) => offset += len,
+            }
+        }
+        true
+    });
+    standalone.then_some((indexer.units, indexer.ranges))
+}
+
+/// The length of the unit at the start of `bytes`, its length field included, once that field
+/// is complete (4 bytes, or 12 for 64-bit DWARF). Reserved lengths count as 0, which no unit
+/// has: the caller stops.
+fn unit_length(bytes: &[u8], endian: gimli::RunTimeEndian) -> Option<usize> {
+    let short = endian.read_u32(bytes.get(..4)?);
+    let len = match short {
+        0xffff_ffff => endian
+            .read_u64(bytes.get(4..12)?)
+            .checked_add(12)
+            .and_then(|l| usize::try_from(l).ok()),
+        0xffff_fff0.. => Some(0),
+        _ => usize::try_from(short).ok().map(|l| l + 4),
+    };
+    Some(len.unwrap_or(0))
 }
 
 /// The unit's own ranges (`DW_AT_ranges`, `DW_AT_low_pc`/`DW_AT_high_pc`).

@@ -72,7 +72,9 @@ fn snapshot(
     debug: i64,
 ) -> Result<Rendered, PprofError> {
     let taken = SystemTime::now();
-    let dump = take_dump(target.pid, symbolizer, options).map_err(|err| {
+    let dump = take_dump(target.pid, Arc::clone(&symbolizer), options);
+    symbolizer.release_pages();
+    let dump = dump.map_err(|err| {
         if target.is_alive() {
             PprofError::from_chain("could not take a thread snapshot", &err)
         } else {

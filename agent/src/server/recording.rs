@@ -46,7 +46,9 @@ pub async fn record(
         // Held until the recording really ends, even if the request is dropped before: one
         // recording per kind means one perf session, not one waiting request.
         let _running = running;
-        capture(&spec, &symbolizer, &|| cancel.is_set())
+        let captured = capture(&spec, &symbolizer, &|| cancel.is_set());
+        symbolizer.release_pages();
+        captured
     })
     .await?;
     let profile = captured.map_err(|err| failure(what, target, &err))?;
