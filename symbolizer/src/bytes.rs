@@ -114,17 +114,21 @@ impl Bytes {
     /// touched. For a file parsed once (a symbol table) or read at scattered places (names,
     /// unwind tables), what stays resident is what was touched last, not all ever touched. No
     /// effect on owned memory.
+    ///
+    /// The range is widened to the 64 KiB blocks around it: a fault on a file mapping maps the
+    /// cached pages of its whole block ("fault-around", `fault_around_bytes`), so reading one
+    /// name makes sixteen pages resident.
     pub fn release_pages(&self) {
+        const FAULT_AROUND: usize = 64 * 1024;
         let Storage::Mmap(guarded) = &*self.storage else {
             return;
         };
-        let page = page_size();
-        let start = self.start / page * page;
-        let end = self
-            .end
-            .div_ceil(page)
-            .saturating_mul(page)
-            .min(guarded.map.len());
+        // Block boundaries are virtual addresses; offsets here are from the mapping's start.
+        let base = guarded.map.as_ptr() as usize;
+        let start = (base + self.start) / FAULT_AROUND * FAULT_AROUND;
+        let end = (base + self.end).div_ceil(FAULT_AROUND) * FAULT_AROUND;
+        let start = start.saturating_sub(base);
+        let end = end.saturating_sub(base).min(guarded.map.len());
         if start >= end {
             return;
         }
@@ -151,15 +155,6 @@ impl Bytes {
         let end = start.checked_add(usize::try_from(size).ok()?)?;
         self.slice(start..end)
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .unwrap_or(4096)
 }
 
 impl Deref for Bytes {

@@ -6,25 +6,57 @@
 //! per instruction, and an address `addr2line -e FILE` accepts once debug info is found.
 
 use gimli::{
-    BaseAddresses, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, UnwindSection,
+    BaseAddresses, CieOrFde, DebugFrame, EhFrame, EhFrameHdr, EndianSlice, LittleEndian,
+    UnwindSection,
 };
 
+use crate::bytes::Bytes;
 use crate::unwind::UnwindSections;
 
 /// More FDEs than any real file has (rustc's driver library has ~300 000): a bound for a table
 /// read from a file we don't control.
 const MAX_FUNCTIONS: usize = 4_000_000;
 
-/// Function extents (SVMAs), sorted by start.
-#[derive(Debug, Default)]
-pub(crate) struct FunctionStarts {
-    extents: Vec<(u64, u64)>,
+/// Function extents (SVMAs).
+#[derive(Debug)]
+pub(crate) enum FunctionStarts {
+    /// Looked up in `.eh_frame_hdr`'s sorted table, one FDE read per lookup: nothing is
+    /// walked or kept (rustc's driver library has 6 MB of `.eh_frame`).
+    Indexed(Box<HdrIndex>),
+    /// Every FDE, walked once, sorted by start: for files without the table, or with a
+    /// `.debug_frame` (which the table does not cover).
+    Walked(Vec<(u64, u64)>),
+}
+
+/// `.eh_frame_hdr`, `.eh_frame` and the addresses their pointers are relative to.
+#[derive(Debug)]
+pub(crate) struct HdrIndex {
+    hdr: Bytes,
+    eh_frame: Bytes,
+    bases: BaseAddresses,
+}
+
+impl Default for FunctionStarts {
+    fn default() -> Self {
+        FunctionStarts::Walked(Vec::new())
+    }
 }
 
 impl FunctionStarts {
+    /// The index of `.eh_frame_hdr` where it has a usable table and no `.debug_frame` needs
+    /// walking; else every FDE of `.eh_frame` and `.debug_frame`, walked.
+    pub(crate) fn read(sections: &UnwindSections) -> Self {
+        if sections.debug_frame.is_none() {
+            if let Some(index) = HdrIndex::new(sections) {
+                return FunctionStarts::Indexed(Box::new(index));
+            }
+        }
+        FunctionStarts::Walked(Self::walk(sections))
+    }
+
     /// Reads every FDE of `.eh_frame` and `.debug_frame`. A malformed entry ends that section's
     /// walk (entries have no resync point); what was read before it is kept.
-    pub(crate) fn read(sections: &UnwindSections) -> Self {
+    fn walk(sections: &UnwindSections) -> Vec<(u64, u64)> {
         let mut extents = Vec::new();
         if let (Some(data), Some(svma)) = (&sections.eh_frame, &sections.eh_frame_svma) {
             let mut bases = BaseAddresses::default().set_eh_frame(svma.start);
@@ -45,20 +77,64 @@ impl FunctionStarts {
         }
         extents.sort_unstable();
         extents.dedup();
-        FunctionStarts { extents }
+        extents
     }
 
     /// The start of the function containing `svma`. Where FDEs overlap (both sections describe
     /// the same function), the innermost, latest-starting one wins.
     pub(crate) fn containing(&self, svma: u64) -> Option<u64> {
-        let after = self.extents.partition_point(|&(start, _)| start <= svma);
-        let (start, end) = *self.extents.get(after.checked_sub(1)?)?;
-        (svma < end).then_some(start)
+        match self {
+            FunctionStarts::Indexed(index) => index.containing(svma),
+            FunctionStarts::Walked(extents) => {
+                let after = extents.partition_point(|&(start, _)| start <= svma);
+                let (start, end) = *extents.get(after.checked_sub(1)?)?;
+                (svma < end).then_some(start)
+            }
+        }
+    }
+}
+
+impl HdrIndex {
+    fn new(sections: &UnwindSections) -> Option<HdrIndex> {
+        let (hdr, hdr_svma) = (
+            sections.eh_frame_hdr.clone()?,
+            sections.eh_frame_hdr_svma.clone()?,
+        );
+        let (eh_frame, eh_frame_svma) =
+            (sections.eh_frame.clone()?, sections.eh_frame_svma.clone()?);
+        let mut bases = BaseAddresses::default()
+            .set_eh_frame_hdr(hdr_svma.start)
+            .set_eh_frame(eh_frame_svma.start);
+        if let Some(text) = &sections.text_svma {
+            bases = bases.set_text(text.start);
+        }
+        if let Some(got) = &sections.got_svma {
+            bases = bases.set_got(got.start);
+        }
+        let index = HdrIndex {
+            hdr,
+            eh_frame,
+            bases,
+        };
+        // Usable only with a table of a fixed-size encoding.
+        let parsed = EhFrameHdr::new(&index.hdr, LittleEndian)
+            .parse(&index.bases, 8)
+            .ok()?;
+        parsed.table()?.lookup(0, &index.bases).ok()?;
+        Some(index)
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.extents.len()
+    fn containing(&self, svma: u64) -> Option<u64> {
+        let parsed = EhFrameHdr::new(&self.hdr, LittleEndian)
+            .parse(&self.bases, 8)
+            .ok()?;
+        let mut eh_frame = EhFrame::new(&self.eh_frame, LittleEndian);
+        eh_frame.set_address_size(8);
+        let fde = parsed
+            .table()?
+            .fde_for_address(&eh_frame, &self.bases, svma, EhFrame::cie_from_offset)
+            .ok()?;
+        Some(fde.initial_address())
     }
 }
 
@@ -88,7 +164,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytes::Bytes;
     use crate::object_info::ObjectInfo;
 
     fn this_binary() -> ObjectInfo {
@@ -99,8 +174,27 @@ mod tests {
     #[test]
     fn every_fde_of_a_real_binary_is_found() {
         let object = this_binary();
-        let starts = FunctionStarts::read(&object.unwind_sections());
-        assert!(starts.len() > 1000, "only {} FDEs", starts.len());
+        let sections = object.unwind_sections();
+        let walked = FunctionStarts::Walked(FunctionStarts::walk(&sections));
+        let FunctionStarts::Walked(extents) = &walked else {
+            unreachable!()
+        };
+        assert!(extents.len() > 1000, "only {} FDEs", extents.len());
+        let starts = FunctionStarts::read(&sections);
+        assert!(
+            matches!(starts, FunctionStarts::Indexed(_)),
+            "this binary has .eh_frame_hdr"
+        );
+        // The index and the walk agree, on every FDE's start, middle and end.
+        for &(start, end) in extents.iter().step_by(37) {
+            for svma in [start, start + (end - start) / 2, end - 1] {
+                assert_eq!(
+                    starts.containing(svma),
+                    walked.containing(svma),
+                    "at {svma:#x} in {start:#x}..{end:#x}"
+                );
+            }
+        }
         // This function's own code is covered, and its start is at or below it.
         let here = every_fde_of_a_real_binary_is_found as *const () as u64;
         let bias = load_bias_of_self(&object);
@@ -115,9 +209,8 @@ mod tests {
 
     #[test]
     fn addresses_outside_every_fde_have_no_start() {
-        let starts = FunctionStarts {
-            extents: vec![(0x1000, 0x1010), (0x1010, 0x1100), (0x2000, 0x2004)],
-        };
+        let starts =
+            FunctionStarts::Walked(vec![(0x1000, 0x1010), (0x1010, 0x1100), (0x2000, 0x2004)]);
         assert_eq!(starts.containing(0xfff), None);
         assert_eq!(starts.containing(0x100f), Some(0x1000));
         assert_eq!(starts.containing(0x1010), Some(0x1010));
@@ -141,10 +234,18 @@ mod tests {
             let sections = UnwindSections {
                 eh_frame_svma: Some(0x1000..0x1000 + len as u64),
                 eh_frame: Some(Bytes::from_vec(data.clone())),
+                eh_frame_hdr_svma: Some(0x9000..0x9000 + len as u64),
+                eh_frame_hdr: Some(Bytes::from_vec(data.clone())),
                 debug_frame: Some(Bytes::from_vec(data)),
                 ..UnwindSections::default()
             };
             let starts = FunctionStarts::read(&sections);
+            let _ = starts.containing(0x1234);
+            let without_debug_frame = UnwindSections {
+                debug_frame: None,
+                ..sections
+            };
+            let starts = FunctionStarts::read(&without_debug_frame);
             let _ = starts.containing(0x1234);
         }
     }

@@ -252,7 +252,7 @@ impl ObjectInfo {
         let symbol = || {
             self.symbols()
                 .lookup(svma)
-                .map(|(_, name)| Frame::from_symbol(name, None))
+                .map(|(_, name)| Frame::from_symbol(&name, None))
                 .or_else(|| self.plt().lookup(svma).map(plt_frame))
         };
         match frames.last_mut() {

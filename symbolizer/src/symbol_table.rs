@@ -216,30 +216,57 @@ impl SymbolTable {
     /// Where the symbol named `name` starts and ends (a linear scan: for the few names a
     /// caller needs once per file).
     pub fn range_of(&self, name: &str) -> Option<std::ops::Range<u64>> {
-        self.symbols
+        let found = self
+            .symbols
             .iter()
             .find(|s| self.name(s) == Some(name))
-            .map(|s| s.start..s.end)
+            .map(|s| s.start..s.end);
+        self.strings.iter().for_each(Bytes::release_pages);
+        found
     }
 
     /// The symbol containing `svma`: its start address and name. Of the symbols at one
     /// address, the best-ranked is the one that names it.
-    pub fn lookup(&self, svma: u64) -> Option<(u64, &str)> {
+    ///
+    /// The name is copied out and the string table's pages it was read from are released
+    /// ([`Bytes::release_pages`]): a profile names thousands of functions spread over tens of
+    /// megabytes of names (rustc, LLVM), and each page is needed once.
+    pub fn lookup(&self, svma: u64) -> Option<(u64, String)> {
         let mut end = self.symbols.partition_point(|s| s.start <= svma);
         for _ in 0..MAX_BACKTRACK {
             let start = self.symbols.get(end.checked_sub(1)?)?.start;
             let first = self.symbols[..end].partition_point(|s| s.start < start);
-            let group = &self.symbols[first..end];
-            let best = group
-                .iter()
-                .take(MAX_ALIASES)
-                .min_by_key(|s| self.rank(s))?;
+            let group = &self.symbols[first..end.min(first + MAX_ALIASES)];
+            let best = group.iter().min_by_key(|s| self.rank(s))?;
+            let found = (svma < best.end)
+                .then(|| self.name(best).map(|name| (best.start, name.to_owned())))
+                .flatten();
+            group.iter().for_each(|s| self.release_name(s));
+            if found.is_some() {
+                return found;
+            }
             if svma < best.end {
-                return Some((best.start, self.name(best)?));
+                return None;
             }
             end = first;
         }
         None
+    }
+
+    /// Releases the pages `symbol`'s name was read from.
+    fn release_name(&self, symbol: &Symbol) {
+        let Some(len) = self.name(symbol).map(str::len) else {
+            return;
+        };
+        let (Some(strings), Ok(start)) = (
+            self.strings.get(usize::from(symbol.table)),
+            usize::try_from(symbol.name),
+        ) else {
+            return;
+        };
+        if let Some(name) = strings.slice(start..start.saturating_add(len + 1).min(strings.len())) {
+            name.release_pages();
+        }
     }
 
     /// The name, up to its NUL (or [`MAX_NAME`] bytes), as far as it is valid UTF-8; None when
@@ -319,7 +346,7 @@ mod tests {
             symbol(0x100, 0x140, 1, 0, false),
             symbol(0x100, 0x140, 13, 1, false),
         ]);
-        assert_eq!(table.lookup(0x120), Some((0x100, "nanosleep")));
+        assert_eq!(table.lookup(0x120), Some((0x100, "nanosleep".to_owned())));
         assert_eq!(table.range_of("__nanosleep"), Some(0x100..0x140));
     }
 
@@ -332,11 +359,11 @@ mod tests {
             symbol(0x300, 0x310, 23, 0, false),
             symbol(0x400, 0x1000, 1, 0, true),
         ]);
-        assert_eq!(table.lookup(0x250), Some((0x200, "outer")));
-        assert_eq!(table.lookup(0x305), Some((0x300, "helper")));
+        assert_eq!(table.lookup(0x250), Some((0x200, "outer".to_owned())));
+        assert_eq!(table.lookup(0x305), Some((0x300, "helper".to_owned())));
         // Past helper's end, outer ended at helper's start: nothing contains 0x350.
         assert_eq!(table.lookup(0x350), None);
-        assert_eq!(table.lookup(0x999), Some((0x400, "__nanosleep")));
+        assert_eq!(table.lookup(0x999), Some((0x400, "__nanosleep".to_owned())));
         assert_eq!(table.lookup(0x1000), None);
         assert_eq!(table.lookup(0x10), None);
     }

@@ -160,6 +160,9 @@ impl StackAggregate {
         shape: &Shape<'_>,
         meta: &Meta,
     ) -> Profile {
+        // Unwinding is over: the unwind tables' pages it touched need not stay resident while
+        // names are read (a big program's can be megabytes, read back on demand).
+        modules.symbolizer().release_pages();
         let mut builder = ProfileBuilder::new(shape.sample_types, shape.period_type, shape.period);
         if let Some(default) = shape.default_sample_type {
             builder.set_default_sample_type(default);
