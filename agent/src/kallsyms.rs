@@ -22,6 +22,9 @@ impl KernelSymbols {
     /// so that a profile's handful of kernel frames does not cost the kernel's whole table
     /// (~100 000 names, megabytes) at the moment the profile is symbolized.
     pub fn load_for(addresses: &[u64]) -> Option<Self> {
+        if addresses.is_empty() {
+            return None;
+        }
         let open = || {
             std::fs::File::open("/proc/kallsyms")
                 .ok()
@@ -61,6 +64,11 @@ impl KernelSymbols {
                 continue;
             }
             symbols.push(addr, &name);
+        }
+        // A symbol gone between the two reads (a module unloaded) still bounds the one before
+        // it: kept without a name, so that its addresses are not given its neighbour's.
+        for (&addr, _) in wanted.iter().zip(&named).filter(|(_, &named)| !named) {
+            symbols.push(addr, "");
         }
         if !symbols.symbols.is_sorted_by_key(|&(addr, _)| addr) {
             symbols = symbols.sorted();
@@ -131,6 +139,7 @@ impl KernelSymbols {
     pub fn name(&self, addr: u64) -> Option<&str> {
         let idx = self.symbols.partition_point(|(start, _)| *start <= addr);
         self.name_at(idx.checked_sub(1)?)
+            .filter(|name| !name.is_empty())
     }
 }
 
@@ -214,6 +223,12 @@ mod tests {
         assert_eq!(syms.name(0xffff_ffff_8100_0310), Some("last"));
         assert_eq!(syms.symbols.len(), 2);
         assert_eq!(syms.names, "helperlast");
+        // A symbol missing from the second read is not named after its neighbour.
+        let second = "ffffffff81000000 T _text\nffffffff81000300 T last\n";
+        let syms =
+            KernelSymbols::select(text.as_bytes(), second.as_bytes(), &[0xffff_ffff_8100_0150])
+                .expect("symbols");
+        assert_eq!(syms.name(0xffff_ffff_8100_0150), None);
         let hidden = "0000000000000000 T _text\n";
         assert!(KernelSymbols::select(hidden.as_bytes(), hidden.as_bytes(), &[1]).is_none());
     }

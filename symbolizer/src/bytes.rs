@@ -132,11 +132,12 @@ impl Bytes {
         if start >= end {
             return;
         }
-        // SAFETY: the mapping is private, read-only and file-backed, and never written: dropped
-        // pages are read again from the file when next touched, with the same contents (or, if
-        // the file changed, contents every parser treats as untrusted anyway; pages past a
-        // truncation read as zeros, as the guard makes them). Slices borrowed from the mapping
-        // stay valid: the range stays mapped.
+        // SAFETY: the mapping is a read-only (shared) file mapping we never write: dropping its
+        // pages only unmaps them, and the next read maps them again from the page cache, with
+        // the same contents (or, if the file changed, contents every parser treats as untrusted
+        // anyway; pages past a truncation read as zeros, as the guard makes them). Slices
+        // borrowed from the mapping, by this thread or others, stay valid: the range stays
+        // mapped.
         let result = unsafe {
             guarded.map.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,

@@ -111,17 +111,14 @@ impl HdrIndex {
         if let Some(got) = &sections.got_svma {
             bases = bases.set_got(got.start);
         }
-        let index = HdrIndex {
+        if !table_fits(&hdr, hdr_svma.start, eh_frame_svma.start) {
+            return None;
+        }
+        Some(HdrIndex {
             hdr,
             eh_frame,
             bases,
-        };
-        // Usable only with a table of a fixed-size encoding.
-        let parsed = EhFrameHdr::new(&index.hdr, LittleEndian)
-            .parse(&index.bases, 8)
-            .ok()?;
-        parsed.table()?.lookup(0, &index.bases).ok()?;
-        Some(index)
+        })
     }
 
     fn containing(&self, svma: u64) -> Option<u64> {
@@ -136,6 +133,38 @@ impl HdrIndex {
             .ok()?;
         Some(fde.initial_address())
     }
+}
+
+/// Whether `.eh_frame_hdr` (at `hdr_svma`) is the usual one, and consistent: version 1,
+/// `.eh_frame` pointer pc-relative 4 bytes and pointing at `.eh_frame`, a 4-byte FDE count and a
+/// table of 4-byte data-relative pairs that fits in the section. Anything else is walked
+/// instead: the binary search would read whatever the header says the table holds.
+fn table_fits(hdr: &[u8], hdr_svma: u64, eh_frame_svma: u64) -> bool {
+    const PCREL_SDATA4: u8 = 0x1b;
+    const UDATA4: u8 = 0x03;
+    const DATAREL_SDATA4: u8 = 0x3b;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(hdr.get(at..at + 4)?.try_into().ok()?))
+    };
+    let (Some(&[version, pointer, count, table]), Some(offset), Some(fdes)) = (
+        hdr.get(..4).and_then(|h| <&[u8; 4]>::try_from(h).ok()),
+        word(4),
+        word(8),
+    ) else {
+        return false;
+    };
+    let points_at_eh_frame = hdr_svma
+        .checked_add(4)
+        .map(|at| at.wrapping_add_signed(i64::from(offset as i32)))
+        == Some(eh_frame_svma);
+    let table_len = u64::from(fdes)
+        .checked_mul(8)
+        .and_then(|len| len.checked_add(12));
+    version == 1
+        && (pointer, count, table) == (PCREL_SDATA4, UDATA4, DATAREL_SDATA4)
+        && points_at_eh_frame
+        && fdes > 0
+        && table_len.is_some_and(|len| len <= hdr.len() as u64)
 }
 
 /// Appends the extent of every FDE of `section`, up to [`MAX_FUNCTIONS`] in all.
@@ -205,6 +234,34 @@ mod tests {
             "{start:#x} vs {svma:#x}"
         );
         assert_eq!(starts.containing(start), Some(start));
+    }
+
+    #[test]
+    fn a_table_bigger_than_its_section_or_pointing_elsewhere_is_walked_instead() {
+        let sections = this_binary().unwind_sections();
+        let hdr = sections.eh_frame_hdr.clone().expect(".eh_frame_hdr");
+        let with_hdr = |bytes: Vec<u8>| UnwindSections {
+            eh_frame_hdr: Some(Bytes::from_vec(bytes)),
+            ..sections.clone()
+        };
+        let mut too_many = hdr.to_vec();
+        let count = u32::from_le_bytes(too_many[8..12].try_into().unwrap());
+        too_many[8..12].copy_from_slice(&(count + 1).to_le_bytes());
+        assert!(matches!(
+            FunctionStarts::read(&with_hdr(too_many)),
+            FunctionStarts::Walked(_)
+        ));
+        let mut elsewhere = hdr.to_vec();
+        let offset = i32::from_le_bytes(elsewhere[4..8].try_into().unwrap());
+        elsewhere[4..8].copy_from_slice(&(offset + 16).to_le_bytes());
+        assert!(matches!(
+            FunctionStarts::read(&with_hdr(elsewhere)),
+            FunctionStarts::Walked(_)
+        ));
+        assert!(matches!(
+            FunctionStarts::read(&with_hdr(hdr.to_vec())),
+            FunctionStarts::Indexed(_)
+        ));
     }
 
     #[test]

@@ -19,7 +19,11 @@ const MAX_BACKTRACK: usize = 16;
 const MAX_ALIASES: usize = 64;
 /// A name is read up to its NUL or this many bytes: a string table that is not terminated
 /// costs a bounded scan, not a walk to the end of the file.
-const MAX_NAME: usize = 64 * 1024;
+const MAX_NAME: usize = 1024 * 1024;
+/// Lookups between two releases of the string tables' pages: each lookup can make up to a
+/// 64 KiB fault-around block resident, so this bounds what names keep resident (~4 MiB)
+/// while costing one `madvise` per table every so many lookups, not one per name.
+const LOOKUPS_PER_RELEASE: u32 = 64;
 
 /// One function symbol. Its name stays in the string table it was read from (file-backed:
 /// no copy of the names is made, and only the pages of the names looked up are read).
@@ -36,12 +40,14 @@ struct Symbol {
     binding: u8,
 }
 
-/// A sorted, deduplicated table of function symbols.
+/// A sorted table of function symbols.
 #[derive(Default)]
 pub(crate) struct SymbolTable {
     symbols: Vec<Symbol>,
     /// The string tables names point into, one per table added.
     strings: Vec<Bytes>,
+    /// Lookups since the string tables' pages were last released.
+    lookups: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for SymbolTable {
@@ -188,9 +194,11 @@ impl SymbolTableBuilder {
     /// read only for the addresses looked up.
     pub fn build(self) -> SymbolTable {
         let mut table = self.table;
+        // Stable: symbols that rank the same (C++ constructor variants, folded code) keep their
+        // table order, so the same one names their address in every run.
         table
             .symbols
-            .sort_unstable_by_key(|s| (s.start, s.size_unknown, s.binding, s.table));
+            .sort_by_key(|s| (s.start, s.size_unknown, s.binding, s.table));
         // Unsized symbols run to the next symbol at another address, within their section.
         let mut next_start = u64::MAX;
         let mut previous = u64::MAX;
@@ -221,65 +229,56 @@ impl SymbolTable {
             .iter()
             .find(|s| self.name(s) == Some(name))
             .map(|s| s.start..s.end);
-        self.strings.iter().for_each(Bytes::release_pages);
+        self.release_pages();
         found
     }
 
     /// The symbol containing `svma`: its start address and name. Of the symbols at one
-    /// address, the best-ranked is the one that names it.
+    /// address, the best-ranked is the one that names it; an address whose symbols have no
+    /// readable name is skipped, as if they were not there.
     ///
-    /// The name is copied out and the string table's pages it was read from are released
-    /// ([`Bytes::release_pages`]): a profile names thousands of functions spread over tens of
-    /// megabytes of names (rustc, LLVM), and each page is needed once.
+    /// The name is copied out, and every [`LOOKUPS_PER_RELEASE`] lookups the string tables'
+    /// pages are released ([`Bytes::release_pages`]): a profile names thousands of functions
+    /// spread over tens of megabytes of names (rustc, LLVM), and each page is needed once.
     pub fn lookup(&self, svma: u64) -> Option<(u64, String)> {
+        let found = self.find(svma);
+        let lookups = self
+            .lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if lookups % LOOKUPS_PER_RELEASE == LOOKUPS_PER_RELEASE - 1 {
+            self.release_pages();
+        }
+        found
+    }
+
+    fn find(&self, svma: u64) -> Option<(u64, String)> {
         let mut end = self.symbols.partition_point(|s| s.start <= svma);
         for _ in 0..MAX_BACKTRACK {
             let start = self.symbols.get(end.checked_sub(1)?)?.start;
             let first = self.symbols[..end].partition_point(|s| s.start < start);
             let group = &self.symbols[first..end.min(first + MAX_ALIASES)];
             let best = group.iter().min_by_key(|s| self.rank(s))?;
-            let found = (svma < best.end)
-                .then(|| self.name(best).map(|name| (best.start, name.to_owned())))
-                .flatten();
-            group.iter().for_each(|s| self.release_name(s));
-            if found.is_some() {
-                return found;
-            }
-            if svma < best.end {
-                return None;
+            if let Some(name) = self.name(best) {
+                return (svma < best.end).then(|| (best.start, name.to_owned()));
             }
             end = first;
         }
         None
     }
 
-    /// Releases the pages `symbol`'s name was read from.
-    fn release_name(&self, symbol: &Symbol) {
-        let Some(len) = self.name(symbol).map(str::len) else {
-            return;
-        };
-        let (Some(strings), Ok(start)) = (
-            self.strings.get(usize::from(symbol.table)),
-            usize::try_from(symbol.name),
-        ) else {
-            return;
-        };
-        if let Some(name) = strings.slice(start..start.saturating_add(len + 1).min(strings.len())) {
-            name.release_pages();
-        }
+    /// Drops the string tables' pages from resident memory.
+    pub fn release_pages(&self) {
+        self.strings.iter().for_each(Bytes::release_pages);
     }
 
-    /// The name, up to its NUL (or [`MAX_NAME`] bytes), as far as it is valid UTF-8; None when
-    /// empty or out of its table.
+    /// The name, up to its NUL (or [`MAX_NAME`] bytes); None when empty, not UTF-8 or out of
+    /// its table.
     fn name(&self, symbol: &Symbol) -> Option<&str> {
         let strings = self.strings.get(usize::from(symbol.table))?;
         let rest = strings.get(usize::try_from(symbol.name).ok()?..)?;
         let rest = &rest[..rest.len().min(MAX_NAME)];
         let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        let name = match std::str::from_utf8(&rest[..len]) {
-            Ok(name) => name,
-            Err(err) => std::str::from_utf8(&rest[..err.valid_up_to()]).ok()?,
-        };
+        let name = std::str::from_utf8(&rest[..len]).ok()?;
         (!name.is_empty()).then_some(name)
     }
 
@@ -327,13 +326,16 @@ mod tests {
         }
     }
 
-    /// A table over one string table: "\0__nanosleep\0nanosleep\0helper\0outer\0".
+    /// A table over one string table: "\0__nanosleep\0nanosleep\0helper\0outer\0\xff\0" then
+    /// "cut" with no NUL.
     fn table(symbols: Vec<Symbol>) -> SymbolTable {
-        let strings = Bytes::from_vec(b"\0__nanosleep\0nanosleep\0helper\0outer\0".to_vec());
+        let strings =
+            Bytes::from_vec(b"\0__nanosleep\0nanosleep\0helper\0outer\0\xff\0cut".to_vec());
         SymbolTableBuilder {
             table: SymbolTable {
                 symbols,
                 strings: vec![strings],
+                lookups: Default::default(),
             },
         }
         .build()
@@ -369,12 +371,42 @@ mod tests {
     }
 
     #[test]
-    fn names_out_of_their_table_or_unterminated_are_bounded() {
+    fn names_out_of_their_table_not_utf8_or_unterminated_are_bounded() {
         let table = table(vec![
             symbol(0x100, 0x110, 9999, 0, false),
             symbol(0x200, 0x210, 36, 0, false),
+            symbol(0x300, 0x310, 38, 0, false),
         ]);
         assert_eq!(table.lookup(0x105), None);
-        assert_eq!(table.lookup(0x205), None);
+        assert_eq!(table.lookup(0x205), None, "not UTF-8");
+        assert_eq!(table.lookup(0x305), Some((0x300, "cut".to_owned())));
+    }
+
+    #[test]
+    fn an_address_whose_symbols_have_no_name_is_skipped() {
+        let table = table(vec![
+            symbol(0x100, 0x400, 23, 0, false),
+            // Sized, but its name is out of the table: the lookup walks back to helper.
+            symbol(0x200, 0x300, 9999, 0, false),
+        ]);
+        assert_eq!(table.lookup(0x250), Some((0x100, "helper".to_owned())));
+    }
+
+    #[test]
+    fn equally_ranked_aliases_keep_their_table_order() {
+        // Two names, same rank: the first in the table wins, whatever the sort does.
+        let mut symbols: Vec<Symbol> = (0..200)
+            .map(|i| symbol(0x1000 + i * 16, 0x1000 + i * 16 + 8, 23, 0, false))
+            .collect();
+        symbols.push(symbol(0x1000, 0x1008, 30, 0, false));
+        let table = table(symbols);
+        assert_eq!(table.lookup(0x1004), Some((0x1000, "helper".to_owned())));
+        // Many lookups release the pages on the way, and keep naming right.
+        for i in 0..200 {
+            assert_eq!(
+                table.lookup(0x1000 + i * 16).map(|(s, _)| s),
+                Some(0x1000 + i * 16)
+            );
+        }
     }
 }

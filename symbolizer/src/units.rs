@@ -53,8 +53,9 @@ pub(crate) struct UnitContexts {
     /// Sorted by `begin`.
     ranges: Vec<UnitRange>,
     units: Vec<UnitSpan>,
-    /// `None` for a unit addr2line could not read.
-    contexts: HashMap<u32, Option<addr2line::Context<Reader>>>,
+    /// `None` for a unit addr2line could not read; with when it was last used.
+    contexts: HashMap<u32, (Option<addr2line::Context<Reader>>, u64)>,
+    clock: u64,
 }
 
 impl UnitContexts {
@@ -80,6 +81,7 @@ impl UnitContexts {
             ranges,
             units,
             contexts: HashMap::new(),
+            clock: 0,
         })
     }
 
@@ -99,17 +101,25 @@ impl UnitContexts {
         units
     }
 
-    /// The addr2line context over unit `unit` alone, built on first use.
+    /// The addr2line context over unit `unit` alone, built on first use. When
+    /// [`MAX_UNIT_CONTEXTS`] are kept, the least recently used quarter is dropped (a unit
+    /// rebuilt costs its parsing, and a compressed one its decompression).
     pub fn context(&mut self, unit: u32) -> Option<&addr2line::Context<Reader>> {
         if !self.contexts.contains_key(&unit) && self.contexts.len() >= MAX_UNIT_CONTEXTS {
-            self.contexts.clear();
+            let mut ages: Vec<u64> = self.contexts.values().map(|(_, used)| *used).collect();
+            let (_, &mut threshold, _) = ages.select_nth_unstable(MAX_UNIT_CONTEXTS / 4);
+            self.contexts.retain(|_, (_, used)| *used > threshold);
         }
+        self.clock += 1;
+        let now = self.clock;
         let span = *self.units.get(usize::try_from(unit).ok()?)?;
         let (sections, info) = (&self.sections, self.info.as_ref());
-        self.contexts
+        let entry = self
+            .contexts
             .entry(unit)
-            .or_insert_with(|| unit_context(sections, info, span))
-            .as_ref()
+            .or_insert_with(|| (unit_context(sections, info, span), now));
+        entry.1 = now;
+        entry.0.as_ref()
     }
 }
 
@@ -229,34 +239,41 @@ fn index_compressed(sections: &Sections, info: &mut SeekableZlib) -> Option<Inde
     let endian = endian(sections);
     let size = info.size();
     let mut indexer = Indexer::default();
+    // Decompressed bytes not yet indexed; units are cut from `pending[used..]`, and what was
+    // used is dropped once per piece, not once per unit.
     let mut pending: Vec<u8> = Vec::new();
     let mut offset = 0usize;
     let mut standalone = true;
     info.scan(|piece| {
         pending.extend_from_slice(piece);
-        while let Some(len) = unit_length(&pending, endian) {
+        let mut used = 0usize;
+        let go_on = loop {
+            let Some(len) = unit_length(&pending[used..], endian) else {
+                break true;
+            };
             if len == 0 || len as u64 > size {
-                return false;
+                break false;
             }
-            if pending.len() < len {
-                break;
-            }
-            let unit: Vec<u8> = pending.drain(..len).collect();
-            let reader = gimli::EndianReader::new(Bytes::from_vec(unit), endian);
+            let Some(unit) = pending.get(used..used + len) else {
+                break true;
+            };
+            let reader = gimli::EndianReader::new(Bytes::from_vec(unit.to_vec()), endian);
+            used += len;
             let dwarf = one_unit(sections, reader.clone());
             let Ok(Some(header)) = gimli::DebugInfo::from(reader).units().next() else {
-                return false;
+                break false;
             };
             match indexer.add(&dwarf, header, offset) {
                 None => {
                     standalone = false;
-                    return false;
+                    break false;
                 }
-                Some(false) => return false,
+                Some(false) => break false,
                 Some(true) => offset += len,
             }
-        }
-        true
+        };
+        pending.drain(..used);
+        go_on
     });
     standalone.then_some((indexer.units, indexer.ranges))
 }

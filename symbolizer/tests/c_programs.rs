@@ -271,3 +271,91 @@ fn unwind_sections_of_a_c_binary() {
     // gcc on x86-64 emits .eh_frame, not .debug_frame.
     assert!(sections.debug_frame.is_none());
 }
+
+/// A program with over 1 MiB of `.debug_info` in several units: compressed, its units are
+/// indexed in one pass and decompressed one at a time when looked up (`seekable_zlib.rs`).
+/// Every sampled function must be named, with its file and line, exactly as from the same
+/// program's uncompressed DWARF.
+#[test]
+fn big_compressed_dwarf_is_named_like_the_plain_one() {
+    const UNITS: usize = 6;
+    const FUNCTIONS_PER_UNIT: usize = 400;
+    let scratch = Scratch::new();
+    let mut sources = Vec::new();
+    for unit in 0..UNITS {
+        let mut text = String::from("#include <string.h>\n");
+        for f in 0..FUNCTIONS_PER_UNIT {
+            // A struct of its own per function: type DIEs make the DWARF big.
+            text.push_str(&format!("struct s_{unit}_{f} {{"));
+            for field in 0..32 {
+                text.push_str(&format!(" long field_{field}_{f};"));
+            }
+            text.push_str(" };\n");
+            text.push_str(&format!(
+                "__attribute__((noinline)) long fn_{unit}_{f}(long x) {{\n  struct s_{unit}_{f} s;\n  memset(&s, (int)x, sizeof s);\n  return s.field_3_{f} + x * {f};\n}}\n"
+            ));
+        }
+        if unit == 0 {
+            text.push_str(
+                "int main(int argc, char **argv) { (void)argv; return (int)fn_0_0(argc); }\n",
+            );
+        }
+        sources.push(scratch.write(&format!("unit{unit}.c"), &text));
+    }
+    let link = |name: &str, flags: &[&str]| {
+        let binary = scratch.path(name);
+        run(Command::new("gcc")
+            .args(["-O1", "-g"])
+            .args(flags)
+            .arg("-o")
+            .arg(&binary)
+            .args(&sources));
+        binary
+    };
+    let plain = link("big", &[]);
+    let compressed = link("big.gz", &["-gz=zlib"]);
+    let sections = run(Command::new("readelf").arg("-SW").arg(&compressed));
+    let info = sections
+        .lines()
+        .find(|line| line.contains(".debug_info"))
+        .expect("a .debug_info section");
+    assert!(info.contains(" C "), "not compressed: {info}");
+    let plain_size = run(Command::new("readelf").arg("-SW").arg(&plain))
+        .lines()
+        .find(|line| line.contains(".debug_info"))
+        .and_then(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let at = fields.iter().position(|f| *f == "PROGBITS")?;
+            u64::from_str_radix(fields.get(at + 3)?, 16).ok()
+        })
+        .expect("size of .debug_info");
+    assert!(
+        plain_size > 1 << 20,
+        "only {plain_size} bytes of .debug_info"
+    );
+
+    let (plain_object, compressed_object) = (load(&plain), load(&compressed));
+    let mut checked = 0;
+    for unit in 0..UNITS {
+        for f in (0..FUNCTIONS_PER_UNIT).step_by(23) {
+            let name = format!("fn_{unit}_{f}");
+            let (address, size) = nm_symbol(&compressed, &name);
+            assert_eq!(nm_symbol(&plain, &name), (address, size), "same code");
+            for at in [address, address + size / 2] {
+                let frames = compressed_object.symbolize(at);
+                assert_eq!(frames, plain_object.symbolize(at), "{name} at {at:#x}");
+                let outer = frames.last().expect("frames");
+                assert_eq!(outer.function.as_deref(), Some(name.as_str()));
+                assert!(
+                    outer
+                        .file
+                        .as_deref()
+                        .is_some_and(|f| f.ends_with(&format!("unit{unit}.c"))),
+                    "{outer:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 100, "{checked}");
+}
