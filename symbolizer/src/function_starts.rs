@@ -247,17 +247,15 @@ mod tests {
         let mut too_many = hdr.to_vec();
         let count = u32::from_le_bytes(too_many[8..12].try_into().unwrap());
         too_many[8..12].copy_from_slice(&(count + 1).to_le_bytes());
-        assert!(matches!(
-            FunctionStarts::read(&with_hdr(too_many)),
-            FunctionStarts::Walked(_)
-        ));
         let mut elsewhere = hdr.to_vec();
         let offset = i32::from_le_bytes(elsewhere[4..8].try_into().unwrap());
         elsewhere[4..8].copy_from_slice(&(offset + 16).to_le_bytes());
-        assert!(matches!(
-            FunctionStarts::read(&with_hdr(elsewhere)),
-            FunctionStarts::Walked(_)
-        ));
+        for broken in [too_many, elsewhere] {
+            assert!(matches!(
+                FunctionStarts::read(&with_hdr(broken)),
+                FunctionStarts::Walked(_)
+            ));
+        }
         assert!(matches!(
             FunctionStarts::read(&with_hdr(hdr.to_vec())),
             FunctionStarts::Indexed(_)
