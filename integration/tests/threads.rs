@@ -45,10 +45,40 @@ const PARKED: &[(&str, &str, Option<&str>, &str, &str)] = &[
 ];
 
 fn parked_threads() -> Target {
-    Target::start(&build_c(
+    let target = Target::start(&build_c(
         "parked_threads",
         &["-O2", "-fomit-frame-pointer", "-g"],
-    ))
+    ));
+    wait_until_parked(target.pid());
+    target
+}
+
+/// Waits (up to 5 s) until every thread but the spinner sleeps: the main thread prints "ready"
+/// just before it calls pause(), and on a loaded machine it can still be running then.
+fn wait_until_parked(pid: u32) {
+    let parked = || -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            // "tid (comm) S ...": the state follows the last ')'.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            comm.trim() == "spinner" || matches!(state, Some("S" | "D"))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !parked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "parked_threads (PID {pid}): threads still running after 5 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn threads(pid: u32, extra: &[&str]) -> String {
