@@ -272,8 +272,9 @@ impl ObjectInfo {
         }
     }
 
-    /// The start (SVMA) of the function whose unwind table entry covers `svma`: the tables are
-    /// read whole on first use.
+    /// The start (SVMA) of the function whose unwind table entry covers `svma`: looked up in
+    /// `.eh_frame_hdr`'s table, or from every FDE, walked once on first use
+    /// ([`FunctionStarts::read`]).
     pub fn function_start(&self, svma: u64) -> Option<u64> {
         self.function_starts
             .get_or_init(|| FunctionStarts::read(&self.unwind_sections()))
