@@ -52,6 +52,9 @@ WORKDIR /src
 COPY . .
 # The image ships without debug info (profiles of the agent itself are not its purpose).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0
+# clang and libbpf's headers compile the agent's BPF programs (agent/build.rs).
+RUN apt-get update && apt-get install -y --no-install-recommends clang libbpf-dev \
+ && rm -rf /var/lib/apt/lists/*
 # Plain layers (no BuildKit cache mounts), so that any builder builds it.
 RUN cargo build --release --locked -p rprof-agent \
  && install -D -m 0755 target/release/rprof-agent /out/rprof-agent

@@ -102,6 +102,16 @@ pub fn record(pid: u32, seconds: u32, extra_args: &[&str]) -> (Profile, String, 
 
 /// Like [`record`], with everything known about the recording.
 pub fn record_full(pid: u32, seconds: u32, extra_args: &[&str]) -> Recording {
+    record_full_env(pid, seconds, extra_args, &[])
+}
+
+/// Like [`record_full`], the agent run with the variables `env` added to its environment.
+pub fn record_full_env(
+    pid: u32,
+    seconds: u32,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> Recording {
     let dir = tempfile::tempdir().expect("create a directory for the profile");
     let out = dir.path().join("cpu.pb.gz");
     let mut args: Vec<OsString> = vec![
@@ -115,7 +125,10 @@ pub fn record_full(pid: u32, seconds: u32, extra_args: &[&str]) -> Recording {
     ];
     args.extend(extra_args.iter().map(OsString::from));
     let started_at = SystemTime::now();
-    let finished = run_agent(&args, Duration::from_secs(seconds.into()) + AGENT_OVERHEAD);
+    let mut cmd = agent_command(&args);
+    cmd.envs(env.iter().copied());
+    let finished = Running::spawn(cmd, "rprof-agent")
+        .finish(Duration::from_secs(seconds.into()) + AGENT_OVERHEAD);
     assert_success(&finished, "rprof-agent record");
     let bytes = fs::read(&out).unwrap_or_else(|err| {
         panic!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rprof_proto::pb::{Profile, Sample};
 
-use crate::agent::{record_full, Recording};
+use crate::agent::{record_full, record_full_env, Recording};
 use crate::process::Target;
 use crate::profile::Stacks;
 
@@ -109,8 +109,18 @@ impl Measuring {
     /// Records `profile` while reading the totals before and after: what the program measured
     /// per second over about the window.
     pub fn record(&self, profile: &str, seconds: u32) -> (Recording, [f64; 2]) {
+        self.record_env(profile, seconds, &[])
+    }
+
+    /// [`Measuring::record`], the agent run with the variables `env` added.
+    pub fn record_env(
+        &self,
+        profile: &str,
+        seconds: u32,
+        env: &[(&str, &str)],
+    ) -> (Recording, [f64; 2]) {
         let before = self.totals();
-        let recording = record_full(self.target.pid(), seconds, &["--profile", profile]);
+        let recording = record_full_env(self.target.pid(), seconds, &["--profile", profile], env);
         // The program writes its totals every 50 ms.
         std::thread::sleep(Duration::from_millis(120));
         let after = self.totals();

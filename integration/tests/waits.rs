@@ -26,11 +26,41 @@ fn window_seconds(profile: &Profile) -> f64 {
     profile.duration_nanos as f64 / 1e9
 }
 
+/// How the profile says its waits were timed (the comment that starts "event:").
+fn timing_comment(profile: &Profile) -> String {
+    profile
+        .comment
+        .iter()
+        .map(|&c| string(profile, c).to_owned())
+        .find(|c| c.starts_with("event: context-switches"))
+        .unwrap_or_else(|| panic!("no event comment among {:?}", profile.comment))
+}
+
+/// The agent's environment that makes it time waits from a record of every switch, as it
+/// does where it cannot load its BPF program.
+const TIMED_BY_RECORDS: &[(&str, &str)] = &[("RPROF_WAITS_TIMING", "records")];
+
 #[test]
 fn block_attributes_lock_waits_to_the_waiting_call_sites() {
+    let profile = lock_waits_in_block(&[]);
+    // As root the kernel times the waits: a BPF program that fails to load here is a bug.
+    let timing = timing_comment(&profile);
+    assert!(timing.contains("timed in the kernel"), "{timing}");
+}
+
+#[test]
+fn block_attributes_lock_waits_the_same_where_switch_records_time_them() {
+    let profile = lock_waits_in_block(TIMED_BY_RECORDS);
+    let timing = timing_comment(&profile);
+    assert!(timing.contains("record of every switch"), "{timing}");
+}
+
+/// Records `lock_waits` (two call sites that wait on a lock 3:1 in total time) with block,
+/// the agent run with `env`, and checks the split, the total and the stacks.
+fn lock_waits_in_block(env: &[(&str, &str)]) -> Profile {
     let _cpu = exclusive();
     let program = Measuring::start(&build_c("lock_waits", C_FLAGS));
-    let (recording, [rate_a, rate_b]) = program.record("block", SECONDS);
+    let (recording, [rate_a, rate_b]) = program.record_env("block", SECONDS, env);
     let profile = &recording.profile;
     println!("{}", recording.stdout);
     assert_eq!(
@@ -78,6 +108,7 @@ fn block_attributes_lock_waits_to_the_waiting_call_sites() {
             && frames.iter().any(|f| f.contains("nanosleep"))),
         0.0
     );
+    recording.profile
 }
 
 #[test]
@@ -414,11 +445,22 @@ fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
     let agent = Running::spawn(cmd, "rprof-agent record");
     std::thread::sleep(Duration::from_millis(500));
     let sampled = measure();
+    let loaded = our_bpf_programs();
+    assert!(
+        !loaded.is_empty(),
+        "the agent timed waits without its BPF programs (as root it must load them)"
+    );
     agent.signal(libc::SIGKILL);
     let killed = agent.finish(Duration::from_secs(10));
     assert!(!killed.status.success(), "the agent was killed");
-    // The kernel closes every event of a process that dies: nothing samples the target now.
+    // The kernel closes every event of a process that dies: nothing samples the target now,
+    // and the BPF programs that timed its waits are unloaded with their last descriptor.
     std::thread::sleep(Duration::from_millis(500));
+    let ours = our_bpf_programs();
+    assert!(
+        ours.is_empty(),
+        "BPF programs of the killed agent are still loaded: {ours:?}"
+    );
     let after = measure();
     println!(
         "round trips per CPU second: {baseline:.0} before, {sampled:.0} while sampled, \
@@ -431,6 +473,15 @@ fn the_target_runs_at_full_speed_again_once_the_agent_is_killed() {
         "{after:.0} round trips per CPU second after the agent was killed, {baseline:.0} \
          before it started"
     );
+}
+
+/// The names of the agent's BPF programs loaded now, by any process.
+fn our_bpf_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|program| program.name_as_str().map(str::to_owned))
+        .filter(|name| ["on_switch", "keep_sampled", "keep_target"].contains(&name.as_str()))
+        .collect()
 }
 
 #[test]

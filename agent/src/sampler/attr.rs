@@ -159,7 +159,9 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
             // A fixed period the owner adapts (`Sampler::set_period`): the kernel's frequency
             // mode misjudges events of threads that mostly sleep, and samples too few of them.
             attr.sample_period = period;
-            if let Trigger::ContextSwitches { .. } = config.trigger {
+            if let (Trigger::ContextSwitches { .. }, true) =
+                (&config.trigger, config.switch_records)
+            {
                 // A record each time a thread leaves the CPU or comes back, with its time:
                 // what weights a switch-out sample by how long the thread stayed off.
                 attr.set_context_switch(1);
@@ -190,6 +192,12 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
     attr.set_inherit_thread(u64::from(spec.inherit_thread));
     set_side_band(&mut attr);
     attr
+}
+
+/// Builds the attr of a per-CPU event for every task (kept or not by a BPF filter): a thread
+/// event that is not inherited, with the side-band records of every task on its CPU.
+pub(crate) fn per_cpu(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr {
+    cgroup(config, spec)
 }
 
 /// Builds the attr of a per-CPU event scoped to a cgroup: a thread event that is not

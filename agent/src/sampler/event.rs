@@ -97,6 +97,15 @@ impl PerfEvent {
             .map(drop)
     }
 
+    /// Runs BPF program `program` (a `BPF_PROG_TYPE_PERF_EVENT` file descriptor) at each of
+    /// this event's overflows: only those it returns non-zero for become samples. Inherited
+    /// copies of the event run it too.
+    pub(crate) fn set_bpf(&self, program: i32) -> Result<(), Errno> {
+        // SAFETY: SET_BPF takes a BPF program fd by value, which the caller keeps open for
+        // the call (the kernel then holds its own reference).
+        Errno::result(unsafe { ioctls::SET_BPF(self.raw(), program as u32) }).map(drop)
+    }
+
     /// Sends this event's records to `target`'s ring buffer (same CPU required).
     pub(crate) fn set_output(&self, target: &PerfEvent) -> Result<(), Errno> {
         // SAFETY: SET_OUTPUT takes another perf event fd, which `target` keeps open.

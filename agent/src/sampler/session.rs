@@ -91,6 +91,11 @@ impl Sampler {
                 Err(errno) => tracing::debug!(%errno, "no cgroup-scoped events; per-thread"),
             }
         }
+        if let Some(program) = config.filter {
+            let sampler = Self::open_filtered(config, target, &cpu_list, plan, program)?;
+            sampler.report_small_rings(plan);
+            return Ok(sampler);
+        }
         let sampler = match &config.trigger {
             Trigger::CpuTime
             | Trigger::ContextSwitches { .. }
@@ -158,6 +163,51 @@ impl Sampler {
                 .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
         }
         Ok(sampler)
+    }
+
+    /// Per-CPU events for every task, which own the rings; BPF program `program` keeps the
+    /// target's overflows ([`SamplerConfig::filter`]), and records of other processes are
+    /// dropped by pid.
+    fn open_filtered(
+        config: &SamplerConfig,
+        target: ProcessHandle,
+        cpu_list: &[u32],
+        plan: RingPlan,
+        program: i32,
+    ) -> Result<Sampler, SamplerError> {
+        let pid = target.pid();
+        let mut last = Errno::ENOENT;
+        // Inheritance means nothing to a per-CPU event: one spec per event type.
+        for &spec in attr::specs(&config.trigger)
+            .iter()
+            .filter(|s| s.inherit_thread)
+        {
+            let attr = attr::per_cpu(config, spec);
+            let opened: Result<Vec<Vec<PerfEvent>>, Errno> = cpu_list
+                .iter()
+                .map(|&cpu| {
+                    let event = PerfEvent::open_per_cpu(&attr, cpu)?;
+                    event.set_bpf(program)?;
+                    Ok(vec![event])
+                })
+                .collect();
+            let per_cpu = match opened {
+                Ok(per_cpu) => per_cpu,
+                Err(errno) if unsupported(errno) => {
+                    last = errno;
+                    continue;
+                }
+                Err(errno) => return Err(thread_open_error(config, errno, pid, cpu_list.len())),
+            };
+            let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
+            let sampler = Sampler::new(target, spec.event.kind(), None, config, cpus);
+            for cpu in &sampler.cpus {
+                cpu.enable_per_cpu()
+                    .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
+            }
+            return Ok(sampler);
+        }
+        Err(thread_open_error(config, last, pid, cpu_list.len()))
     }
 
     /// Per-CPU probe events, which own the rings and cover every thread.

@@ -10,6 +10,9 @@ pub mod period;
 pub mod pid_map;
 pub mod recording;
 pub mod releases;
+pub mod timed;
+pub mod timer;
+pub mod timing;
 pub mod tracker;
 pub mod waking;
 

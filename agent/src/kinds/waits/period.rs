@@ -37,9 +37,18 @@ impl Period {
         self.current
     }
 
-    /// A thread left the CPU (a switch-out record).
-    pub fn switched(&mut self) {
-        self.switches += 1;
+    /// Threads left the CPU `count` times (switch-out records, or waits the kernel timed).
+    pub fn switched(&mut self, count: u64) {
+        self.switches = self.switches.saturating_add(count);
+    }
+
+    /// Starts at the period `rate` switches per second (measured before sampling began)
+    /// needs, so that the first interval is not sampled at 1 in 1; returns it.
+    pub fn start_at(&mut self, rate: f64) -> u64 {
+        self.current = stride(rate);
+        self.since = Instant::now();
+        self.switches = 0;
+        self.current
     }
 
     /// The period to set now, if it is time for a new one and it differs.
@@ -51,7 +60,7 @@ impl Period {
         let rate = self.switches as f64 / elapsed.as_secs_f64();
         self.switches = 0;
         self.since = Instant::now();
-        let stride = (rate / SAMPLE_BUDGET as f64).ceil().max(1.0) as u64;
+        let stride = stride(rate);
         let next = if stride == 1 {
             1
         } else {
@@ -67,6 +76,11 @@ impl Period {
             next
         })
     }
+}
+
+/// The mean period that samples `rate` switches per second within the budget.
+fn stride(rate: f64) -> u64 {
+    (rate / SAMPLE_BUDGET as f64).ceil().max(1.0) as u64
 }
 
 #[cfg(test)]

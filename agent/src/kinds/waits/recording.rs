@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use super::aggregate::{Observed, View, WaitStacks};
 use super::host_ids::HostIds;
 use super::period::{Period, SAMPLE_BUDGET};
-use super::tracker::{Tracker, Wait};
+use super::timing::Timing;
+use super::tracker::Wait;
 use super::waking::Waking;
 use super::SWITCH_STACK_BYTES;
 use crate::kernel_entry::KernelEntries;
@@ -45,7 +46,7 @@ pub struct WaitRecording {
     ids: Option<HostIds>,
     /// Switches (and wakeups) per sample.
     period: Period,
-    tracker: Tracker,
+    timing: Timing,
     pipeline: Pipeline<WaitStacks>,
     stats: SamplerStats,
 }
@@ -55,8 +56,13 @@ impl WaitRecording {
     /// and parks the threads that are already waiting.
     pub fn open(name: &'static str, view: View, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
+        let mut timing = Timing::choose(pid);
+        let mut period = Period::default();
+        timing.warm_up(&mut period);
         let config = SamplerConfig {
             trigger: Trigger::ContextSwitches { period: 1 },
+            filter: timing.switch_filter()?,
+            switch_records: !timing.in_kernel(),
             stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
             // wall and mutex open a second sampler next, which needs rings too.
             budget_share: match view {
@@ -77,6 +83,9 @@ impl WaitRecording {
                 frequency: request.frequency,
                 stack_bytes: request.stack_bytes,
                 kernel: true,
+                // Per-CPU timers where the kernel filters their ticks: a timer of each thread
+                // is armed and cancelled at its every switch (20 % of a switch-heavy pool).
+                filter: timing.target_filter()?,
                 ..SamplerConfig::new(pid)
             }),
             (View::Mutex, Some(waking)) => Some(SamplerConfig {
@@ -114,8 +123,7 @@ impl WaitRecording {
         };
         let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
             .context("cannot start the unwinder thread")?;
-        let mut tracker = Tracker::default();
-        park_waiting_threads(pid, &mut tracker);
+        park_waiting_threads(pid, &mut timing);
         Ok(WaitRecording {
             name,
             switches: Some(Pump::new(switches)),
@@ -123,8 +131,8 @@ impl WaitRecording {
             second_event,
             waking,
             ids,
-            period: Period::default(),
-            tracker,
+            period,
+            timing,
             pipeline,
             stats: SamplerStats::default(),
         })
@@ -134,7 +142,7 @@ impl WaitRecording {
 /// Parks every thread blocked in a system call now, with its stack (read without stopping
 /// it), as waiting since now: a thread that waits through the whole window leaves no switch
 /// to sample.
-fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
+fn park_waiting_threads(pid: u32, timing: &mut Timing) {
     let since = monotonic_ns();
     // Blocked threads only: a running thread is not waiting.
     let options = SnapshotOptions {
@@ -150,7 +158,7 @@ fn park_waiting_threads(pid: u32, tracker: &mut Tracker) {
                     sp: capture.regs.sp,
                     bp: capture.regs.bp,
                 };
-                tracker.park(capture.tid, regs, capture.stack, since);
+                timing.park(capture.tid, regs, capture.stack, since);
             }
         }
         Err(err) => tracing::debug!("no snapshot of the threads already waiting: {err}"),
@@ -167,7 +175,9 @@ impl WaitRecording {
         let Some(period) = self.period.redraw() else {
             return;
         };
-        if let Some(switches) = &mut self.switches {
+        if self.timing.in_kernel() {
+            self.timing.set_period(period);
+        } else if let Some(switches) = &mut self.switches {
             switches.sampler_mut().set_period(period);
         }
     }
@@ -182,7 +192,7 @@ impl Recording for WaitRecording {
     }
 
     fn pump(&mut self, timeout: Duration) {
-        let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
+        let (pipeline, timing) = (&self.pipeline, &mut self.timing);
         // With two samplers, both are waited for at once, then both drained without waiting.
         // `mutex` pairs records of the two, read in turn: a wakeup read after the switches of
         // its drain meets its wait among those kept, a drain's worth per thread (see
@@ -201,15 +211,23 @@ impl Recording for WaitRecording {
                 }
                 Duration::ZERO
             }
+            (Some(switches), None) if timing.in_kernel() => {
+                if let Err(err) = switches.sampler_mut().wait(timeout) {
+                    tracing::debug!("wait for samples: {err}");
+                    std::thread::sleep(timeout);
+                }
+                Duration::ZERO
+            }
             _ => timeout,
         };
         let period = &mut self.period;
+        // Kernel-timed waits: the ends first, then the samples. A sample is written before its
+        // end, so every end read now has its sample in the rings, read next; only the waits
+        // still open when the rings are read are held until a later pump.
+        timing.collect(period, |wait| send_wait(pipeline, wait));
         if let Some(switches) = &mut self.switches {
             switches.pump(wait, &mut |record| {
-                if let Record::Switch { out: true, .. } = record {
-                    period.switched();
-                }
-                forward_switch(&record, tracker, pipeline);
+                forward_switch(&record, timing, period, pipeline);
             });
         }
         let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
@@ -235,7 +253,7 @@ impl Recording for WaitRecording {
     }
 
     fn stop(&mut self) {
-        let (pipeline, tracker) = (&self.pipeline, &mut self.tracker);
+        let (pipeline, timing, period) = (&self.pipeline, &mut self.timing, &mut self.period);
         let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
         if let Some(mut second) = self.second.take() {
             second.drain(&mut |record| forward_second(record, &mut waking, pipeline));
@@ -246,8 +264,8 @@ impl Recording for WaitRecording {
         let Some(mut switches) = self.switches.take() else {
             return;
         };
-        switches.drain(&mut |record| forward_switch(&record, tracker, pipeline));
-        tracker.finish(monotonic_ns(), |wait| send_wait(pipeline, wait));
+        switches.drain(&mut |record| forward_switch(&record, timing, period, pipeline));
+        timing.finish(monotonic_ns(), |wait| send_wait(pipeline, wait));
         self.stats = switches.sampler().stats();
     }
 
@@ -259,7 +277,7 @@ impl Recording for WaitRecording {
             duration: window.duration,
             comments: comments(
                 &this.stats,
-                &this.tracker,
+                &this.timing,
                 &stacks,
                 window,
                 &this.second_event,
@@ -311,8 +329,13 @@ fn forward_second(
 
 /// A record of the context-switch sampler: waits it completes go to the unwinder, side-band
 /// records too.
-fn forward_switch(record: &Record<'_>, tracker: &mut Tracker, pipeline: &Pipeline<WaitStacks>) {
-    tracker.record(record, |wait| send_wait(pipeline, wait));
+fn forward_switch(
+    record: &Record<'_>,
+    timing: &mut Timing,
+    period: &mut Period,
+    pipeline: &Pipeline<WaitStacks>,
+) {
+    timing.record(record, period, |wait| send_wait(pipeline, wait));
     if !matches!(record, Record::Sample(_) | Record::Switch { .. }) {
         Event::side_band(record, |event| pipeline.send(event));
     }
@@ -330,21 +353,15 @@ fn send_wait(pipeline: &Pipeline<WaitStacks>, wait: Wait) {
 
 fn comments(
     stats: &SamplerStats,
-    tracker: &Tracker,
+    timing: &Timing,
     stacks: &WaitStacks,
     window: &Window,
     second_event: &Option<String>,
     unidentified: u64,
     completed: u64,
 ) -> Vec<String> {
-    let mut comments = vec![
-        provenance(window),
-        format!(
-            "event: context-switches, every switch sampled up to {SAMPLE_BUDGET} switches/s, \
-             1 in N beyond (N re-drawn at random around the rate over the budget every 250 \
-             ms), each sample weighted by the switches its thread made since its previous one"
-        ),
-    ];
+    let mut comments = vec![provenance(window)];
+    comments.extend(timing.comments(SAMPLE_BUDGET));
     match second_event.as_deref() {
         Some("sched_waking") => comments.push(format!(
             "releases: sched_waking samples (the waker's stack), paired with the lock wait each \
@@ -357,23 +374,24 @@ fn comments(
         None => {}
     }
     comments.push(format!(
-        "waits: {}, off-CPU time {:.3}s; preemptions (not waits) skipped: {}; open waits \
-         dropped when records were lost: {}, not tracked (too many stacks held): {}; waits not \
-         on synchronization skipped: {}; lost records: {}; truncated stacks: {}; stacks deeper \
-         than their copy completed from the thread's live stack: {completed}",
+        "waits: {}, off-CPU time {:.3}s; waits not on synchronization skipped: {}; lost \
+         records: {}; truncated stacks: {}; stacks deeper than their copy completed from the \
+         thread's live stack: {completed}",
         stacks.samples(),
         stacks.off_cpu_ns as f64 / 1e9,
-        tracker.preempted,
-        tracker.abandoned,
-        tracker.untracked,
         stacks.not_synchronization,
         stacks.lost(),
         stacks.truncated(),
     ));
-    comments.push(format!(
-        "threads: {} attached, {} inherited",
-        stats.threads_attached, stats.threads_inherited
-    ));
+    comments.push(if timing.in_kernel() {
+        "threads: all, through one event per CPU whose samples the kernel keeps for the target"
+            .to_owned()
+    } else {
+        format!(
+            "threads: {} attached, {} inherited",
+            stats.threads_attached, stats.threads_inherited
+        )
+    });
     comments.push(stats.drops());
     comments
 }

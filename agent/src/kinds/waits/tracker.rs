@@ -246,10 +246,11 @@ impl Parked {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample(tid: u32, time: u64, period: u64) -> Sample<'static> {
+    /// A context-switch sample of thread `tid` at `time` (shared with `timed`'s tests).
+    pub(in crate::kinds::waits) fn sample(tid: u32, time: u64, period: u64) -> Sample<'static> {
         Sample {
             pid: 1,
             tid,

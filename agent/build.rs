@@ -1,0 +1,39 @@
+//! Compiles the BPF programs the agent loads into the kernel (`bpf/*.bpf.c`) with clang, into
+//! `OUT_DIR`, where the agent embeds them (`include_bytes!`). clang and libbpf's headers come
+//! from `scripts/setup` (Debian's `clang` and `libbpf-dev`).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const PROGRAMS: &[&str] = &["offcpu"];
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    // <linux/types.h> includes <asm/types.h>, which Debian keeps in the multiarch directory.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".to_owned());
+    let multiarch = format!("/usr/include/{arch}-linux-gnu");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    for name in PROGRAMS {
+        let source = format!("bpf/{name}.bpf.c");
+        println!("cargo:rerun-if-changed={source}");
+        let object = out.join(format!("{name}.bpf.o"));
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpfel", "-Wall", "-Werror"])
+            .arg(format!("-I{multiarch}"))
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => panic!("clang failed on {source} ({status})"),
+            Err(error) => panic!(
+                "cannot run {clang} ({error}): the agent's BPF programs need clang and libbpf's \
+                 headers; run scripts/setup, or apt-get install clang libbpf-dev"
+            ),
+        }
+    }
+}

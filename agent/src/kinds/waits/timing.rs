@@ -1,0 +1,206 @@
+//! How a recording times its waits: in the kernel where a BPF program can be loaded (`timer`,
+//! paired by `timed`), else from a record of every context switch (`tracker`). Both give the
+//! same [`Wait`]s; this is the one place that tells them apart.
+
+use anyhow::Result;
+
+use super::period::Period;
+use super::timed::TimedTracker;
+use super::timer::{KernelTimer, Totals};
+use super::tracker::{Tracker, Wait};
+use crate::sampler::Record;
+use crate::unwind::Registers;
+
+/// Set to `records` to time waits from switch records even where BPF works (to compare the
+/// two, or to avoid loading a program).
+const FORCE_RECORDS: &str = "RPROF_WAITS_TIMING";
+/// How long the rate of waits is measured before sampling starts (kernel timing).
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(50);
+
+pub enum Timing {
+    /// Every switch writes a record; `why` the kernel does not time the waits.
+    Records { tracker: Tracker, why: String },
+    /// The kernel times the waits; `timer` is `None` once stopped (the program detached).
+    Kernel {
+        timer: Option<Box<KernelTimer>>,
+        tracker: TimedTracker,
+        /// The program's totals: when last read for the period, and at the stop.
+        seen: Totals,
+    },
+}
+
+impl Timing {
+    /// In the kernel if the BPF program loads for `pid`, else by records (saying why).
+    pub fn choose(pid: u32) -> Timing {
+        if std::env::var(FORCE_RECORDS).is_ok_and(|value| value == "records") {
+            return Timing::records(format!("{FORCE_RECORDS}=records"));
+        }
+        match KernelTimer::load(pid) {
+            Ok(timer) => Timing::Kernel {
+                timer: Some(Box::new(timer)),
+                tracker: TimedTracker::default(),
+                seen: Totals::default(),
+            },
+            Err(err) => {
+                tracing::debug!("waits timed by switch records: {err:#}");
+                Timing::records(format!("{err:#}"))
+            }
+        }
+    }
+
+    fn records(why: String) -> Timing {
+        Timing::Records {
+            tracker: Tracker::default(),
+            why,
+        }
+    }
+
+    pub fn in_kernel(&self) -> bool {
+        matches!(self, Timing::Kernel { .. })
+    }
+
+    /// The filter the context-switch events run (kernel timing only).
+    pub fn switch_filter(&self) -> Result<Option<i32>> {
+        match self {
+            Timing::Kernel {
+                timer: Some(timer), ..
+            } => Ok(Some(timer.switch_filter()?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The filter that keeps the target's ticks of per-CPU CPU-time events (kernel timing
+    /// only: else `wall` samples CPU time with events of the target's own threads).
+    pub fn target_filter(&self) -> Result<Option<i32>> {
+        match self {
+            Timing::Kernel {
+                timer: Some(timer), ..
+            } => Ok(Some(timer.target_filter()?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `tid` was already waiting at `since` (the window's start), with this stack.
+    pub fn park(&mut self, tid: u32, regs: Registers, stack: Vec<u8>, since: u64) {
+        match self {
+            Timing::Records { tracker, .. } => tracker.park(tid, regs, stack, since),
+            Timing::Kernel { timer, tracker, .. } => {
+                if let Some(timer) = timer {
+                    timer.park(tid, since);
+                    tracker.park(tid, regs, stack, since);
+                }
+            }
+        }
+    }
+
+    /// Follows a record of the context-switch sampler (counting switch-outs for `period`).
+    pub fn record(&mut self, record: &Record<'_>, period: &mut Period, done: impl FnMut(Wait)) {
+        match self {
+            Timing::Records { tracker, .. } => {
+                if let Record::Switch { out: true, .. } = record {
+                    period.switched(1);
+                }
+                tracker.record(record, done);
+            }
+            Timing::Kernel { tracker, .. } => tracker.record(record, done),
+        }
+    }
+
+    /// Reads the ends the kernel sent (kernel timing), and counts its waits for `period`.
+    pub fn collect(&mut self, period: &mut Period, mut done: impl FnMut(Wait)) {
+        let Timing::Kernel {
+            timer: Some(timer),
+            tracker,
+            seen,
+        } = self
+        else {
+            return;
+        };
+        timer.drain(|end| tracker.ended(end, &mut done));
+        let totals = timer.totals();
+        period.switched(totals.waits.saturating_sub(seen.waits));
+        *seen = totals;
+    }
+
+    /// Kernel timing: measures the target's rate of waits for a moment before its samples
+    /// start, and starts `period` there (else the first interval would sample every wait of
+    /// a busy target, and overflow the rings).
+    pub fn warm_up(&mut self, period: &mut Period) {
+        if let Timing::Kernel {
+            timer: Some(timer), ..
+        } = self
+        {
+            let rate = timer.measure_rate(WARM_UP);
+            timer.set_period(period.start_at(rate));
+        }
+    }
+
+    /// Samples 1 switch (records) or wait (kernel) in `period` from now on.
+    pub fn set_period(&mut self, period: u64) {
+        if let Timing::Kernel {
+            timer: Some(timer), ..
+        } = self
+        {
+            timer.set_period(period);
+        }
+    }
+
+    /// The window closed at `until`: ends what is still open, and detaches the program.
+    pub fn finish(&mut self, until: u64, mut done: impl FnMut(Wait)) {
+        match self {
+            Timing::Records { tracker, .. } => tracker.finish(until, done),
+            Timing::Kernel {
+                timer,
+                tracker,
+                seen,
+            } => {
+                let Some(mut timer) = timer.take() else {
+                    return;
+                };
+                timer.drain(|end| tracker.ended(end, &mut done));
+                *seen = timer.totals();
+                tracker.finish(until, |tid| timer.still_away(tid), done);
+            }
+        }
+    }
+
+    /// What the profile's comments say of how waits were timed and what was dropped.
+    pub fn comments(&self, budget: u64) -> Vec<String> {
+        match self {
+            Timing::Records { tracker, why } => vec![
+                format!(
+                    "event: context-switches, every switch sampled up to {budget} switches/s, 1 \
+                     in N beyond (N re-drawn at random around the rate over the budget every \
+                     250 ms), each sample weighted by the switches its thread made since its \
+                     previous one; waits timed by a record of every switch (not in the kernel: \
+                     {why})"
+                ),
+                format!(
+                    "preemptions (not waits) skipped: {}; open waits dropped when records were \
+                     lost: {}, not tracked (too many stacks held): {}",
+                    tracker.preempted, tracker.abandoned, tracker.untracked
+                ),
+            ],
+            Timing::Kernel { tracker, seen, .. } => vec![
+                format!(
+                    "event: context-switches into a wait, timed in the kernel (a BPF program at \
+                     sched:sched_switch; preemptions are not waits): every wait up to {budget} \
+                     waits/s sampled with its stack, 1 in N beyond (each wait drawn at random, N \
+                     from the rate every 250 ms), each sample weighted by N"
+                ),
+                format!(
+                    "all waits that ended, timed in the kernel: {}, off-CPU {:.3}s; sampled \
+                     waits whose end the agent's ring had no room for: {}; samples left \
+                     unpaired (their end or their sample lost): {}; waits not tracked: {} (too \
+                     many stacks held), {} (the kernel's table had another thread in their slot)",
+                    seen.waits,
+                    seen.nanoseconds as f64 / 1e9,
+                    seen.dropped,
+                    tracker.abandoned,
+                    tracker.untracked,
+                    seen.untracked
+                ),
+            ],
+        }
+    }
+}
