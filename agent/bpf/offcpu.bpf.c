@@ -32,9 +32,11 @@ struct sched_switch_args {
 	__s32 next_prio;
 };
 
-// prev_state's bits that mean the thread sleeps (S D T t X Z P I); a preempted thread reports
-// TASK_REPORT_MAX (0x100) and a yielding one 0: both still runnable, so no wait.
-#define SLEEPING_STATES 0xff
+// prev_state's bits that mean the thread sleeps (S D T t P I); a preempted thread reports
+// TASK_REPORT_MAX (0x100) and a yielding one 0: both still runnable, so no wait. A thread
+// leaving the CPU for the last time reports X or Z (EXITING_STATES): no wait either.
+#define SLEEPING_STATES 0xcf
+#define EXITING_STATES 0x30
 
 struct config {
 	__u32 tgid;   // the target, as the kernel's initial PID namespace numbers it
@@ -120,6 +122,7 @@ int on_switch(struct sched_switch_args *args)
 		__u64 since = back->since;
 		__u32 weight = back->weight;
 		back->tid = 0;
+		back->weight = 0;
 		struct totals *sum = bpf_map_lookup_elem(&totals, &zero);
 		if (sum) {
 			sum->waits += 1;
@@ -132,7 +135,8 @@ int on_switch(struct sched_switch_args *args)
 				end->weight = weight;
 				end->since = since;
 				end->until = now;
-				bpf_ringbuf_submit(end, 0);
+				// The agent reads the ring on its own schedule: no wakeup per end.
+				bpf_ringbuf_submit(end, BPF_RB_NO_WAKEUP);
 			} else if (sum) {
 				sum->dropped += 1;
 			}
@@ -146,10 +150,12 @@ int on_switch(struct sched_switch_args *args)
 	struct away *left = slot_of(prev);
 	if (!left)
 		return 1;
-	if (!(args->prev_state & SLEEPING_STATES)) {
-		// Preempted or yielding: no wait, and no sample (see keep_sampled).
-		if (left->tid == prev)
+	if (!(args->prev_state & SLEEPING_STATES) || (args->prev_state & EXITING_STATES)) {
+		// Preempted, yielding or exiting: no wait, and no sample (see keep_sampled).
+		if (left->tid == prev) {
 			left->tid = 0;
+			left->weight = 0;
+		}
 		return 1;
 	}
 	if (left->tid && left->tid != prev) {
@@ -173,7 +179,7 @@ int keep_sampled(void *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct away *left = slot_of(tid);
 	// Only a wait noted and drawn just now (by on_switch, for this very switch) is sampled.
-	return left && left->tid == tid && left->weight ? 1 : 0;
+	return tid && left && left->tid == tid && left->weight ? 1 : 0;
 }
 
 SEC("perf_event")

@@ -33,6 +33,15 @@ pub(super) fn read_stat(process: &Process) -> Result<Stat, ProcError> {
     parse_stat(&text).ok_or(ProcError::Incomplete(None))
 }
 
+/// The state letter of thread `tid` of process `pid` (`R` running or runnable, `S` sleeping,
+/// ...); `None` if it is gone or its stat unreadable.
+pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
+    let file = std::fs::File::open(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let mut text = Vec::new();
+    file.take(SMALL_FILE_LIMIT).read_to_end(&mut text).ok()?;
+    parse_stat(&text).map(|stat| stat.state)
+}
+
 /// Whether a task has exited: a zombie, or on its way out.
 pub fn is_exited(stat: &Stat) -> bool {
     matches!(stat.state, 'Z' | 'X' | 'x')

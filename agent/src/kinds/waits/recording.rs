@@ -71,7 +71,21 @@ impl WaitRecording {
             },
             ..SamplerConfig::new(pid)
         };
-        let switches = Sampler::open(&config)?;
+        let switches = match Sampler::open(&config) {
+            Ok(switches) => switches,
+            // The program loaded but the kernel refused the filtered per-CPU events (a limit
+            // on descriptors, a policy): time the waits from records instead.
+            Err(err) if timing.in_kernel() => {
+                tracing::debug!("no filtered per-CPU events: {err}");
+                timing = Timing::from_records(format!("per-CPU events refused: {err}"));
+                Sampler::open(&SamplerConfig {
+                    filter: None,
+                    switch_records: true,
+                    ..config
+                })?
+            }
+            Err(err) => return Err(err.into()),
+        };
         let waking = match view {
             View::Mutex => Some(Waking::find()?),
             View::Block | View::Wall { .. } => None,

@@ -182,14 +182,20 @@ impl KernelTimer {
     pub fn park(&mut self, tid: u32, since: u64) {
         let result = self.away_mut().and_then(|mut away| {
             let slot = tid % AWAY_SLOTS;
-            // A switch noted meanwhile (the thread came back and left again) is newer.
-            if away.get(&slot, 0)?.tid != 0 {
+            let held = away.get(&slot, 0)?;
+            let value = if held.tid == tid {
+                // The program noted its wait, begun since the program was loaded, but may not
+                // have drawn it: the snapshot's stack stands for it, once.
+                Away { weight: 1, ..held }
+            } else if held.tid == 0 {
+                Away {
+                    since,
+                    weight: 1,
+                    tid,
+                }
+            } else {
+                // Another thread's (ids that share a slot): that one keeps it.
                 return Ok(());
-            }
-            let value = Away {
-                since,
-                weight: 1,
-                tid,
             };
             away.set(slot, value, 0)?;
             Ok(())

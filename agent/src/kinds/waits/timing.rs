@@ -8,6 +8,7 @@ use super::period::Period;
 use super::timed::TimedTracker;
 use super::timer::{KernelTimer, Totals};
 use super::tracker::{Tracker, Wait};
+use crate::proc::thread_state;
 use crate::sampler::Record;
 use crate::unwind::Registers;
 
@@ -22,6 +23,8 @@ pub enum Timing {
     Records { tracker: Tracker, why: String },
     /// The kernel times the waits; `timer` is `None` once stopped (the program detached).
     Kernel {
+        /// The target.
+        pid: u32,
         timer: Option<Box<KernelTimer>>,
         tracker: TimedTracker,
         /// The program's totals: when last read for the period, and at the stop.
@@ -33,22 +36,24 @@ impl Timing {
     /// In the kernel if the BPF program loads for `pid`, else by records (saying why).
     pub fn choose(pid: u32) -> Timing {
         if std::env::var(FORCE_RECORDS).is_ok_and(|value| value == "records") {
-            return Timing::records(format!("{FORCE_RECORDS}=records"));
+            return Timing::from_records(format!("{FORCE_RECORDS}=records"));
         }
         match KernelTimer::load(pid) {
             Ok(timer) => Timing::Kernel {
+                pid,
                 timer: Some(Box::new(timer)),
                 tracker: TimedTracker::default(),
                 seen: Totals::default(),
             },
             Err(err) => {
                 tracing::debug!("waits timed by switch records: {err:#}");
-                Timing::records(format!("{err:#}"))
+                Timing::from_records(format!("{err:#}"))
             }
         }
     }
 
-    fn records(why: String) -> Timing {
+    /// Timing from records, because of `why`.
+    pub fn from_records(why: String) -> Timing {
         Timing::Records {
             tracker: Tracker::default(),
             why,
@@ -112,6 +117,7 @@ impl Timing {
             timer: Some(timer),
             tracker,
             seen,
+            ..
         } = self
         else {
             return;
@@ -150,6 +156,7 @@ impl Timing {
         match self {
             Timing::Records { tracker, .. } => tracker.finish(until, done),
             Timing::Kernel {
+                pid,
                 timer,
                 tracker,
                 seen,
@@ -159,7 +166,14 @@ impl Timing {
                 };
                 timer.drain(|end| tracker.ended(end, &mut done));
                 *seen = timer.totals();
-                tracker.finish(until, |tid| timer.still_away(tid), done);
+                // A thread parked as waiting at the start that woke before the program noted
+                // it, and has run since without leaving the CPU, is not away: its state says.
+                let away = |tid| {
+                    timer
+                        .still_away(tid)
+                        .filter(|_| thread_state(*pid, tid) != Some('R'))
+                };
+                tracker.finish(until, away, done);
             }
         }
     }
@@ -191,7 +205,7 @@ impl Timing {
                 format!(
                     "all waits that ended, timed in the kernel: {}, off-CPU {:.3}s; sampled \
                      waits whose end the agent's ring had no room for: {}; samples left \
-                     unpaired (their end or their sample lost): {}; waits not tracked: {} (too \
+                     unpaired (their end lost): {}; waits not tracked: {} (too \
                      many stacks held), {} (the kernel's table had another thread in their slot)",
                     seen.waits,
                     seen.nanoseconds as f64 / 1e9,
