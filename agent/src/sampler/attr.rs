@@ -194,15 +194,10 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
     attr
 }
 
-/// Builds the attr of a per-CPU event for every task (kept or not by a BPF filter): a thread
-/// event that is not inherited, with the side-band records of every task on its CPU.
+/// Builds the attr of a per-CPU event, scoped to a cgroup (which covers new threads) or kept
+/// to the target by a BPF filter: a thread event that is not inherited, with the side-band
+/// records of every task it covers.
 pub(crate) fn per_cpu(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr {
-    cgroup(config, spec)
-}
-
-/// Builds the attr of a per-CPU event scoped to a cgroup: a thread event that is not
-/// inherited (the cgroup covers new threads), with the side-band records of the cgroup's tasks.
-pub(crate) fn cgroup(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr {
     let mut attr = build(config, spec);
     attr.set_inherit(0);
     attr.set_inherit_thread(0);

@@ -155,13 +155,9 @@ impl Sampler {
         cgroup: OwnCgroup,
     ) -> Result<Sampler, SamplerError> {
         let per_cpu = events.into_iter().map(|event| vec![event]).collect();
-        let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
-        let mut sampler = Sampler::new(target, spec.event.kind(), None, config, cpus);
+        let mut sampler =
+            Self::start_per_cpu(config, target, spec.event.kind(), per_cpu, cpu_list, plan)?;
         sampler.cgroup = Some(cgroup.path);
-        for cpu in &sampler.cpus {
-            cpu.enable_per_cpu()
-                .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
-        }
         Ok(sampler)
     }
 
@@ -175,39 +171,15 @@ impl Sampler {
         plan: RingPlan,
         program: i32,
     ) -> Result<Sampler, SamplerError> {
-        let pid = target.pid();
-        let mut last = Errno::ENOENT;
-        // Inheritance means nothing to a per-CPU event: one spec per event type.
-        for &spec in attr::specs(&config.trigger)
-            .iter()
-            .filter(|s| s.inherit_thread)
-        {
-            let attr = attr::per_cpu(config, spec);
-            let opened: Result<Vec<Vec<PerfEvent>>, Errno> = cpu_list
-                .iter()
-                .map(|&cpu| {
-                    let event = PerfEvent::open_per_cpu(&attr, cpu)?;
-                    event.set_bpf(program)?;
-                    Ok(vec![event])
-                })
-                .collect();
-            let per_cpu = match opened {
-                Ok(per_cpu) => per_cpu,
-                Err(errno) if unsupported(errno) => {
-                    last = errno;
-                    continue;
-                }
-                Err(errno) => return Err(thread_open_error(config, errno, pid, cpu_list.len())),
-            };
-            let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
-            let sampler = Sampler::new(target, spec.event.kind(), None, config, cpus);
-            for cpu in &sampler.cpus {
-                cpu.enable_per_cpu()
-                    .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
-            }
-            return Ok(sampler);
-        }
-        Err(thread_open_error(config, last, pid, cpu_list.len()))
+        let opened = open_per_cpu_events(config, cpu_list, |attr, cpu| {
+            let event = PerfEvent::open_per_cpu(attr, cpu)?;
+            event.set_bpf(program)?;
+            Ok(event)
+        });
+        let (spec, events) = opened
+            .map_err(|errno| thread_open_error(config, errno, target.pid(), cpu_list.len()))?;
+        let per_cpu = events.into_iter().map(|event| vec![event]).collect();
+        Self::start_per_cpu(config, target, spec.event.kind(), per_cpu, cpu_list, plan)
     }
 
     /// Per-CPU probe events, which own the rings and cover every thread.
@@ -219,8 +191,21 @@ impl Sampler {
         plan: RingPlan,
     ) -> Result<Sampler, SamplerError> {
         let per_cpu = uprobe::open_per_cpu(config, probes, cpu_list)?;
+        Self::start_per_cpu(config, target, EventKind::Uprobe, per_cpu, cpu_list, plan)
+    }
+
+    /// Maps the rings of per-CPU events (each CPU's first event owns its ring) and enables
+    /// them: a sampler whose events cover every thread.
+    fn start_per_cpu(
+        config: &SamplerConfig,
+        target: ProcessHandle,
+        kind: EventKind,
+        per_cpu: Vec<Vec<PerfEvent>>,
+        cpu_list: &[u32],
+        plan: RingPlan,
+    ) -> Result<Sampler, SamplerError> {
         let cpus = probe_rings(cpu_list, per_cpu, plan, page_size())?;
-        let sampler = Sampler::new(target, EventKind::Uprobe, None, config, cpus);
+        let sampler = Sampler::new(target, kind, None, config, cpus);
         for cpu in &sampler.cpus {
             cpu.enable_per_cpu()
                 .map_err(|e| SamplerError::io("ioctl(PERF_EVENT_IOC_ENABLE)", e))?;
@@ -762,17 +747,27 @@ fn open_cgroup_events(
     cgroup: &OwnCgroup,
     cpus: &[u32],
 ) -> Result<(EventSpec, Vec<PerfEvent>), Errno> {
+    open_per_cpu_events(config, cpus, |attr, cpu| {
+        PerfEvent::open_cgroup(attr, cgroup.dir.as_fd(), cpu)
+    })
+}
+
+/// One event per CPU, each opened by `open`, with the first event spec the kernel accepts;
+/// the last refusal if none is.
+fn open_per_cpu_events(
+    config: &SamplerConfig,
+    cpus: &[u32],
+    open: impl Fn(&perf_event_attr, u32) -> Result<PerfEvent, Errno>,
+) -> Result<(EventSpec, Vec<PerfEvent>), Errno> {
     let mut last = Errno::ENOENT;
     // Inheritance means nothing to a per-CPU event: one spec per event type.
     for &spec in attr::specs(&config.trigger)
         .iter()
         .filter(|s| s.inherit_thread)
     {
-        let attr = attr::cgroup(config, spec);
-        let opened: Result<Vec<PerfEvent>, Errno> = cpus
-            .iter()
-            .map(|&cpu| PerfEvent::open_cgroup(&attr, cgroup.dir.as_fd(), cpu))
-            .collect();
+        let attr = attr::per_cpu(config, spec);
+        let opened: Result<Vec<PerfEvent>, Errno> =
+            cpus.iter().map(|&cpu| open(&attr, cpu)).collect();
         match opened {
             Ok(events) => return Ok((spec, events)),
             Err(errno) => last = errno,

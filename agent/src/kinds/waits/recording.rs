@@ -216,23 +216,20 @@ impl Recording for WaitRecording {
         } else {
             timeout
         };
-        let wait = match (&mut self.switches, &mut self.second) {
-            (Some(switches), Some(second)) => {
-                let samplers = &mut [switches.sampler_mut(), second.sampler_mut()];
-                if let Err(err) = Sampler::wait_any(samplers, timeout) {
-                    tracing::debug!("wait for samples: {err}");
-                    std::thread::sleep(timeout);
-                }
-                Duration::ZERO
+        // Kernel-timed waits are waited for here too, so that the ends are read between the
+        // wait and the drain (below).
+        let mut samplers: Vec<&mut Sampler> = (self.switches.iter_mut())
+            .chain(self.second.iter_mut())
+            .map(Pump::sampler_mut)
+            .collect();
+        let wait = if samplers.len() > 1 || (timing.in_kernel() && !samplers.is_empty()) {
+            if let Err(err) = Sampler::wait_any(&mut samplers, timeout) {
+                tracing::debug!("wait for samples: {err}");
+                std::thread::sleep(timeout);
             }
-            (Some(switches), None) if timing.in_kernel() => {
-                if let Err(err) = switches.sampler_mut().wait(timeout) {
-                    tracing::debug!("wait for samples: {err}");
-                    std::thread::sleep(timeout);
-                }
-                Duration::ZERO
-            }
-            _ => timeout,
+            Duration::ZERO
+        } else {
+            timeout
         };
         let period = &mut self.period;
         // Kernel-timed waits: the ends first, then the samples. A sample is written before its

@@ -64,25 +64,30 @@ impl Timing {
         matches!(self, Timing::Kernel { .. })
     }
 
+    /// The kernel's timer, while it times the waits.
+    fn timer(&self) -> Option<&KernelTimer> {
+        match self {
+            Timing::Kernel { timer, .. } => timer.as_deref(),
+            Timing::Records { .. } => None,
+        }
+    }
+
+    fn timer_mut(&mut self) -> Option<&mut KernelTimer> {
+        match self {
+            Timing::Kernel { timer, .. } => timer.as_deref_mut(),
+            Timing::Records { .. } => None,
+        }
+    }
+
     /// The filter the context-switch events run (kernel timing only).
     pub fn switch_filter(&self) -> Result<Option<i32>> {
-        match self {
-            Timing::Kernel {
-                timer: Some(timer), ..
-            } => Ok(Some(timer.switch_filter()?)),
-            _ => Ok(None),
-        }
+        self.timer().map(KernelTimer::switch_filter).transpose()
     }
 
     /// The filter that keeps the target's ticks of per-CPU CPU-time events (kernel timing
     /// only: else `wall` samples CPU time with events of the target's own threads).
     pub fn target_filter(&self) -> Result<Option<i32>> {
-        match self {
-            Timing::Kernel {
-                timer: Some(timer), ..
-            } => Ok(Some(timer.target_filter()?)),
-            _ => Ok(None),
-        }
+        self.timer().map(KernelTimer::target_filter).transpose()
     }
 
     /// `tid` was already waiting at `since` (the window's start), with this stack.
@@ -132,10 +137,7 @@ impl Timing {
     /// start, and starts `period` there (else the first interval would sample every wait of
     /// a busy target, and overflow the rings).
     pub fn warm_up(&mut self, period: &mut Period) {
-        if let Timing::Kernel {
-            timer: Some(timer), ..
-        } = self
-        {
+        if let Some(timer) = self.timer_mut() {
             let rate = timer.measure_rate(WARM_UP);
             timer.set_period(period.start_at(rate));
         }
@@ -143,10 +145,7 @@ impl Timing {
 
     /// Samples 1 switch (records) or wait (kernel) in `period` from now on.
     pub fn set_period(&mut self, period: u64) {
-        if let Timing::Kernel {
-            timer: Some(timer), ..
-        } = self
-        {
+        if let Some(timer) = self.timer_mut() {
             timer.set_period(period);
         }
     }
