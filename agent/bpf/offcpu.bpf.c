@@ -4,7 +4,8 @@
 // record per context switch (12 % of a switch-heavy target's throughput on its own) nor copy a
 // stack per switch. Built by agent/build.rs with clang; loaded by agent/src/kinds/waits/timer.rs.
 //
-// `on_switch` runs at every context switch of the machine (sched:sched_switch), ~60 ns each:
+// `on_switch` runs at every context switch of the machine (sched:sched_switch), ~0.4 µs each
+// in these VMs:
 //  - a thread of the target that leaves the CPU to sleep (not preempted) is noted as away since
 //    now, and drawn for sampling (1 in `period`);
 //  - a thread noted as away that comes back ends its wait: counted in `totals`, and sent to the

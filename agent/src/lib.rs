@@ -10,6 +10,7 @@ pub mod architecture;
 pub mod cli;
 pub mod flamegraph;
 pub mod frames;
+pub mod gostack;
 pub mod kallsyms;
 pub mod kernel_entry;
 pub mod kinds;

@@ -189,11 +189,7 @@ fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<(Sections, Option<Seekab
         return None;
     }
     let info = seekable_info(elf, file);
-    let endian = if elf.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
+    let endian = endian(elf);
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
         let data = if UNUSED_SECTIONS.contains(&id)
             || (id == gimli::SectionId::DebugInfo && info.is_some())
@@ -209,6 +205,21 @@ fn load_sections(elf: &Elf<'_>, file: &Bytes) -> Option<(Sections, Option<Seekab
     };
     let sections = gimli::DwarfSections::load(load).ok().map(Box::new)?;
     Some((sections, info))
+}
+
+/// The named section (decompressed) as a gimli reader; empty when absent or unreadable, as
+/// gimli expects of sections a file does not have.
+pub(crate) fn section_reader(elf: &Elf<'_>, file: &Bytes, name: &str) -> Reader {
+    let data = elf::section_bytes(elf, file, name).unwrap_or_else(Bytes::empty);
+    gimli::EndianReader::new(data, endian(elf))
+}
+
+fn endian(elf: &Elf<'_>) -> gimli::RunTimeEndian {
+    if elf.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    }
 }
 
 /// `.debug_info` as a [`SeekableZlib`], when it is zlib-compressed and big.

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::frame::Frame;
 use crate::frame_cache::FrameCache;
 use crate::function_starts::FunctionStarts;
+use crate::go_runtime::{self, GoRuntimeLayout};
 use crate::load_bias;
 use crate::minidebuginfo;
 use crate::plt::PltTable;
@@ -56,6 +57,9 @@ pub struct ObjectInfo {
     function_starts: OnceLock<FunctionStarts>,
     /// Go binaries: the functions every thread or goroutine stack starts in.
     thread_roots: OnceLock<Vec<std::ops::Range<u64>>>,
+    go_stack_switches: OnceLock<Vec<(std::ops::Range<u64>, &'static str)>>,
+    /// Go binaries: where the runtime's `g` and `m` keep what stack switches need.
+    go_runtime_layout: OnceLock<Option<GoRuntimeLayout>>,
     symbols: OnceLock<SymbolTable>,
     plt: OnceLock<PltTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
@@ -92,6 +96,8 @@ impl ObjectInfo {
             unwind: OnceLock::new(),
             function_starts: OnceLock::new(),
             thread_roots: OnceLock::new(),
+            go_stack_switches: OnceLock::new(),
+            go_runtime_layout: OnceLock::new(),
             symbols: OnceLock::new(),
             plt: OnceLock::new(),
             dwarf: OnceLock::new(),
@@ -294,29 +300,73 @@ impl ObjectInfo {
         })
     }
 
+    /// Functions of Go's runtime that move a thread from a goroutine's stack to its system
+    /// stack (g0), by their names (without `.abi0`) and SVMA ranges. Frames of their callers are
+    /// on the other stack: an unwinder reading on from them reads g0's memory as if it were
+    /// the goroutine's. With them `runtime.systemstack_switch`, whose address systemstack
+    /// leaves in the goroutine's saved state as if it were a frame. Empty for other files.
+    pub fn go_stack_switches(&self) -> &[(std::ops::Range<u64>, &'static str)] {
+        const SWITCHES: &[&str] = &[
+            "runtime.systemstack_switch",
+            "runtime.systemstack",
+            "runtime.mcall",
+            "runtime.morestack",
+            "runtime.asmcgocall",
+        ];
+        self.go_stack_switches
+            .get_or_init(|| self.go_functions(SWITCHES).collect())
+    }
+
+    /// The SVMA ranges of Go runtime functions `names` (each also under its `.abi0` name, as
+    /// the assembly ones are), with the name; none for other files.
+    fn go_functions<'n>(
+        &'n self,
+        names: &'n [&'static str],
+    ) -> impl Iterator<Item = (std::ops::Range<u64>, &'static str)> + 'n {
+        let symbols = self.is_go.then(|| self.symbols());
+        names.iter().flat_map(move |&name| {
+            let abi0 = format!("{name}.abi0");
+            [name, abi0.as_str()]
+                .map(|symbol| symbols.and_then(|symbols| symbols.range_of(symbol)))
+                .into_iter()
+                .flatten()
+                .map(move |range| (range, name))
+        })
+    }
+
     /// Where stacks begin in this file (SVMAs), for the functions whose frames have no caller
     /// an unwinder can trust. Go's goroutines start in `runtime.goexit` (a fake return address
     /// pushed by the scheduler, below it are heap words), its threads in `runtime.mstart` and the
     /// main thread in `runtime.rt0_go`, none of which ends its unwind info at a root. Empty for
     /// other files: their entry points end their CFI properly.
     pub fn thread_roots(&self) -> &[std::ops::Range<u64>] {
-        const GO_ROOTS: &[&str] = &[
-            "runtime.goexit.abi0",
-            "runtime.goexit",
-            "runtime.mstart.abi0",
-            "runtime.mstart",
-            "runtime.rt0_go.abi0",
-            "runtime.rt0_go",
-        ];
+        const GO_ROOTS: &[&str] = &["runtime.goexit", "runtime.mstart", "runtime.rt0_go"];
         self.thread_roots.get_or_init(|| {
-            if !self.is_go {
-                return Vec::new();
-            }
-            let symbols = self.symbols();
-            GO_ROOTS
-                .iter()
-                .filter_map(|name| symbols.range_of(name))
+            self.go_functions(GO_ROOTS)
+                .map(|(range, _)| range)
                 .collect()
+        })
+    }
+
+    /// Where the Go runtime's `g` and `m` structs of this binary hold what a profiler needs to
+    /// follow Go's stack switches (g0 and goroutine stacks), read once from the DWARF (own or
+    /// the separate debug file's). None for files not built by Go, Go binaries without DWARF
+    /// (linked with `-ldflags=-w`), or DWARF that lacks one of the fields.
+    pub fn go_runtime_layout(&self) -> Option<GoRuntimeLayout> {
+        *self.go_runtime_layout.get_or_init(|| {
+            if !self.is_go {
+                return None;
+            }
+            let source = self.dwarf_source()?;
+            let elf = source.parse().ok()?;
+            // Decompressed whole, and dropped once read: Go compresses its DWARF, and the
+            // types lie in one unit that can be anywhere in the section.
+            let section = |name| dwarf::section_reader(&elf, &source.data, name);
+            go_runtime::read(
+                &section(".debug_info").into(),
+                &section(".debug_abbrev").into(),
+                &section(".debug_str").into(),
+            )
         })
     }
 

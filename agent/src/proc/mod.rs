@@ -17,6 +17,6 @@ mod tasks;
 
 pub use bounded::{process_file, read_bounded, task_file, SMALL_FILE_LIMIT, STATUS_FILE_LIMIT};
 pub use dir::ProcDir;
-pub use own::{has_capability, pinned_bytes};
+pub use own::{has_capability, in_initial_pid_namespace, pinned_bytes};
 pub use stat::{is_exited, is_kernel_thread, parse_stat, process_stat, thread_state};
 pub use tasks::task_ids;

@@ -1,5 +1,6 @@
 //! The agent's own `/proc/self/status`: its capabilities and pinned memory.
 
+use anyhow::{ensure, Context};
 use procfs::process::{Process, Status};
 
 /// The effective capability set (`CapEff`), `None` if it cannot be read.
@@ -20,6 +21,27 @@ pub fn pinned_bytes() -> Option<usize> {
 
 fn own_status() -> Option<Status> {
     Process::myself().ok()?.status().ok()
+}
+
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// Whether the agent runs in the initial PID namespace, where the thread ids it sees are the
+/// kernel's own (those BPF programs see); an error that says where it runs otherwise.
+pub fn in_initial_pid_namespace() -> anyhow::Result<()> {
+    let link = std::fs::read_link("/proc/self/ns/pid").context("cannot read /proc/self/ns/pid")?;
+    let inode = link
+        .to_str()
+        .and_then(|name| name.strip_prefix("pid:["))
+        .and_then(|name| name.strip_suffix(']'))
+        .and_then(|inode| inode.parse::<u64>().ok());
+    ensure!(
+        inode == Some(INITIAL_PID_NAMESPACE),
+        "the agent runs in a PID namespace of its own ({}), where thread ids differ from the \
+         kernel's",
+        link.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

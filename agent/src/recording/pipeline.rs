@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use super::aggregate::{Aggregate, Unwound};
 use crate::sampler::{Record, Sample};
-use crate::unwind::{Registers, StackMemory, StackUnwinder, UnwindEnd};
+use crate::unwind::{Registers, StackMemory, StackUnwinder, SwitchedStack, UnwindEnd};
 use rprof_symbolizer::maps::MapEntry;
 
 /// Batches in flight between the drain and the unwinder; past this the drain blocks and the
@@ -35,6 +35,9 @@ pub enum Event<X> {
         regs: Registers,
         stack: Vec<u8>,
         kernel: Vec<u64>,
+        /// The stacks the thread had switched away from when sampled (Go's goroutine under
+        /// its system stack), copied with the sample, innermost first.
+        switched: Vec<SwitchedStack>,
         extra: X,
     },
     Lost(u64),
@@ -146,8 +149,17 @@ impl<X> Event<X> {
             regs,
             stack: sample.stack.to_vec(),
             kernel: sample.kernel_callchain.to_vec(),
+            switched: Vec::new(),
             extra,
         }
+    }
+
+    /// This sample with the stacks its thread had switched away from.
+    pub fn with_switched(mut self, stacks: Vec<SwitchedStack>) -> Self {
+        if let Event::Sample { switched, .. } = &mut self {
+            *switched = stacks;
+        }
+        self
     }
 }
 
@@ -208,8 +220,11 @@ impl<A: Aggregate> Pipeline<A> {
     pub fn send(&self, event: Event<A::Extra>) {
         let full = {
             let mut batch = self.batch.borrow_mut();
-            if let Event::Sample { stack, .. } = &event {
-                batch.1 += stack.len();
+            if let Event::Sample {
+                stack, switched, ..
+            } = &event
+            {
+                batch.1 += stack.len() + switched.iter().map(|s| s.stack.len()).sum::<usize>();
             }
             batch.0.push(event);
             batch.1 >= BATCH_BYTES
@@ -259,6 +274,15 @@ impl<A: Aggregate> Pipeline<A> {
     }
 }
 
+/// One sample as the unwinder takes it.
+struct Sampled<'a> {
+    tid: u32,
+    regs: Registers,
+    stack: &'a [u8],
+    kernel: &'a [u64],
+    switched: &'a [SwitchedStack],
+}
+
 struct Stage<A> {
     pid: u32,
     unwinder: StackUnwinder,
@@ -303,8 +327,18 @@ impl<A: Aggregate> Stage<A> {
                 regs,
                 stack,
                 kernel,
+                switched,
                 extra,
-            } => self.sample(tid, regs, &stack, &kernel, extra),
+            } => {
+                let sampled = Sampled {
+                    tid,
+                    regs,
+                    stack: &stack,
+                    kernel: &kernel,
+                    switched: &switched,
+                };
+                self.sample(sampled, extra)
+            }
             Event::Lost(count) => {
                 self.profile.add_lost(count);
                 self.counters.lost.fetch_add(count, Ordering::Relaxed);
@@ -337,7 +371,14 @@ impl<A: Aggregate> Stage<A> {
         }
     }
 
-    fn sample(&mut self, tid: u32, regs: Registers, stack: &[u8], kernel: &[u64], extra: A::Extra) {
+    fn sample(&mut self, sampled: Sampled<'_>, extra: A::Extra) {
+        let Sampled {
+            tid,
+            regs,
+            stack,
+            kernel,
+            switched,
+        } = sampled;
         if self.named.insert(tid) {
             // Read after the target exited, the name could be another program's.
             let name =
@@ -351,8 +392,9 @@ impl<A: Aggregate> Stage<A> {
             self.frames.clear();
             UnwindEnd::Complete
         } else {
+            let stack = StackMemory::new(regs.sp, stack);
             self.unwinder
-                .unwind(regs, &StackMemory::new(regs.sp, stack), &mut self.frames)
+                .unwind(regs, &stack, switched, &mut self.frames)
         };
         let unwound = Unwound {
             tid,

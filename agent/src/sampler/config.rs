@@ -59,6 +59,11 @@ pub struct SamplerConfig {
     /// [`Trigger::ContextSwitches`]: also write a record of every switch out and in (what
     /// times each wait). Off when the owner times waits in the kernel (`filter`).
     pub switch_records: bool,
+    /// A BPF program (`BPF_PROG_TYPE_PERF_EVENT`, by file descriptor, kept open by the owner
+    /// while sampling) run with every sample of the target's own events (per-thread or per
+    /// cgroup), keeping them all: one that reads what the sample cannot carry, at that moment
+    /// (Go's goroutine stacks under the system stack, `crate::gostack`).
+    pub on_sample: Option<i32>,
 }
 
 impl SamplerConfig {
@@ -76,6 +81,7 @@ impl SamplerConfig {
             budget_share: 1,
             filter: None,
             switch_records: true,
+            on_sample: None,
         }
     }
 

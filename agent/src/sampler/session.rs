@@ -46,6 +46,8 @@ pub struct Sampler {
     /// The cgroup the events are scoped to, when they are (per-CPU events of the target's
     /// own cgroup rather than per-thread events).
     cgroup: Option<String>,
+    /// [`SamplerConfig::on_sample`], for the events of threads attached later.
+    on_sample: Option<i32>,
 }
 
 /// The threads a probe window was opened on, and when.
@@ -129,6 +131,10 @@ impl Sampler {
         }
         let attr = attr::build(config, spec);
         let mut sampler = Sampler::new(target, spec.event.kind(), Some(attr), config, cpus);
+        observe(
+            config.on_sample,
+            sampler.cpus.iter().map(|cpu| cpu.ring().owner()),
+        );
         // The first thread's probes, if it still runs (else it needs none).
         let probes = sampler.open_probes(first_tid)?.unwrap_or_default();
         sampler.connect(&probes)?;
@@ -154,6 +160,7 @@ impl Sampler {
         plan: RingPlan,
         cgroup: OwnCgroup,
     ) -> Result<Sampler, SamplerError> {
+        observe(config.on_sample, &events);
         let per_cpu = events.into_iter().map(|event| vec![event]).collect();
         let mut sampler =
             Self::start_per_cpu(config, target, spec.event.kind(), per_cpu, cpu_list, plan)?;
@@ -241,6 +248,7 @@ impl Sampler {
             armed: Vec::new(),
             exit_seen: false,
             cgroup: None,
+            on_sample: config.on_sample,
         }
     }
 
@@ -487,6 +495,7 @@ impl Sampler {
             Ok(None) => return Ok(false),
             Err(errno) => return Err(self.open_error(errno)),
         };
+        observe(self.on_sample, &events);
         // Its probes after its own events: a thread it creates in between inherits the own
         // events without the probes, shows no FORK record (the events are not enabled yet),
         // and is attached in turn; probes inherited twice are told apart like the events.
@@ -846,6 +855,20 @@ fn open_on_cpus(
         }
     }
     Ok(Some(events))
+}
+
+/// Attaches `program` ([`SamplerConfig::on_sample`]) to sampling `events`. A refusal costs
+/// only what the program would have added to the samples: noted, not fatal.
+fn observe<'e>(program: Option<i32>, events: impl IntoIterator<Item = &'e PerfEvent>) {
+    let Some(program) = program else {
+        return;
+    };
+    for event in events {
+        if let Err(errno) = event.set_bpf(program) {
+            tracing::debug!(%errno, "the per-sample BPF program was refused");
+            return;
+        }
+    }
 }
 
 /// Records the event ids of `tid`, then enables its events (one per CPU, already wired to the

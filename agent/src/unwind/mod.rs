@@ -5,13 +5,15 @@ mod call_site;
 mod live;
 mod modules;
 mod stack;
+mod switched;
 
 use std::cell::Cell;
 
 use live::{Beyond, LiveMemory};
 use modules::ModuleChange;
-pub use modules::ModuleSet;
+pub use modules::{ModuleSet, StackSwitch};
 pub use stack::StackMemory;
+pub use switched::{SwitchKind, SwitchedStack};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder};
@@ -28,6 +30,17 @@ pub struct Registers {
     pub ip: u64,
     pub sp: u64,
     pub bp: u64,
+}
+
+/// Where one walk over one stack stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walked {
+    /// At the thread's (or goroutine's) root frame.
+    Root,
+    /// At a function that switches stacks: what called it is on another stack.
+    Switch(StackSwitch),
+    /// Short of a root (stack copy too short, no unwind info, corrupt stack).
+    Truncated,
 }
 
 /// How an unwind ended.
@@ -122,17 +135,37 @@ impl StackUnwinder {
     /// caller's return address minus one (so it falls inside the call instruction, which is what
     /// symbolization and pprof locations want), translated for naming (see
     /// [`ModuleSet::translate`]: the same as the real ones unless code was mapped where other
-    /// code had been).
+    /// code had been). The stacks the thread had switched away from (`switched`, Go's
+    /// goroutine under its system stack) continue the unwind at each switch.
     pub fn unwind(
         &mut self,
         regs: Registers,
         stack: &StackMemory<'_>,
+        switched: &[SwitchedStack],
         out: &mut Vec<u64>,
     ) -> UnwindEnd {
         out.clear();
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
+        let mut walked = self.walk(regs, stack, out);
+        for goroutine in switched {
+            walked = self.switch_over(walked, goroutine, out);
+        }
+        let end = match walked {
+            // The goroutine that called mcall gave the thread up, and the thread's current
+            // goroutine may already be the next one: Go's own traceback ends at mcall too.
+            Walked::Root | Walked::Switch(StackSwitch::Mcall) => UnwindEnd::Complete,
+            Walked::Switch(_) | Walked::Truncated => UnwindEnd::Truncated,
+        };
+        // Named where the modules they are in are named: see ModuleSet.
+        self.modules.translate(out);
+        end
+    }
+
+    /// Unwinds from `regs` over `stack`, appending to `out`, until a root, a stack switch or
+    /// the end of what can be read.
+    fn walk(&mut self, regs: Registers, stack: &StackMemory<'_>, out: &mut Vec<u64>) -> Walked {
         let used_live = Cell::new(false);
         let mut beyond = Beyond::new(&self.live, stack.sp(), stack.bytes(), &used_live);
         let mut read = |addr: u64| {
@@ -145,35 +178,91 @@ impl StackUnwinder {
         let mut frames =
             self.unwinder
                 .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
-        let end = loop {
+        let first = out.len();
+        let walked = loop {
             if out.len() >= MAX_FRAMES {
-                break UnwindEnd::Truncated;
+                break Walked::Truncated;
             }
             match frames.next() {
                 Ok(Some(frame)) => {
                     let address = frame.address_for_lookup();
                     // Frames resting on live memory must call one into the other.
-                    if let (FrameAddress::ReturnAddress(ret), Some(&callee)) = (frame, out.last()) {
+                    if let (FrameAddress::ReturnAddress(ret), Some(&callee)) =
+                        (frame, out.get(first..).and_then(<[u64]>::last))
+                    {
                         if used_live.get()
                             && !call_site::calls_into(&self.live, &self.modules, ret.get(), callee)
                         {
-                            break UnwindEnd::Truncated;
+                            break Walked::Truncated;
                         }
+                    }
+                    let switch = self.modules.stack_switch(address);
+                    if switch == Some(StackSwitch::Placeholder) {
+                        continue;
                     }
                     out.push(address);
                     if self.modules.is_thread_root(address) {
-                        break UnwindEnd::Complete;
+                        break Walked::Root;
+                    }
+                    if let Some(switch) = switch {
+                        break Walked::Switch(switch);
                     }
                 }
-                Ok(None) => break UnwindEnd::Complete,
-                Err(_) => break UnwindEnd::Truncated,
+                Ok(None) => break Walked::Root,
+                Err(_) => break Walked::Truncated,
             }
         };
-        if used_live.get() && end == UnwindEnd::Complete {
+        if used_live.get() && walked == Walked::Root {
             self.completed += 1;
         }
-        // Named where the modules they are in are named: see ModuleSet.
-        self.modules.translate(out);
-        end
+        walked
+    }
+
+    /// Where the unwind goes after `walked`, given a stack the thread had switched away from.
+    fn switch_over(
+        &mut self,
+        walked: Walked,
+        goroutine: &SwitchedStack,
+        out: &mut Vec<u64>,
+    ) -> Walked {
+        match (goroutine.kind, walked) {
+            (SwitchKind::Vdso, _) => {
+                // The Go function that made the vdso call moved SP: whatever the walk read
+                // past it is not its caller's frame.
+                self.cut_after_vdso_caller(out);
+                self.resume(goroutine, out)
+            }
+            (SwitchKind::Scheduled, Walked::Switch(StackSwitch::System)) => {
+                self.resume(goroutine, out)
+            }
+            (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => Walked::Root,
+            // Nothing to follow there (the walk ended before the switch, or at mcall).
+            (_, walked) => walked,
+        }
+    }
+
+    /// Goes on unwinding on the stack the thread switched away from. Its pc is a return
+    /// address or a resume point just after one (Go's saved `g.sched`), named as a call site.
+    fn resume(&mut self, goroutine: &SwitchedStack, out: &mut Vec<u64>) -> Walked {
+        let first = out.len();
+        let walked = self.walk(goroutine.regs, &goroutine.memory(), out);
+        // The resume point itself, unless skipped (a placeholder): named as a call site, as
+        // the frames above it are.
+        if let Some(resumed) = out.get_mut(first).filter(|at| **at == goroutine.regs.ip) {
+            *resumed = resumed.saturating_sub(1);
+        }
+        walked
+    }
+
+    /// Keeps the vdso's frames and the first frame past them (the Go function that called it).
+    fn cut_after_vdso_caller(&self, out: &mut Vec<u64>) {
+        let in_vdso = |address: u64| {
+            self.modules
+                .mapped_at(address)
+                .is_some_and(|module| module.is_vdso)
+        };
+        if let Some(caller) = out.iter().position(|&address| !in_vdso(address)) {
+            out.truncate(caller + 1);
+        }
     }
 }

@@ -75,6 +75,21 @@ struct Live {
     delta: u64,
 }
 
+/// A function of Go's runtime that moves a thread from a goroutine's stack to its system stack
+/// (g0), where an unwind cannot step from the callee to the caller by reading memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackSwitch {
+    /// `systemstack`, `morestack`, `asmcgocall`: the goroutine waits for the call to return
+    /// (or, for morestack, for its new stack); without its saved state the stack is cut short.
+    System,
+    /// `mcall`: the goroutine gave the thread up (parked, yielded, exited) and the thread may
+    /// run another one already; Go's own traceback ends here, as a root.
+    Mcall,
+    /// `systemstack_switch`: no call, the address systemstack saves for the goroutine it
+    /// left, which resumes in the frame above.
+    Placeholder,
+}
+
 /// What a refresh changed, in framehop's terms.
 pub struct ModuleChange {
     pub added: Vec<Module<Bytes>>,
@@ -172,6 +187,24 @@ impl ModuleSet {
                 .thread_roots()
                 .iter()
                 .any(|root| root.contains(&svma))
+        })
+    }
+
+    /// The Go stack switch whose frame `addr` is in, if any: what called it ran on another
+    /// stack (see [`super::SwitchedStack`]).
+    pub fn stack_switch(&self, addr: u64) -> Option<StackSwitch> {
+        let live = self.live(addr)?;
+        let svma = live.module.svma(addr);
+        let (_, name) = live
+            .module
+            .object
+            .go_stack_switches()
+            .iter()
+            .find(|(range, _)| range.contains(&svma))?;
+        Some(match *name {
+            "runtime.mcall" => StackSwitch::Mcall,
+            "runtime.systemstack_switch" => StackSwitch::Placeholder,
+            _ => StackSwitch::System,
         })
     }
 

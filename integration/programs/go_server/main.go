@@ -4,9 +4,11 @@
 // in sysmon as well as in the handlers.
 //
 // Claim under test: every stack ends at its goroutine's or thread's root (runtime.goexit,
-// runtime.mstart, runtime.rt0_go) and nothing past it is read.
+// runtime.mstart, runtime.rt0_go, or runtime.mcall as in Go's own traceback) and nothing past
+// it is read; and the agent's profile agrees with Go's own CPU profile of the same time.
 //
-// Usage: go_server   (runs until killed)
+// Usage: go_server [PROFILE SECONDS]   (runs until killed; with PROFILE, writes Go's own CPU
+// profile of the SECONDS after "ready" there, renamed into place once complete)
 package main
 
 import (
@@ -15,7 +17,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
+	"strconv"
 	"strings"
+	"time"
 )
 
 func handler(w http.ResponseWriter, r *http.Request) {
@@ -50,5 +56,32 @@ func main() {
 		go client(url)
 	}
 	fmt.Println("ready")
+	if len(os.Args) == 3 {
+		seconds, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			panic(err)
+		}
+		profile(os.Args[1], time.Duration(seconds)*time.Second)
+	}
 	select {}
+}
+
+// profile writes Go's own CPU profile of the next `window` to `path`.
+func profile(path string, window time.Duration) {
+	partial := path + ".partial"
+	f, err := os.Create(partial)
+	if err != nil {
+		panic(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		panic(err)
+	}
+	time.Sleep(window)
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		panic(err)
+	}
+	if err := os.Rename(partial, path); err != nil {
+		panic(err)
+	}
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::{Endpoint, Form, Kind, Source};
+use crate::gostack::{GoStacks, NotFollowed};
 use crate::kallsyms::{KernelNames, KernelSymbols};
 use crate::kernel_entry::KernelEntries;
 use crate::profile::Meta;
@@ -71,16 +72,20 @@ struct CpuRecording {
     system_refused: Option<String>,
     /// The target's own cgroup, when per-CPU events scoped to it do the sampling.
     cgroup: Option<String>,
+    /// Goroutine stacks copied with the samples of a Go target, or why not.
+    go: Result<GoStacks, NotFollowed>,
 }
 
 impl CpuRecording {
     /// Starts sampling every thread of `pid` and the unwinder thread.
     fn open(settings: CpuSettings, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
-        let (sampler, system_refused) = open_sampler(&settings, pid)?;
-        let system = system_refused.is_none();
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+        let go = GoStacks::for_target(&modules);
+        let on_sample = go.as_ref().ok().and_then(GoStacks::program_fd);
+        let (sampler, system_refused) = open_sampler(&settings, pid, on_sample)?;
+        let system = system_refused.is_none();
         let collapse = (system && !settings.kernel).then(KernelEntries::load);
         let stacks = CpuStacks::new(settings.frequency, collapse);
         let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
@@ -94,6 +99,7 @@ impl CpuRecording {
             stats: SamplerStats::default(),
             coverage: CpuCoverage::start(pid, system),
             system_refused,
+            go,
         })
     }
 }
@@ -101,12 +107,17 @@ impl CpuRecording {
 /// Opens the sampler with kernel-mode samples, so that system time is in the profile as Go's
 /// is. Where the kernel refuses them (perf_event_paranoid ≥ 2 without CAP_PERFMON), user time
 /// alone, with the reason: unless `--kernel` asked for kernel frames, which is then an error.
-fn open_sampler(settings: &CpuSettings, pid: u32) -> Result<(Sampler, Option<String>)> {
+fn open_sampler(
+    settings: &CpuSettings,
+    pid: u32,
+    on_sample: Option<i32>,
+) -> Result<(Sampler, Option<String>)> {
     let config = SamplerConfig {
         frequency: settings.frequency,
         stack_bytes: settings.stack_bytes,
         kernel: true,
         cgroup_scope: true,
+        on_sample,
         ..SamplerConfig::new(pid)
     };
     let paranoid = match Sampler::open(&config) {
@@ -145,7 +156,10 @@ impl Recording for CpuRecording {
     fn pump(&mut self, timeout: Duration) {
         if let Some(pump) = &mut self.pump {
             let pipeline = &self.pipeline;
-            pump.pump(timeout, &mut |record| forward(record, pipeline));
+            let mut go = self.go.as_mut().ok();
+            pump.pump(timeout, &mut |record| {
+                forward(record, pipeline, go.as_deref_mut())
+            });
             pipeline.flush();
         }
     }
@@ -166,7 +180,8 @@ impl Recording for CpuRecording {
     fn stop(&mut self) {
         if let Some(mut pump) = self.pump.take() {
             let pipeline = &self.pipeline;
-            pump.drain(&mut |record| forward(record, pipeline));
+            let mut go = self.go.as_mut().ok();
+            pump.drain(&mut |record| forward(record, pipeline, go.as_deref_mut()));
             self.stats = pump.sampler().stats();
             self.coverage.stop();
         }
@@ -181,6 +196,7 @@ impl Recording for CpuRecording {
             coverage,
             system_refused,
             cgroup,
+            go,
             ..
         } = *self;
         let (profile, unwinder) = pipeline.finish()?;
@@ -196,6 +212,10 @@ impl Recording for CpuRecording {
         let completed = unwinder.completed();
         let mut comments = comments(&event, &stats, &profile, window, frequency, completed);
         comments.push(scope(cgroup.as_deref()));
+        comments.extend(match &go {
+            Ok(go) => Some(go.comment()),
+            Err(why) => why.comment(),
+        });
         comments.extend(coverage.comment(sampled, frequency));
         let system_warning = system_refused.map(|why| system_warning(&why, &coverage));
         comments.extend(system_warning.clone());
@@ -292,10 +312,13 @@ fn comments(
     ]
 }
 
-/// Hands one record to the unwinder thread.
-fn forward(record: Record<'_>, pipeline: &Pipeline<CpuStacks>) {
+/// Hands one record to the unwinder thread, a sample with the goroutine stack copied with it.
+fn forward(record: Record<'_>, pipeline: &Pipeline<CpuStacks>, go: Option<&mut GoStacks>) {
     match record {
-        Record::Sample(sample) => pipeline.send(Event::sample(&sample, ())),
+        Record::Sample(sample) => {
+            let switched = go.map_or_else(Vec::new, |go| go.take(sample.tid, sample.time));
+            pipeline.send(Event::sample(&sample, ()).with_switched(switched))
+        }
         other => Event::side_band(&other, |event| pipeline.send(event)),
     }
 }

@@ -104,6 +104,7 @@ fn dump_thread(
     let end = unwinder.unwind(
         regs,
         &StackMemory::new(regs.sp, &capture.stack),
+        &[],
         &mut addresses,
     );
     let frames = name_stack(unwinder.modules(), &addresses);

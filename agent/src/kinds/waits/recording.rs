@@ -358,6 +358,7 @@ fn send_wait(pipeline: &Pipeline<WaitStacks>, wait: Wait) {
         regs: wait.regs,
         stack: wait.stack,
         kernel: Vec::new(),
+        switched: Vec::new(),
         extra: Observed::OffCpu(wait.off_cpu),
     });
 }

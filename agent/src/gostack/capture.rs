@@ -1,0 +1,214 @@
+//! Loading the program that copies goroutine stacks, and reading what it sends.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::PerfEvent;
+use aya::Ebpf;
+use rprof_symbolizer::GoRuntimeLayout;
+
+use crate::unwind::{Registers, SwitchKind, SwitchedStack};
+
+/// The compiled program (agent/build.rs), aligned as its ELF headers need.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gostack.bpf.o"));
+
+const PROGRAM: &str = "go_stack";
+
+/// `struct switched`'s header: tid, kind (u32 each), then time, pc, sp, bp, len (u64 each).
+const HEADER_BYTES: usize = 48;
+
+/// A goroutine's stack copied with a sample of thread `tid` taken at `time` (CLOCK_MONOTONIC
+/// ns, a little before the sample's own time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub tid: u32,
+    pub time: u64,
+    pub stack: SwitchedStack,
+}
+
+/// The loaded program, for one Go process; the kernel drops it with the last descriptor (this
+/// and the events it is attached to), so also when the agent is killed.
+pub struct GoStackCapture {
+    ebpf: Ebpf,
+    stacks: RingBuf<MapData>,
+}
+
+/// The program's `struct config`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Config {
+    tgid: u32,
+    pad: u32,
+    g_m: u64,
+    g_sched_sp: u64,
+    g_sched_pc: u64,
+    g_sched_bp: u64,
+    g_stack_hi: u64,
+    m_g0: u64,
+    m_curg: u64,
+    m_procid: u64,
+    m_vdso_sp: u64,
+    m_vdso_pc: u64,
+}
+
+/// The program's `struct counts`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    sent: u64,
+    dropped: u64,
+}
+
+// SAFETY: plain `repr(C)` integers without padding (2×4 + 10×8, 2×8 bytes): any bytes are a
+// valid value, as `Pod` requires of what is copied to and from the kernel's maps.
+unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Counts {}
+
+impl GoStackCapture {
+    /// Loads the program for Go process `pid`, whose runtime lays its structs out as `layout`.
+    /// Fails, saying why, where BPF cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without
+    /// `bpf_task_pt_regs`, an agent in a PID namespace of its own).
+    pub fn load(pid: u32, layout: &GoRuntimeLayout) -> Result<GoStackCapture> {
+        crate::proc::in_initial_pid_namespace()?;
+        let mut ebpf = Ebpf::load(OBJECT).context("cannot load the BPF program")?;
+        let mut config: Array<_, Config> =
+            Array::try_from(ebpf.map_mut("config").context("no config map")?)?;
+        config.set(0, config_for(pid, layout), 0)?;
+        let program: &mut PerfEvent = ebpf
+            .program_mut(PROGRAM)
+            .context("no go_stack program")?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel refused the BPF program that copies goroutine stacks")?;
+        let stacks = RingBuf::try_from(ebpf.take_map("stacks").context("no stacks map")?)?;
+        Ok(GoStackCapture { ebpf, stacks })
+    }
+
+    /// The program's descriptor, to attach to each CPU-time event (`PERF_EVENT_IOC_SET_BPF`);
+    /// open as long as this lives.
+    pub fn program_fd(&self) -> Result<i32> {
+        let program: &PerfEvent = self
+            .ebpf
+            .program(PROGRAM)
+            .context("no go_stack program")?
+            .try_into()?;
+        Ok(program.fd()?.as_fd().as_raw_fd())
+    }
+
+    /// Hands over the stacks the program sent since the last call.
+    pub fn drain(&mut self, mut each: impl FnMut(Captured)) {
+        while let Some(item) = self.stacks.next() {
+            if let Some(captured) = decode(&item) {
+                each(captured);
+            }
+        }
+    }
+
+    /// Goroutine stacks so far: copied, and not copied (ring full, unreadable).
+    pub fn counts(&self) -> (u64, u64) {
+        let read = || -> Result<(u64, u64)> {
+            let map: PerCpuArray<&MapData, Counts> =
+                PerCpuArray::try_from(self.ebpf.map("counts").context("no counts map")?)?;
+            let per_cpu = map.get(&0, 0)?;
+            Ok(per_cpu.iter().fold((0, 0), |(sent, dropped), c| {
+                (sent + c.sent, dropped + c.dropped)
+            }))
+        };
+        read().unwrap_or_else(|err| {
+            tracing::debug!("cannot read the goroutine stack counts: {err}");
+            (0, 0)
+        })
+    }
+}
+
+fn config_for(pid: u32, layout: &GoRuntimeLayout) -> Config {
+    Config {
+        tgid: pid,
+        pad: 0,
+        g_m: layout.g_m,
+        g_sched_sp: layout.g_sched_sp,
+        g_sched_pc: layout.g_sched_pc,
+        g_sched_bp: layout.g_sched_bp,
+        g_stack_hi: layout.g_stack_hi,
+        m_g0: layout.m_g0,
+        m_curg: layout.m_curg,
+        m_procid: layout.m_procid,
+        m_vdso_sp: layout.m_vdso_sp,
+        m_vdso_pc: layout.m_vdso_pc,
+    }
+}
+
+/// A `stacks` entry, as the program lays out `struct switched`; None if malformed.
+fn decode(bytes: &[u8]) -> Option<Captured> {
+    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let kind = match u32_at(4)? {
+        1 => SwitchKind::Scheduled,
+        2 => SwitchKind::Vdso,
+        3 => SwitchKind::Parked,
+        _ => return None,
+    };
+    let len = usize::try_from(u64_at(40)?).ok()?;
+    let stack = bytes.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
+    Some(Captured {
+        tid: u32_at(0)?,
+        time: u64_at(8)?,
+        stack: SwitchedStack {
+            kind,
+            regs: Registers {
+                ip: u64_at(16)?,
+                sp: u64_at(24)?,
+                bp: u64_at(32)?,
+            },
+            stack: stack.to_vec(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: u32, len: u64, stack: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend(7u32.to_ne_bytes());
+        bytes.extend(kind.to_ne_bytes());
+        for word in [1000u64, 0x40_1000, 0xc000_1000, 0xc000_1100, len] {
+            bytes.extend(word.to_ne_bytes());
+        }
+        bytes.extend(stack);
+        bytes
+    }
+
+    #[test]
+    fn an_entry_is_decoded_as_the_program_lays_it_out() {
+        let captured = decode(&entry(1, 3, &[1, 2, 3, 0, 0])).unwrap();
+        assert_eq!(captured.tid, 7);
+        assert_eq!(captured.time, 1000);
+        assert_eq!(captured.stack.kind, SwitchKind::Scheduled);
+        assert_eq!(
+            captured.stack.regs,
+            Registers {
+                ip: 0x40_1000,
+                sp: 0xc000_1000,
+                bp: 0xc000_1100
+            }
+        );
+        assert_eq!(captured.stack.stack, vec![1, 2, 3]);
+        assert_eq!(
+            decode(&entry(2, 0, &[])).unwrap().stack.kind,
+            SwitchKind::Vdso
+        );
+    }
+
+    #[test]
+    fn malformed_entries_are_refused() {
+        assert_eq!(decode(&entry(4, 0, &[])), None);
+        assert_eq!(decode(&entry(1, 10, &[1, 2])), None);
+        assert_eq!(decode(&entry(1, u64::MAX, &[])), None);
+        assert_eq!(decode(&[1, 2, 3]), None);
+    }
+}
