@@ -12,12 +12,17 @@
 // on: its stack must be copied now. Go's own profiler (sigprof) follows the same two links.
 //
 // `go_stack` runs at every overflow of the agent's CPU-time events of one Go process (100 a
-// second per thread by default). It finds the running `g` in R14 (Go ≥ 1.17 on amd64 keeps it
-// there in Go code), checks it against the thread (`g.m.procid` is the thread id), and when
-// the thread runs on g0 for a goroutine, or in a vdso call, sends the goroutine's registers
-// and the top of its stack through `stacks` (both, in that order, for a vdso call made on g0
-// for a goroutine); on g0 for no goroutine, it says so. It never changes the verdict: every
-// sample is kept.
+// second per thread by default). It finds the running `g` in R14 (Go >= 1.17 on amd64 keeps it
+// there in Go code) and checks it: g's m must run g as its g0 or as its current goroutine (not
+// a thread id check: Go's `m.procid` is the thread id in the target's PID namespace). For each
+// sample it sends a group of entries through `stacks`, ending with one that says how the group
+// ends: for a vdso call, the caller's registers and stack; then, on g0 for a goroutine, the
+// goroutine's (g.sched); on g0 for none, that; otherwise nothing but the end. A group per
+// sample lets the agent pair them in order, whichever of the two the kernel stamps first
+// (since Linux 6.3 the sample is stamped before the program runs, before that after).
+// It never drops a sample itself (it returns 1); but the kernel drops a sample whose program
+// cannot run because another BPF tracing program runs on that CPU at that moment (a kprobe,
+// or the agent's own sched_switch program of a wall or block recording).
 
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -38,12 +43,12 @@ struct config {
 	__u64 g_stack_hi;
 	__u64 m_g0;
 	__u64 m_curg;
-	__u64 m_procid;
 	__u64 m_vdso_sp;
 	__u64 m_vdso_pc;
 };
 
-// What a switched stack is.
+// What an entry is. All but SWITCH_VDSO end their sample's group.
+#define SWITCH_NONE 0   // nothing to follow (or no g to follow it from)
 #define SWITCH_SCHED 1  // on g0 for the goroutine m.curg: its g.sched
 #define SWITCH_VDSO 2   // in a vdso call: m.vdsoPC / m.vdsoSP
 #define SWITCH_PARKED 3 // on g0 for no goroutine (it was descheduled): g0's frames are all
@@ -53,7 +58,7 @@ struct config {
 struct switched {
 	__u32 tid;
 	__u32 kind;
-	__u64 time; // CLOCK_MONOTONIC ns, just before the sample's own time
+	__u64 time; // CLOCK_MONOTONIC ns, within microseconds of the sample's own time
 	__u64 pc;
 	__u64 sp;
 	__u64 bp;
@@ -76,11 +81,19 @@ struct {
 	__uint(max_entries, 1 << 22);
 } stacks SEC(".maps");
 
-// The counts the agent reports: how many goroutine stacks were copied, and how many could not
-// be.
+// Where an entry is assembled before only its used part is copied to `stacks` (a ring entry
+// reserved in place would take STACK_BYTES whatever the stack's depth).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct switched);
+} scratch SEC(".maps");
+
+// What the agent reports: entries that could not be sent (`stacks` was full) and goroutine
+// stacks that could not be read.
 struct counts {
-	__u64 sent;
-	__u64 dropped; // `stacks` was full, or the goroutine's stack could not be read
+	__u64 dropped;
 };
 
 struct {
@@ -105,62 +118,45 @@ static __always_inline __u64 word(__u64 addr)
 	return value;
 }
 
-static __always_inline void count(int dropped)
+static __always_inline void count_dropped(void)
 {
 	__u32 zero = 0;
 	struct counts *c = bpf_map_lookup_elem(&counts, &zero);
-	if (!c)
-		return;
-	if (dropped)
+	if (c)
 		c->dropped += 1;
-	else
-		c->sent += 1;
 }
 
-// Sends the registers to resume from and the stack from `sp` up to `hi` (at most
-// STACK_BYTES) of one switch; for SWITCH_PARKED only the header.
+// Sends one entry: the registers to resume from and the stack from `sp` up to `hi` (at most
+// STACK_BYTES); the header alone for SWITCH_NONE and SWITCH_PARKED, or when the stack cannot
+// be read (the agent then resumes nowhere).
 static __always_inline void send(__u32 tid, __u32 kind, __u64 pc, __u64 sp, __u64 bp, __u64 hi)
 {
-	if (kind == SWITCH_PARKED) {
-		struct switched *head = bpf_ringbuf_reserve(&stacks, HEADER_BYTES, 0);
-		if (!head) {
-			count(1);
-			return;
-		}
-		head->tid = tid;
-		head->kind = kind;
-		head->time = bpf_ktime_get_ns();
-		head->pc = head->sp = head->bp = head->len = 0;
-		bpf_ringbuf_submit(head, BPF_RB_NO_WAKEUP);
+	__u32 zero = 0;
+	struct switched *out = bpf_map_lookup_elem(&scratch, &zero);
+	if (!out)
 		return;
-	}
-	if (!pc || !sp || hi <= sp) {
-		count(1);
-		return;
-	}
-	__u64 len = hi - sp;
-	if (len > STACK_BYTES)
-		len = STACK_BYTES;
-	struct switched *out = bpf_ringbuf_reserve(&stacks, sizeof(*out), 0);
-	if (!out) {
-		count(1);
-		return;
-	}
-	if (bpf_probe_read_user(out->stack, len, (const void *)sp)) {
-		bpf_ringbuf_discard(out, BPF_RB_NO_WAKEUP);
-		count(1);
-		return;
-	}
 	out->tid = tid;
 	out->kind = kind;
-	out->time = bpf_ktime_get_ns();
 	out->pc = pc;
 	out->sp = sp;
 	out->bp = bp;
-	out->len = len;
-	// The agent reads the ring before each batch of samples: no wakeup per stack.
-	bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
-	count(0);
+	out->len = 0;
+	if ((kind == SWITCH_SCHED || kind == SWITCH_VDSO) && pc && sp && hi > sp) {
+		__u64 len = hi - sp;
+		if (len > STACK_BYTES)
+			len = STACK_BYTES;
+		if (bpf_probe_read_user(out->stack, len, (const void *)sp) == 0)
+			out->len = len;
+		else
+			count_dropped();
+	}
+	out->time = bpf_ktime_get_ns();
+	__u64 size = HEADER_BYTES + out->len;
+	if (size > sizeof(*out))
+		return;
+	// The agent reads the ring before each batch of samples: no wakeup per entry.
+	if (bpf_ringbuf_output(&stacks, out, size, BPF_RB_NO_WAKEUP))
+		count_dropped();
 }
 
 SEC("perf_event")
@@ -177,19 +173,21 @@ int go_stack(void *ctx)
 	// kernel saved on entry (the overflow's own registers are the kernel's then).
 	struct user_regs regs;
 	struct pt_regs *saved = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved))
+	if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved)) {
+		send(tid, SWITCH_NONE, 0, 0, 0, 0);
 		return 1;
+	}
 
-	// R14 is g in Go code; anything else (C code of a cgo program, a few runtime assembly
-	// instructions) fails the check that g's m runs this very thread.
+	// R14 is g in Go code; anything else (C code of a cgo program, a signal handler on
+	// gsignal, a few runtime assembly instructions) fails the check that g's m runs g.
 	__u64 g = regs.r14;
-	if (!g)
+	__u64 m = g ? word(g + cfg->g_m) : 0;
+	__u64 g0 = m ? word(m + cfg->m_g0) : 0;
+	__u64 curg = m ? word(m + cfg->m_curg) : 0;
+	if (!m || (g != g0 && g != curg)) {
+		send(tid, SWITCH_NONE, 0, 0, 0, 0);
 		return 1;
-	__u64 m = word(g + cfg->g_m);
-	if (!m || word(m + cfg->m_procid) != tid)
-		return 1;
-	__u64 g0 = word(m + cfg->m_g0);
-	__u64 curg = word(m + cfg->m_curg);
+	}
 	__u64 vdso_sp = word(m + cfg->m_vdso_sp);
 
 	// In a vdso call, whose Go caller moved SP (to g0's stack, or aligned it on g0): vdsoSP
@@ -200,11 +198,12 @@ int go_stack(void *ctx)
 		     word(g + cfg->g_stack_hi));
 	// On g0 (perhaps after the vdso call above): for the goroutine m.curg, or for none.
 	if (g == g0 && curg && curg != g0)
-		send(tid, SWITCH_SCHED, word(curg + cfg->g_sched_pc),
-		     word(curg + cfg->g_sched_sp), word(curg + cfg->g_sched_bp),
-		     word(curg + cfg->g_stack_hi));
+		send(tid, SWITCH_SCHED, word(curg + cfg->g_sched_pc), word(curg + cfg->g_sched_sp),
+		     word(curg + cfg->g_sched_bp), word(curg + cfg->g_stack_hi));
 	else if (g == g0 && !curg)
 		send(tid, SWITCH_PARKED, 0, 0, 0, 0);
+	else
+		send(tid, SWITCH_NONE, 0, 0, 0, 0);
 	return 1;
 }
 

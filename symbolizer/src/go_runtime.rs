@@ -1,6 +1,6 @@
 //! Where the Go runtime keeps, in its `g` and `m` structs, what a profiler needs to follow Go's
-//! stack switches (a thread running on its `g0` or signal stack, a goroutine's saved registers),
-//! read from the binary's own DWARF.
+//! stack switches (a thread running on its system stack `g0` or in a vdso call, a goroutine's
+//! saved registers), read from the binary's own DWARF.
 //!
 //! The offsets change between Go versions (fields are added to `runtime.m` in most releases),
 //! so they are read from the types the compiler describes, not from a table per version.

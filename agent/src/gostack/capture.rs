@@ -18,13 +18,23 @@ const PROGRAM: &str = "go_stack";
 /// `struct switched`'s header: tid, kind (u32 each), then time, pc, sp, bp, len (u64 each).
 const HEADER_BYTES: usize = 48;
 
-/// A goroutine's stack copied with a sample of thread `tid` taken at `time` (CLOCK_MONOTONIC
-/// ns, a little before the sample's own time).
+/// One entry the program sent with a sample of thread `tid` (at `time`, CLOCK_MONOTONIC ns,
+/// within microseconds of the sample's own time): a goroutine's stack, or None where there was
+/// nothing to follow. Every sample's entries end with one that is not a vdso call's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
     pub tid: u32,
     pub time: u64,
-    pub stack: SwitchedStack,
+    pub stack: Option<SwitchedStack>,
+}
+
+impl Captured {
+    /// Whether this entry is the last of its sample's.
+    pub fn ends_sample(&self) -> bool {
+        self.stack
+            .as_ref()
+            .is_none_or(|stack| stack.kind != SwitchKind::Vdso)
+    }
 }
 
 /// The loaded program, for one Go process; the kernel drops it with the last descriptor (this
@@ -47,7 +57,6 @@ struct Config {
     g_stack_hi: u64,
     m_g0: u64,
     m_curg: u64,
-    m_procid: u64,
     m_vdso_sp: u64,
     m_vdso_pc: u64,
 }
@@ -56,11 +65,10 @@ struct Config {
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct Counts {
-    sent: u64,
     dropped: u64,
 }
 
-// SAFETY: plain `repr(C)` integers without padding (2×4 + 10×8, 2×8 bytes): any bytes are a
+// SAFETY: plain `repr(C)` integers without padding (2×4 + 9×8, 8 bytes): any bytes are a
 // valid value, as `Pod` requires of what is copied to and from the kernel's maps.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
@@ -107,19 +115,17 @@ impl GoStackCapture {
         }
     }
 
-    /// Goroutine stacks so far: copied, and not copied (ring full, unreadable).
-    pub fn counts(&self) -> (u64, u64) {
-        let read = || -> Result<(u64, u64)> {
+    /// Entries the program could not send (its ring was full) and goroutine stacks it could
+    /// not read, so far.
+    pub fn dropped(&self) -> u64 {
+        let read = || -> Result<u64> {
             let map: PerCpuArray<&MapData, Counts> =
                 PerCpuArray::try_from(self.ebpf.map("counts").context("no counts map")?)?;
-            let per_cpu = map.get(&0, 0)?;
-            Ok(per_cpu.iter().fold((0, 0), |(sent, dropped), c| {
-                (sent + c.sent, dropped + c.dropped)
-            }))
+            Ok(map.get(&0, 0)?.iter().map(|c| c.dropped).sum())
         };
         read().unwrap_or_else(|err| {
             tracing::debug!("cannot read the goroutine stack counts: {err}");
-            (0, 0)
+            0
         })
     }
 }
@@ -135,7 +141,6 @@ fn config_for(pid: u32, layout: &GoRuntimeLayout) -> Config {
         g_stack_hi: layout.g_stack_hi,
         m_g0: layout.m_g0,
         m_curg: layout.m_curg,
-        m_procid: layout.m_procid,
         m_vdso_sp: layout.m_vdso_sp,
         m_vdso_pc: layout.m_vdso_pc,
     }
@@ -146,25 +151,27 @@ fn decode(bytes: &[u8]) -> Option<Captured> {
     let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
     let kind = match u32_at(4)? {
-        1 => SwitchKind::Scheduled,
-        2 => SwitchKind::Vdso,
-        3 => SwitchKind::Parked,
+        0 => None,
+        1 => Some(SwitchKind::Scheduled),
+        2 => Some(SwitchKind::Vdso),
+        3 => Some(SwitchKind::Parked),
         _ => return None,
     };
     let len = usize::try_from(u64_at(40)?).ok()?;
     let stack = bytes.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
+    let regs = Registers {
+        ip: u64_at(16)?,
+        sp: u64_at(24)?,
+        bp: u64_at(32)?,
+    };
     Some(Captured {
         tid: u32_at(0)?,
         time: u64_at(8)?,
-        stack: SwitchedStack {
+        stack: kind.map(|kind| SwitchedStack {
             kind,
-            regs: Registers {
-                ip: u64_at(16)?,
-                sp: u64_at(24)?,
-                bp: u64_at(32)?,
-            },
+            regs,
             stack: stack.to_vec(),
-        },
+        }),
     })
 }
 
@@ -188,20 +195,25 @@ mod tests {
         let captured = decode(&entry(1, 3, &[1, 2, 3, 0, 0])).unwrap();
         assert_eq!(captured.tid, 7);
         assert_eq!(captured.time, 1000);
-        assert_eq!(captured.stack.kind, SwitchKind::Scheduled);
+        assert!(captured.ends_sample());
+        let stack = captured.stack.unwrap();
+        assert_eq!(stack.kind, SwitchKind::Scheduled);
         assert_eq!(
-            captured.stack.regs,
+            stack.regs,
             Registers {
                 ip: 0x40_1000,
                 sp: 0xc000_1000,
                 bp: 0xc000_1100
             }
         );
-        assert_eq!(captured.stack.stack, vec![1, 2, 3]);
-        assert_eq!(
-            decode(&entry(2, 0, &[])).unwrap().stack.kind,
-            SwitchKind::Vdso
-        );
+        assert_eq!(stack.stack, vec![1, 2, 3]);
+        let kind = |raw| decode(&entry(raw, 0, &[])).unwrap().stack.map(|s| s.kind);
+        assert_eq!(kind(0), None);
+        assert_eq!(kind(2), Some(SwitchKind::Vdso));
+        assert_eq!(kind(3), Some(SwitchKind::Parked));
+        // A vdso call's stack is followed by g0's entry for the same sample.
+        assert!(!decode(&entry(2, 0, &[])).unwrap().ends_sample());
+        assert!(decode(&entry(0, 0, &[])).unwrap().ends_sample());
     }
 
     #[test]

@@ -15,12 +15,20 @@ mod pairing;
 use capture::{Captured, GoStackCapture};
 use pairing::Pending;
 
+use std::sync::Arc;
+
 use crate::sampler::monotonic_ns;
 use crate::unwind::{ModuleSet, SwitchedStack};
+
+/// Set to `off` not to follow goroutine stacks (to measure what following them costs, or to
+/// avoid loading a program).
+const SWITCH_OFF: &str = "RPROF_GO_STACKS";
 
 /// Goroutine stacks of one Go process, copied with its samples and waiting for them.
 pub struct GoStacks {
     capture: GoStackCapture,
+    /// The program, to run with each sample.
+    program: i32,
     pending: Pending,
     /// When the program's ring was last read (CLOCK_MONOTONIC ns): a sample stamped less than
     /// [`pairing::MAX_LAG_NS`] before it may have its copy still in the ring.
@@ -51,35 +59,46 @@ impl NotFollowed {
 
 impl GoStacks {
     /// For the target whose modules are `modules`, if its main executable is a Go program
-    /// whose DWARF describes the runtime's structs. Why not otherwise.
-    pub fn for_target(modules: &ModuleSet) -> Result<GoStacks, NotFollowed> {
-        let go = modules
-            .all()
-            .iter()
-            .find(|module| module.is_main && module.object.is_go())
+    /// whose DWARF describes the runtime's structs; for a launched command, `program`, the
+    /// executable it is about to exec, decides. Why not otherwise.
+    pub fn for_target(modules: &ModuleSet, program: Option<&str>) -> Result<GoStacks, NotFollowed> {
+        let executable = match program {
+            Some(program) => crate::launch::find_program(program)
+                .and_then(|path| modules.symbolizer().load_file(path).ok()),
+            None => modules
+                .all()
+                .iter()
+                .find(|module| module.is_main)
+                .map(|module| Arc::clone(&module.object)),
+        };
+        let go = executable
+            .filter(|object| object.is_go())
             .ok_or(NotFollowed::NotGo)?;
-        let layout = go.object.go_runtime_layout().ok_or_else(|| {
+        if std::env::var(SWITCH_OFF).is_ok_and(|value| value == "off") {
+            return Err(NotFollowed::Unable(format!("{SWITCH_OFF}=off")));
+        }
+        let layout = go.go_runtime_layout().ok_or_else(|| {
             NotFollowed::Unable(
                 "the Go binary has no DWARF describing its runtime: built with -ldflags=-w, or \
                  stripped"
                     .to_owned(),
             )
         })?;
-        let capture = GoStackCapture::load(modules.pid(), &layout)
-            .map_err(|err| NotFollowed::Unable(format!("{err:#}")))?;
+        let unable = |err: anyhow::Error| NotFollowed::Unable(format!("{err:#}"));
+        let capture = GoStackCapture::load(modules.pid(), &layout).map_err(unable)?;
+        let program = capture.program_fd().map_err(unable)?;
         Ok(GoStacks {
             capture,
+            program,
             pending: Pending::default(),
             drained_at: 0,
         })
     }
 
-    /// The program, to run with each sample ([`crate::sampler::SamplerConfig::on_sample`]).
-    pub fn program_fd(&self) -> Option<i32> {
-        self.capture
-            .program_fd()
-            .map_err(|err| tracing::debug!("no goroutine stack program: {err:#}"))
-            .ok()
+    /// The program, to run with each sample ([`crate::sampler::SamplerConfig::on_sample`]);
+    /// open as long as this lives.
+    pub fn program_fd(&self) -> i32 {
+        self.program
     }
 
     /// The goroutine stacks copied with thread `tid`'s sample at `time`: none unless it ran on
@@ -94,14 +113,15 @@ impl GoStacks {
         self.pending.take(tid, time)
     }
 
-    /// The profile's comment: how many samples ran on a switched stack, and were followed.
-    pub fn comment(&self) -> String {
-        let (sent, dropped) = self.capture.counts();
+    /// The profile's comment: how many samples were followed back to their goroutine
+    /// (`resumed`, as the unwinder counted them), and copies the program could not make.
+    pub fn comment(&self, resumed: u64) -> String {
+        let dropped = self.capture.dropped();
         format!(
-            "goroutine stacks: {sent} samples on Go's system stack or in a vdso call followed \
+            "goroutine stacks: {resumed} samples on Go's system stack or in a vdso call followed \
              back to their goroutine (copied in the kernel with the sample){}",
             if dropped > 0 {
-                format!(", {dropped} could not be copied")
+                format!(", {dropped} copies could not be made (ring full or stack unreadable)")
             } else {
                 String::new()
             }

@@ -1,72 +1,110 @@
-//! Which copied goroutine stack goes with which sample.
+//! Which copied goroutine stacks go with which sample.
 //!
-//! The program runs in the sample's own overflow, on the sampled thread, after the kernel has
-//! stamped the sample and before it writes it: its copy is stamped a few microseconds after the
-//! sample's time, and is in the program's ring before the sample is in the perf ring. So a
-//! sample's copy, if it has one, is its thread's first copy stamped at or shortly after the
-//! sample; copies never claimed (their sample was lost) are dropped once a later sample of the
-//! thread passes them.
+//! The program runs once in each sample's overflow, on the sampled thread, and sends a group of
+//! entries for it (a vdso call's stack, then g0's goroutine; or an entry that says there is
+//! nothing): a thread's groups come in the order of its samples. The kernel stamps the sample
+//! within microseconds of the program's entries (before them since Linux 6.3, after them
+//! before), and the entries are in the program's ring before the sample is in the perf ring.
+//! So a sample's group is its thread's first one stamped within [`MAX_LAG_NS`] of it; groups
+//! stamped earlier belong to samples that were lost, and go.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::Captured;
 use crate::unwind::SwitchedStack;
 
-/// How long after its sample a copy may be stamped: the program's own run (a 16 KiB copy), far
-/// below the shortest sampling period of a thread (1 ms at 1 kHz).
+/// How far apart a sample and its group may be stamped: the program's own run (a 16 KiB copy),
+/// far below the sampling period of a thread (10 ms at 100 Hz; 1 ms at 1 kHz).
 pub const MAX_LAG_NS: u64 = 200_000;
-/// Copies kept per thread, waiting for their samples (a drain's worth at most).
+/// Groups kept per thread, waiting for their samples (a drain's worth at most).
 const PER_THREAD: usize = 256;
-/// Threads with copies waiting: past this, the oldest waiting copies are dropped.
-const MAX_THREADS: usize = 4096;
+/// Stack bytes kept waiting, all threads together: past this, every waiting group goes (their
+/// samples are then unwound as if nothing had been copied).
+const MAX_BYTES: usize = 64 << 20;
 
-/// Copies not yet claimed by their sample, per thread in time order.
+/// One sample's entries.
+#[derive(Debug)]
+struct Group {
+    stamp: u64,
+    stacks: Vec<SwitchedStack>,
+    /// Its last entry came: it ends with anything but a vdso call's stack.
+    complete: bool,
+}
+
+/// Groups not yet claimed by their sample, per thread in time order.
 #[derive(Debug, Default)]
 pub struct Pending {
-    by_thread: HashMap<u32, VecDeque<(u64, SwitchedStack)>>,
+    by_thread: HashMap<u32, VecDeque<Group>>,
+    bytes: usize,
 }
 
 impl Pending {
-    /// Keeps a copy until its sample comes.
+    /// Files an entry with its sample's group.
     pub fn insert(&mut self, captured: Captured) {
-        if self.by_thread.len() >= MAX_THREADS && !self.by_thread.contains_key(&captured.tid) {
+        let ends = captured.ends_sample();
+        let size = captured.stack.as_ref().map_or(0, |s| s.stack.len());
+        if self.bytes + size > MAX_BYTES {
             self.by_thread.clear();
+            self.bytes = 0;
         }
+        self.bytes += size;
         let queue = self.by_thread.entry(captured.tid).or_default();
-        if queue.len() >= PER_THREAD {
-            queue.pop_front();
+        if queue.back().is_none_or(|group| group.complete) {
+            if queue.len() >= PER_THREAD {
+                if let Some(old) = queue.pop_front() {
+                    self.bytes -= bytes_of(&old);
+                }
+            }
+            queue.push_back(Group {
+                stamp: captured.time,
+                stacks: Vec::new(),
+                complete: false,
+            });
         }
-        queue.push_back((captured.time, captured.stack));
+        if let Some(group) = queue.back_mut() {
+            group.stacks.extend(captured.stack);
+            group.complete = ends;
+        }
     }
 
-    /// The copies taken with thread `tid`'s sample at `time`, in the order the program sent
-    /// them (a vdso call's, then g0's). Older copies of the thread go (their samples are
-    /// gone); later ones stay for later samples.
+    /// The stacks copied with thread `tid`'s sample at `time`, innermost first; none if it has
+    /// no group (nothing to follow, or its entries were lost). Older groups of the thread go
+    /// (their samples are gone); later ones stay for later samples.
     pub fn take(&mut self, tid: u32, time: u64) -> Vec<SwitchedStack> {
         let Some(queue) = self.by_thread.get_mut(&tid) else {
             return Vec::new();
         };
-        while queue.front().is_some_and(|(stamp, _)| *stamp < time) {
-            queue.pop_front();
-        }
-        let mut found = Vec::new();
-        while queue
-            .front()
-            .is_some_and(|(stamp, _)| stamp - time <= MAX_LAG_NS)
-        {
-            found.extend(queue.pop_front().map(|(_, stack)| stack));
+        let mut taken = Vec::new();
+        while let Some(group) = queue.front() {
+            let stale = group.stamp.saturating_add(MAX_LAG_NS) < time;
+            let ours = !stale && group.stamp.abs_diff(time) <= MAX_LAG_NS;
+            if !stale && !ours {
+                break;
+            }
+            let Some(group) = queue.pop_front() else {
+                break;
+            };
+            self.bytes -= bytes_of(&group);
+            if ours {
+                taken = group.stacks;
+                break;
+            }
         }
         if queue.is_empty() {
             self.by_thread.remove(&tid);
         }
-        found
+        taken
     }
 
-    /// Copies waiting.
+    /// Groups waiting.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.by_thread.values().map(VecDeque::len).sum()
     }
+}
+
+fn bytes_of(group: &Group) -> usize {
+    group.stacks.iter().map(|s| s.stack.len()).sum()
 }
 
 #[cfg(test)]
@@ -74,41 +112,60 @@ mod tests {
     use super::*;
     use crate::unwind::{Registers, SwitchKind};
 
-    fn copy(tid: u32, time: u64, ip: u64) -> Captured {
+    fn entry(tid: u32, time: u64, kind: Option<SwitchKind>, ip: u64) -> Captured {
         Captured {
             tid,
             time,
-            stack: SwitchedStack {
-                kind: SwitchKind::Scheduled,
+            stack: kind.map(|kind| SwitchedStack {
+                kind,
                 regs: Registers { ip, sp: 0, bp: 0 },
-                stack: Vec::new(),
-            },
+                stack: vec![0; 64],
+            }),
         }
     }
 
-    #[test]
-    fn a_sample_takes_the_copy_stamped_just_before_it() {
-        let mut pending = Pending::default();
-        pending.insert(copy(1, 1_000_010, 0xa));
-        pending.insert(copy(2, 1_000_510, 0xb));
-        pending.insert(copy(1, 11_000_003, 0xc));
-        let ips = |stacks: Vec<SwitchedStack>| stacks.iter().map(|s| s.regs.ip).collect::<Vec<_>>();
-        assert_eq!(ips(pending.take(1, 1_000_000)), [0xa]);
-        assert_eq!(ips(pending.take(2, 1_000_500)), [0xb]);
-        // Thread 1's next copy waits for its own sample.
-        assert_eq!(pending.len(), 1);
-        assert_eq!(ips(pending.take(1, 11_000_000)), [0xc]);
-        assert_eq!(pending.len(), 0);
+    fn copy(tid: u32, time: u64, ip: u64) -> Captured {
+        entry(tid, time, Some(SwitchKind::Scheduled), ip)
+    }
+
+    fn ips(stacks: Vec<SwitchedStack>) -> Vec<u64> {
+        stacks.iter().map(|s| s.regs.ip).collect()
     }
 
     #[test]
-    fn samples_without_a_copy_take_none_and_drop_stale_copies() {
+    fn a_sample_takes_its_group_stamped_before_or_after_it() {
+        let mut pending = Pending::default();
+        pending.insert(copy(1, 1_000_010, 0xa));
+        pending.insert(copy(2, 1_000_490, 0xb));
+        pending.insert(copy(1, 11_000_003, 0xc));
+        // Stamped after the sample (Linux ≥ 6.3), and before it (older kernels).
+        assert_eq!(ips(pending.take(1, 1_000_000)), [0xa]);
+        assert_eq!(ips(pending.take(2, 1_000_500)), [0xb]);
+        // Thread 1's next group waits for its own sample.
+        assert_eq!(pending.len(), 1);
+        assert_eq!(ips(pending.take(1, 11_000_000)), [0xc]);
+        assert_eq!(pending.len(), 0);
+        assert_eq!(pending.bytes, 0);
+    }
+
+    #[test]
+    fn a_sample_with_nothing_to_follow_does_not_take_the_next_samples_group() {
+        let mut pending = Pending::default();
+        pending.insert(entry(1, 1_000_005, None, 0));
+        // A second sample 20 µs later (a frequency-driven event starting up).
+        pending.insert(copy(1, 1_000_025, 0xb));
+        assert!(pending.take(1, 1_000_000).is_empty());
+        assert_eq!(ips(pending.take(1, 1_000_020)), [0xb]);
+    }
+
+    #[test]
+    fn lost_samples_drop_their_groups() {
         let mut pending = Pending::default();
         pending.insert(copy(1, 1_000_000, 0xa));
-        // A sample 10 ms later: the copy's own sample was lost.
+        // A sample 10 ms later: the group's own sample was lost.
         assert!(pending.take(1, 11_000_000).is_empty());
         assert_eq!(pending.len(), 0);
-        // A sample well before the next copy of its thread: not its copy.
+        // A sample well before the next group of its thread: not its group.
         pending.insert(copy(1, 20_000_000, 0xb));
         assert!(pending.take(1, 19_000_000).is_empty());
         assert_eq!(pending.len(), 1);
@@ -116,29 +173,32 @@ mod tests {
     }
 
     #[test]
-    fn a_sample_takes_both_copies_of_a_vdso_call_on_g0_in_order() {
+    fn a_vdso_call_on_g0_gives_its_sample_both_stacks_in_order() {
         let mut pending = Pending::default();
-        pending.insert(copy(1, 1_000_004, 0xa));
+        pending.insert(entry(1, 1_000_004, Some(SwitchKind::Vdso), 0xa));
         pending.insert(copy(1, 1_000_006, 0xb));
         pending.insert(copy(1, 11_000_006, 0xc));
-        let taken = pending.take(1, 1_000_000);
-        assert_eq!(
-            taken.iter().map(|s| s.regs.ip).collect::<Vec<_>>(),
-            [0xa, 0xb]
-        );
+        assert_eq!(ips(pending.take(1, 1_000_000)), [0xa, 0xb]);
         assert_eq!(pending.len(), 1);
     }
 
     #[test]
-    fn waiting_copies_are_bounded() {
+    fn waiting_groups_are_bounded() {
         let mut pending = Pending::default();
         for time in 0..(PER_THREAD as u64 + 10) {
-            pending.insert(copy(1, time, time));
+            pending.insert(copy(1, time * 1000, time));
         }
         assert_eq!(pending.len(), PER_THREAD);
-        for tid in 0..(MAX_THREADS as u32 + 5) {
-            pending.insert(copy(tid + 10, 1, 1));
-        }
-        assert!(pending.len() <= MAX_THREADS + PER_THREAD);
+        assert_eq!(pending.bytes, PER_THREAD * 64);
+        let big = Captured {
+            stack: Some(SwitchedStack {
+                stack: vec![0; MAX_BYTES],
+                ..copy(2, 0, 0).stack.unwrap()
+            }),
+            ..copy(2, 0, 0)
+        };
+        pending.insert(big);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.bytes, MAX_BYTES);
     }
 }

@@ -62,6 +62,8 @@ pub struct StackUnwinder {
     live: LiveMemory,
     /// Unwinds that reached the thread's root through live memory past their copy.
     completed: u64,
+    /// Unwinds that went on from a stack the thread had switched away from.
+    resumed: u64,
 }
 
 impl StackUnwinder {
@@ -77,12 +79,19 @@ impl StackUnwinder {
             modules,
             live,
             completed: 0,
+            resumed: 0,
         }
     }
 
     /// Stacks deeper than their copy that were completed from the live memory.
     pub fn completed(&self) -> u64 {
         self.completed
+    }
+
+    /// Unwinds that went on from a stack the thread had switched away from (Go's goroutine
+    /// under its system stack).
+    pub fn resumed(&self) -> u64 {
+        self.resumed
     }
 
     pub fn modules(&self) -> &ModuleSet {
@@ -148,9 +157,13 @@ impl StackUnwinder {
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
-        let mut walked = self.walk(regs, stack, out);
+        let mut walked = self.walk(regs, stack, !switched.is_empty(), out);
+        let before = out.len();
         for goroutine in switched {
             walked = self.switch_over(walked, goroutine, out);
+        }
+        if out.len() > before {
+            self.resumed += 1;
         }
         let end = match walked {
             // The goroutine that called mcall gave the thread up, and the thread's current
@@ -164,8 +177,16 @@ impl StackUnwinder {
     }
 
     /// Unwinds from `regs` over `stack`, appending to `out`, until a root, a stack switch or
-    /// the end of what can be read.
-    fn walk(&mut self, regs: Registers, stack: &StackMemory<'_>, out: &mut Vec<u64>) -> Walked {
+    /// the end of what can be read. A switching function as the first frame is a switch only
+    /// if `switched` (a copy says the thread ran on the other stack): before its switch it
+    /// unwinds as any function.
+    fn walk(
+        &mut self,
+        regs: Registers,
+        stack: &StackMemory<'_>,
+        switched: bool,
+        out: &mut Vec<u64>,
+    ) -> Walked {
         let used_live = Cell::new(false);
         let mut beyond = Beyond::new(&self.live, stack.sp(), stack.bytes(), &used_live);
         let mut read = |addr: u64| {
@@ -179,8 +200,11 @@ impl StackUnwinder {
             self.unwinder
                 .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
         let first = out.len();
+        let mut steps = 0;
         let walked = loop {
-            if out.len() >= MAX_FRAMES {
+            // Frames skipped (placeholders) count too: a corrupt stack cannot loop for ever.
+            steps += 1;
+            if out.len() >= MAX_FRAMES || steps > 2 * MAX_FRAMES {
                 break Walked::Truncated;
             }
             match frames.next() {
@@ -196,7 +220,11 @@ impl StackUnwinder {
                             break Walked::Truncated;
                         }
                     }
-                    let switch = self.modules.stack_switch(address);
+                    let is_call = matches!(frame, FrameAddress::ReturnAddress(_));
+                    let switch = self
+                        .modules
+                        .stack_switch(address)
+                        .filter(|_| is_call || switched);
                     if switch == Some(StackSwitch::Placeholder) {
                         continue;
                     }
@@ -245,7 +273,7 @@ impl StackUnwinder {
     /// address or a resume point just after one (Go's saved `g.sched`), named as a call site.
     fn resume(&mut self, goroutine: &SwitchedStack, out: &mut Vec<u64>) -> Walked {
         let first = out.len();
-        let walked = self.walk(goroutine.regs, &goroutine.memory(), out);
+        let walked = self.walk(goroutine.regs, &goroutine.memory(), true, out);
         // The resume point itself, unless skipped (a placeholder): named as a call site, as
         // the frames above it are.
         if let Some(resumed) = out.get_mut(first).filter(|at| **at == goroutine.regs.ip) {

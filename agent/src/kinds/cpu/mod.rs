@@ -82,14 +82,18 @@ impl CpuRecording {
         let pid = request.pid;
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-        let go = GoStacks::for_target(&modules);
-        let on_sample = go.as_ref().ok().and_then(GoStacks::program_fd);
+        let go = GoStacks::for_target(&modules, request.program);
+        let on_sample = go.as_ref().ok().map(GoStacks::program_fd);
         let (sampler, system_refused) = open_sampler(&settings, pid, on_sample)?;
         let system = system_refused.is_none();
         let collapse = (system && !settings.kernel).then(KernelEntries::load);
         let stacks = CpuStacks::new(settings.frequency, collapse);
-        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
-            .context("cannot start the unwinder thread")?;
+        let mut unwinder = StackUnwinder::new(modules);
+        // What the target mapped between reading its modules and the events' start is in no
+        // mmap record.
+        unwinder.refresh_modules();
+        let pipeline =
+            Pipeline::start(pid, unwinder, stacks).context("cannot start the unwinder thread")?;
         Ok(CpuRecording {
             settings,
             cgroup: sampler.cgroup().map(str::to_owned),
@@ -213,7 +217,7 @@ impl Recording for CpuRecording {
         let mut comments = comments(&event, &stats, &profile, window, frequency, completed);
         comments.push(scope(cgroup.as_deref()));
         comments.extend(match &go {
-            Ok(go) => Some(go.comment()),
+            Ok(go) => Some(go.comment(unwinder.resumed())),
             Err(why) => why.comment(),
         });
         comments.extend(coverage.comment(sampled, frequency));

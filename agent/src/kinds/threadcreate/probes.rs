@@ -7,7 +7,6 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rprof_symbolizer::maps::{self, MapEntry};
@@ -89,7 +88,7 @@ pub fn probes_of_command(pid: u32, program: &str) -> io::Result<Vec<ProbePoint>>
     for probe in &mut probes {
         probe.code = None;
     }
-    let executable = find_program(program).ok_or_else(|| {
+    let executable = crate::launch::find_program(program).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("{program} not found in PATH"),
@@ -163,23 +162,6 @@ pub(crate) fn code_range(mappings: &[&MapEntry], symbol: &FunctionSymbol) -> Opt
 fn file_identity(file: &File) -> io::Result<(u64, u64)> {
     let metadata = file.metadata()?;
     Ok((metadata.dev(), metadata.ino()))
-}
-
-/// `program` as execvp would find it: a path if it has a slash, else the first executable
-/// file of that name in `PATH`.
-fn find_program(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Some(PathBuf::from(program));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
