@@ -882,7 +882,17 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
     // Go's own CPU profile of the same seconds, written by the server itself.
     let args = [go_profile.clone().into_os_string(), OsString::from("8")];
     let target = Target::spawn(&programs::go_server(), &args);
-    let measured = Measured::record(&target, 8);
+    let alongside_go = Measured::record(&target, 8);
+    assert_agrees_with_go(alongside_go.profile(), &wait_for_file(&go_profile));
+    // Samples on Go's system stack (systemstack, morestack) and in vdso calls are followed
+    // back to their goroutine.
+    let followed = comment_number(alongside_go.profile(), "goroutine stacks: ");
+    println!("followed back to their goroutine: {followed}");
+    assert!(followed > 0, "no stack was followed back to its goroutine");
+    // Roots, once Go's own profiler stopped: its SIGPROF handlers run on the signal stack,
+    // whose frames end at the signal frame (not followed), a few tenths of a percent of the
+    // samples while it runs.
+    let measured = Measured::record(&target, 5);
     let profile = measured.profile();
     let stacks = Stacks::new(profile);
     // Exactly these (goexit0, mstart0 and mstart1 are ordinary frames above them); mcall as in
@@ -909,11 +919,6 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
         past_root.hits, past_root.total,
         "frames past a goroutine or thread root"
     );
-    // Samples on Go's system stack (systemstack, morestack) and in vdso calls are followed
-    // back to their goroutine.
-    let followed = comment_number(profile, "goroutine stacks: ");
-    println!("followed back to their goroutine: {followed}");
-    assert!(followed > 0, "no stack was followed back to its goroutine");
     // Also rooted: g0's frames under a morestack whose goroutine was descheduled on the way
     // (newstack → gopreempt_m), where Go's own traceback ends too. Not a root in the check
     // above: where the goroutine is still there, its frames follow morestack's.
@@ -930,7 +935,7 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
             println!("  not rooted: {}", frames.join(" < "));
         }
     }
-    assert!(rooted.total >= 500, "too few samples: {rooted}");
+    assert!(rooted.total >= 400, "too few samples: {rooted}");
     assert!(
         rooted.ratio() >= 0.99,
         "only {rooted} of the stacks reach a root\n{}",
@@ -938,13 +943,14 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
     );
     let unknown = stacks.fraction(|_, _| true, |frames| frames.contains(&"<unknown>"));
     assert_eq!(unknown.hits, 0, "stacks with an <unknown> frame: {unknown}");
-    assert_agrees_with_go(profile, &wait_for_file(&go_profile));
 }
 
 /// Every function that Go's own profile puts in at least 5 % of its samples is in as large a
-/// share of ours, within sampling noise (4 standard deviations of the difference of two
-/// independent shares). Shares by stack (cumulative), not by leaf: Go names time in a system
-/// call after the Go function that made it, the agent after the call.
+/// share of ours (by stack: cumulative), and every function Go finds at least 3 % of its
+/// samples in (flat) is the leaf of as large a share of ours: within sampling noise, 4 standard
+/// deviations of the difference of two independent shares. Our leaf is the first Go function
+/// of the stack: Go names time in a system call or the vdso after the Go function that made
+/// the call, the agent after the call (`[syscall write]`, `clock_gettime`).
 fn assert_agrees_with_go(ours: &Profile, go: &Profile) {
     let go_stacks = Stacks::new(go);
     let mut functions: Vec<&str> = go
@@ -955,32 +961,48 @@ fn assert_agrees_with_go(ours: &Profile, go: &Profile) {
     functions.sort_unstable();
     functions.dedup();
     let (n_go, n_ours) = (total_samples(go) as f64, total_samples(ours) as f64);
+    let ours_stacks = Stacks::new(ours);
+    let go_leaf = |frames: &[&str], function: &str| frames.first() == Some(&function);
+    let is_go_function = |frame: &str| !frame.starts_with('[') && frame.contains('.');
+    let our_leaf = |frames: &[&str], function: &str| {
+        frames.iter().find(|frame| is_go_function(frame)) == Some(&function)
+    };
     let mut compared = 0;
     for function in functions {
-        let theirs = share_of(go, function);
-        if theirs < 0.05 {
-            continue;
+        let cumulative = (share_of(go, function), share_of(ours, function));
+        let flat = (
+            go_stacks
+                .fraction(|_, _| true, |frames| go_leaf(frames, function))
+                .ratio(),
+            ours_stacks
+                .fraction(|_, _| true, |frames| our_leaf(frames, function))
+                .ratio(),
+        );
+        for ((theirs, mine), how, floor) in [(cumulative, "by stack", 0.05), (flat, "flat", 0.03)] {
+            if theirs < floor {
+                continue;
+            }
+            let variance = |p: f64, n: f64| p * (1.0 - p) / n;
+            let sigma = (variance(theirs, n_go) + variance(theirs, n_ours)).sqrt();
+            println!(
+                "{function} {how}: {:.1} % in Go's, {:.1} % in ours (σ {:.1})",
+                100.0 * theirs,
+                100.0 * mine,
+                100.0 * sigma
+            );
+            assert!(
+                (mine - theirs).abs() <= 4.0 * sigma,
+                "{function} {how} is {:.1} % of Go's own samples but {:.1} % of the agent's \
+                 (σ {:.1})\n{}",
+                100.0 * theirs,
+                100.0 * mine,
+                100.0 * sigma,
+                top_leaves(ours, 15)
+            );
+            compared += 1;
         }
-        let mine = share_of(ours, function);
-        let variance = |p: f64, n: f64| p * (1.0 - p) / n;
-        let sigma = (variance(theirs, n_go) + variance(theirs, n_ours)).sqrt();
-        println!(
-            "{function}: {:.1} % in Go's, {:.1} % in ours (σ {:.1})",
-            100.0 * theirs,
-            100.0 * mine,
-            100.0 * sigma
-        );
-        assert!(
-            (mine - theirs).abs() <= 4.0 * sigma,
-            "{function} is in {:.1} % of Go's own samples but {:.1} % of the agent's (σ {:.1})\n{}",
-            100.0 * theirs,
-            100.0 * mine,
-            100.0 * sigma,
-            top_leaves(ours, 15)
-        );
-        compared += 1;
     }
-    assert!(compared >= 10, "only {compared} functions to compare");
+    assert!(compared >= 10, "only {compared} shares to compare");
 }
 
 /// The number after `prefix` in the profile's comments (0 if there is none).
