@@ -49,6 +49,15 @@ pub fn string(profile: &Profile, index: i64) -> &str {
         .map_or("", String::as_str)
 }
 
+/// The profile's first comment that starts with `prefix`.
+pub fn comment_starting<'p>(profile: &'p Profile, prefix: &str) -> Option<&'p str> {
+    profile
+        .comment
+        .iter()
+        .map(|&index| string(profile, index))
+        .find(|comment| comment.starts_with(prefix))
+}
+
 /// A sample's weight: its count.
 fn weight(sample: &Sample) -> i64 {
     sample.value.first().copied().unwrap_or(0)

@@ -13,8 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rprof_integration::{
-    agent_command, assert_leaf_ratio, assert_success, build_c, exclusive, label, leaf_split,
-    read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks, Target,
+    agent_command, assert_leaf_ratio, assert_success, build_c, comment_starting, exclusive, label,
+    leaf_split, read_profile, record, string, top_leaves, total_samples, Fraction, Running, Stacks,
+    Target,
 };
 use rprof_proto::pb::Profile;
 
@@ -356,11 +357,7 @@ impl Drop for Cgroup {
 
 /// The profile comment that starts with `prefix`.
 fn comment<'p>(profile: &'p Profile, prefix: &str) -> &'p str {
-    profile
-        .comment
-        .iter()
-        .map(|&c| string(profile, c))
-        .find(|c| c.starts_with(prefix))
+    comment_starting(profile, prefix)
         .unwrap_or_else(|| panic!("no {prefix} comment among {:?}", profile.comment))
 }
 

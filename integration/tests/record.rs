@@ -15,10 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
-    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, exclusive,
-    go_tool_pprof, is_running, label, leaf_split, num_label, of_process, programs, read_profile,
-    record, record_full, require_kernel_sampling_refused, run_agent, share_of, stack_split, string,
-    top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
+    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, comment_starting,
+    exclusive, go_tool_pprof, is_running, label, leaf_split, num_label, of_process, programs,
+    read_profile, record, record_full, require_kernel_sampling_refused, run_agent, share_of,
+    stack_split, string, top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target,
+    AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -1007,12 +1008,8 @@ fn assert_agrees_with_go(ours: &Profile, go: &Profile) {
 
 /// The number after `prefix` in the profile's comments (0 if there is none).
 fn comment_number(profile: &Profile, prefix: &str) -> u64 {
-    profile
-        .comment
-        .iter()
-        .map(|&index| string(profile, index))
-        .find_map(|comment| comment.strip_prefix(prefix))
-        .and_then(|rest| rest.split_whitespace().next())
+    comment_starting(profile, prefix)
+        .and_then(|comment| comment[prefix.len()..].split_whitespace().next())
         .and_then(|number| number.parse().ok())
         .unwrap_or(0)
 }

@@ -158,13 +158,13 @@ impl StackUnwinder {
             self.refresh_modules();
         }
         let mut walked = self.walk(regs, stack, !switched.is_empty(), out);
-        let before = out.len();
+        let mut resumed = false;
         for goroutine in switched {
-            walked = self.switch_over(walked, goroutine, out);
+            let (after, went_on) = self.switch_over(walked, goroutine, out);
+            walked = after;
+            resumed |= went_on;
         }
-        if out.len() > before {
-            self.resumed += 1;
-        }
+        self.resumed += u64::from(resumed);
         let end = match walked {
             // The goroutine that called mcall gave the thread up, and the thread's current
             // goroutine may already be the next one: Go's own traceback ends at mcall too.
@@ -246,26 +246,27 @@ impl StackUnwinder {
         walked
     }
 
-    /// Where the unwind goes after `walked`, given a stack the thread had switched away from.
+    /// Where the unwind goes after `walked`, given a stack the thread had switched away from,
+    /// and whether it went on on that stack.
     fn switch_over(
         &mut self,
         walked: Walked,
         goroutine: &SwitchedStack,
         out: &mut Vec<u64>,
-    ) -> Walked {
+    ) -> (Walked, bool) {
         match (goroutine.kind, walked) {
             (SwitchKind::Vdso, _) => {
                 // The Go function that made the vdso call moved SP: whatever the walk read
                 // past it is not its caller's frame.
                 self.cut_after_vdso_caller(out);
-                self.resume(goroutine, out)
+                (self.resume(goroutine, out), true)
             }
             (SwitchKind::Scheduled, Walked::Switch(StackSwitch::System)) => {
-                self.resume(goroutine, out)
+                (self.resume(goroutine, out), true)
             }
-            (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => Walked::Root,
+            (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => (Walked::Root, false),
             // Nothing to follow there (the walk ended before the switch, or at mcall).
-            (_, walked) => walked,
+            (_, walked) => (walked, false),
         }
     }
 

@@ -229,6 +229,15 @@ mod tests {
         super::super::tracker::tests::sample(tid, time, 1)
     }
 
+    /// Registers of a thread parked at the window's start (never unwound here).
+    fn parked_regs() -> Registers {
+        Registers {
+            ip: 1,
+            sp: 2,
+            bp: 0,
+        }
+    }
+
     fn end(tid: u32, since: u64, until: u64, weight: u64) -> End {
         End {
             tid,
@@ -309,12 +318,7 @@ mod tests {
     #[test]
     fn a_thread_already_waiting_counts_from_the_windows_start() {
         let mut tracker = TimedTracker::default();
-        let regs = Registers {
-            ip: 1,
-            sp: 2,
-            bp: 0,
-        };
-        tracker.park(9, regs, vec![0; 8], 5_000);
+        tracker.park(9, parked_regs(), vec![0; 8], 5_000);
         let mut waits = Vec::new();
         // Its wait began before the window (the program was loaded a moment earlier).
         tracker.ended(end(9, 1_000, 8_000, 1), |w| waits.push(w.off_cpu));
@@ -331,12 +335,7 @@ mod tests {
     #[test]
     fn the_window_end_cuts_a_thread_still_away_and_drops_the_rest() {
         let mut tracker = TimedTracker::default();
-        let regs = Registers {
-            ip: 1,
-            sp: 2,
-            bp: 0,
-        };
-        tracker.park(9, regs, vec![0; 8], 500);
+        tracker.park(9, parked_regs(), vec![0; 8], 500);
         tracker.record(&Record::Sample(sample(7, 1_010)), |_| {});
         let mut cut = Vec::new();
         let away = |tid: u32| (tid == 9).then_some((500, 1));
