@@ -11,10 +11,15 @@
 // unwind stops at the switch. By the time the agent unwinds the sample, the goroutine has run
 // on: its stack must be copied now. Go's own profiler (sigprof) follows the same two links.
 //
+// C code called through cgo runs on g0 too (`asmcgocall` saves the goroutine's registers in
+// g.sched as `systemstack` does).
+//
 // `go_stack` runs at every overflow of the agent's CPU-time events of one Go process (100 a
-// second per thread by default). It finds the running `g` in R14 (Go >= 1.17 on amd64 keeps it
-// there in Go code) and checks it: g's m must run g as its g0 or as its current goroutine (not
-// a thread id check: Go's `m.procid` is the thread id in the target's PID namespace). For each
+// second per thread by default). It finds the running `g` in thread-local storage, where the
+// runtime keeps it for every thread it runs, also in C code (FS base + the binary's offset of
+// `runtime.tlsg`), or else in R14 (Go >= 1.17 on amd64 keeps it there in Go code), and checks
+// it: g's m must run g as its g0 or as its current goroutine (not a thread id check: Go's
+// `m.procid` is the thread id in the target's PID namespace). For each
 // sample it sends a group of entries through `stacks`, ending with one that says how the group
 // ends: for a vdso call, the caller's registers and stack; then, on g0 for a goroutine, the
 // goroutine's (g.sched); on g0 for none, that; otherwise nothing but the end. A group per
@@ -27,6 +32,7 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 
 // Bytes of the goroutine's stack copied, from its saved stack pointer up (bounded by the
 // stack's top). Handlers' stacks above the runtime are a few KiB deep.
@@ -45,6 +51,7 @@ struct config {
 	__u64 m_curg;
 	__u64 m_vdso_sp;
 	__u64 m_vdso_pc;
+	__s64 tls_g; // where g is from the thread pointer (FS base); 0 if unknown
 };
 
 // What an entry is. All but SWITCH_VDSO end their sample's group.
@@ -109,6 +116,17 @@ struct user_regs {
 	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
+// The current task's FS base (x86-64's thread pointer), as the kernel keeps it for
+// arch_prctl(ARCH_SET_FS) and clone(CLONE_SETTLS), the ways glibc and Go set it. Declared with
+// the one field read: the loader (CO-RE) takes its offset from the running kernel's BTF.
+struct thread_struct {
+	unsigned long fsbase;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct thread_struct thread;
+} __attribute__((preserve_access_index));
+
 // Reads the target's word at `addr`; 0 when it cannot be read.
 static __always_inline __u64 word(__u64 addr)
 {
@@ -172,19 +190,35 @@ int go_stack(void *ctx)
 	// The user registers, also when the sample interrupted a system call: the ones the
 	// kernel saved on entry (the overflow's own registers are the kernel's then).
 	struct user_regs regs;
-	struct pt_regs *saved = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *saved = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved)) {
 		send(tid, SWITCH_NONE, 0, 0, 0, 0);
 		return 1;
 	}
 
-	// R14 is g in Go code; anything else (C code of a cgo program, a signal handler on
-	// gsignal, a few runtime assembly instructions) fails the check that g's m runs g.
-	__u64 g = regs.r14;
-	__u64 m = g ? word(g + cfg->g_m) : 0;
-	__u64 g0 = m ? word(m + cfg->m_g0) : 0;
-	__u64 curg = m ? word(m + cfg->m_curg) : 0;
-	if (!m || (g != g0 && g != curg)) {
+	// g: the runtime keeps it in thread-local storage for every thread it runs, also while C
+	// code called through cgo runs (on g0, where R14 is the C code's); R14 holds it in Go
+	// code, for when the offset in TLS is unknown (a stripped cgo binary). A candidate counts
+	// if its m runs it as g0 or as the goroutine.
+	__u64 candidates[2] = {regs.r14, 0};
+	if (cfg->tls_g) {
+		__u64 fsbase = 0;
+		if (!bpf_core_read(&fsbase, sizeof(fsbase), &task->thread.fsbase) && fsbase)
+			candidates[0] = word(fsbase + cfg->tls_g);
+		candidates[1] = regs.r14;
+	}
+	__u64 g = 0, m = 0, g0 = 0, curg = 0;
+	for (int i = 0; i < 2; i++) {
+		g = candidates[i];
+		m = g ? word(g + cfg->g_m) : 0;
+		g0 = m ? word(m + cfg->m_g0) : 0;
+		curg = m ? word(m + cfg->m_curg) : 0;
+		if (m && (g == g0 || g == curg))
+			break;
+		m = 0;
+	}
+	if (!m) {
 		send(tid, SWITCH_NONE, 0, 0, 0, 0);
 		return 1;
 	}

@@ -65,6 +65,12 @@ pub fn go_server() -> PathBuf {
     build_go("go_server", &[])
 }
 
+/// `go_cgo`: goroutines calling the C functions c_hot_a and c_hot_b 3:1 through cgo, and a
+/// thread of C's own ("c-caller") calling the Go function main.goSpin.
+pub fn go_cgo() -> PathBuf {
+    build_go("go_cgo", &[])
+}
+
 /// `i386_ready`: a static 32-bit x86 program without libc (so gcc-multilib is not needed):
 /// prints `ready` and waits in pause() for ever.
 pub fn i386_ready() -> PathBuf {

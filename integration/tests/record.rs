@@ -15,11 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
-    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_success, build_c, comment_starting,
-    exclusive, go_tool_pprof, is_running, label, leaf_split, num_label, of_process, programs,
-    read_profile, record, record_full, require_kernel_sampling_refused, run_agent, share_of,
-    stack_split, string, top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target,
-    AS_UNPRIVILEGED,
+    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_share, assert_success, build_c,
+    comment_starting, exclusive, go_tool_pprof, is_running, label, leaf_split, num_label,
+    of_process, programs, read_profile, record, record_full, require_kernel_sampling_refused,
+    run_agent, share_of, stack_split, string, top_leaves, total_samples, Measuring, Recording,
+    Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -894,15 +894,89 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
     // whose frames end at the signal frame (not followed), a few tenths of a percent of the
     // samples while it runs.
     let measured = Measured::record(&target, 5);
+    assert_go_stacks_rooted(measured.profile(), 400);
+}
+
+#[test]
+fn go_calling_c_and_c_calling_go_unwind_to_the_goroutine_root() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::go_cgo(), &[] as &[&str]);
+    let measured = Measured::record(&target, 6);
     let profile = measured.profile();
+    // C code called through cgo runs on g0, where R14 is not g: followed from g in TLS.
+    let followed = comment_number(profile, "goroutine stacks: ");
+    println!("followed back to their goroutine: {followed}");
+    assert!(followed > 0, "no stack was followed back to its goroutine");
+    assert_go_stacks_rooted(profile, 400);
+    let split = stack_split(profile, "c_hot_a", "c_hot_b");
+    assert_share(split, "c_hot_a / (c_hot_a + c_hot_b)", 0.75, 0.05, profile);
+    let stacks = Stacks::new(profile);
+    // Each C leaf under the Go function that called it, through cgo's own frames, down to
+    // the worker goroutine's root.
+    for (leaf, caller) in [("c_hot_a", "main.callA"), ("c_hot_b", "main.callB")] {
+        let path = [
+            leaf,
+            "runtime.asmcgocall",
+            "runtime.cgocall",
+            caller,
+            "main.worker",
+            "runtime.goexit",
+        ];
+        let through = stacks.fraction(
+            |frames, _| frames.contains(&leaf),
+            |frames| passes_through(frames, &path),
+        );
+        println!("{leaf} stacks through {path:?}: {through}");
+        assert_eq!(through.hits, through.total, "{leaf} stacks off {path:?}");
+    }
+    // The thread C created calls Go: its Go frames, on the goroutine Go lends it (an extra M),
+    // end where Go's own traceback ends them (its C callers are on the thread's own stack).
+    let path = [
+        "main.goSpin",
+        "runtime.cgocallbackg",
+        "runtime.cgocallback",
+        "runtime.goexit",
+    ];
+    let callback = stacks.fraction(
+        |frames, sample| {
+            frames.contains(&"main.goSpin") && label(profile, sample, "thread") == Some("c-caller")
+        },
+        |frames| passes_through(frames, &path),
+    );
+    println!("c-caller's main.goSpin stacks through {path:?}: {callback}");
+    assert!(
+        callback.total >= 100,
+        "too few callback samples: {callback}"
+    );
+    assert_eq!(
+        callback.hits, callback.total,
+        "callback stacks off {path:?}"
+    );
+}
+
+/// Whether `path` is in `frames` in this order (not necessarily adjacent), each name matching
+/// a frame with or without Go's `.abi0` suffix.
+fn passes_through(frames: &[&str], path: &[&str]) -> bool {
+    let mut frames = frames.iter();
+    path.iter()
+        .all(|want| frames.any(|frame| frame == want || frame.strip_suffix(".abi0") == Some(*want)))
+}
+
+/// Asserts that a Go program's stacks end where Go's own traceback ends them: nothing is
+/// unwound past a goroutine or thread root, at least 99 % of at least `min_samples` samples
+/// reach one, and no frame is `<unknown>`.
+fn assert_go_stacks_rooted(profile: &Profile, min_samples: i64) {
     let stacks = Stacks::new(profile);
     // Exactly these (goexit0, mstart0 and mstart1 are ordinary frames above them); mcall as in
-    // Go's own traceback: the goroutine that called it gave the thread up.
-    const ROOTS: [&str; 4] = [
+    // Go's own traceback: the goroutine that called it gave the thread up. clone3 and clone
+    // begin the threads a cgo program's C code creates.
+    const ROOTS: [&str; 6] = [
         "runtime.goexit",
         "runtime.mstart",
         "runtime.rt0_go",
         "runtime.mcall",
+        "clone3",
+        "clone",
     ];
     let is_root = |frame: &str| {
         ROOTS
@@ -936,7 +1010,7 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
             println!("  not rooted: {}", frames.join(" < "));
         }
     }
-    assert!(rooted.total >= 400, "too few samples: {rooted}");
+    assert!(rooted.total >= min_samples, "too few samples: {rooted}");
     assert!(
         rooted.ratio() >= 0.99,
         "only {rooted} of the stacks reach a root\n{}",

@@ -55,6 +55,55 @@ pub(crate) fn eh_frame_hdr_segment(elf: &Elf<'_>) -> Option<(u64, u64, u64)> {
         .map(|ph| (ph.p_vaddr(endian), ph.p_offset(endian), ph.p_filesz(endian)))
 }
 
+/// The `PT_TLS` segment, if any: the executable's thread-local block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TlsSegment {
+    pub vaddr: u64,
+    pub mem_size: u64,
+    pub align: u64,
+}
+
+pub(crate) fn tls_segment(elf: &Elf<'_>) -> Option<TlsSegment> {
+    let endian = elf.endian();
+    elf.elf_program_headers()
+        .iter()
+        .find(|ph| ph.p_type(endian) == elf::PT_TLS)
+        .map(|ph| TlsSegment {
+            vaddr: ph.p_vaddr(endian),
+            mem_size: ph.p_memsz(endian),
+            align: ph.p_align(endian),
+        })
+}
+
+/// Where an executable's thread-local symbol `name` lies relative to the thread pointer (FS
+/// base on x86-64), in bytes: negative, as TLS variant II puts the executable's block just
+/// below it. None without the symbol in `.symtab` or with a malformed segment.
+pub(crate) fn executable_tls_offset(elf: &Elf<'_>, tls: TlsSegment, name: &str) -> Option<i64> {
+    use object::ObjectSymbol;
+    let symbol = elf
+        .symbols()
+        .find(|symbol| symbol.kind() == object::SymbolKind::Tls && symbol.name() == Ok(name))?;
+    let block = tls_block_offset(tls.vaddr, tls.mem_size, tls.align)?;
+    i64::try_from(symbol.address())
+        .ok()?
+        .checked_sub(i64::try_from(block).ok()?)
+}
+
+/// The distance from the thread pointer down to the start of the executable's TLS block of
+/// `size` bytes aligned to `align` at `vaddr`, as glibc's `_dl_determine_tlsoffset` lays out
+/// the first module: `roundup(size - firstbyte, align) + firstbyte`, with `firstbyte = -vaddr
+/// & (align - 1)`. None for a malformed header.
+pub(crate) fn tls_block_offset(vaddr: u64, size: u64, align: u64) -> Option<u64> {
+    let align = align.max(1);
+    if !align.is_power_of_two() {
+        return None;
+    }
+    let firstbyte = vaddr.wrapping_neg() & (align - 1);
+    size.checked_sub(firstbyte)?
+        .checked_next_multiple_of(align)?
+        .checked_add(firstbyte)
+}
+
 /// The address range a section occupies at run time, if it has one.
 pub(crate) fn section_svma(section: &ElfSection<'_, '_>) -> Option<std::ops::Range<u64>> {
     let start = section.address();
@@ -126,4 +175,24 @@ pub(crate) fn is_go(elf: &Elf<'_>) -> bool {
     [".go.buildinfo", ".gopclntab", ".note.go.buildid"]
         .iter()
         .any(|name| elf.section_by_name(name).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_tls_block_ends_at_the_thread_pointer() {
+        // One 8-byte word: just below the thread pointer.
+        assert_eq!(tls_block_offset(0x514df0, 8, 8), Some(8));
+        // Rounded up to the alignment.
+        assert_eq!(tls_block_offset(0x515dd0, 0x14, 16), Some(0x20));
+        // A block that starts off its alignment keeps that offset (glibc's firstbyte).
+        assert_eq!(tls_block_offset(0x1008, 0x10, 16), Some(0x18));
+        assert_eq!(tls_block_offset(0x1000, 0, 0), Some(0));
+        // Malformed: alignment not a power of two, sizes that overflow.
+        assert_eq!(tls_block_offset(0x1000, 8, 12), None);
+        assert_eq!(tls_block_offset(0x1008, 4, 16), None);
+        assert_eq!(tls_block_offset(0, u64::MAX, 16), None);
+    }
 }

@@ -711,9 +711,15 @@ mod tests {
     /// Builds `tests/programs/hello.go` into `dir` with `go build` and `flags`. The Go
     /// toolchain is required: without it the test fails rather than passing unnoticed.
     fn go_build(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+        go_build_with(dir, name, flags, "1")
+    }
+
+    /// `go build` of hello.go with `CGO_ENABLED=cgo`.
+    fn go_build_with(dir: &Path, name: &str, flags: &[&str], cgo: &str) -> PathBuf {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/hello.go");
         let binary = dir.join(name);
         let output = Command::new("go")
+            .env("CGO_ENABLED", cgo)
             .arg("build")
             .args(flags)
             .arg("-o")
@@ -821,6 +827,68 @@ mod tests {
         assert_eq!(read_file(&this), None);
 
         corrupted_copies_never_panic(&object);
+    }
+
+    #[test]
+    fn where_g_is_in_tls_and_which_code_debug_frame_alone_describes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Without cgo, the runtime sets FS itself: g at -8, no PT_TLS, no .eh_frame.
+        let pure = load(&go_build_with(dir.path(), "pure", &[], "0"));
+        assert_eq!(pure.go_tls_g_offset(), Some(-8));
+        assert_eq!(pure.go_tls_g_offset(), tls_offset_in_code(&pure));
+        assert_eq!(pure.unwind_sections().debug_frame_only, None);
+        // Linked by the C toolchain: the C library places TLS, and .eh_frame describes the C
+        // code while Go's own is in .debug_frame alone.
+        let external = load(&go_build(
+            dir.path(),
+            "external",
+            &["-ldflags=-linkmode=external"],
+        ));
+        let offset = external.go_tls_g_offset();
+        assert!(offset.is_some_and(|o| o < 0), "{offset:?}");
+        assert_eq!(offset, tls_offset_in_code(&external));
+        let sections = external.unwind_sections();
+        assert!(sections.eh_frame.is_some() && sections.debug_frame.is_some());
+        let go_text = sections.debug_frame_only.expect("Go's code apart");
+        let symbols = external.symbols();
+        for function in [
+            "main.main",
+            "runtime.mstart.abi0",
+            "runtime.cgocallback.abi0",
+        ] {
+            let at = symbols.range_of(function).expect(function).start;
+            assert!(
+                go_text.contains(&at),
+                "{function} at {at:#x} not in {go_text:x?}"
+            );
+        }
+        let threadentry = symbols
+            .range_of("threadentry")
+            .expect("runtime/cgo's C code");
+        assert!(!go_text.contains(&threadentry.start), "{threadentry:x?}");
+        // Not Go: no g anywhere.
+        assert_eq!(
+            load(&std::env::current_exe().unwrap()).go_tls_g_offset(),
+            None
+        );
+    }
+
+    /// The FS displacement that the binary's own code reads g at: the most frequent `disp32`
+    /// of `mov FS:disp32, reg` (64 REX.W 8B modrm(rm=100, mod=00) 25 disp32) in `.text`.
+    fn tls_offset_in_code(object: &ObjectInfo) -> Option<i64> {
+        let text = object.unwind_sections().text?;
+        let mut counts = std::collections::HashMap::<i32, usize>::new();
+        for window in text.windows(9) {
+            let rex_w = window[1] & 0xf8 == 0x48;
+            let modrm = window[3];
+            let sib_disp32 = modrm & 0xc7 == 0x04 && window[4] == 0x25;
+            if window[0] == 0x64 && rex_w && window[2] == 0x8b && sib_disp32 {
+                let disp = i32::from_le_bytes(window[5..9].try_into().unwrap());
+                *counts.entry(disp).or_default() += 1;
+            }
+        }
+        let (disp, _) = counts.into_iter().max_by_key(|&(_, n)| n)?;
+        Some(i64::from(disp))
     }
 
     /// The parser over a file's sections, without the `is_go` check.

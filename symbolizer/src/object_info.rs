@@ -209,9 +209,21 @@ impl ObjectInfo {
                 if sections.debug_frame.is_none() {
                     sections.debug_frame = self.debug_file.as_ref().and_then(|d| d.debug_frame());
                 }
+                if sections.eh_frame.is_some() && sections.debug_frame.is_some() {
+                    sections.debug_frame_only = self.go_text();
+                }
                 sections
             })
             .clone()
+    }
+
+    /// The SVMAs of a Go program's own code (the Go linker's `runtime.text..runtime.etext`),
+    /// apart from the C code a cgo program links with it. None for other files.
+    fn go_text(&self) -> Option<std::ops::Range<u64>> {
+        let symbols = self.is_go.then(|| self.symbols())?;
+        let start = symbols.range_of("runtime.text")?.start;
+        let end = symbols.range_of("runtime.etext")?.start;
+        (start < end).then_some(start..end)
     }
 
     /// `.debug_frame` alone (decompressed), for a separate debug file whose other sections
@@ -370,6 +382,24 @@ impl ObjectInfo {
         })
     }
 
+    /// Where a Go program keeps the running goroutine `g` in thread-local storage, relative to
+    /// the thread pointer (FS base). Go's runtime keeps g there on every thread it runs, also
+    /// in C code called through cgo (where R14 is not g). A Go program without cgo sets each
+    /// thread's FS base itself, to just past `m.tls[0]`: -8, and links no `PT_TLS`. A cgo
+    /// one lets the C library place the block and reaches g through the TLS symbol
+    /// `runtime.tlsg`. None for other files, and where the symbol is needed but stripped.
+    pub fn go_tls_g_offset(&self) -> Option<i64> {
+        const GO_OWN_TLS: i64 = -8;
+        if !self.is_go {
+            return None;
+        }
+        let elf = self.parse().ok()?;
+        match elf::tls_segment(&elf) {
+            None => Some(GO_OWN_TLS),
+            Some(tls) => elf::executable_tls_offset(&elf, tls, "runtime.tlsg"),
+        }
+    }
+
     /// The object whose DWARF describes this file: itself, or its separate debug file.
     fn dwarf_source(&self) -> Option<&ObjectInfo> {
         if self.own_dwarf {
@@ -392,7 +422,7 @@ impl ObjectInfo {
         }
     }
 
-    fn symbols(&self) -> &SymbolTable {
+    pub(crate) fn symbols(&self) -> &SymbolTable {
         self.symbols.get_or_init(|| {
             let Ok(elf) = self.parse() else {
                 return SymbolTable::default();

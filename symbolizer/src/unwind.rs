@@ -24,6 +24,11 @@ pub struct UnwindSections {
     /// Decompressed if `SHF_COMPRESSED`; taken from the separate debug file if the binary itself
     /// has none.
     pub debug_frame: Option<Bytes>,
+    /// Code that only `debug_frame` describes although the file has `eh_frame` too: a Go
+    /// program linked with C code (cgo), whose Go part (`runtime.text..runtime.etext`) has
+    /// Go's `.debug_frame` and its C part gcc's `.eh_frame`. An unwinder that reads one of
+    /// the two for the whole file must read `debug_frame` for these SVMAs.
+    pub debug_frame_only: Option<Range<u64>>,
 }
 
 impl UnwindSections {

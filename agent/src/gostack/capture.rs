@@ -59,6 +59,7 @@ struct Config {
     m_curg: u64,
     m_vdso_sp: u64,
     m_vdso_pc: u64,
+    tls_g: i64,
 }
 
 /// The program's `struct counts`.
@@ -68,22 +69,23 @@ struct Counts {
     dropped: u64,
 }
 
-// SAFETY: plain `repr(C)` integers without padding (2×4 + 9×8, 8 bytes): any bytes are a
+// SAFETY: plain `repr(C)` integers without padding (2×4 + 10×8 bytes): any bytes are a
 // valid value, as `Pod` requires of what is copied to and from the kernel's maps.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Counts {}
 
 impl GoStackCapture {
-    /// Loads the program for Go process `pid`, whose runtime lays its structs out as `layout`.
-    /// Fails, saying why, where BPF cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without
-    /// `bpf_task_pt_regs`, an agent in a PID namespace of its own).
-    pub fn load(pid: u32, layout: &GoRuntimeLayout) -> Result<GoStackCapture> {
+    /// Loads the program for Go process `pid`, whose runtime lays its structs out as `layout`
+    /// and keeps g at `tls_g` from the thread pointer (if known). Fails, saying why, where BPF
+    /// cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without `bpf_task_pt_regs` or BTF, an
+    /// agent in a PID namespace of its own).
+    pub fn load(pid: u32, layout: &GoRuntimeLayout, tls_g: Option<i64>) -> Result<GoStackCapture> {
         crate::proc::in_initial_pid_namespace()?;
         let mut ebpf = Ebpf::load(OBJECT).context("cannot load the BPF program")?;
         let mut config: Array<_, Config> =
             Array::try_from(ebpf.map_mut("config").context("no config map")?)?;
-        config.set(0, config_for(pid, layout), 0)?;
+        config.set(0, config_for(pid, layout, tls_g), 0)?;
         let program: &mut PerfEvent = ebpf
             .program_mut(PROGRAM)
             .context("no go_stack program")?
@@ -130,7 +132,7 @@ impl GoStackCapture {
     }
 }
 
-fn config_for(pid: u32, layout: &GoRuntimeLayout) -> Config {
+fn config_for(pid: u32, layout: &GoRuntimeLayout, tls_g: Option<i64>) -> Config {
     Config {
         tgid: pid,
         pad: 0,
@@ -143,6 +145,8 @@ fn config_for(pid: u32, layout: &GoRuntimeLayout) -> Config {
         m_curg: layout.m_curg,
         m_vdso_sp: layout.m_vdso_sp,
         m_vdso_pc: layout.m_vdso_pc,
+        // 0: unknown (g is never at the thread pointer itself).
+        tls_g: tls_g.unwrap_or(0),
     }
 }
 

@@ -85,7 +85,8 @@ impl GoStacks {
             )
         })?;
         let unable = |err: anyhow::Error| NotFollowed::Unable(format!("{err:#}"));
-        let capture = GoStackCapture::load(modules.pid(), &layout).map_err(unable)?;
+        let capture =
+            GoStackCapture::load(modules.pid(), &layout, go.go_tls_g_offset()).map_err(unable)?;
         let program = capture.program_fd().map_err(unable)?;
         Ok(GoStacks {
             capture,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use framehop::{ExplicitModuleSectionInfo, Module};
 use rprof_symbolizer::maps::MapEntry;
-use rprof_symbolizer::{Bytes, MappedModule, PerfMap, PerfMapSource, Symbolizer};
+use rprof_symbolizer::{Bytes, MappedModule, PerfMap, PerfMapSource, Symbolizer, UnwindSections};
 
 use crate::process_identity::ProcessHandle;
 
@@ -244,7 +244,7 @@ impl ModuleSet {
     pub fn framehop_modules(&self) -> Vec<Module<Bytes>> {
         self.current
             .iter()
-            .map(|l| framehop_module(&l.module))
+            .flat_map(|l| framehop_modules(&l.module))
             .collect()
     }
 
@@ -265,7 +265,7 @@ impl ModuleSet {
                 .cloned();
             live.push(kept.unwrap_or_else(|| {
                 let module = Arc::new(module);
-                added.push(framehop_module(&module));
+                added.extend(framehop_modules(&module));
                 self.admit(module)
             }));
         }
@@ -277,7 +277,7 @@ impl ModuleSet {
                     .iter()
                     .any(|new| same_mapping(&new.module, &old.module))
             })
-            .map(|old| old.module.avma.start)
+            .flat_map(|old| framehop_starts(&old.module))
             .collect();
         self.current = sorted(live);
         Some(ModuleChange { added, removed })
@@ -311,11 +311,11 @@ impl ModuleSet {
         self.current.retain(|l| {
             let overlaps = overlap(&l.module.avma, &module.avma);
             if overlaps {
-                change.removed.push(l.module.avma.start);
+                change.removed.extend(framehop_starts(&l.module));
             }
             !overlaps
         });
-        change.added.push(framehop_module(&module));
+        change.added.extend(framehop_modules(&module));
         let live = self.admit(module);
         self.current.push(live);
         self.current.sort_by_key(|l| l.module.avma.start);
@@ -328,7 +328,7 @@ impl ModuleSet {
         let removed = self
             .current
             .drain(..)
-            .map(|l| l.module.avma.start)
+            .flat_map(|l| framehop_starts(&l.module))
             .collect();
         ModuleChange {
             added: Vec::new(),
@@ -418,29 +418,82 @@ fn maps_code(module: &MappedModule, addr: u64) -> bool {
     module.avma.contains(&addr)
 }
 
-/// A framehop module: ELF SVMAs are the file's own vaddrs (base_svma 0), so the module's base
-/// AVMA is the load bias.
-fn framehop_module(module: &MappedModule) -> Module<Bytes> {
-    let s = module.object.unwind_sections();
-    let info = ExplicitModuleSectionInfo {
-        base_svma: s.base_svma,
-        text_svma: s.text_svma,
-        text: s.text,
-        got_svma: s.got_svma,
-        eh_frame_svma: s.eh_frame_svma,
-        eh_frame: s.eh_frame,
-        eh_frame_hdr_svma: s.eh_frame_hdr_svma,
-        eh_frame_hdr: s.eh_frame_hdr,
-        debug_frame: s.debug_frame,
-        // Mach-O only.
-        stubs_svma: None,
-        stub_helper_svma: None,
-        unwind_info: None,
-        text_segment_svma: None,
-        text_segment: None,
+/// Which of a file's unwind tables framehop reads for a piece of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tables {
+    /// Both as found (framehop prefers `.eh_frame`).
+    Both,
+    EhFrame,
+    DebugFrame,
+}
+
+/// The address ranges framehop gets as modules for `module`: the whole of it, or, where code
+/// is only described by `.debug_frame` while the rest is by `.eh_frame` (Go's code in a cgo
+/// program), that code apart from the rest, since framehop reads one table per module.
+fn framehop_pieces(module: &MappedModule, s: &UnwindSections) -> Vec<(Range<u64>, Tables)> {
+    let avma = &module.avma;
+    let only = s.debug_frame_only.as_ref().and_then(|svma| {
+        let start = svma
+            .start
+            .checked_add(module.bias)?
+            .clamp(avma.start, avma.end);
+        let end = svma
+            .end
+            .checked_add(module.bias)?
+            .clamp(avma.start, avma.end);
+        (start < end).then_some(start..end)
+    });
+    let Some(only) = only else {
+        return vec![(avma.clone(), Tables::Both)];
     };
+    [
+        (avma.start..only.start, Tables::EhFrame),
+        (only.clone(), Tables::DebugFrame),
+        (only.end..avma.end, Tables::EhFrame),
+    ]
+    .into_iter()
+    .filter(|(range, _)| !range.is_empty())
+    .collect()
+}
+
+/// Where each of `module`'s framehop modules starts: how framehop removes them.
+fn framehop_starts(module: &MappedModule) -> Vec<u64> {
+    framehop_pieces(module, &module.object.unwind_sections())
+        .into_iter()
+        .map(|(range, _)| range.start)
+        .collect()
+}
+
+/// `module` as framehop modules: ELF SVMAs are the file's own vaddrs (base_svma 0), so each
+/// one's base AVMA is the load bias.
+fn framehop_modules(module: &MappedModule) -> Vec<Module<Bytes>> {
+    let s = module.object.unwind_sections();
     let base_avma = module.bias.wrapping_add(s.base_svma);
-    Module::new(module.path.clone(), module.avma.clone(), base_avma, info)
+    framehop_pieces(module, &s)
+        .into_iter()
+        .map(|(range, tables)| {
+            let s = s.clone();
+            let eh = tables != Tables::DebugFrame;
+            let info = ExplicitModuleSectionInfo {
+                base_svma: s.base_svma,
+                text_svma: s.text_svma,
+                text: s.text,
+                got_svma: s.got_svma,
+                eh_frame_svma: s.eh_frame_svma.filter(|_| eh),
+                eh_frame: s.eh_frame.filter(|_| eh),
+                eh_frame_hdr_svma: s.eh_frame_hdr_svma.filter(|_| eh),
+                eh_frame_hdr: s.eh_frame_hdr.filter(|_| eh),
+                debug_frame: s.debug_frame.filter(|_| tables != Tables::EhFrame),
+                // Mach-O only.
+                stubs_svma: None,
+                stub_helper_svma: None,
+                unwind_info: None,
+                text_segment_svma: None,
+                text_segment: None,
+            };
+            Module::new(module.path.clone(), range, base_avma, info)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -542,5 +595,41 @@ mod tests {
         assert!(!set.contains(0x40_1000) && !set.contains(0x80_1000));
         // Still named: samples taken before the exec need it.
         assert_eq!(set.find(0x40_1000).unwrap().path, "/a");
+    }
+
+    #[test]
+    fn code_only_debug_frame_describes_is_a_framehop_module_apart() {
+        let symbolizer = Arc::new(Symbolizer::new());
+        let exe = symbolizer
+            .load_file(std::env::current_exe().unwrap())
+            .unwrap();
+        // Mapped at 0x40_0000..0x40_4000 with bias 0x40_0000.
+        let module = mapped_at("/a", &exe, 0x40_0000);
+        let mut sections = exe.unwind_sections();
+        assert_eq!(
+            framehop_pieces(&module, &sections),
+            [(0x40_0000..0x40_4000, Tables::Both)]
+        );
+        // Go's code (SVMAs 0x1000..0x2000) apart from the C code around it.
+        sections.debug_frame_only = Some(0x1000..0x2000);
+        assert_eq!(
+            framehop_pieces(&module, &sections),
+            [
+                (0x40_0000..0x40_1000, Tables::EhFrame),
+                (0x40_1000..0x40_2000, Tables::DebugFrame),
+                (0x40_2000..0x40_4000, Tables::EhFrame),
+            ]
+        );
+        // Clipped to the mapping; nothing empty.
+        sections.debug_frame_only = Some(0..0x8000);
+        assert_eq!(
+            framehop_pieces(&module, &sections),
+            [(0x40_0000..0x40_4000, Tables::DebugFrame)]
+        );
+        sections.debug_frame_only = Some(0x9000..0xa000);
+        assert_eq!(
+            framehop_pieces(&module, &sections),
+            [(0x40_0000..0x40_4000, Tables::Both)]
+        );
     }
 }
