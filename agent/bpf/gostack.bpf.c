@@ -12,19 +12,22 @@
 // on: its stack must be copied now. Go's own profiler (sigprof) follows the same two links.
 //
 // C code called through cgo runs on g0 too (`asmcgocall` saves the goroutine's registers in
-// g.sched as `systemstack` does).
+// g.sched as `systemstack` does). Signal handlers run on a third stack, gsignal, the thread's
+// alternate signal stack: the code they interrupted is found through the signal frame.
 //
 // `go_stack` runs at every overflow of the agent's CPU-time events of one Go process (100 a
 // second per thread by default). It finds the running `g` in thread-local storage, where the
 // runtime keeps it for every thread it runs, also in C code (FS base + the binary's offset of
 // `runtime.tlsg`), or else in R14 (Go >= 1.17 on amd64 keeps it there in Go code), and checks
-// it: g's m must run g as its g0 or as its current goroutine (not a thread id check: Go's
-// `m.procid` is the thread id in the target's PID namespace). For each
-// sample it sends a group of entries through `stacks`, ending with one that says how the group
-// ends: for a vdso call, the caller's registers and stack; then, on g0 for a goroutine, the
-// goroutine's (g.sched); on g0 for none, that; otherwise nothing but the end. A group per
-// sample lets the agent pair them in order, whichever of the two the kernel stamps first
-// (since Linux 6.3 the sample is stamped before the program runs, before that after).
+// it: g's m must run g as its g0, its current goroutine or its gsignal (not a thread id check:
+// Go's `m.procid` is the thread id in the target's PID namespace). For each sample it sends a
+// group of entries through `stacks`, ending with one that says how the group ends: in a
+// signal handler, the interrupted registers (from the signal frame) and stack, after which
+// the rest is about the interrupted code; for a vdso call, the caller's registers and stack;
+// then, on g0 for a goroutine, the goroutine's (g.sched); on g0 for none, that; otherwise
+// nothing but the end. A group per sample lets the agent pair them in order, whichever of the
+// two the kernel stamps first (since Linux 6.3 the sample is stamped before the program runs,
+// before that after).
 // It never drops a sample itself (it returns 1); but the kernel drops a sample whose program
 // cannot run because another BPF tracing program runs on that CPU at that moment (a kprobe,
 // or the agent's own sched_switch program of a wall or block recording).
@@ -52,13 +55,29 @@ struct config {
 	__u64 m_vdso_sp;
 	__u64 m_vdso_pc;
 	__s64 tls_g; // where g is from the thread pointer (FS base); 0 if unknown
+	__u64 m_gsignal;
+	__u64 g_stack_lo;
 };
 
-// What an entry is. All but SWITCH_VDSO end their sample's group.
+// What an entry is. All but SWITCH_VDSO and SWITCH_SIGNAL end their sample's group.
 #define SWITCH_NONE 0   // nothing to follow (or no g to follow it from)
 #define SWITCH_SCHED 1  // on g0 for the goroutine m.curg: its g.sched
 #define SWITCH_VDSO 2   // in a vdso call: m.vdsoPC / m.vdsoSP
 #define SWITCH_PARKED 3 // on g0 for no goroutine (it was descheduled): g0's frames are all
+#define SWITCH_SIGNAL 4 // in a signal handler (on gsignal): the interrupted registers and stack
+
+// A signal handler's frame is searched for in at most this many bytes at the top of the signal
+// stack (the kernel puts it below the FPU state it saves there, at most ~11 KiB with AMX).
+#define SIGNAL_TOP_BYTES 16384
+#define SIGNAL_TOP_WORDS (SIGNAL_TOP_BYTES / 8)
+
+// x86-64's ucontext_t, in words: uc_flags, uc_link, uc_stack {ss_sp, ss_flags, ss_size}, then
+// uc_mcontext {r8, r9, r10, r11, r12, r13, r14, r15, di, si, bp, bx, dx, ax, cx, sp, ip, ...}.
+#define UC_STACK_SP 2
+#define UC_STACK_SIZE 4
+#define UC_BP (5 + 10)
+#define UC_SP (5 + 15)
+#define UC_IP (5 + 16)
 
 
 // What `stacks` carries: the registers to resume unwinding from, and the stack from `sp` up.
@@ -96,6 +115,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct switched);
 } scratch SEC(".maps");
+
+// The top of a signal stack, copied to find the signal frame in.
+struct signal_top {
+	__u64 words[SIGNAL_TOP_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct signal_top);
+} signal_top SEC(".maps");
 
 // What the agent reports: entries that could not be sent (`stacks` was full) and goroutine
 // stacks that could not be read.
@@ -159,7 +190,7 @@ static __always_inline void send(__u32 tid, __u32 kind, __u64 pc, __u64 sp, __u6
 	out->sp = sp;
 	out->bp = bp;
 	out->len = 0;
-	if ((kind == SWITCH_SCHED || kind == SWITCH_VDSO) && pc && sp && hi > sp) {
+	if (kind != SWITCH_NONE && kind != SWITCH_PARKED && pc && sp && hi > sp) {
 		__u64 len = hi - sp;
 		if (len > STACK_BYTES)
 			len = STACK_BYTES;
@@ -175,6 +206,82 @@ static __always_inline void send(__u32 tid, __u32 kind, __u64 pc, __u64 sp, __u6
 	// The agent reads the ring before each batch of samples: no wakeup per entry.
 	if (bpf_ringbuf_output(&stacks, out, size, BPF_RB_NO_WAKEUP))
 		count_dropped();
+}
+
+// Registers of the code a signal interrupted, as the kernel saved them for the handler.
+struct interrupted {
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+};
+
+// Word `k` of a copied signal stack top; 0 past it. The barrier keeps the compiler from
+// folding the bound into the caller's index arithmetic, which the verifier could not follow.
+static __always_inline __u64 top_word(struct signal_top *top, __u64 k)
+{
+	asm volatile("" : "+r"(k));
+	if (k >= SIGNAL_TOP_WORDS)
+		return 0;
+	return top->words[k];
+}
+
+// A search of a signal stack's top for a signal frame, one bpf_loop step per candidate.
+struct scan {
+	struct signal_top *top;
+	__u64 first; // the word the search starts at
+	__u64 lo;    // what uc_stack holds: ss_sp, and ss_size
+	__u64 size;
+	__s64 found; // the word the ucontext starts at; -1 if none
+};
+
+static long scan_step(__u32 i, void *data)
+{
+	struct scan *scan = data;
+	__u64 at = scan->first + 2 * (__u64)i;
+	if (at + UC_IP >= SIGNAL_TOP_WORDS)
+		return 1;
+	if (top_word(scan->top, at + UC_STACK_SP) == scan->lo &&
+	    top_word(scan->top, at + UC_STACK_SIZE) == scan->size) {
+		scan->found = (__s64)at;
+		return 1;
+	}
+	return 0;
+}
+
+// Finds the frame of the signal whose handler runs at `sp` on the signal stack `lo..hi`: the
+// kernel wrote it there with uc_stack = {lo, flags, hi - lo} (Go registers g.m.gsignal's
+// stack as the thread's alternate signal stack), 16-byte aligned, and the innermost one is
+// the nearest above `sp`. Fills `out` with the interrupted registers; -1 where none is found.
+// The search is a bpf_loop (Linux >= 5.17): its step is verified once, not per word.
+static __always_inline int signal_context(__u64 lo, __u64 hi, __u64 sp, struct interrupted *out)
+{
+	__u32 zero = 0;
+	struct signal_top *top = bpf_map_lookup_elem(&signal_top, &zero);
+	if (!top || hi <= lo || sp < lo || sp >= hi || (hi & 15))
+		return -1;
+	// From the handler's stack pointer up: the pages below may never have been touched, and
+	// an untouched page fails the whole read.
+	__u64 len = hi - (sp & ~15ULL);
+	if (len > SIGNAL_TOP_BYTES)
+		len = SIGNAL_TOP_BYTES;
+	__u64 base = hi - len;
+	if (bpf_probe_read_user(top->words, len, (const void *)base))
+		return -1;
+	struct scan scan = {
+		.top = top,
+		.first = sp > base ? ((sp - base) / 8) & ~1ULL : 0,
+		.lo = lo,
+		.size = hi - lo,
+		.found = -1,
+	};
+	bpf_loop(SIGNAL_TOP_WORDS / 2, scan_step, &scan, 0);
+	if (scan.found < 0)
+		return -1;
+	__u64 at = (__u64)scan.found;
+	out->ip = top_word(top, at + UC_IP);
+	out->sp = top_word(top, at + UC_SP);
+	out->bp = top_word(top, at + UC_BP);
+	return 0;
 }
 
 SEC("perf_event")
@@ -208,13 +315,14 @@ int go_stack(void *ctx)
 			candidates[0] = word(fsbase + cfg->tls_g);
 		candidates[1] = regs.r14;
 	}
-	__u64 g = 0, m = 0, g0 = 0, curg = 0;
+	__u64 g = 0, m = 0, g0 = 0, curg = 0, gsignal = 0;
 	for (int i = 0; i < 2; i++) {
 		g = candidates[i];
 		m = g ? word(g + cfg->g_m) : 0;
 		g0 = m ? word(m + cfg->m_g0) : 0;
 		curg = m ? word(m + cfg->m_curg) : 0;
-		if (m && (g == g0 || g == curg))
+		gsignal = m ? word(m + cfg->m_gsignal) : 0;
+		if (m && (g == g0 || g == curg || g == gsignal))
 			break;
 		m = 0;
 	}
@@ -223,6 +331,39 @@ int go_stack(void *ctx)
 		return 1;
 	}
 	__u64 vdso_sp = word(m + cfg->m_vdso_sp);
+
+	// In a signal handler, on the signal stack (whichever g the handler has set by then):
+	// the registers and stack of the code it interrupted, which the rest is about (it ran as
+	// the goroutine if its stack was the goroutine's, else on g0).
+	__u64 lo = gsignal ? word(gsignal + cfg->g_stack_lo) : 0;
+	__u64 hi = gsignal ? word(gsignal + cfg->g_stack_hi) : 0;
+	if (regs.sp >= lo && regs.sp < hi) {
+		// The handler's own vdso call (its caller is on gsignal): what the code it
+		// interrupted was in, if anything, is lost (the handler's call saved it aside).
+		if (vdso_sp >= lo && vdso_sp < hi) {
+			send(tid, SWITCH_VDSO, word(m + cfg->m_vdso_pc), vdso_sp, word(vdso_sp - 16),
+			     hi);
+			vdso_sp = 0;
+		}
+		struct interrupted at;
+		if (signal_context(lo, hi, regs.sp, &at)) {
+			send(tid, SWITCH_NONE, 0, 0, 0, 0);
+			return 1;
+		}
+		__u64 curg_lo = curg ? word(curg + cfg->g_stack_lo) : 0;
+		__u64 curg_hi = curg ? word(curg + cfg->g_stack_hi) : 0;
+		__u64 g0_lo = word(g0 + cfg->g_stack_lo), g0_hi = word(g0 + cfg->g_stack_hi);
+		if (curg && at.sp >= curg_lo && at.sp < curg_hi) {
+			g = curg;
+			hi = curg_hi;
+		} else {
+			g = g0;
+			// Outside g0's bounds (Go only estimates them on threads the C library
+			// started): as far as the copy goes.
+			hi = at.sp >= g0_lo && at.sp < g0_hi ? g0_hi : at.sp + STACK_BYTES;
+		}
+		send(tid, SWITCH_SIGNAL, at.ip, at.sp, at.bp, hi);
+	}
 
 	// In a vdso call, whose Go caller moved SP (to g0's stack, or aligned it on g0): vdsoSP
 	// is that caller's stack pointer after the call returns, on g's own stack; its frame

@@ -33,6 +33,12 @@ pub fn exits_soon() -> PathBuf {
     build_c("exits_soon", C_FLAGS)
 }
 
+/// `signal_frames`: main_work in a loop, interrupted every 1 to 5 ms (at random) by a SIGUSR1
+/// handler, on_signal, that spends 1 ms of CPU time in handler_work.
+pub fn signal_frames() -> PathBuf {
+    build_c("signal_frames", C_FLAGS)
+}
+
 /// `nodwarf [SECONDS]`: leaf_ratio's workload with static leaves, built without -g and then
 /// stripped of any debug section: names come only from .symtab, unwinding from .eh_frame.
 pub fn nodwarf() -> PathBuf {

@@ -890,9 +890,24 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
     let followed = comment_number(alongside_go.profile(), "goroutine stacks: ");
     println!("followed back to their goroutine: {followed}");
     assert!(followed > 0, "no stack was followed back to its goroutine");
-    // Roots, once Go's own profiler stopped: its SIGPROF handlers run on the signal stack,
-    // whose frames end at the signal frame (not followed), a few tenths of a percent of the
-    // samples while it runs.
+    // Roots, while Go's own profiler runs: its SIGPROF handlers run on the signal stack and
+    // are followed through the signal frame into the code they interrupted.
+    let profile = alongside_go.profile();
+    let stacks = Stacks::new(profile);
+    // The restorer is glibc's in a cgo program (this one: net), else Go's own.
+    let restorer =
+        |frame: &&str| *frame == "__restore_rt" || frame.starts_with("runtime.sigreturn");
+    let handlers = stacks.fraction(
+        |frames, _| frames.iter().any(|f| f.starts_with("runtime.sigtramp")),
+        |frames| frames.iter().any(restorer) && frames.last() != Some(&"__restore_rt"),
+    );
+    println!("Go's signal handler stacks on past the signal frame: {handlers}");
+    assert_eq!(
+        handlers.hits, handlers.total,
+        "handler stacks end at the signal frame"
+    );
+    assert_go_stacks_rooted(profile, 400);
+    // And once it stopped.
     let measured = Measured::record(&target, 5);
     assert_go_stacks_rooted(measured.profile(), 400);
 }
@@ -951,6 +966,47 @@ fn go_calling_c_and_c_calling_go_unwind_to_the_goroutine_root() {
     assert_eq!(
         callback.hits, callback.total,
         "callback stacks off {path:?}"
+    );
+}
+
+#[test]
+fn signal_handler_stacks_go_on_through_the_signal_frame_into_the_interrupted_code() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::signal_frames(), &[] as &[&str]);
+    let measured = Measured::record(&target, 5);
+    let profile = measured.profile();
+    let stacks = Stacks::new(profile);
+    // Both sides sampled: about a quarter of the time in the handler.
+    let in_handler = stacks.fraction(|_, _| true, |frames| frames.contains(&"handler_work"));
+    println!("in the handler: {in_handler}");
+    let outside = in_handler.total - in_handler.hits;
+    assert!(
+        in_handler.hits >= 100 && outside >= 100,
+        "{in_handler} of the samples in the handler\n{}",
+        top_leaves(profile, 10)
+    );
+    let path = [
+        "handler_work",
+        "on_signal",
+        "__restore_rt",
+        "main_work",
+        "main",
+        "_start",
+    ];
+    let through = stacks.fraction(
+        |frames, _| frames.contains(&"handler_work"),
+        |frames| passes_through(frames, &path) && frames.last() == Some(&"_start"),
+    );
+    println!("handler stacks through {path:?}: {through}");
+    for sample in &profile.sample {
+        let frames = stacks.frames(sample);
+        if frames.contains(&"handler_work") && !passes_through(&frames, &path) {
+            println!("  off the path: {}", frames.join(" < "));
+        }
+    }
+    assert!(
+        through.ratio() >= 0.99,
+        "only {through} of the handler's stacks reach main through the signal frame"
     );
 }
 

@@ -34,6 +34,8 @@ pub struct GoRuntimeLayout {
     pub m_curg: u64,
     /// `runtime.m.procid`: the OS thread id on Linux.
     pub m_procid: u64,
+    /// `runtime.m.gsignal`: the goroutine whose stack the thread's signal handlers run on.
+    pub m_gsignal: u64,
     /// `runtime.m.vdsoSP`: the stack pointer at a vDSO call (0 when not in one).
     pub m_vdso_sp: u64,
     /// `runtime.m.vdsoPC`: the return address of that call.
@@ -134,6 +136,7 @@ impl Found {
             m_g0: m.g0,
             m_curg: m.curg,
             m_procid: m.procid,
+            m_gsignal: m.gsignal,
             m_vdso_sp: m.vdso_sp,
             m_vdso_pc: m.vdso_pc,
         })
@@ -154,6 +157,7 @@ struct MFields {
     g0: u64,
     curg: u64,
     procid: u64,
+    gsignal: u64,
     vdso_sp: u64,
     vdso_pc: u64,
 }
@@ -247,12 +251,13 @@ impl<R: Reader> UnitRef<'_, R> {
 
     /// The fields of the `runtime.m` struct at `offset`.
     fn m_fields(&self, offset: UnitOffset<R::Offset>, budget: &mut Budget) -> Option<MFields> {
-        let names = ["g0", "curg", "procid", "vdsoSP", "vdsoPC"];
-        let [g0, curg, procid, vdso_sp, vdso_pc] = self.members(offset, names, budget)?;
+        let names = ["g0", "curg", "procid", "gsignal", "vdsoSP", "vdsoPC"];
+        let [g0, curg, procid, gsignal, vdso_sp, vdso_pc] = self.members(offset, names, budget)?;
         Some(MFields {
             g0: g0?.offset,
             curg: curg?.offset,
             procid: procid?.offset,
+            gsignal: gsignal?.offset,
             vdso_sp: vdso_sp?.offset,
             vdso_pc: vdso_pc?.offset,
         })
@@ -395,6 +400,7 @@ mod tests {
         m_g0: 0,
         m_curg: 192,
         m_procid: 72,
+        m_gsignal: 80,
         m_vdso_sp: 800,
         m_vdso_pc: 808,
     };
@@ -581,9 +587,10 @@ mod tests {
         }
     }
 
-    const M_MEMBERS: [(&str, u16); 5] = [
+    const M_MEMBERS: [(&str, u16); 6] = [
         ("g0", 0),
         ("procid", 72),
+        ("gsignal", 80),
         ("curg", 192),
         ("vdsoSP", 800),
         ("vdsoPC", 808),
@@ -638,6 +645,7 @@ mod tests {
         first.m(&[
             ("g0", 1),
             ("procid", 2),
+            ("gsignal", 6),
             ("curg", 3),
             ("vdsoSP", 4),
             ("vdsoPC", 5),
@@ -650,6 +658,7 @@ mod tests {
         last.m(&[
             ("g0", 1),
             ("procid", 2),
+            ("gsignal", 6),
             ("curg", 3),
             ("vdsoSP", 4),
             ("vdsoPC", 5),
@@ -780,6 +789,7 @@ mod tests {
             layout.m_g0,
             layout.m_curg,
             layout.m_procid,
+            layout.m_gsignal,
             layout.m_vdso_sp,
             layout.m_vdso_pc,
         ];

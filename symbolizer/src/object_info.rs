@@ -197,6 +197,25 @@ impl ObjectInfo {
         self.segments.iter().map(|s| s.vaddr).min()
     }
 
+    /// Whether the file holds `expected` at `svma`, in the file contents of one `PT_LOAD`
+    /// segment (code, as the loader maps it). False outside them.
+    pub fn has_bytes_at(&self, svma: u64, expected: &[u8]) -> bool {
+        let len = expected.len() as u64;
+        self.segments.iter().any(|segment| {
+            let Some(within) = svma.checked_sub(segment.vaddr) else {
+                return false;
+            };
+            let fits = within
+                .checked_add(len)
+                .is_some_and(|end| end <= segment.file_size);
+            let start = segment.offset.checked_add(within);
+            fits && start
+                .and_then(|start| usize::try_from(start).ok())
+                .and_then(|start| self.data.get(start..start.checked_add(expected.len())?))
+                == Some(expected)
+        })
+    }
+
     /// Sections framehop needs. `debug_frame` comes from the separate debug file when the
     /// binary has none.
     pub fn unwind_sections(&self) -> UnwindSections {

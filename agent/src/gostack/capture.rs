@@ -33,7 +33,7 @@ impl Captured {
     pub fn ends_sample(&self) -> bool {
         self.stack
             .as_ref()
-            .is_none_or(|stack| stack.kind != SwitchKind::Vdso)
+            .is_none_or(|stack| !matches!(stack.kind, SwitchKind::Vdso | SwitchKind::Signal))
     }
 }
 
@@ -60,6 +60,8 @@ struct Config {
     m_vdso_sp: u64,
     m_vdso_pc: u64,
     tls_g: i64,
+    m_gsignal: u64,
+    g_stack_lo: u64,
 }
 
 /// The program's `struct counts`.
@@ -69,7 +71,7 @@ struct Counts {
     dropped: u64,
 }
 
-// SAFETY: plain `repr(C)` integers without padding (2×4 + 10×8 bytes): any bytes are a
+// SAFETY: plain `repr(C)` integers without padding (2×4 + 12×8 bytes): any bytes are a
 // valid value, as `Pod` requires of what is copied to and from the kernel's maps.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
@@ -147,6 +149,9 @@ fn config_for(pid: u32, layout: &GoRuntimeLayout, tls_g: Option<i64>) -> Config 
         m_vdso_pc: layout.m_vdso_pc,
         // 0: unknown (g is never at the thread pointer itself).
         tls_g: tls_g.unwrap_or(0),
+        m_gsignal: layout.m_gsignal,
+        // `stack` is `{lo, hi}` in every Go version (assembly relies on it).
+        g_stack_lo: layout.g_stack_hi.saturating_sub(8),
     }
 }
 
@@ -159,6 +164,7 @@ fn decode(bytes: &[u8]) -> Option<Captured> {
         1 => Some(SwitchKind::Scheduled),
         2 => Some(SwitchKind::Vdso),
         3 => Some(SwitchKind::Parked),
+        4 => Some(SwitchKind::Signal),
         _ => return None,
     };
     let len = usize::try_from(u64_at(40)?).ok()?;
@@ -215,14 +221,17 @@ mod tests {
         assert_eq!(kind(0), None);
         assert_eq!(kind(2), Some(SwitchKind::Vdso));
         assert_eq!(kind(3), Some(SwitchKind::Parked));
-        // A vdso call's stack is followed by g0's entry for the same sample.
+        assert_eq!(kind(4), Some(SwitchKind::Signal));
+        // A vdso call's stack, or a signal's interrupted one, is followed by more entries for
+        // the same sample.
         assert!(!decode(&entry(2, 0, &[])).unwrap().ends_sample());
+        assert!(!decode(&entry(4, 0, &[])).unwrap().ends_sample());
         assert!(decode(&entry(0, 0, &[])).unwrap().ends_sample());
     }
 
     #[test]
     fn malformed_entries_are_refused() {
-        assert_eq!(decode(&entry(4, 0, &[])), None);
+        assert_eq!(decode(&entry(5, 0, &[])), None);
         assert_eq!(decode(&entry(1, 10, &[1, 2])), None);
         assert_eq!(decode(&entry(1, u64::MAX, &[])), None);
         assert_eq!(decode(&[1, 2, 3]), None);

@@ -183,6 +183,21 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_handler_s_sample_gets_the_interrupted_stack_and_what_follows_it() {
+        let mut pending = Pending::default();
+        // In a handler's vdso call, interrupting g0 working for a goroutine.
+        pending.insert(entry(1, 1_000_002, Some(SwitchKind::Vdso), 0xa));
+        pending.insert(entry(1, 1_000_004, Some(SwitchKind::Signal), 0xb));
+        pending.insert(copy(1, 1_000_006, 0xc));
+        // The next sample: in a handler that interrupted the goroutine itself.
+        pending.insert(entry(1, 11_000_004, Some(SwitchKind::Signal), 0xd));
+        pending.insert(entry(1, 11_000_006, None, 0));
+        assert_eq!(ips(pending.take(1, 1_000_000)), [0xa, 0xb, 0xc]);
+        assert_eq!(ips(pending.take(1, 11_000_000)), [0xd]);
+        assert_eq!(pending.len(), 0);
+    }
+
+    #[test]
     fn waiting_groups_are_bounded() {
         let mut pending = Pending::default();
         for time in 0..(PER_THREAD as u64 + 10) {

@@ -4,6 +4,7 @@
 mod call_site;
 mod live;
 mod modules;
+mod signal;
 mod stack;
 mod switched;
 
@@ -17,6 +18,10 @@ pub use switched::{SwitchKind, SwitchedStack};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder};
+
+/// Signal frames followed in one unwind at most (a handler interrupted by another signal...):
+/// bounds what a crafted stack of signal contexts pointing at each other can cost.
+const MAX_SIGNAL_FRAMES: usize = 8;
 use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::Bytes;
 
@@ -39,6 +44,8 @@ enum Walked {
     Root,
     /// At a function that switches stacks: what called it is on another stack.
     Switch(StackSwitch),
+    /// At a signal frame: the handler interrupted code with these registers.
+    Signal(Registers),
     /// Short of a root (stack copy too short, no unwind info, corrupt stack).
     Truncated,
 }
@@ -157,7 +164,8 @@ impl StackUnwinder {
         if !self.modules.contains(regs.ip) && self.modules.may_refresh() {
             self.refresh_modules();
         }
-        let mut walked = self.walk(regs, stack, !switched.is_empty(), out);
+        let followed = !switched.is_empty();
+        let mut walked = self.walk(regs, stack, followed, out);
         let mut resumed = false;
         for goroutine in switched {
             let (after, went_on) = self.switch_over(walked, goroutine, out);
@@ -165,21 +173,34 @@ impl StackUnwinder {
             resumed |= went_on;
         }
         self.resumed += u64::from(resumed);
+        // A signal handler that ran on the stack it interrupted (no alternate signal stack,
+        // as in most programs): the interrupted frames are in the same copy.
+        for _ in 0..MAX_SIGNAL_FRAMES {
+            let Walked::Signal(interrupted) = walked else {
+                break;
+            };
+            walked = if stack.holds(interrupted.sp) {
+                self.walk(interrupted, stack, followed, out)
+            } else {
+                Walked::Truncated
+            };
+        }
         let end = match walked {
             // The goroutine that called mcall gave the thread up, and the thread's current
             // goroutine may already be the next one: Go's own traceback ends at mcall too.
             Walked::Root | Walked::Switch(StackSwitch::Mcall) => UnwindEnd::Complete,
-            Walked::Switch(_) | Walked::Truncated => UnwindEnd::Truncated,
+            Walked::Switch(_) | Walked::Signal(_) | Walked::Truncated => UnwindEnd::Truncated,
         };
         // Named where the modules they are in are named: see ModuleSet.
         self.modules.translate(out);
         end
     }
 
-    /// Unwinds from `regs` over `stack`, appending to `out`, until a root, a stack switch or
-    /// the end of what can be read. A switching function as the first frame is a switch only
-    /// if `switched` (a copy says the thread ran on the other stack): before its switch it
-    /// unwinds as any function.
+    /// Unwinds from `regs` over `stack`, appending to `out`, until a root, a stack switch, a
+    /// signal frame or the end of what can be read. `regs.ip` is the first frame, as is (an
+    /// interrupted instruction, or a resume point). A switching function as the first frame
+    /// is a switch only if `switched` (a copy says the thread ran on the other stack): before
+    /// its switch it unwinds as any function.
     fn walk(
         &mut self,
         regs: Registers,
@@ -195,10 +216,10 @@ impl StackUnwinder {
                 .or_else(|| beyond.read_u64(addr))
                 .ok_or(())
         };
-        let unwind_regs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
-        let mut frames =
-            self.unwinder
-                .iter_frames(regs.ip, unwind_regs, &mut self.cache, &mut read);
+        // framehop's unwinder stepped by hand (rather than its iterator) for the registers at
+        // each frame: a signal frame's context lies at its stack pointer.
+        let mut unwind_regs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+        let mut frame = FrameAddress::InstructionPointer(regs.ip);
         let first = out.len();
         let mut steps = 0;
         let walked = loop {
@@ -207,35 +228,50 @@ impl StackUnwinder {
             if out.len() >= MAX_FRAMES || steps > 2 * MAX_FRAMES {
                 break Walked::Truncated;
             }
-            match frames.next() {
-                Ok(Some(frame)) => {
-                    let address = frame.address_for_lookup();
-                    // Frames resting on live memory must call one into the other.
-                    if let (FrameAddress::ReturnAddress(ret), Some(&callee)) =
-                        (frame, out.get(first..).and_then(<[u64]>::last))
-                    {
-                        if used_live.get()
-                            && !call_site::calls_into(&self.live, &self.modules, ret.get(), callee)
-                        {
-                            break Walked::Truncated;
-                        }
-                    }
-                    let is_call = matches!(frame, FrameAddress::ReturnAddress(_));
-                    let switch = self
-                        .modules
-                        .stack_switch(address)
-                        .filter(|_| is_call || switched);
-                    if switch == Some(StackSwitch::Placeholder) {
-                        continue;
-                    }
-                    out.push(address);
-                    if self.modules.is_thread_root(address) {
-                        break Walked::Root;
-                    }
-                    if let Some(switch) = switch {
-                        break Walked::Switch(switch);
-                    }
+            // A restorer's "return address" is where the kernel sent the handler back to, not
+            // after a call: it is named as is.
+            let restorer = signal::is_restorer(&self.modules, frame);
+            let address = if restorer {
+                frame.address()
+            } else {
+                frame.address_for_lookup()
+            };
+            // Frames resting on live memory must call one into the other.
+            if let (FrameAddress::ReturnAddress(ret), Some(&callee)) =
+                (frame, out.get(first..).and_then(<[u64]>::last))
+            {
+                if used_live.get()
+                    && !call_site::calls_into(&self.live, &self.modules, ret.get(), callee)
+                {
+                    break Walked::Truncated;
                 }
+            }
+            let is_call = matches!(frame, FrameAddress::ReturnAddress(_));
+            let switch = self
+                .modules
+                .stack_switch(address)
+                .filter(|_| is_call || switched);
+            if switch != Some(StackSwitch::Placeholder) {
+                out.push(address);
+                if self.modules.is_thread_root(address) {
+                    break Walked::Root;
+                }
+                if let Some(switch) = switch {
+                    break Walked::Switch(switch);
+                }
+                if restorer {
+                    break signal::interrupted(unwind_regs.sp(), &mut read)
+                        .map_or(Walked::Truncated, Walked::Signal);
+                }
+            }
+            match self
+                .unwinder
+                .unwind_frame(frame, &mut unwind_regs, &mut self.cache, &mut read)
+            {
+                Ok(Some(ret)) => match FrameAddress::from_return_address(ret) {
+                    Some(caller) => frame = caller,
+                    None => break Walked::Truncated,
+                },
                 Ok(None) => break Walked::Root,
                 Err(_) => break Walked::Truncated,
             }
@@ -265,6 +301,16 @@ impl StackUnwinder {
                 (self.resume(goroutine, out), true)
             }
             (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => (Walked::Root, false),
+            // The code the signal interrupted, copied at the sample: the same registers as the
+            // signal frame holds, or not the same signal.
+            (SwitchKind::Signal, Walked::Signal(interrupted))
+                if interrupted.sp == goroutine.regs.sp && interrupted.ip == goroutine.regs.ip =>
+            {
+                (
+                    self.walk(goroutine.regs, &goroutine.memory(), true, out),
+                    true,
+                )
+            }
             // Nothing to follow there (the walk ended before the switch, or at mcall).
             (_, walked) => (walked, false),
         }

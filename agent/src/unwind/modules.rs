@@ -208,6 +208,15 @@ impl ModuleSet {
         })
     }
 
+    /// Whether the code mapped at `addr` is `expected` (read from the module's file).
+    pub fn code_is(&self, addr: u64, expected: &[u8]) -> bool {
+        self.mapped_at(addr).is_some_and(|module| {
+            module
+                .object
+                .has_bytes_at(addr.wrapping_sub(module.bias), expected)
+        })
+    }
+
     /// The module mapped now at the real address `addr` (as sampled, before any
     /// [`ModuleSet::translate`]).
     pub fn mapped_at(&self, addr: u64) -> Option<&Arc<MappedModule>> {

@@ -22,6 +22,13 @@ impl<'a> StackMemory<'a> {
         self.bytes
     }
 
+    /// Whether target address `addr` lies inside the copy.
+    pub fn holds(&self, addr: u64) -> bool {
+        addr.checked_sub(self.sp)
+            .and_then(|offset| usize::try_from(offset).ok())
+            .is_some_and(|offset| offset < self.bytes.len())
+    }
+
     /// Reads the 8-byte little-endian word at target address `addr`, if it lies inside the copy.
     /// Anything outside it (below sp, past the copy, overflowing) is an error, which ends the
     /// unwind as truncated rather than inventing frames from stale memory.
@@ -45,5 +52,7 @@ mod tests {
         assert_eq!(stack.read_u64(0x1011), None);
         assert_eq!(stack.read_u64(0x0ff8), None);
         assert_eq!(stack.read_u64(u64::MAX), None);
+        assert!(stack.holds(0x1000) && stack.holds(0x1017));
+        assert!(!stack.holds(0x1018) && !stack.holds(0x0fff) && !stack.holds(u64::MAX));
     }
 }

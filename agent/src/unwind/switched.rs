@@ -6,6 +6,8 @@
 //! time functions do the same around their vdso call. The sample's copy holds only the stack
 //! the thread ran on, so the unwind of g0 ends at the switch; what the goroutine was doing is
 //! in a second copy, taken in the kernel at the same moment (`agent/bpf/gostack.bpf.c`).
+//! Signal handlers run on a stack of their own too (gsignal), away from the code they
+//! interrupted.
 
 use super::{Registers, StackMemory};
 
@@ -24,6 +26,11 @@ pub enum SwitchKind {
     /// (`morestack` → `newstack` → `gopreempt_m`), and g0's frames are the whole story, as
     /// after `mcall`.
     Parked,
+    /// In a signal handler, on the thread's signal stack (gsignal): the registers of the code
+    /// the signal interrupted, as the kernel saved them in the signal frame, and that code's
+    /// stack. The handler's unwind goes on up to the signal frame (`__restore_rt`), and from
+    /// there at the interrupted instruction itself (a pc that is not a return address).
+    Signal,
 }
 
 /// The goroutine a sample's thread switched away from: registers to resume unwinding from, and
