@@ -6,7 +6,13 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["offcpu", "gostack"];
+/// Objects built: name, source (`bpf/SOURCE.bpf.c`), and the macros defined for it.
+const PROGRAMS: &[(&str, &str, &[&str])] = &[
+    ("offcpu", "offcpu", &[]),
+    ("gostack", "gostack", &[]),
+    // For kernels without bpf_loop (Linux < 5.17): no search for signal frames.
+    ("gostack_nosignal", "gostack", &["-DNO_SIGNAL_SEARCH"]),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -15,12 +21,13 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".to_owned());
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
     println!("cargo:rerun-if-env-changed=CLANG");
-    for name in PROGRAMS {
-        let source = format!("bpf/{name}.bpf.c");
+    for (name, source, defines) in PROGRAMS {
+        let source = format!("bpf/{source}.bpf.c");
         println!("cargo:rerun-if-changed={source}");
         let object = out.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)
             .args(["-O2", "-g", "-target", "bpfel", "-Wall", "-Werror"])
+            .args(*defines)
             .arg(format!("-I{multiarch}"))
             .arg("-c")
             .arg(&source)

@@ -215,6 +215,7 @@ struct interrupted {
 	__u64 bp;
 };
 
+#ifndef NO_SIGNAL_SEARCH
 // Word `k` of a copied signal stack top; 0 past it. The barrier keeps the compiler from
 // folding the bound into the caller's index arithmetic, which the verifier could not follow.
 static __always_inline __u64 top_word(struct signal_top *top, __u64 k)
@@ -248,13 +249,19 @@ static long scan_step(__u32 i, void *data)
 	return 0;
 }
 
+#endif
+
 // Finds the frame of the signal whose handler runs at `sp` on the signal stack `lo..hi`: the
 // kernel wrote it there with uc_stack = {lo, flags, hi - lo} (Go registers g.m.gsignal's
 // stack as the thread's alternate signal stack), 16-byte aligned, and the innermost one is
 // the nearest above `sp`. Fills `out` with the interrupted registers; -1 where none is found.
-// The search is a bpf_loop (Linux >= 5.17): its step is verified once, not per word.
+// The search is a bpf_loop (Linux >= 5.17): its step is verified once, not per word. Built
+// also without it (NO_SIGNAL_SEARCH), for older kernels.
 static __always_inline int signal_context(__u64 lo, __u64 hi, __u64 sp, struct interrupted *out)
 {
+#ifdef NO_SIGNAL_SEARCH
+	return -1;
+#else
 	__u32 zero = 0;
 	struct signal_top *top = bpf_map_lookup_elem(&signal_top, &zero);
 	if (!top || hi <= lo || sp < lo || sp >= hi || (hi & 15))
@@ -282,6 +289,7 @@ static __always_inline int signal_context(__u64 lo, __u64 hi, __u64 sp, struct i
 	out->sp = top_word(top, at + UC_SP);
 	out->bp = top_word(top, at + UC_BP);
 	return 0;
+#endif
 }
 
 SEC("perf_event")
@@ -307,7 +315,7 @@ int go_stack(void *ctx)
 	// g: the runtime keeps it in thread-local storage for every thread it runs, also while C
 	// code called through cgo runs (on g0, where R14 is the C code's); R14 holds it in Go
 	// code, for when the offset in TLS is unknown (a stripped cgo binary). A candidate counts
-	// if its m runs it as g0 or as the goroutine.
+	// if its m runs it as g0, as the goroutine or as gsignal.
 	__u64 candidates[2] = {regs.r14, 0};
 	if (cfg->tls_g) {
 		__u64 fsbase = 0;
@@ -353,15 +361,19 @@ int go_stack(void *ctx)
 		__u64 curg_lo = curg ? word(curg + cfg->g_stack_lo) : 0;
 		__u64 curg_hi = curg ? word(curg + cfg->g_stack_hi) : 0;
 		__u64 g0_lo = word(g0 + cfg->g_stack_lo), g0_hi = word(g0 + cfg->g_stack_hi);
-		if (curg && at.sp >= curg_lo && at.sp < curg_hi) {
-			g = curg;
+		int on_curg = curg && at.sp >= curg_lo && at.sp < curg_hi;
+		// In a vdso call made by the goroutine (which moved SP to g0's stack), it is still
+		// the goroutine that runs: its caller's frames are on its own stack.
+		int in_curg_vdso = curg && vdso_sp >= curg_lo && vdso_sp < curg_hi;
+		g = on_curg || in_curg_vdso ? curg : g0;
+		// Outside both stacks' bounds (Go only estimates g0's on threads the C library
+		// started): as far as the copy goes.
+		if (on_curg)
 			hi = curg_hi;
-		} else {
-			g = g0;
-			// Outside g0's bounds (Go only estimates them on threads the C library
-			// started): as far as the copy goes.
-			hi = at.sp >= g0_lo && at.sp < g0_hi ? g0_hi : at.sp + STACK_BYTES;
-		}
+		else if (at.sp >= g0_lo && at.sp < g0_hi)
+			hi = g0_hi;
+		else
+			hi = at.sp + STACK_BYTES;
 		send(tid, SWITCH_SIGNAL, at.ip, at.sp, at.bp, hi);
 	}
 

@@ -29,7 +29,7 @@ pub mod toolchain;
 
 pub use agent::{
     agent_bin, agent_command, assert_one_line_error, assert_success, exclusive, exclusive_cpu,
-    record, record_full, run_agent, Recording,
+    record, record_full, record_full_env, run_agent, Recording,
 };
 pub use measuring::{assert_split, total, Figures, Measuring, Totals};
 pub use process::{

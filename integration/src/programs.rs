@@ -71,6 +71,12 @@ pub fn go_server() -> PathBuf {
     build_go("go_server", &[])
 }
 
+/// `go_server` linked as release builds and distributions' packages are: without DWARF or a
+/// symbol table (`-ldflags=-s -w`).
+pub fn go_server_stripped() -> PathBuf {
+    build_go("go_server", &["-ldflags=-s -w"])
+}
+
 /// `go_cgo`: goroutines calling the C functions c_hot_a and c_hot_b 3:1 through cgo, and a
 /// thread of C's own ("c-caller") calling the Go function main.goSpin.
 pub fn go_cgo() -> PathBuf {

@@ -17,9 +17,9 @@ use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
     agent_bin, assert_leaf_ratio, assert_one_line_error, assert_share, assert_success, build_c,
     comment_starting, exclusive, go_tool_pprof, is_running, label, leaf_split, num_label,
-    of_process, programs, read_profile, record, record_full, require_kernel_sampling_refused,
-    run_agent, share_of, stack_split, string, top_leaves, total_samples, Measuring, Recording,
-    Running, Stacks, Target, AS_UNPRIVILEGED,
+    of_process, programs, read_profile, record, record_full, record_full_env,
+    require_kernel_sampling_refused, run_agent, share_of, stack_split, string, top_leaves,
+    total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -910,6 +910,36 @@ fn go_server_stacks_reach_their_goroutine_or_thread_root_as_in_go_s_own_profile(
     // And once it stopped.
     let measured = Measured::record(&target, 5);
     assert_go_stacks_rooted(measured.profile(), 400);
+}
+
+#[test]
+fn go_stacks_are_followed_by_the_program_older_kernels_take() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::go_server(), &[] as &[&str]);
+    // The program without the search for signal frames, which needs Linux 5.17.
+    let env = [("RPROF_GO_STACKS", "nosignals")];
+    let recording = record_full_env(target.pid(), 3, HZ_ARG, &env);
+    let prefix = "goroutine stacks: ";
+    let comment = comment_starting(&recording.profile, prefix).expect("a goroutine comment");
+    println!("{comment}");
+    assert!(
+        comment.contains("signal handlers not followed"),
+        "{comment}"
+    );
+    assert!(comment_number(&recording.profile, prefix) > 0, "{comment}");
+}
+
+#[test]
+fn go_server_without_dwarf_or_symbols_is_followed_from_its_runtime_s_code() {
+    let _cpu = exclusive();
+    let target = Target::spawn(&programs::go_server_stripped(), &[] as &[&str]);
+    let measured = Measured::record(&target, 5);
+    let profile = measured.profile();
+    // The offsets come from the runtime's machine code, the functions from .gopclntab.
+    let followed = comment_number(profile, "goroutine stacks: ");
+    println!("followed back to their goroutine: {followed}");
+    assert!(followed > 0, "no stack was followed back to its goroutine");
+    assert_go_stacks_rooted(profile, 400);
 }
 
 #[test]

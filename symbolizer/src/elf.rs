@@ -94,14 +94,16 @@ pub(crate) fn executable_tls_offset(elf: &Elf<'_>, tls: TlsSegment, name: &str) 
 /// the first module: `roundup(size - firstbyte, align) + firstbyte`, with `firstbyte = -vaddr
 /// & (align - 1)`. None for a malformed header.
 pub(crate) fn tls_block_offset(vaddr: u64, size: u64, align: u64) -> Option<u64> {
+    // Larger is no real block: a malformed header.
+    const MAX_SIZE: u64 = 1 << 30;
     let align = align.max(1);
-    if !align.is_power_of_two() {
+    if !align.is_power_of_two() || size > MAX_SIZE || align > MAX_SIZE {
         return None;
     }
     let firstbyte = vaddr.wrapping_neg() & (align - 1);
-    size.checked_sub(firstbyte)?
-        .checked_next_multiple_of(align)?
-        .checked_add(firstbyte)
+    // In size_t arithmetic, as glibc: a block smaller than its first byte's offset wraps.
+    let rounded = size.wrapping_sub(firstbyte).wrapping_add(align - 1) & !(align - 1);
+    Some(rounded.wrapping_add(firstbyte))
 }
 
 /// The address range a section occupies at run time, if it has one.
@@ -190,9 +192,11 @@ mod tests {
         // A block that starts off its alignment keeps that offset (glibc's firstbyte).
         assert_eq!(tls_block_offset(0x1008, 0x10, 16), Some(0x18));
         assert_eq!(tls_block_offset(0x1000, 0, 0), Some(0));
-        // Malformed: alignment not a power of two, sizes that overflow.
+        // Smaller than its first byte's offset: wraps as glibc's size_t arithmetic does.
+        assert_eq!(tls_block_offset(0x1008, 4, 16), Some(8));
+        // Malformed: alignment not a power of two, sizes no block has.
         assert_eq!(tls_block_offset(0x1000, 8, 12), None);
-        assert_eq!(tls_block_offset(0x1008, 4, 16), None);
         assert_eq!(tls_block_offset(0, u64::MAX, 16), None);
+        assert_eq!(tls_block_offset(0, 8, 1 << 40), None);
     }
 }

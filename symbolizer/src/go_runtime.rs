@@ -32,8 +32,6 @@ pub struct GoRuntimeLayout {
     pub m_g0: u64,
     /// `runtime.m.curg`: the user goroutine the thread is running, if any.
     pub m_curg: u64,
-    /// `runtime.m.procid`: the OS thread id on Linux.
-    pub m_procid: u64,
     /// `runtime.m.gsignal`: the goroutine whose stack the thread's signal handlers run on.
     pub m_gsignal: u64,
     /// `runtime.m.vdsoSP`: the stack pointer at a vDSO call (0 when not in one).
@@ -135,7 +133,6 @@ impl Found {
             g_stack_hi: g.stack_hi,
             m_g0: m.g0,
             m_curg: m.curg,
-            m_procid: m.procid,
             m_gsignal: m.gsignal,
             m_vdso_sp: m.vdso_sp,
             m_vdso_pc: m.vdso_pc,
@@ -156,7 +153,6 @@ struct GFields {
 struct MFields {
     g0: u64,
     curg: u64,
-    procid: u64,
     gsignal: u64,
     vdso_sp: u64,
     vdso_pc: u64,
@@ -251,12 +247,11 @@ impl<R: Reader> UnitRef<'_, R> {
 
     /// The fields of the `runtime.m` struct at `offset`.
     fn m_fields(&self, offset: UnitOffset<R::Offset>, budget: &mut Budget) -> Option<MFields> {
-        let names = ["g0", "curg", "procid", "gsignal", "vdsoSP", "vdsoPC"];
-        let [g0, curg, procid, gsignal, vdso_sp, vdso_pc] = self.members(offset, names, budget)?;
+        let names = ["g0", "curg", "gsignal", "vdsoSP", "vdsoPC"];
+        let [g0, curg, gsignal, vdso_sp, vdso_pc] = self.members(offset, names, budget)?;
         Some(MFields {
             g0: g0?.offset,
             curg: curg?.offset,
-            procid: procid?.offset,
             gsignal: gsignal?.offset,
             vdso_sp: vdso_sp?.offset,
             vdso_pc: vdso_pc?.offset,
@@ -399,7 +394,6 @@ mod tests {
         g_stack_hi: 8,
         m_g0: 0,
         m_curg: 192,
-        m_procid: 72,
         m_gsignal: 80,
         m_vdso_sp: 800,
         m_vdso_pc: 808,
@@ -720,12 +714,14 @@ mod tests {
     /// Builds `tests/programs/hello.go` into `dir` with `go build` and `flags`. The Go
     /// toolchain is required: without it the test fails rather than passing unnoticed.
     fn go_build(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
-        go_build_with(dir, name, flags, "1")
+        go_build_with(dir, "hello.go", name, flags, "1")
     }
 
-    /// `go build` of hello.go with `CGO_ENABLED=cgo`.
-    fn go_build_with(dir: &Path, name: &str, flags: &[&str], cgo: &str) -> PathBuf {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/hello.go");
+    /// `go build` of `tests/programs/SOURCE` with `CGO_ENABLED=cgo`.
+    fn go_build_with(dir: &Path, source: &str, name: &str, flags: &[&str], cgo: &str) -> PathBuf {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/programs")
+            .join(source);
         let binary = dir.join(name);
         let output = Command::new("go")
             .env("CGO_ENABLED", cgo)
@@ -788,7 +784,6 @@ mod tests {
         let m = [
             layout.m_g0,
             layout.m_curg,
-            layout.m_procid,
             layout.m_gsignal,
             layout.m_vdso_sp,
             layout.m_vdso_pc,
@@ -814,7 +809,8 @@ mod tests {
         let debug = variant("debug", &["--only-keep-debug"]);
         let without = variant("without", &["--strip-debug"]);
         assert!(!without.has_dwarf());
-        assert_eq!(without.go_runtime_layout(), None);
+        // Without DWARF, the same offsets out of the runtime's machine code.
+        assert_eq!(without.go_runtime_layout(), Some(layout));
         let with_debug_file = variant("with", &["--strip-debug"]).with_debug_file(debug.into());
         for object in [zdebug, plain, with_debug_file] {
             assert_eq!(
@@ -825,10 +821,11 @@ mod tests {
             );
         }
 
-        // Linked without DWARF (and symbols): still Go, no layout.
+        // Linked without DWARF and symbols: the functions found by their names in
+        // .gopclntab, the offsets in their code.
         let stripped = load(&go_build(dir.path(), "stripped", &["-ldflags=-s -w"]));
         assert!(stripped.is_go() && !stripped.has_dwarf());
-        assert_eq!(stripped.go_runtime_layout(), None);
+        assert_eq!(stripped.go_runtime_layout(), Some(layout));
 
         // Not Go: this test binary (which has DWARF of its own, without Go's structs).
         let this = load(&std::env::current_exe().unwrap());
@@ -843,7 +840,7 @@ mod tests {
     fn where_g_is_in_tls_and_which_code_debug_frame_alone_describes() {
         let dir = tempfile::tempdir().unwrap();
         // Without cgo, the runtime sets FS itself: g at -8, no PT_TLS, no .eh_frame.
-        let pure = load(&go_build_with(dir.path(), "pure", &[], "0"));
+        let pure = load(&go_build_with(dir.path(), "hello.go", "pure", &[], "0"));
         assert_eq!(pure.go_tls_g_offset(), Some(-8));
         assert_eq!(pure.go_tls_g_offset(), tls_offset_in_code(&pure));
         assert_eq!(pure.unwind_sections().debug_frame_only, None);
@@ -876,6 +873,11 @@ mod tests {
             .range_of("threadentry")
             .expect("runtime/cgo's C code");
         assert!(!go_text.contains(&threadentry.start), "{threadentry:x?}");
+        // cgo linked by Go's own linker (the default for the standard library's cgo): a TLS
+        // block of g alone, and no `runtime.tlsg` in `.symtab`.
+        let internal = load(&go_build_with(dir.path(), "hello_net.go", "net", &[], "1"));
+        assert_eq!(internal.go_tls_g_offset(), Some(-8));
+        assert_eq!(internal.go_tls_g_offset(), tls_offset_in_code(&internal));
         // Not Go: no g anywhere.
         assert_eq!(
             load(&std::env::current_exe().unwrap()).go_tls_g_offset(),

@@ -22,6 +22,82 @@ pub(crate) struct GoFunction<'a> {
     pub start: u64,
     pub end: u64,
     pub name: &'a str,
+    /// Its `pcsp` table (how far SP is below the entry's at each pc, see [`sp_runs`]): the
+    /// table's bytes from its start to the end of `pctab`; empty if it has none.
+    pub sp_table: &'a [u8],
+}
+
+/// The Go linker's instruction quantum on amd64 (`sys.PCQuantum`).
+const PC_QUANTUM: u64 = 1;
+
+/// Steps of one `pcsp` table read at most: a table cannot have more than one per byte of its
+/// function, and no Go function is near this long.
+const MAX_STEPS: usize = 1 << 20;
+
+/// A run of a function's code over which SP stays `sp_delta` bytes below its value at entry
+/// (after the call pushed the return address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpRun {
+    pub start: u64,
+    pub end: u64,
+    pub sp_delta: u64,
+}
+
+/// The runs of `function`'s `pcsp` table, as Go's runtime reads it (`runtime.step`): pairs of
+/// a zig-zag varint value delta (from -1) and a varint pc delta (in quanta), each value holding
+/// up to the pc after it, until a zero value delta. Cut at the function's end; empty for a
+/// malformed table.
+pub(crate) fn sp_runs(function: &GoFunction<'_>) -> Vec<SpRun> {
+    let mut runs = Vec::new();
+    let (mut table, mut pc, mut value) = (function.sp_table, function.start, -1i64);
+    for step in 0..MAX_STEPS {
+        let Some((value_delta, rest)) = varint(table) else {
+            break;
+        };
+        if value_delta == 0 && step > 0 {
+            break;
+        }
+        let Some((pc_delta, rest)) = varint(rest) else {
+            break;
+        };
+        table = rest;
+        value += i64::from((value_delta >> 1) as i32 ^ -((value_delta & 1) as i32));
+        let Some(end) = u64::from(pc_delta)
+            .checked_mul(PC_QUANTUM)
+            .and_then(|delta| pc.checked_add(delta))
+        else {
+            return Vec::new();
+        };
+        let end = end.min(function.end);
+        if let Ok(sp_delta) = u64::try_from(value) {
+            if pc < end {
+                runs.push(SpRun {
+                    start: pc,
+                    end,
+                    sp_delta,
+                });
+            }
+        } else {
+            return Vec::new();
+        }
+        pc = end;
+        if pc >= function.end {
+            break;
+        }
+    }
+    runs
+}
+
+/// A little-endian base-128 varint of at most 32 bits, and what follows it.
+fn varint(data: &[u8]) -> Option<(u32, &[u8])> {
+    let mut value = 0u32;
+    for (i, &byte) in data.iter().enumerate().take(5) {
+        value |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &data[i + 1..]));
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +106,20 @@ enum Version {
     Go116,
     /// Go 1.18 onwards: 32-bit entry offsets from `textStart`.
     Go118,
+}
+
+/// The binary's `.gopclntab` (PIE builds put it in a section of relocated read-only data),
+/// and the address of its `.text`, the base of a PIE table's entries.
+pub(crate) fn section(
+    elf: &crate::elf::Elf<'_>,
+    file: &crate::bytes::Bytes,
+) -> Option<(crate::bytes::Bytes, u64)> {
+    use object::{Object, ObjectSection};
+    let pclntab = [".gopclntab", ".data.rel.ro.gopclntab"]
+        .iter()
+        .find_map(|name| crate::elf::section_bytes(elf, file, name))?;
+    let text_start = elf.section_by_name(".text").map_or(0, |s| s.address());
+    Some((pclntab, text_start))
 }
 
 /// The functions of `pclntab` (the section's bytes). `text_start` is the `.text` section's
@@ -50,15 +140,27 @@ fn read(data: &[u8], text_start: u64) -> Option<Vec<GoFunction<'_>>> {
     }
     let word = |index: usize| u64_at(data, 8 + 8 * index);
     let nfunc = usize::try_from(word(0)?).ok()?.min(MAX_FUNCTIONS);
-    let (text, funcnames, pcln) = match version {
-        Version::Go116 => (0, word(2)?, word(6)?),
+    let (text, funcnames, pctab, pcln) = match version {
+        Version::Go116 => (0, word(2)?, word(5)?, word(6)?),
         Version::Go118 => {
             let own = word(2)?;
-            (if own != 0 { own } else { text_start }, word(3)?, word(7)?)
+            let text = if own != 0 { own } else { text_start };
+            (text, word(3)?, word(6)?, word(7)?)
         }
     };
     let funcnames = data.get(usize::try_from(funcnames).ok()?..)?;
+    let pctab = usize::try_from(pctab)
+        .ok()
+        .filter(|&at| at != 0)
+        .and_then(|at| data.get(at..))
+        .unwrap_or_default();
     let pcln = data.get(usize::try_from(pcln).ok()?..)?;
+    // Where `_func.pcsp` is: after entry (8 bytes before 1.18, 4 since), nameoff, args and
+    // deferreturn.
+    let pcsp_field = match version {
+        Version::Go116 => 20,
+        Version::Go118 => 16,
+    };
     let mut functions = Vec::with_capacity(nfunc.min(1 << 16));
     let mut name_bytes = 0usize;
     for index in 0..nfunc {
@@ -82,8 +184,19 @@ fn read(data: &[u8], text_start: u64) -> Option<Vec<GoFunction<'_>>> {
         if name_bytes > MAX_NAME_BYTES {
             break;
         }
+        let sp_table = func
+            .checked_add(pcsp_field)
+            .and_then(|at| u32_at(pcln, at))
+            .filter(|&offset| offset != 0)
+            .and_then(|offset| pctab.get(usize::try_from(offset).ok()?..))
+            .unwrap_or_default();
         if start < end && !name.is_empty() {
-            functions.push(GoFunction { start, end, name });
+            functions.push(GoFunction {
+                start,
+                end,
+                name,
+                sp_table,
+            });
         }
     }
     Some(functions)
@@ -167,11 +280,13 @@ mod tests {
                 start: 0x401000,
                 end: 0x401040,
                 name: "main.a",
+                sp_table: &[],
             },
             GoFunction {
                 start: 0x401040,
                 end: 0x401100,
                 name: "main.b",
+                sp_table: &[],
             },
         ];
         assert_eq!(functions(&table_118(0x401000), 0), expected);

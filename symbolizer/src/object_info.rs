@@ -11,7 +11,10 @@ use crate::error::Error;
 use crate::frame::Frame;
 use crate::frame_cache::FrameCache;
 use crate::function_starts::FunctionStarts;
+use crate::go_frames;
 use crate::go_runtime::{self, GoRuntimeLayout};
+use crate::go_runtime_code::{self, RuntimeCode};
+use crate::gopclntab;
 use crate::load_bias;
 use crate::minidebuginfo;
 use crate::plt::PltTable;
@@ -200,19 +203,20 @@ impl ObjectInfo {
     /// Whether the file holds `expected` at `svma`, in the file contents of one `PT_LOAD`
     /// segment (code, as the loader maps it). False outside them.
     pub fn has_bytes_at(&self, svma: u64, expected: &[u8]) -> bool {
-        let len = expected.len() as u64;
-        self.segments.iter().any(|segment| {
-            let Some(within) = svma.checked_sub(segment.vaddr) else {
-                return false;
-            };
-            let fits = within
-                .checked_add(len)
-                .is_some_and(|end| end <= segment.file_size);
-            let start = segment.offset.checked_add(within);
-            fits && start
-                .and_then(|start| usize::try_from(start).ok())
-                .and_then(|start| self.data.get(start..start.checked_add(expected.len())?))
-                == Some(expected)
+        self.loaded_bytes(svma, expected.len() as u64) == Some(expected)
+    }
+
+    /// The `len` bytes at `svma` in the file contents of one `PT_LOAD` segment; None where
+    /// they are not all there.
+    fn loaded_bytes(&self, svma: u64, len: u64) -> Option<&[u8]> {
+        self.segments.iter().find_map(|segment| {
+            let within = svma.checked_sub(segment.vaddr)?;
+            if within.checked_add(len)? > segment.file_size {
+                return None;
+            }
+            let start = usize::try_from(segment.offset.checked_add(within)?).ok()?;
+            self.data
+                .get(start..start.checked_add(usize::try_from(len).ok()?)?)
         })
     }
 
@@ -228,8 +232,15 @@ impl ObjectInfo {
                 if sections.debug_frame.is_none() {
                     sections.debug_frame = self.debug_file.as_ref().and_then(|d| d.debug_frame());
                 }
+                let mut go_text = None;
+                if sections.debug_frame.is_none() && self.is_go {
+                    if let Some((frames, covered)) = self.go_debug_frame(&elf) {
+                        sections.debug_frame = Some(Bytes::from_vec(frames));
+                        go_text = Some(covered);
+                    }
+                }
                 if sections.eh_frame.is_some() && sections.debug_frame.is_some() {
-                    sections.debug_frame_only = self.go_text();
+                    sections.debug_frame_only = go_text.or_else(|| self.go_text());
                 }
                 sections
             })
@@ -243,6 +254,13 @@ impl ObjectInfo {
         let start = symbols.range_of("runtime.text")?.start;
         let end = symbols.range_of("runtime.etext")?.start;
         (start < end).then_some(start..end)
+    }
+
+    /// A Go binary linked without DWARF: the `.debug_frame` its linker would have written,
+    /// made from `.gopclntab` ([`go_frames`]), and the code it covers.
+    fn go_debug_frame(&self, elf: &Elf<'_>) -> Option<(Vec<u8>, std::ops::Range<u64>)> {
+        let (pclntab, text_start) = gopclntab::section(elf, &self.data)?;
+        go_frames::debug_frame(&gopclntab::functions(&pclntab, text_start))
     }
 
     /// `.debug_frame` alone (decompressed), for a separate debug file whose other sections
@@ -381,23 +399,46 @@ impl ObjectInfo {
 
     /// Where the Go runtime's `g` and `m` structs of this binary hold what a profiler needs to
     /// follow Go's stack switches (g0 and goroutine stacks), read once from the DWARF (own or
-    /// the separate debug file's). None for files not built by Go, Go binaries without DWARF
-    /// (linked with `-ldflags=-w`), or DWARF that lacks one of the fields.
+    /// the separate debug file's), or, for a binary without (linked with `-ldflags=-w`), from
+    /// the runtime's machine code. None for files not built by Go, and where neither gives
+    /// them all.
     pub fn go_runtime_layout(&self) -> Option<GoRuntimeLayout> {
         *self.go_runtime_layout.get_or_init(|| {
             if !self.is_go {
                 return None;
             }
-            let source = self.dwarf_source()?;
-            let elf = source.parse().ok()?;
-            // Decompressed whole, and dropped once read: Go compresses its DWARF, and the
-            // types lie in one unit that can be anywhere in the section.
-            let section = |name| dwarf::section_reader(&elf, &source.data, name);
-            go_runtime::read(
-                &section(".debug_info").into(),
-                &section(".debug_abbrev").into(),
-                &section(".debug_str").into(),
-            )
+            self.go_runtime_layout_from_dwarf()
+                .or_else(|| self.go_runtime_layout_from_code())
+        })
+    }
+
+    fn go_runtime_layout_from_dwarf(&self) -> Option<GoRuntimeLayout> {
+        let source = self.dwarf_source()?;
+        let elf = source.parse().ok()?;
+        // Decompressed whole, and dropped once read: Go compresses its DWARF, and the types
+        // lie in one unit that can be anywhere in the section.
+        let section = |name| dwarf::section_reader(&elf, &source.data, name);
+        go_runtime::read(
+            &section(".debug_info").into(),
+            &section(".debug_abbrev").into(),
+            &section(".debug_str").into(),
+        )
+    }
+
+    /// Without DWARF: from the runtime's own assembly (see [`go_runtime_code`]), found by name
+    /// in the symbol table or, stripped of it, in `.gopclntab`.
+    fn go_runtime_layout_from_code(&self) -> Option<GoRuntimeLayout> {
+        // The functions are a few dozen instructions; more than this is not theirs.
+        const MAX_BYTES: u64 = 512;
+        let code = |name: &'static str| {
+            let (range, _) = self.go_functions(&[name]).next()?;
+            let len = range.end.checked_sub(range.start)?.min(MAX_BYTES);
+            self.loaded_bytes(range.start, len)
+        };
+        go_runtime_code::layout(&RuntimeCode {
+            systemstack: code("runtime.systemstack")?,
+            gosave_systemstack_switch: code("gosave_systemstack_switch")?,
+            nanotime1: code("runtime.nanotime1")?,
         })
     }
 
@@ -406,17 +447,25 @@ impl ObjectInfo {
     /// in C code called through cgo (where R14 is not g). A Go program without cgo sets each
     /// thread's FS base itself, to just past `m.tls[0]`: -8, and links no `PT_TLS`. A cgo
     /// one lets the C library place the block and reaches g through the TLS symbol
-    /// `runtime.tlsg`. None for other files, and where the symbol is needed but stripped.
+    /// `runtime.tlsg` (or, linked by Go's own linker, which leaves the symbol out, through a
+    /// block of that one word). None for other files, and where the symbol is needed but
+    /// stripped (C code's thread-locals linked in as well).
     pub fn go_tls_g_offset(&self) -> Option<i64> {
         const GO_OWN_TLS: i64 = -8;
         if !self.is_go {
             return None;
         }
         let elf = self.parse().ok()?;
-        match elf::tls_segment(&elf) {
-            None => Some(GO_OWN_TLS),
-            Some(tls) => elf::executable_tls_offset(&elf, tls, "runtime.tlsg"),
-        }
+        let Some(tls) = elf::tls_segment(&elf) else {
+            return Some(GO_OWN_TLS);
+        };
+        elf::executable_tls_offset(&elf, tls, "runtime.tlsg").or_else(|| {
+            // Go's own linker keeps `runtime.tlsg` out of `.symtab`, and links no other TLS:
+            // a block of one word is g.
+            let block = elf::tls_block_offset(tls.vaddr, tls.mem_size, tls.align)?;
+            let block = i64::try_from(block).ok()?;
+            (tls.mem_size == 8).then_some(-block)
+        })
     }
 
     /// The object whose DWARF describes this file: itself, or its separate debug file.

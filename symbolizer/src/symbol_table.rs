@@ -149,14 +149,9 @@ impl SymbolTableBuilder {
     /// Adds the functions of Go's `.gopclntab` (see [`crate::gopclntab`]), ranked after every
     /// ELF symbol: for Go binaries linked without `.symtab`.
     pub fn add_go(&mut self, elf: &Elf<'_>, file: &Bytes) {
-        // PIE builds put the table in a section of relocated read-only data.
-        let pclntab = [".gopclntab", ".data.rel.ro.gopclntab"]
-            .iter()
-            .find_map(|name| crate::elf::section_bytes(elf, file, name));
-        let Some(pclntab) = pclntab else {
+        let Some((pclntab, text_start)) = gopclntab::section(elf, file) else {
             return;
         };
-        let text_start = elf.section_by_name(".text").map_or(0, |s| s.address());
         let base = pclntab.as_ptr() as usize;
         let functions = gopclntab::functions(&pclntab, text_start);
         let Some(table) = self.add_strings(pclntab.clone()) else {

@@ -12,6 +12,9 @@ use crate::unwind::{Registers, SwitchKind, SwitchedStack};
 
 /// The compiled program (agent/build.rs), aligned as its ELF headers need.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gostack.bpf.o"));
+/// The same without the search for signal frames, which needs bpf_loop (Linux >= 5.17).
+static WITHOUT_SIGNALS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gostack_nosignal.bpf.o"));
 
 const PROGRAM: &str = "go_stack";
 
@@ -42,6 +45,9 @@ impl Captured {
 pub struct GoStackCapture {
     ebpf: Ebpf,
     stacks: RingBuf<MapData>,
+    /// Whether signal handlers' interrupted stacks are copied (the kernel took the program
+    /// with its search for signal frames).
+    follows_signals: bool,
 }
 
 /// The program's `struct config`.
@@ -79,15 +85,43 @@ unsafe impl aya::Pod for Counts {}
 
 impl GoStackCapture {
     /// Loads the program for Go process `pid`, whose runtime lays its structs out as `layout`
-    /// and keeps g at `tls_g` from the thread pointer (if known). Fails, saying why, where BPF
-    /// cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without `bpf_task_pt_regs` or BTF, an
-    /// agent in a PID namespace of its own).
-    pub fn load(pid: u32, layout: &GoRuntimeLayout, tls_g: Option<i64>) -> Result<GoStackCapture> {
+    /// and keeps g at `tls_g` from the thread pointer (if known); with the search for signal
+    /// frames if `signals` and the kernel takes it (Linux >= 5.17), else without. Fails,
+    /// saying why, where BPF cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without
+    /// `bpf_task_pt_regs` or BTF, an agent in a PID namespace of its own).
+    pub fn load(
+        pid: u32,
+        layout: &GoRuntimeLayout,
+        tls_g: Option<i64>,
+        signals: bool,
+    ) -> Result<GoStackCapture> {
         crate::proc::in_initial_pid_namespace()?;
-        let mut ebpf = Ebpf::load(OBJECT).context("cannot load the BPF program")?;
-        let mut config: Array<_, Config> =
+        let config = config_for(pid, layout, tls_g);
+        if signals {
+            match Self::load_object(OBJECT, config) {
+                Ok((ebpf, stacks)) => {
+                    return Ok(GoStackCapture {
+                        ebpf,
+                        stacks,
+                        follows_signals: true,
+                    })
+                }
+                Err(err) => tracing::debug!("goroutine stacks without signal frames: {err:#}"),
+            }
+        }
+        let (ebpf, stacks) = Self::load_object(WITHOUT_SIGNALS, config)?;
+        Ok(GoStackCapture {
+            ebpf,
+            stacks,
+            follows_signals: false,
+        })
+    }
+
+    fn load_object(object: &[u8], config: Config) -> Result<(Ebpf, RingBuf<MapData>)> {
+        let mut ebpf = Ebpf::load(object).context("cannot load the BPF program")?;
+        let mut map: Array<_, Config> =
             Array::try_from(ebpf.map_mut("config").context("no config map")?)?;
-        config.set(0, config_for(pid, layout, tls_g), 0)?;
+        map.set(0, config, 0)?;
         let program: &mut PerfEvent = ebpf
             .program_mut(PROGRAM)
             .context("no go_stack program")?
@@ -96,7 +130,12 @@ impl GoStackCapture {
             .load()
             .context("the kernel refused the BPF program that copies goroutine stacks")?;
         let stacks = RingBuf::try_from(ebpf.take_map("stacks").context("no stacks map")?)?;
-        Ok(GoStackCapture { ebpf, stacks })
+        Ok((ebpf, stacks))
+    }
+
+    /// Whether signal handlers are followed into the code they interrupted.
+    pub fn follows_signals(&self) -> bool {
+        self.follows_signals
     }
 
     /// The program's descriptor, to attach to each CPU-time event (`PERF_EVENT_IOC_SET_BPF`);

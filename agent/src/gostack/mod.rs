@@ -21,7 +21,8 @@ use crate::sampler::monotonic_ns;
 use crate::unwind::{ModuleSet, SwitchedStack};
 
 /// Set to `off` not to follow goroutine stacks (to measure what following them costs, or to
-/// avoid loading a program).
+/// avoid loading a program), to `nosignals` not to follow Go's signal handlers (the program
+/// older kernels take).
 const SWITCH_OFF: &str = "RPROF_GO_STACKS";
 
 /// Goroutine stacks of one Go process, copied with its samples and waiting for them.
@@ -87,7 +88,7 @@ fn in_one_line(message: &str) -> String {
 
 impl GoStacks {
     /// For the target whose modules are `modules`, if its main executable is a Go program
-    /// whose DWARF describes the runtime's structs; for a launched command, `program`, the
+    /// whose runtime's struct offsets are known (from its DWARF or its code); for a launched command, `program`, the
     /// executable it is about to exec, decides. Why not otherwise.
     pub fn for_target(modules: &ModuleSet, program: Option<&str>) -> Result<GoStacks, NotFollowed> {
         let executable = match program {
@@ -107,8 +108,8 @@ impl GoStacks {
         }
         let layout = go.go_runtime_layout().ok_or_else(|| {
             NotFollowed::Unable(
-                "the Go binary has no DWARF describing its runtime: built with -ldflags=-w, or \
-                 stripped"
+                "the runtime's struct offsets are neither in the Go binary's DWARF nor in the \
+                 form this agent reads them from its code (a Go version before 1.17?)"
                     .to_owned(),
             )
         })?;
@@ -116,8 +117,9 @@ impl GoStacks {
             tracing::debug!("goroutine stacks not followed: {err:#}");
             NotFollowed::Unable(in_one_line(&format!("{err:#}")))
         };
-        let capture =
-            GoStackCapture::load(modules.pid(), &layout, go.go_tls_g_offset()).map_err(unable)?;
+        let signals = std::env::var(SWITCH_OFF).map_or(true, |value| value != "nosignals");
+        let capture = GoStackCapture::load(modules.pid(), &layout, go.go_tls_g_offset(), signals)
+            .map_err(unable)?;
         let program = capture.program_fd().map_err(unable)?;
         Ok(GoStacks {
             capture,
@@ -150,12 +152,19 @@ impl GoStacks {
     pub fn comment(&self, resumed: u64) -> String {
         let dropped = self.capture.dropped();
         format!(
-            "goroutine stacks: {resumed} samples on Go's system stack or in a vdso call followed \
-             back to their goroutine (copied in the kernel with the sample){}",
+            "goroutine stacks: {resumed} samples on Go's system stack, in a vdso call or in a \
+             signal handler followed back to their goroutine (copied in the kernel with the \
+             sample){}{}",
             if dropped > 0 {
                 format!(", {dropped} copies could not be made (ring full or stack unreadable)")
             } else {
                 String::new()
+            },
+            if self.capture.follows_signals() {
+                ""
+            } else {
+                "; signal handlers not followed (no bpf_loop in this kernel, Linux < 5.17, or \
+                 RPROF_GO_STACKS=nosignals): their samples end at the signal frame"
             }
         )
     }

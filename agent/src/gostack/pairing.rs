@@ -1,8 +1,8 @@
 //! Which copied goroutine stacks go with which sample.
 //!
 //! The program runs once in each sample's overflow, on the sampled thread, and sends a group of
-//! entries for it (a vdso call's stack, then g0's goroutine; or an entry that says there is
-//! nothing): a thread's groups come in the order of its samples. The kernel stamps the sample
+//! entries for it (a signal's interrupted stack, a vdso call's stack, then g0's goroutine; or
+//! an entry that says there is nothing): a thread's groups come in the order of its samples. The kernel stamps the sample
 //! within microseconds of the program's entries (before them since Linux 6.3, after them
 //! before), and the entries are in the program's ring before the sample is in the perf ring.
 //! So a sample's group is its thread's first one stamped within [`MAX_LAG_NS`] of it; groups
@@ -27,7 +27,7 @@ const MAX_BYTES: usize = 64 << 20;
 struct Group {
     stamp: u64,
     stacks: Vec<SwitchedStack>,
-    /// Its last entry came: it ends with anything but a vdso call's stack.
+    /// Its last entry came: one that ends a group ([`Captured::ends_sample`]).
     complete: bool,
 }
 
@@ -49,6 +49,11 @@ impl Pending {
         }
         self.bytes += size;
         let queue = self.by_thread.entry(captured.tid).or_default();
+        // A group still open that long before this entry lost its last entry (the ring was
+        // full): it ends there, rather than taking the next sample's entries.
+        if let Some(open) = queue.back_mut().filter(|group| !group.complete) {
+            open.complete = open.stamp.abs_diff(captured.time) > MAX_LAG_NS;
+        }
         if queue.back().is_none_or(|group| group.complete) {
             if queue.len() >= PER_THREAD {
                 if let Some(old) = queue.pop_front() {
@@ -195,6 +200,17 @@ mod tests {
         assert_eq!(ips(pending.take(1, 1_000_000)), [0xa, 0xb, 0xc]);
         assert_eq!(ips(pending.take(1, 11_000_000)), [0xd]);
         assert_eq!(pending.len(), 0);
+    }
+
+    #[test]
+    fn a_group_whose_last_entry_was_lost_does_not_take_the_next_samples() {
+        let mut pending = Pending::default();
+        // The first sample's group lost its end (a full ring); the next sample's is whole.
+        pending.insert(entry(1, 1_000_004, Some(SwitchKind::Signal), 0xa));
+        pending.insert(entry(1, 11_000_004, Some(SwitchKind::Signal), 0xb));
+        pending.insert(copy(1, 11_000_006, 0xc));
+        assert_eq!(ips(pending.take(1, 1_000_000)), [0xa]);
+        assert_eq!(ips(pending.take(1, 11_000_000)), [0xb, 0xc]);
     }
 
     #[test]

@@ -18,16 +18,16 @@ pub use switched::{SwitchKind, SwitchedStack};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder};
-
-/// Signal frames followed in one unwind at most (a handler interrupted by another signal...):
-/// bounds what a crafted stack of signal contexts pointing at each other can cost.
-const MAX_SIGNAL_FRAMES: usize = 8;
 use rprof_symbolizer::maps::MapEntry;
 use rprof_symbolizer::Bytes;
 
 /// A stack deeper than this many frames is cut (and counted as truncated): it bounds the work a
 /// corrupt stack can cause, far above what real programs reach within a 64 KiB stack copy.
 pub const MAX_FRAMES: usize = 4096;
+
+/// Signal frames followed in one unwind at most (a handler interrupted by another signal...):
+/// bounds what a crafted stack of signal contexts pointing at each other can cost.
+const MAX_SIGNAL_FRAMES: usize = 8;
 
 /// Registers the unwinder starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,8 +167,18 @@ impl StackUnwinder {
         let followed = !switched.is_empty();
         let mut walked = self.walk(regs, stack, followed, out);
         let mut resumed = false;
-        for goroutine in switched {
-            let (after, went_on) = self.switch_over(walked, goroutine, out);
+        // Where the frames of the stack walked last begin in `out`.
+        let mut segment = 0;
+        for (i, goroutine) in switched.iter().enumerate() {
+            // Code a signal interrupted was on g0 if what follows is about g0.
+            let on_g0 = switched[i + 1..]
+                .iter()
+                .any(|next| matches!(next.kind, SwitchKind::Scheduled | SwitchKind::Parked));
+            let before = out.len();
+            let (after, went_on) = self.switch_over(walked, goroutine, segment, on_g0, out);
+            if went_on {
+                segment = before.min(out.len());
+            }
             walked = after;
             resumed |= went_on;
         }
@@ -284,17 +294,24 @@ impl StackUnwinder {
 
     /// Where the unwind goes after `walked`, given a stack the thread had switched away from,
     /// and whether it went on on that stack.
+    /// `segment` is where the frames of the stack walked last begin in `out`; `on_g0`, for a
+    /// signal's interrupted code, whether it ran on g0 (a switching function there has
+    /// switched).
     fn switch_over(
         &mut self,
         walked: Walked,
         goroutine: &SwitchedStack,
+        segment: usize,
+        on_g0: bool,
         out: &mut Vec<u64>,
     ) -> (Walked, bool) {
         match (goroutine.kind, walked) {
+            // A signal frame not followed: the vdso call was the interrupted code's.
+            (SwitchKind::Vdso, Walked::Signal(_)) => (walked, false),
             (SwitchKind::Vdso, _) => {
                 // The Go function that made the vdso call moved SP: whatever the walk read
                 // past it is not its caller's frame.
-                self.cut_after_vdso_caller(out);
+                self.cut_after_vdso_caller(segment, out);
                 (self.resume(goroutine, out), true)
             }
             (SwitchKind::Scheduled, Walked::Switch(StackSwitch::System)) => {
@@ -307,7 +324,7 @@ impl StackUnwinder {
                 if interrupted.sp == goroutine.regs.sp && interrupted.ip == goroutine.regs.ip =>
             {
                 (
-                    self.walk(goroutine.regs, &goroutine.memory(), true, out),
+                    self.walk(goroutine.regs, &goroutine.memory(), on_g0, out),
                     true,
                 )
             }
@@ -329,15 +346,17 @@ impl StackUnwinder {
         walked
     }
 
-    /// Keeps the vdso's frames and the first frame past them (the Go function that called it).
-    fn cut_after_vdso_caller(&self, out: &mut Vec<u64>) {
+    /// Keeps, of the frames walked last (from `segment` on), the vdso's frames and the first
+    /// frame past them (the Go function that called it).
+    fn cut_after_vdso_caller(&self, segment: usize, out: &mut Vec<u64>) {
         let in_vdso = |address: u64| {
             self.modules
                 .mapped_at(address)
                 .is_some_and(|module| module.is_vdso)
         };
-        if let Some(caller) = out.iter().position(|&address| !in_vdso(address)) {
-            out.truncate(caller + 1);
+        let walked = out.get(segment..).unwrap_or_default();
+        if let Some(caller) = walked.iter().position(|&address| !in_vdso(address)) {
+            out.truncate(segment + caller + 1);
         }
     }
 }
