@@ -28,9 +28,11 @@
 // nothing but the end. A group per sample lets the agent pair them in order, whichever of the
 // two the kernel stamps first (since Linux 6.3 the sample is stamped before the program runs,
 // before that after).
-// It never drops a sample itself (it returns 1); but the kernel drops a sample whose program
-// cannot run because another BPF tracing program runs on that CPU at that moment (a kprobe,
-// or the agent's own sched_switch program of a wall or block recording).
+// `go_stack_target` does the same for events that count every task on a CPU (wall's), and
+// keeps only the target's overflows as samples. `go_stack` never drops a sample itself (it
+// returns 1); but the kernel drops a sample whose program cannot run because another BPF
+// tracing program runs on that CPU at that moment (a kprobe, or the agent's own sched_switch
+// program of a wall or block recording).
 
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -41,7 +43,8 @@
 // stack's top). Handlers' stacks above the runtime are a few KiB deep.
 #define STACK_BYTES 16384
 
-// Field offsets in the target's Go runtime structs, from its DWARF (GoRuntimeLayout).
+// Field offsets in the target's Go runtime structs, from its DWARF or its code
+// (GoRuntimeLayout).
 struct config {
 	__u32 tgid; // the target, as the kernel's initial PID namespace numbers it
 	__u32 pad;
@@ -292,16 +295,9 @@ static __always_inline int signal_context(__u64 lo, __u64 hi, __u64 sp, struct i
 #endif
 }
 
-SEC("perf_event")
-int go_stack(void *ctx)
+// Sends the group of entries of thread `tid`'s sample (see the top of this file).
+static __always_inline void follow(struct config *cfg, __u32 tid)
 {
-	__u32 zero = 0;
-	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!cfg || !cfg->tgid || (pid_tgid >> 32) != cfg->tgid)
-		return 1;
-	__u32 tid = (__u32)pid_tgid;
-
 	// The user registers, also when the sample interrupted a system call: the ones the
 	// kernel saved on entry (the overflow's own registers are the kernel's then).
 	struct user_regs regs;
@@ -309,7 +305,7 @@ int go_stack(void *ctx)
 	struct pt_regs *saved = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved)) {
 		send(tid, SWITCH_NONE, 0, 0, 0, 0);
-		return 1;
+		return;
 	}
 
 	// g: the runtime keeps it in thread-local storage for every thread it runs, also while C
@@ -336,7 +332,7 @@ int go_stack(void *ctx)
 	}
 	if (!m) {
 		send(tid, SWITCH_NONE, 0, 0, 0, 0);
-		return 1;
+		return;
 	}
 	__u64 vdso_sp = word(m + cfg->m_vdso_sp);
 
@@ -356,7 +352,7 @@ int go_stack(void *ctx)
 		struct interrupted at;
 		if (signal_context(lo, hi, regs.sp, &at)) {
 			send(tid, SWITCH_NONE, 0, 0, 0, 0);
-			return 1;
+			return;
 		}
 		__u64 curg_lo = curg ? word(curg + cfg->g_stack_lo) : 0;
 		__u64 curg_hi = curg ? word(curg + cfg->g_stack_hi) : 0;
@@ -391,6 +387,30 @@ int go_stack(void *ctx)
 		send(tid, SWITCH_PARKED, 0, 0, 0, 0);
 	else
 		send(tid, SWITCH_NONE, 0, 0, 0, 0);
+}
+
+SEC("perf_event")
+int go_stack(void *ctx)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (cfg && cfg->tgid && (pid_tgid >> 32) == cfg->tgid)
+		follow(cfg, (__u32)pid_tgid);
+	return 1;
+}
+
+// The same for an event that counts every task on its CPU (wall's CPU time, filtered in the
+// kernel): only the target's overflows are samples.
+SEC("perf_event")
+int go_stack_target(void *ctx)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!cfg || !cfg->tgid || (pid_tgid >> 32) != cfg->tgid)
+		return 0;
+	follow(cfg, (__u32)pid_tgid);
 	return 1;
 }
 

@@ -37,9 +37,9 @@ pub use process::{
     require_kernel_sampling_refused, Finished, Running, Target, AS_UNPRIVILEGED,
 };
 pub use profile::{
-    assert_leaf_ratio, assert_share, comment_starting, decode_profile, frames_of, label,
-    leaf_share, leaf_split, num_label, of_process, read_profile, sample_types, share_of,
-    stack_split, string, top_leaves, total_samples, Fraction, Stacks,
+    assert_go_stacks_rooted, assert_leaf_ratio, assert_share, comment_starting, decode_profile,
+    frames_of, label, leaf_share, leaf_split, num_label, of_process, passes_through, read_profile,
+    sample_types, share_of, stack_split, string, top_leaves, total_samples, Fraction, Stacks,
 };
 pub use toolchain::{
     build_c, build_cpp, build_go, build_rust, go_tool_pprof, pprof_output, programs_dir, strip_all,

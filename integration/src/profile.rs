@@ -310,3 +310,69 @@ pub fn sample_types(profile: &Profile) -> Vec<(&str, &str)> {
         .map(|t| (string(profile, t.r#type), string(profile, t.unit)))
         .collect()
 }
+
+/// Whether `path` is in `frames` in this order (not necessarily adjacent), each name matching
+/// a frame with or without Go's `.abi0` suffix.
+pub fn passes_through(frames: &[&str], path: &[&str]) -> bool {
+    let mut frames = frames.iter();
+    path.iter()
+        .all(|want| frames.any(|frame| frame == want || frame.strip_suffix(".abi0") == Some(*want)))
+}
+
+/// Asserts that a Go program's stacks end where Go's own traceback ends them: nothing is
+/// unwound past a goroutine or thread root, at least 99 % of at least `min_samples` samples
+/// reach one, and no frame is `<unknown>`.
+pub fn assert_go_stacks_rooted(profile: &Profile, min_samples: i64) {
+    let stacks = Stacks::new(profile);
+    // Exactly these (goexit0, mstart0 and mstart1 are ordinary frames above them); mcall as in
+    // Go's own traceback: the goroutine that called it gave the thread up. clone3 and clone
+    // begin the threads a cgo program's C code creates.
+    const ROOTS: [&str; 6] = [
+        "runtime.goexit",
+        "runtime.mstart",
+        "runtime.rt0_go",
+        "runtime.mcall",
+        "clone3",
+        "clone",
+    ];
+    let is_root = |frame: &str| {
+        ROOTS
+            .iter()
+            .any(|root| frame == *root || frame.strip_suffix(".abi0") == Some(*root))
+    };
+    // A root is always the last frame: nothing past it (heap words under goexit, the cgo
+    // trampoline's bytes above mstart, g0's frames under a goroutine) is unwound.
+    let past_root = stacks.fraction(
+        |frames, _| frames.iter().any(|f| is_root(f)),
+        |frames| frames.last().is_some_and(|f| is_root(f)),
+    );
+    println!("stacks with a root that end at it: {past_root}");
+    assert_eq!(
+        past_root.hits, past_root.total,
+        "frames past a goroutine or thread root"
+    );
+    // Also rooted: g0's frames under a morestack whose goroutine was descheduled on the way
+    // (newstack → gopreempt_m), where Go's own traceback ends too. Not a root in the check
+    // above: where the goroutine is still there, its frames follow morestack's.
+    let rooted_at = |frames: &[&str]| {
+        frames
+            .last()
+            .is_some_and(|f| is_root(f) || f.starts_with("runtime.morestack"))
+    };
+    let rooted = stacks.fraction(|_, _| true, |frames| rooted_at(frames));
+    println!("stacks reaching a root: {rooted}");
+    for sample in &profile.sample {
+        let frames = stacks.frames(sample);
+        if !rooted_at(&frames) {
+            println!("  not rooted: {}", frames.join(" < "));
+        }
+    }
+    assert!(rooted.total >= min_samples, "too few samples: {rooted}");
+    assert!(
+        rooted.ratio() >= 0.99,
+        "only {rooted} of the stacks reach a root\n{}",
+        top_leaves(profile, 10)
+    );
+    let unknown = stacks.fraction(|_, _| true, |frames| frames.contains(&"<unknown>"));
+    assert_eq!(unknown.hits, 0, "stacks with an <unknown> frame: {unknown}");
+}

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rprof_integration::elf::{build_id, section_names, symbol_address};
 use rprof_integration::{
-    agent_bin, assert_leaf_ratio, assert_one_line_error, assert_share, assert_success, build_c,
-    comment_starting, exclusive, go_tool_pprof, is_running, label, leaf_split, num_label,
-    of_process, programs, read_profile, record, record_full, record_full_env,
-    require_kernel_sampling_refused, run_agent, share_of, stack_split, string, top_leaves,
-    total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
+    agent_bin, assert_go_stacks_rooted, assert_leaf_ratio, assert_one_line_error, assert_share,
+    assert_success, build_c, comment_starting, exclusive, go_tool_pprof, is_running, label,
+    leaf_split, num_label, of_process, passes_through, programs, read_profile, record, record_full,
+    record_full_env, require_kernel_sampling_refused, run_agent, share_of, stack_split, string,
+    top_leaves, total_samples, Measuring, Recording, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::Profile;
 
@@ -1038,72 +1038,6 @@ fn signal_handler_stacks_go_on_through_the_signal_frame_into_the_interrupted_cod
         through.ratio() >= 0.99,
         "only {through} of the handler's stacks reach main through the signal frame"
     );
-}
-
-/// Whether `path` is in `frames` in this order (not necessarily adjacent), each name matching
-/// a frame with or without Go's `.abi0` suffix.
-fn passes_through(frames: &[&str], path: &[&str]) -> bool {
-    let mut frames = frames.iter();
-    path.iter()
-        .all(|want| frames.any(|frame| frame == want || frame.strip_suffix(".abi0") == Some(*want)))
-}
-
-/// Asserts that a Go program's stacks end where Go's own traceback ends them: nothing is
-/// unwound past a goroutine or thread root, at least 99 % of at least `min_samples` samples
-/// reach one, and no frame is `<unknown>`.
-fn assert_go_stacks_rooted(profile: &Profile, min_samples: i64) {
-    let stacks = Stacks::new(profile);
-    // Exactly these (goexit0, mstart0 and mstart1 are ordinary frames above them); mcall as in
-    // Go's own traceback: the goroutine that called it gave the thread up. clone3 and clone
-    // begin the threads a cgo program's C code creates.
-    const ROOTS: [&str; 6] = [
-        "runtime.goexit",
-        "runtime.mstart",
-        "runtime.rt0_go",
-        "runtime.mcall",
-        "clone3",
-        "clone",
-    ];
-    let is_root = |frame: &str| {
-        ROOTS
-            .iter()
-            .any(|root| frame == *root || frame.strip_suffix(".abi0") == Some(*root))
-    };
-    // A root is always the last frame: nothing past it (heap words under goexit, the cgo
-    // trampoline's bytes above mstart, g0's frames under a goroutine) is unwound.
-    let past_root = stacks.fraction(
-        |frames, _| frames.iter().any(|f| is_root(f)),
-        |frames| frames.last().is_some_and(|f| is_root(f)),
-    );
-    println!("stacks with a root that end at it: {past_root}");
-    assert_eq!(
-        past_root.hits, past_root.total,
-        "frames past a goroutine or thread root"
-    );
-    // Also rooted: g0's frames under a morestack whose goroutine was descheduled on the way
-    // (newstack → gopreempt_m), where Go's own traceback ends too. Not a root in the check
-    // above: where the goroutine is still there, its frames follow morestack's.
-    let rooted_at = |frames: &[&str]| {
-        frames
-            .last()
-            .is_some_and(|f| is_root(f) || f.starts_with("runtime.morestack"))
-    };
-    let rooted = stacks.fraction(|_, _| true, |frames| rooted_at(frames));
-    println!("stacks reaching a root: {rooted}");
-    for sample in &profile.sample {
-        let frames = stacks.frames(sample);
-        if !rooted_at(&frames) {
-            println!("  not rooted: {}", frames.join(" < "));
-        }
-    }
-    assert!(rooted.total >= min_samples, "too few samples: {rooted}");
-    assert!(
-        rooted.ratio() >= 0.99,
-        "only {rooted} of the stacks reach a root\n{}",
-        top_leaves(profile, 10)
-    );
-    let unknown = stacks.fraction(|_, _| true, |frames| frames.contains(&"<unknown>"));
-    assert_eq!(unknown.hits, 0, "stacks with an <unknown> frame: {unknown}");
 }
 
 /// Every function that Go's own profile puts in at least 5 % of its samples is in as large a

@@ -10,9 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use rprof_integration::{
-    agent_bin, agent_command, assert_one_line_error, assert_split, build_c, build_cpp, build_rust,
-    cpu_time, exclusive, label, record_full, require_kernel_sampling_refused, sample_types, string,
-    total, Measuring, Running, Stacks, Target, AS_UNPRIVILEGED,
+    agent_bin, agent_command, assert_go_stacks_rooted, assert_one_line_error, assert_split,
+    build_c, build_cpp, build_rust, comment_starting, cpu_time, exclusive, label, programs,
+    record_full, require_kernel_sampling_refused, sample_types, string, total, Measuring, Running,
+    Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -406,6 +407,34 @@ fn wall_counts_time_in_the_kernel_as_on_cpu_under_the_system_call() {
         "only {:.0} % of the on-CPU time under [syscall read] on read_zeros",
         100.0 * in_read / on_cpu
     );
+}
+
+/// A Go server's on-CPU time in `wall` follows its stack switches (systemstack, vdso calls,
+/// cgo, signal handlers) as its CPU profile does: the program that copies goroutine stacks
+/// is the per-CPU CPU-time events' filter.
+#[test]
+fn wall_follows_a_go_program_s_stack_switches_on_the_cpu() {
+    let _cpu = exclusive();
+    let target = Target::start(&programs::go_server());
+    let recording = record_full(target.pid(), 5, &["--profile", "wall"]);
+    let profile = &recording.profile;
+    let prefix = "goroutine stacks: ";
+    let comment = comment_starting(profile, prefix).expect("a goroutine stacks comment");
+    println!("{comment}");
+    let followed: u64 = comment[prefix.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(followed > 0, "{comment}");
+    let on_cpu = Profile {
+        sample: (profile.sample.iter())
+            .filter(|sample| label(profile, sample, "state") == Some("on-cpu"))
+            .cloned()
+            .collect(),
+        ..profile.clone()
+    };
+    assert_go_stacks_rooted(&on_cpu, 200);
 }
 
 #[test]

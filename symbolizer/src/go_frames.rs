@@ -32,12 +32,19 @@ const DW_CFA_NOP: u8 = 0x00;
 pub(crate) fn debug_frame(functions: &[GoFunction<'_>]) -> Option<(Vec<u8>, Range<u64>)> {
     let mut section = cie();
     let mut covered: Option<Range<u64>> = None;
+    let mut budget = gopclntab::MAX_STEPS;
     for function in functions {
-        let runs = gopclntab::sp_runs(function);
+        let runs = gopclntab::sp_runs(function, &mut budget);
         let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
             continue;
         };
-        let fde = fde(first.start, last.end, &runs)?;
+        // An unwinder indexes code by 32-bit offsets: a function past 4 GiB is no real one.
+        if last.end > u64::from(u32::MAX) {
+            continue;
+        }
+        let Some(fde) = fde(first.start, last.end, &runs) else {
+            continue;
+        };
         if section.len() + fde.len() > MAX_BYTES {
             return None;
         }

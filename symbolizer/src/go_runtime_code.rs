@@ -6,16 +6,19 @@
 //! displacements, in a fixed order:
 //!
 //! - `runtime.systemstack`: `MOVQ g_m(AX), BX`; `CMPQ m_gsignal(BX), AX`; `MOVQ m_g0(BX), DX`;
-//!   `CMPQ m_curg(BX), AX`; after the switch `MOVQ (g_sched+gobuf_sp)(DX), BX`.
+//!   `CMPQ m_curg(BX), AX`; after the switch `MOVQ (g_sched+gobuf_sp)(DX), BX` (loaded into
+//!   SP itself in later versions).
 //! - `gosave_systemstack_switch`: `MOVQ R9, (g_sched+gobuf_pc)(R14)`, then `gobuf_sp` the same
 //!   way, and `MOVQ BP, (g_sched+gobuf_bp)(R14)`.
 //! - `runtime.nanotime1`: `MOVQ m_vdsoPC(BX), CX`, `MOVQ m_vdsoSP(BX), DX`.
 //!
 //! Each is found by its exact encoding (REX.W, opcode, ModRM naming both registers) in the
 //! function's bytes, and the result is only trusted if it has the shape every Go version's
-//! structs have (gobuf's pc right after sp and bp six words on, g0 first in m, vdsoPC right
-//! after vdsoSP, the same sched.sp in both functions). The bytes are untrusted: reads are
-//! bounded by the slices given, and anything unexpected gives `None`.
+//! structs have (gobuf's pc right after sp and bp five or six words on, as gobuf lost `ret`
+//! in Go 1.25; g0 first in m, gsignal before curg before vdsoSP, vdsoPC right after it; the
+//! same sched.sp in both functions). Only Go 1.19's code is tested on real binaries here;
+//! later forms from their sources. The bytes are untrusted: reads are bounded by the slices
+//! given, and anything unexpected gives `None`.
 
 use crate::go_runtime::GoRuntimeLayout;
 
@@ -24,6 +27,7 @@ const AX: u8 = 0;
 const CX: u8 = 1;
 const DX: u8 = 2;
 const BX: u8 = 3;
+const SP: u8 = 4;
 const BP: u8 = 5;
 const R9: u8 = 9;
 const R14: u8 = 14;
@@ -51,7 +55,9 @@ pub(crate) fn layout(code: &RuntimeCode<'_>) -> Option<GoRuntimeLayout> {
         return None;
     };
     let m_g0 = *displacements(systemstack, MOV_LOAD, DX, BX).first()?;
-    let sched_sp = *displacements(systemstack, MOV_LOAD, BX, DX).first()?;
+    let sched_sp = *displacements(systemstack, MOV_LOAD, BX, DX)
+        .first()
+        .or(displacements(systemstack, MOV_LOAD, SP, DX).first())?;
     let saved = displacements(code.gosave_systemstack_switch, MOV_STORE, R9, R14);
     let (&g_sched_pc, &g_sched_sp) = (saved.first()?, saved.get(1)?);
     let g_sched_bp = *displacements(code.gosave_systemstack_switch, MOV_STORE, BP, R14).first()?;
@@ -69,16 +75,17 @@ pub(crate) fn layout(code: &RuntimeCode<'_>) -> Option<GoRuntimeLayout> {
         m_vdso_sp,
         m_vdso_pc,
     };
+    let bp_after_sp = g_sched_bp.checked_sub(g_sched_sp)?;
     let shaped = sched_sp == g_sched_sp
         && g_sched_pc == g_sched_sp.checked_add(8)?
-        && g_sched_bp == g_sched_sp.checked_add(48)?
+        && (bp_after_sp == 40 || bp_after_sp == 48)
         && m_g0 == 0
         && m_vdso_pc == m_vdso_sp.checked_add(8)?
         && g_m > G_STACK_HI
         && g_m < g_sched_sp
-        && m_gsignal != 0
-        && m_curg != 0
-        && m_gsignal != m_curg;
+        && 0 < m_gsignal
+        && m_gsignal < m_curg
+        && m_curg < m_vdso_sp;
     shaped.then_some(layout)
 }
 
@@ -186,6 +193,26 @@ mod tests {
     }
 
     #[test]
+    fn later_versions_forms_are_read_too() {
+        // systemstack loading the goroutine's sched.sp straight into SP (`48 8b 62 38`), and a
+        // gobuf without `ret` (bp five words after sp).
+        let mut systemstack = SYSTEMSTACK.to_vec();
+        let load = systemstack
+            .windows(4)
+            .position(|w| w == [0x48, 0x8b, 0x5a, 0x38])
+            .unwrap();
+        systemstack[load + 2] = 0x62;
+        let mut gosave = GOSAVE.to_vec();
+        let bp = gosave
+            .windows(4)
+            .position(|w| w == [0x49, 0x89, 0x6e, 0x68])
+            .unwrap();
+        gosave[bp + 3] = 0x60;
+        let layout = layout(&code(&systemstack, &gosave, NANOTIME1)).unwrap();
+        assert_eq!((layout.g_sched_sp, layout.g_sched_bp), (0x38, 0x60));
+    }
+
+    #[test]
     fn code_of_another_shape_gives_none_never_a_panic() {
         // A function missing, cut short, or with a field where no Go version has it.
         assert_eq!(layout(&code(&[], GOSAVE, NANOTIME1)), None);
@@ -194,6 +221,19 @@ mod tests {
         let mut moved = NANOTIME1.to_vec();
         moved[10] = 0x30; // vdsoPC no longer right after vdsoSP
         assert_eq!(layout(&code(SYSTEMSTACK, GOSAVE, &moved)), None);
+        // gsignal and curg read the wrong way round.
+        let mut swapped = SYSTEMSTACK.to_vec();
+        let gsignal = swapped
+            .windows(4)
+            .position(|w| w == [0x48, 0x3b, 0x43, 0x50])
+            .unwrap();
+        let curg = swapped
+            .windows(3)
+            .position(|w| w == [0x48, 0x3b, 0x83])
+            .unwrap();
+        swapped[gsignal + 3] = 0xc0;
+        swapped[curg + 3..curg + 7].copy_from_slice(&0x50u32.to_le_bytes());
+        assert_eq!(layout(&code(&swapped, GOSAVE, NANOTIME1)), None);
         // Every cut and every flipped byte of the three functions.
         for (which, original) in [SYSTEMSTACK, GOSAVE, NANOTIME1].into_iter().enumerate() {
             for cut in 0..original.len() {

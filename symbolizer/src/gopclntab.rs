@@ -30,9 +30,10 @@ pub(crate) struct GoFunction<'a> {
 /// The Go linker's instruction quantum on amd64 (`sys.PCQuantum`).
 const PC_QUANTUM: u64 = 1;
 
-/// Steps of one `pcsp` table read at most: a table cannot have more than one per byte of its
-/// function, and no Go function is near this long.
-const MAX_STEPS: usize = 1 << 20;
+/// Steps of the `pcsp` tables read at most, all functions together: a table has at most one
+/// per byte of its function, and the largest Go binaries are a few hundred MiB of code. Tables
+/// come from the file, and crafted functions can share one long table.
+pub(crate) const MAX_STEPS: usize = 1 << 26;
 
 /// A run of a function's code over which SP stays `sp_delta` bytes below its value at entry
 /// (after the call pushed the return address).
@@ -46,19 +47,24 @@ pub(crate) struct SpRun {
 /// The runs of `function`'s `pcsp` table, as Go's runtime reads it (`runtime.step`): pairs of
 /// a zig-zag varint value delta (from -1) and a varint pc delta (in quanta), each value holding
 /// up to the pc after it, until a zero value delta. Cut at the function's end; empty for a
-/// malformed table.
-pub(crate) fn sp_runs(function: &GoFunction<'_>) -> Vec<SpRun> {
+/// malformed table (a step that does not advance, as Go's linker never writes one). Each step
+/// takes one of `budget`; none left is a malformed table too.
+pub(crate) fn sp_runs(function: &GoFunction<'_>, budget: &mut usize) -> Vec<SpRun> {
     let mut runs = Vec::new();
     let (mut table, mut pc, mut value) = (function.sp_table, function.start, -1i64);
-    for step in 0..MAX_STEPS {
+    for step in 0.. {
+        let Some(left) = budget.checked_sub(1) else {
+            return Vec::new();
+        };
+        *budget = left;
         let Some((value_delta, rest)) = varint(table) else {
             break;
         };
         if value_delta == 0 && step > 0 {
             break;
         }
-        let Some((pc_delta, rest)) = varint(rest) else {
-            break;
+        let Some((pc_delta, rest)) = varint(rest).filter(|&(delta, _)| delta > 0) else {
+            return Vec::new();
         };
         table = rest;
         value += i64::from((value_delta >> 1) as i32 ^ -((value_delta & 1) as i32));

@@ -16,7 +16,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/go
 static WITHOUT_SIGNALS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gostack_nosignal.bpf.o"));
 
+/// The program for the target's own events, and the one for events that count every task on
+/// a CPU (which drops the overflows of other processes).
 const PROGRAM: &str = "go_stack";
+const TARGET_PROGRAM: &str = "go_stack_target";
 
 /// `struct switched`'s header: tid, kind (u32 each), then time, pc, sp, bp, len (u64 each).
 const HEADER_BYTES: usize = 48;
@@ -44,6 +47,8 @@ impl Captured {
 /// and the events it is attached to), so also when the agent is killed.
 pub struct GoStackCapture {
     ebpf: Ebpf,
+    /// The program loaded: [`PROGRAM`] or [`TARGET_PROGRAM`].
+    program: &'static str,
     stacks: RingBuf<MapData>,
     /// Whether signal handlers' interrupted stacks are copied (the kernel took the program
     /// with its search for signal frames).
@@ -86,7 +91,9 @@ unsafe impl aya::Pod for Counts {}
 impl GoStackCapture {
     /// Loads the program for Go process `pid`, whose runtime lays its structs out as `layout`
     /// and keeps g at `tls_g` from the thread pointer (if known); with the search for signal
-    /// frames if `signals` and the kernel takes it (Linux >= 5.17), else without. Fails,
+    /// frames if `signals` and the kernel takes it (Linux >= 5.17), else without; for events
+    /// that count every task on a CPU if `every_task` (it then drops other tasks' overflows,
+    /// as [`crate::sampler::SamplerConfig::filter`]). Fails,
     /// saying why, where BPF cannot do it (no CAP_BPF + CAP_PERFMON, a kernel without
     /// `bpf_task_pt_regs` or BTF, an agent in a PID namespace of its own).
     pub fn load(
@@ -94,14 +101,17 @@ impl GoStackCapture {
         layout: &GoRuntimeLayout,
         tls_g: Option<i64>,
         signals: bool,
+        every_task: bool,
     ) -> Result<GoStackCapture> {
         crate::proc::in_initial_pid_namespace()?;
         let config = config_for(pid, layout, tls_g);
+        let program = if every_task { TARGET_PROGRAM } else { PROGRAM };
         if signals {
-            match Self::load_object(OBJECT, config) {
+            match Self::load_object(OBJECT, program, config) {
                 Ok((ebpf, stacks)) => {
                     return Ok(GoStackCapture {
                         ebpf,
+                        program,
                         stacks,
                         follows_signals: true,
                     })
@@ -109,22 +119,23 @@ impl GoStackCapture {
                 Err(err) => tracing::debug!("goroutine stacks without signal frames: {err:#}"),
             }
         }
-        let (ebpf, stacks) = Self::load_object(WITHOUT_SIGNALS, config)?;
+        let (ebpf, stacks) = Self::load_object(WITHOUT_SIGNALS, program, config)?;
         Ok(GoStackCapture {
             ebpf,
+            program,
             stacks,
             follows_signals: false,
         })
     }
 
-    fn load_object(object: &[u8], config: Config) -> Result<(Ebpf, RingBuf<MapData>)> {
+    fn load_object(object: &[u8], name: &str, config: Config) -> Result<(Ebpf, RingBuf<MapData>)> {
         let mut ebpf = Ebpf::load(object).context("cannot load the BPF program")?;
         let mut map: Array<_, Config> =
             Array::try_from(ebpf.map_mut("config").context("no config map")?)?;
         map.set(0, config, 0)?;
         let program: &mut PerfEvent = ebpf
-            .program_mut(PROGRAM)
-            .context("no go_stack program")?
+            .program_mut(name)
+            .with_context(|| format!("no {name} program"))?
             .try_into()?;
         program
             .load()
@@ -143,8 +154,8 @@ impl GoStackCapture {
     pub fn program_fd(&self) -> Result<i32> {
         let program: &PerfEvent = self
             .ebpf
-            .program(PROGRAM)
-            .context("no go_stack program")?
+            .program(self.program)
+            .with_context(|| format!("no {} program", self.program))?
             .try_into()?;
         Ok(program.fd()?.as_fd().as_raw_fd())
     }

@@ -88,9 +88,15 @@ fn in_one_line(message: &str) -> String {
 
 impl GoStacks {
     /// For the target whose modules are `modules`, if its main executable is a Go program
-    /// whose runtime's struct offsets are known (from its DWARF or its code); for a launched command, `program`, the
-    /// executable it is about to exec, decides. Why not otherwise.
-    pub fn for_target(modules: &ModuleSet, program: Option<&str>) -> Result<GoStacks, NotFollowed> {
+    /// whose runtime's struct offsets are known (from its DWARF or its code); for a launched
+    /// command, `program`, the executable it is about to exec, decides. For events that count
+    /// every task on a CPU if `every_task` (the program then keeps only the target's
+    /// overflows). Why not otherwise.
+    pub fn for_target(
+        modules: &ModuleSet,
+        program: Option<&str>,
+        every_task: bool,
+    ) -> Result<GoStacks, NotFollowed> {
         let executable = match program {
             Some(program) => crate::launch::find_program(program)
                 .and_then(|path| modules.symbolizer().load_file(path).ok()),
@@ -118,7 +124,8 @@ impl GoStacks {
             NotFollowed::Unable(in_one_line(&format!("{err:#}")))
         };
         let signals = std::env::var(SWITCH_OFF).map_or(true, |value| value != "nosignals");
-        let capture = GoStackCapture::load(modules.pid(), &layout, go.go_tls_g_offset(), signals)
+        let tls_g = go.go_tls_g_offset();
+        let capture = GoStackCapture::load(modules.pid(), &layout, tls_g, signals, every_task)
             .map_err(unable)?;
         let program = capture.program_fd().map_err(unable)?;
         Ok(GoStacks {
@@ -129,7 +136,8 @@ impl GoStacks {
         })
     }
 
-    /// The program, to run with each sample ([`crate::sampler::SamplerConfig::on_sample`]);
+    /// The program, to run with each sample ([`crate::sampler::SamplerConfig::on_sample`], or
+    /// as the [`crate::sampler::SamplerConfig::filter`] of events that count every task);
     /// open as long as this lives.
     pub fn program_fd(&self) -> i32 {
         self.program

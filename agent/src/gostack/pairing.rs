@@ -2,9 +2,10 @@
 //!
 //! The program runs once in each sample's overflow, on the sampled thread, and sends a group of
 //! entries for it (a signal's interrupted stack, a vdso call's stack, then g0's goroutine; or
-//! an entry that says there is nothing): a thread's groups come in the order of its samples. The kernel stamps the sample
-//! within microseconds of the program's entries (before them since Linux 6.3, after them
-//! before), and the entries are in the program's ring before the sample is in the perf ring.
+//! an entry that says there is nothing): a thread's groups come in the order of its samples.
+//! The kernel stamps the sample within microseconds of the program's entries (before them
+//! since Linux 6.3, after them before), and the entries are in the program's ring before the
+//! sample is in the perf ring.
 //! So a sample's group is its thread's first one stamped within [`MAX_LAG_NS`] of it; groups
 //! stamped earlier belong to samples that were lost, and go.
 

@@ -174,13 +174,12 @@ impl StackUnwinder {
             let on_g0 = switched[i + 1..]
                 .iter()
                 .any(|next| matches!(next.kind, SwitchKind::Scheduled | SwitchKind::Parked));
-            let before = out.len();
             let (after, went_on) = self.switch_over(walked, goroutine, segment, on_g0, out);
-            if went_on {
-                segment = before.min(out.len());
+            if let Some(start) = went_on {
+                segment = start;
+                resumed = true;
             }
             walked = after;
-            resumed |= went_on;
         }
         self.resumed += u64::from(resumed);
         // A signal handler that ran on the stack it interrupted (no alternate signal stack,
@@ -293,7 +292,7 @@ impl StackUnwinder {
     }
 
     /// Where the unwind goes after `walked`, given a stack the thread had switched away from,
-    /// and whether it went on on that stack.
+    /// and, if it went on on that stack, where in `out` the frames walked there begin.
     /// `segment` is where the frames of the stack walked last begin in `out`; `on_g0`, for a
     /// signal's interrupted code, whether it ran on g0 (a switching function there has
     /// switched).
@@ -304,32 +303,33 @@ impl StackUnwinder {
         segment: usize,
         on_g0: bool,
         out: &mut Vec<u64>,
-    ) -> (Walked, bool) {
+    ) -> (Walked, Option<usize>) {
         match (goroutine.kind, walked) {
             // A signal frame not followed: the vdso call was the interrupted code's.
-            (SwitchKind::Vdso, Walked::Signal(_)) => (walked, false),
+            (SwitchKind::Vdso, Walked::Signal(_)) => (walked, None),
             (SwitchKind::Vdso, _) => {
                 // The Go function that made the vdso call moved SP: whatever the walk read
                 // past it is not its caller's frame.
                 self.cut_after_vdso_caller(segment, out);
-                (self.resume(goroutine, out), true)
+                let start = out.len();
+                (self.resume(goroutine, out), Some(start))
             }
             (SwitchKind::Scheduled, Walked::Switch(StackSwitch::System)) => {
-                (self.resume(goroutine, out), true)
+                let start = out.len();
+                (self.resume(goroutine, out), Some(start))
             }
-            (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => (Walked::Root, false),
+            (SwitchKind::Parked, Walked::Switch(StackSwitch::System)) => (Walked::Root, None),
             // The code the signal interrupted, copied at the sample: the same registers as the
             // signal frame holds, or not the same signal.
             (SwitchKind::Signal, Walked::Signal(interrupted))
                 if interrupted.sp == goroutine.regs.sp && interrupted.ip == goroutine.regs.ip =>
             {
-                (
-                    self.walk(goroutine.regs, &goroutine.memory(), on_g0, out),
-                    true,
-                )
+                let start = out.len();
+                let memory = goroutine.memory();
+                (self.walk(goroutine.regs, &memory, on_g0, out), Some(start))
             }
             // Nothing to follow there (the walk ended before the switch, or at mcall).
-            (_, walked) => (walked, false),
+            (_, walked) => (walked, None),
         }
     }
 

@@ -82,7 +82,7 @@ impl CpuRecording {
         let pid = request.pid;
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
-        let go = GoStacks::for_target(&modules, request.program);
+        let go = GoStacks::for_target(&modules, request.program, false);
         let on_sample = go.as_ref().ok().map(GoStacks::program_fd);
         let (sampler, system_refused) = open_sampler(&settings, pid, on_sample)?;
         let system = system_refused.is_none();

@@ -15,6 +15,7 @@ use super::timing::Timing;
 use super::tracker::Wait;
 use super::waking::Waking;
 use super::SWITCH_STACK_BYTES;
+use crate::gostack::{GoStacks, NotFollowed};
 use crate::kernel_entry::KernelEntries;
 use crate::profile::Meta;
 use crate::recording::{
@@ -49,6 +50,8 @@ pub struct WaitRecording {
     timing: Timing,
     pipeline: Pipeline<WaitStacks>,
     stats: SamplerStats,
+    /// `wall` of a Go target: goroutine stacks copied with the on-CPU samples, or why not.
+    go: Option<Result<GoStacks, NotFollowed>>,
 }
 
 impl WaitRecording {
@@ -90,6 +93,23 @@ impl WaitRecording {
             View::Mutex => Some(Waking::find()?),
             View::Block | View::Wall { .. } => None,
         };
+        let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
+            .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
+        // Per-CPU timers where the kernel filters their ticks: a timer of each thread is armed
+        // and cancelled at its every switch (20 % of a switch-heavy pool).
+        let target_filter = match view {
+            View::Wall { .. } => timing.target_filter()?,
+            View::Block | View::Mutex => None,
+        };
+        // A Go target's on-CPU samples follow its stack switches as the CPU profile's do: the
+        // program that copies goroutine stacks is the per-CPU events' filter, or runs with
+        // each sample of the target's own events.
+        let go = matches!(view, View::Wall { .. })
+            .then(|| GoStacks::for_target(&modules, request.program, target_filter.is_some()));
+        let go_program = go
+            .as_ref()
+            .and_then(|go| go.as_ref().ok())
+            .map(GoStacks::program_fd);
         let second = match (view, waking) {
             // Time in the kernel is on-CPU time too (a thread in a long read() of a cached
             // file, in a page fault): sampled, as in the CPU profile.
@@ -97,9 +117,8 @@ impl WaitRecording {
                 frequency: request.frequency,
                 stack_bytes: request.stack_bytes,
                 kernel: true,
-                // Per-CPU timers where the kernel filters their ticks: a timer of each thread
-                // is armed and cancelled at its every switch (20 % of a switch-heavy pool).
-                filter: timing.target_filter()?,
+                filter: target_filter.map(|keep_target| go_program.unwrap_or(keep_target)),
+                on_sample: go_program.filter(|_| target_filter.is_none()),
                 ..SamplerConfig::new(pid)
             }),
             (View::Mutex, Some(waking)) => Some(SamplerConfig {
@@ -127,16 +146,18 @@ impl WaitRecording {
             View::Mutex => "sched_waking".to_owned(),
             _ => s.sampler().event_kind().to_string(),
         });
-        let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
-            .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
         let stacks = match view {
             View::Wall { .. } => {
                 WaitStacks::new(view).collapsing_kernel_chains(KernelEntries::load())
             }
             View::Block | View::Mutex => WaitStacks::new(view),
         };
-        let pipeline = Pipeline::start(pid, StackUnwinder::new(modules), stacks)
-            .context("cannot start the unwinder thread")?;
+        let mut unwinder = StackUnwinder::new(modules);
+        // What the target mapped between reading its modules and the events' start is in no
+        // mmap record.
+        unwinder.refresh_modules();
+        let pipeline =
+            Pipeline::start(pid, unwinder, stacks).context("cannot start the unwinder thread")?;
         park_waiting_threads(pid, &mut timing);
         Ok(WaitRecording {
             name,
@@ -149,6 +170,7 @@ impl WaitRecording {
             timing,
             pipeline,
             stats: SamplerStats::default(),
+            go,
         })
     }
 }
@@ -242,9 +264,10 @@ impl Recording for WaitRecording {
             });
         }
         let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
+        let mut go = self.go.as_mut().and_then(|go| go.as_mut().ok());
         if let Some(second) = &mut self.second {
             second.pump(wait, &mut |record| {
-                forward_second(record, &mut waking, pipeline)
+                forward_second(record, &mut waking, &mut go, pipeline)
             });
             if let Some(ids) = &mut self.ids {
                 ids.review(second.sampler_mut(), |event| pipeline.send(event));
@@ -266,8 +289,9 @@ impl Recording for WaitRecording {
     fn stop(&mut self) {
         let (pipeline, timing, period) = (&self.pipeline, &mut self.timing, &mut self.period);
         let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
+        let mut go = self.go.as_mut().and_then(|go| go.as_mut().ok());
         if let Some(mut second) = self.second.take() {
-            second.drain(&mut |record| forward_second(record, &mut waking, pipeline));
+            second.drain(&mut |record| forward_second(record, &mut waking, &mut go, pipeline));
             if let Some(ids) = &mut self.ids {
                 ids.finish(second.sampler_mut(), |event| pipeline.send(event));
             }
@@ -283,18 +307,23 @@ impl Recording for WaitRecording {
     fn finish(self: Box<Self>, window: &Window) -> Result<Finished> {
         let this = *self;
         let (stacks, unwinder) = this.pipeline.finish()?;
+        let mut comments = comments(
+            &this.stats,
+            &this.timing,
+            &stacks,
+            window,
+            &this.second_event,
+            this.ids.as_ref().map_or(0, |ids| ids.unidentified),
+            unwinder.completed(),
+        );
+        comments.extend(this.go.as_ref().and_then(|go| match go {
+            Ok(go) => Some(go.comment(unwinder.resumed())),
+            Err(why) => why.comment(),
+        }));
         let meta = Meta {
             start: window.start,
             duration: window.duration,
-            comments: comments(
-                &this.stats,
-                &this.timing,
-                &stacks,
-                window,
-                &this.second_event,
-                this.ids.as_ref().map_or(0, |ids| ids.unidentified),
-                unwinder.completed(),
-            ),
+            comments,
         };
         let summary = summary(this.name, &stacks, window);
         Ok(Finished {
@@ -307,14 +336,21 @@ impl Recording for WaitRecording {
 }
 
 /// A record of the second sampler: a CPU sample (`wall`: on the CPU, its stack as for a CPU
-/// profile) or a wakeup (`mutex`: the waker's stack, and whom it woke).
+/// profile, with the goroutine stack copied with it) or a wakeup (`mutex`: the waker's stack,
+/// and whom it woke).
 fn forward_second(
     record: Record<'_>,
     waking: &mut Option<(&Waking, &mut HostIds)>,
+    go: &mut Option<&mut GoStacks>,
     pipeline: &Pipeline<WaitStacks>,
 ) {
     match (record, waking.as_mut()) {
-        (Record::Sample(sample), None) => pipeline.send(Event::sample(&sample, Observed::OnCpu)),
+        (Record::Sample(sample), None) => {
+            let switched = go
+                .as_deref_mut()
+                .map_or_else(Vec::new, |go| go.take(sample.tid, sample.time));
+            pipeline.send(Event::sample(&sample, Observed::OnCpu).with_switched(switched))
+        }
         (Record::Sample(sample), Some((waking, ids))) => {
             if ids.learn(&sample, waking.waker(sample.raw)) {
                 return;
