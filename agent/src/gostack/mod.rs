@@ -86,6 +86,15 @@ fn in_one_line(message: &str) -> String {
     )
 }
 
+/// The profile's comment on goroutine stacks of a target that was (`followed`) or was not a
+/// Go program whose stacks could be followed; `resumed` samples went on to their goroutine.
+pub fn comment(followed: &Result<GoStacks, NotFollowed>, resumed: u64) -> Option<String> {
+    match followed {
+        Ok(go) => Some(go.comment(resumed)),
+        Err(why) => why.comment(),
+    }
+}
+
 impl GoStacks {
     /// For the target whose modules are `modules`, if its main executable is a Go program
     /// whose runtime's struct offsets are known (from its DWARF or its code); for a launched

@@ -216,10 +216,7 @@ impl Recording for CpuRecording {
         let completed = unwinder.completed();
         let mut comments = comments(&event, &stats, &profile, window, frequency, completed);
         comments.push(scope(cgroup.as_deref()));
-        comments.extend(match &go {
-            Ok(go) => Some(go.comment(unwinder.resumed())),
-            Err(why) => why.comment(),
-        });
+        comments.extend(crate::gostack::comment(&go, unwinder.resumed()));
         comments.extend(coverage.comment(sampled, frequency));
         let system_warning = system_refused.map(|why| system_warning(&why, &coverage));
         comments.extend(system_warning.clone());

@@ -316,10 +316,8 @@ impl Recording for WaitRecording {
             this.ids.as_ref().map_or(0, |ids| ids.unidentified),
             unwinder.completed(),
         );
-        comments.extend(this.go.as_ref().and_then(|go| match go {
-            Ok(go) => Some(go.comment(unwinder.resumed())),
-            Err(why) => why.comment(),
-        }));
+        let resumed = unwinder.resumed();
+        comments.extend((this.go.as_ref()).and_then(|go| crate::gostack::comment(go, resumed)));
         let meta = Meta {
             start: window.start,
             duration: window.duration,
