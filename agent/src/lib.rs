@@ -7,6 +7,7 @@
 //! One module per verb: [`record`], [`threads`], [`server`], [`top`]. See docs/ARCHITECTURE.md.
 
 pub mod architecture;
+pub mod bpf_log;
 pub mod cli;
 pub mod flamegraph;
 pub mod frames;

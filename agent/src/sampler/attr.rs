@@ -34,6 +34,8 @@ pub(crate) enum ThreadEvent {
     ContextSwitches,
     Tracepoint,
     PageFaults,
+    /// Counts nothing: side-band records only.
+    Dummy,
 }
 
 impl ThreadEvent {
@@ -44,6 +46,7 @@ impl ThreadEvent {
             ThreadEvent::ContextSwitches => EventKind::ContextSwitches,
             ThreadEvent::Tracepoint => EventKind::Tracepoint,
             ThreadEvent::PageFaults => EventKind::PageFaults,
+            ThreadEvent::Dummy => EventKind::Dummy,
         }
     }
 }
@@ -110,6 +113,11 @@ const PAGE_FAULT_SPECS: [EventSpec; 2] = [
     },
 ];
 
+const SIDE_BAND_SPECS: [EventSpec; 1] = [EventSpec {
+    event: ThreadEvent::Dummy,
+    inherit_thread: true,
+}];
+
 /// The event specs to try, in order, for the threads' own events under `trigger`.
 pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
     match trigger {
@@ -119,6 +127,7 @@ pub(crate) fn specs(trigger: &Trigger) -> &'static [EventSpec] {
         Trigger::CpuTime | Trigger::Uprobes(_) => &CPU_TIME_SPECS,
         // The cpu-clock only: its ticks are time, which a cycle count is not.
         Trigger::UserTime { .. } => &CPU_TIME_SPECS[2..],
+        Trigger::SideBand => &SIDE_BAND_SPECS,
     }
 }
 
@@ -148,6 +157,7 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
         }
         ThreadEvent::Tracepoint => (sys::PERF_TYPE_TRACEPOINT, 0),
         ThreadEvent::PageFaults => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_PAGE_FAULTS),
+        ThreadEvent::Dummy => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_DUMMY),
     };
     attr.type_ = type_;
     attr.config = match config.trigger {
@@ -186,6 +196,8 @@ pub(crate) fn build(config: &SamplerConfig, spec: EventSpec) -> perf_event_attr 
             attr.set_freq(1);
             attr.sample_freq = config.frequency;
         }
+        // Never overflows: no period.
+        Trigger::SideBand => {}
     }
     // New threads of a sampled thread get copies of its events, writing to the same rings.
     attr.set_inherit(1);

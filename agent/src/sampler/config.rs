@@ -164,6 +164,12 @@ pub enum Trigger {
     /// layout of tracepoint samples, raw fields included, so that probe windows
     /// ([`Sampler::arm`](super::Sampler::arm)) write their samples into the same rings.
     UserTime { period_ns: u64 },
+    /// No samples: only the side-band records (new mappings, thread names, exits) of every
+    /// task, from a `dummy` event per CPU, for an owner whose samples come from elsewhere (a
+    /// BPF program). An event per CPU costs the target nothing per context switch, where
+    /// events of its own threads would switch their perf context with them. CPU-wide events
+    /// need CAP_PERFMON.
+    SideBand,
 }
 
 impl Trigger {
@@ -241,6 +247,7 @@ pub enum EventKind {
     ContextSwitches,
     Tracepoint,
     PageFaults,
+    Dummy,
 }
 
 impl fmt::Display for EventKind {
@@ -252,6 +259,7 @@ impl fmt::Display for EventKind {
             EventKind::ContextSwitches => "context-switches",
             EventKind::Tracepoint => "tracepoint",
             EventKind::PageFaults => "page-faults",
+            EventKind::Dummy => "dummy",
         })
     }
 }

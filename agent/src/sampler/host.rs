@@ -31,6 +31,15 @@ pub(crate) fn online_cpus() -> io::Result<Vec<u32>> {
     Ok(cpus)
 }
 
+/// The highest CPU number the kernel may ever give (`/sys/devices/system/cpu/possible`), for
+/// tables indexed by CPU number: possible CPUs can be numbered sparsely.
+pub(crate) fn highest_possible_cpu() -> io::Result<u32> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    parse_cpu_list(&text)
+        .and_then(|cpus| cpus.into_iter().max())
+        .ok_or_else(|| io::Error::other(format!("unreadable possible CPU list {text:?}")))
+}
+
 /// Parses the kernel's CPU list format ("0-3,6,8-9"). `None` if anything is off.
 pub(crate) fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
     let mut cpus = Vec::new();

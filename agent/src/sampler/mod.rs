@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use error::SamplerError;
 pub use hold::{hold_probes, ProbeHold};
-pub(crate) use host::monotonic_ns;
+pub(crate) use host::{highest_possible_cpu, monotonic_ns};
 pub use oneshot::{sample_each, ThreadSample};
 pub use record::{Record, Sample};
 pub use session::{Armed, Sampler};

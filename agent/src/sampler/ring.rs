@@ -41,6 +41,14 @@ impl RingPlan {
         wanted_bytes: 2 << 20,
     };
 
+    /// For side-band records only (`Trigger::SideBand`): small, so that the locked memory goes
+    /// to the samplers that copy stacks.
+    pub(crate) const SIDE_BAND: RingPlan = RingPlan {
+        preferred_bytes: 256 << 10,
+        minimum_bytes: 64 << 10,
+        wanted_bytes: 256 << 10,
+    };
+
     /// For per-CPU uprobe events on `cpus` CPUs. Hits come in bursts (a pool starting its
     /// threads) and each wakeup of the agent costs the probed thread an interrupt, so the rings
     /// are larger and wake the agent less often: up to 8 MiB (128 samples with full-size stack
@@ -80,6 +88,8 @@ impl RingPlan {
             | Trigger::ContextSwitches { .. }
             | Trigger::Tracepoint { .. }
             | Trigger::UserTime { .. } => Self::probes(cpus),
+            // Mappings, names and exits only: a few records a second.
+            Trigger::SideBand => Self::SIDE_BAND,
         };
         let page_size = usize::try_from(procfs::page_size()).unwrap_or(4096);
         let rings = cpus.saturating_mul(share.max(1));

@@ -107,6 +107,7 @@ impl Sampler {
             Trigger::Uprobes(probes) => {
                 Self::open_per_cpu(config, probes, target, &cpu_list, plan)?
             }
+            Trigger::SideBand => Self::open_side_band(config, target, &cpu_list, plan)?,
         };
         sampler.report_small_rings(plan);
         Ok(sampler)
@@ -183,6 +184,21 @@ impl Sampler {
             event.set_bpf(program)?;
             Ok(event)
         });
+        let (spec, events) = opened
+            .map_err(|errno| thread_open_error(config, errno, target.pid(), cpu_list.len()))?;
+        let per_cpu = events.into_iter().map(|event| vec![event]).collect();
+        Self::start_per_cpu(config, target, spec.event.kind(), per_cpu, cpu_list, plan)
+    }
+
+    /// Per-CPU dummy events for every task ([`Trigger::SideBand`]), whose records of other
+    /// processes are dropped by pid.
+    fn open_side_band(
+        config: &SamplerConfig,
+        target: ProcessHandle,
+        cpu_list: &[u32],
+        plan: RingPlan,
+    ) -> Result<Sampler, SamplerError> {
+        let opened = open_per_cpu_events(config, cpu_list, PerfEvent::open_per_cpu);
         let (spec, events) = opened
             .map_err(|errno| thread_open_error(config, errno, target.pid(), cpu_list.len()))?;
         let per_cpu = events.into_iter().map(|event| vec![event]).collect();

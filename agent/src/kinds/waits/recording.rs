@@ -1,6 +1,7 @@
-//! Recording where threads wait: context-switch sampling of every thread, paired into waits
-//! in the drain, unwound and aggregated by stack; for `wall` CPU-time sampling too, for
-//! `mutex` the wakeups the threads do (`sched_waking`), which tell who ended each wait.
+//! Recording where threads wait: the waits of every thread, timed and sampled in the kernel
+//! (`timer`) or from switch records (`tracker`), unwound and aggregated by stack; for `wall`
+//! CPU-time sampling too, for `mutex` the stacks of the threads that woke the waiters
+//! (`sched_waking`), which tell who ended each wait.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use anyhow::{Context, Result};
 use super::aggregate::{Observed, View, WaitStacks};
 use super::host_ids::HostIds;
 use super::period::{Period, SAMPLE_BUDGET};
+use super::timer::StackCopy;
 use super::timing::Timing;
 use super::tracker::Wait;
 use super::waking::Waking;
@@ -32,13 +34,18 @@ use crate::unwind::{ModuleSet, Registers, StackUnwinder};
 /// redis under redis-benchmark in some runs (noisy, with records lost either way).
 const PAIRING_WAIT: Duration = Duration::from_millis(20);
 
+/// The longest wait between two reads of the kernel program's rings, which wake no one: its
+/// departures ring holds ~90 ms of stacks at the sampling budget.
+const KERNEL_RING_WAIT: Duration = Duration::from_millis(25);
+
 pub struct WaitRecording {
     /// The kind's name, for the progress line and the summary.
     name: &'static str,
-    /// Context switches of every thread; `None` once stopped.
+    /// Context switches of every thread (records), or their mappings, names and exits only
+    /// (waits timed in the kernel); `None` once stopped.
     switches: Option<Pump>,
-    /// The second sampler: CPU time (`wall`) or wakeups (`mutex`); `None` for `block` and
-    /// once stopped.
+    /// The second sampler: CPU time (`wall`) or, where the kernel's program does not copy
+    /// the wakers' stacks, wakeups (`mutex`); `None` otherwise and once stopped.
     second: Option<Pump>,
     second_event: Option<String>,
     /// How to read a wakeup's woken thread (`mutex`).
@@ -59,39 +66,25 @@ impl WaitRecording {
     /// and parks the threads that are already waiting.
     pub fn open(name: &'static str, view: View, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
-        let mut timing = Timing::choose(pid);
+        let stack_bytes = request.stack_bytes.min(SWITCH_STACK_BYTES);
+        let mut timing = Timing::choose(pid, stack_bytes, view == View::Mutex);
         let mut period = Period::default();
         timing.warm_up(&mut period);
-        let config = SamplerConfig {
-            trigger: Trigger::ContextSwitches { period: 1 },
-            filter: timing.switch_filter()?,
-            switch_records: !timing.in_kernel(),
-            stack_bytes: request.stack_bytes.min(SWITCH_STACK_BYTES),
-            // wall and mutex open a second sampler next, which needs rings too.
-            budget_share: match view {
-                View::Block => 1,
-                View::Mutex | View::Wall { .. } => 2,
-            },
-            ..SamplerConfig::new(pid)
-        };
-        let switches = match Sampler::open(&config) {
+        let switches = match open_switches(pid, stack_bytes, view, &timing) {
             Ok(switches) => switches,
-            // The program loaded but the kernel refused the filtered per-CPU events (a limit
-            // on descriptors, a policy): time the waits from records instead.
+            // The program loaded but the kernel refused the per-CPU events (a limit on
+            // descriptors, a policy): time the waits from records instead.
             Err(err) if timing.in_kernel() => {
-                tracing::debug!("no filtered per-CPU events: {err}");
+                tracing::debug!("no per-CPU side-band events: {err}");
                 timing = Timing::from_records(format!("per-CPU events refused: {err}"));
-                Sampler::open(&SamplerConfig {
-                    filter: None,
-                    switch_records: true,
-                    ..config
-                })?
+                open_switches(pid, stack_bytes, view, &timing)?
             }
             Err(err) => return Err(err.into()),
         };
+        // Without the kernel's program, `mutex` samples every wakeup of the target's threads.
         let waking = match view {
-            View::Mutex => Some(Waking::find()?),
-            View::Block | View::Wall { .. } => None,
+            View::Mutex if !timing.in_kernel() => Some(Waking::find()?),
+            View::Block | View::Mutex | View::Wall { .. } => None,
         };
         let modules = ModuleSet::load(pid, Arc::clone(request.symbolizer))
             .with_context(|| format!("cannot read the mappings of PID {pid}"))?;
@@ -142,10 +135,12 @@ impl WaitRecording {
             }
             _ => None,
         };
-        let second_event = second.as_ref().map(|s| match view {
-            View::Mutex => "sched_waking".to_owned(),
-            _ => s.sampler().event_kind().to_string(),
-        });
+        let second_event = match view {
+            View::Mutex => Some("sched_waking".to_owned()),
+            View::Block | View::Wall { .. } => second
+                .as_ref()
+                .map(|s| s.sampler().event_kind().to_string()),
+        };
         let stacks = match view {
             View::Wall { .. } => {
                 WaitStacks::new(view).collapsing_kernel_chains(KernelEntries::load())
@@ -173,6 +168,36 @@ impl WaitRecording {
             go,
         })
     }
+}
+
+/// The sampler of the target's switches: with waits timed in the kernel (whose program copies
+/// the sampled waits' stacks), only the mappings, names and exits of its threads, from an event
+/// per CPU; else an event per thread counting its switches, with a record of each.
+fn open_switches(
+    pid: u32,
+    stack_bytes: u32,
+    view: View,
+    timing: &Timing,
+) -> Result<Sampler, crate::sampler::SamplerError> {
+    let trigger = if timing.in_kernel() {
+        Trigger::SideBand
+    } else {
+        Trigger::ContextSwitches { period: 1 }
+    };
+    // A second sampler opened next needs rings too: wall's CPU time, and mutex's wakeups
+    // where the kernel's program does not copy the wakers' stacks.
+    let budget_share = match view {
+        View::Block => 1,
+        View::Mutex if timing.in_kernel() => 1,
+        View::Mutex | View::Wall { .. } => 2,
+    };
+    Sampler::open(&SamplerConfig {
+        trigger,
+        switch_records: !timing.in_kernel(),
+        stack_bytes,
+        budget_share,
+        ..SamplerConfig::new(pid)
+    })
 }
 
 /// Parks every thread blocked in a system call now, with its stack (read without stopping
@@ -206,7 +231,8 @@ impl WaitRecording {
     /// reaches the events of the threads the sampler attached, not the copies the kernel made
     /// for threads created since (they keep their creator's period): so a sample is not
     /// weighted by N but by the switches its thread made since its last sample, which every
-    /// switch's record tells exactly. Wakeups have no such record: every one is sampled.
+    /// switch's record tells exactly. Wakeups sampled by records have no such record: every
+    /// one is sampled. In the kernel, each wait is drawn with probability 1/N as it begins.
     fn adapt_period(&mut self) {
         let Some(period) = self.period.redraw() else {
             return;
@@ -235,6 +261,8 @@ impl Recording for WaitRecording {
         // `releases`), so its drains are at most PAIRING_WAIT apart.
         let timeout = if self.waking.is_some() {
             timeout.min(PAIRING_WAIT)
+        } else if timing.in_kernel() {
+            timeout.min(KERNEL_RING_WAIT)
         } else {
             timeout
         };
@@ -257,12 +285,21 @@ impl Recording for WaitRecording {
         // Kernel-timed waits: the ends first, then the samples. A sample is written before its
         // end, so every end read now has its sample in the rings, read next; only the waits
         // still open when the rings are read are held until a later pump.
-        timing.collect(period, |wait| send_wait(pipeline, wait));
+        // Side-band records first (a departure's stack may be in a library just mapped); the
+        // exits they report are applied once the kernel's waits read now are paired (a thread
+        // whose last wait ended just before it exited keeps that wait).
+        let mut exited = Vec::new();
         if let Some(switches) = &mut self.switches {
             switches.pump(wait, &mut |record| {
-                forward_switch(&record, timing, period, pipeline);
+                forward_switch(&record, timing, period, pipeline, &mut exited);
             });
         }
+        timing.collect(
+            period,
+            |wait| send_wait(pipeline, wait),
+            |copy| send_woke(pipeline, copy),
+        );
+        apply_exits(&exited, timing, pipeline);
         let mut waking = self.waking.as_ref().zip(self.ids.as_mut());
         let mut go = self.go.as_mut().and_then(|go| go.as_mut().ok());
         if let Some(second) = &mut self.second {
@@ -299,8 +336,15 @@ impl Recording for WaitRecording {
         let Some(mut switches) = self.switches.take() else {
             return;
         };
-        switches.drain(&mut |record| forward_switch(&record, timing, period, pipeline));
-        timing.finish(monotonic_ns(), |wait| send_wait(pipeline, wait));
+        let mut exited = Vec::new();
+        switches
+            .drain(&mut |record| forward_switch(&record, timing, period, pipeline, &mut exited));
+        timing.finish(
+            monotonic_ns(),
+            |wait| send_wait(pipeline, wait),
+            |copy| send_woke(pipeline, copy),
+        );
+        apply_exits(&exited, timing, pipeline);
         self.stats = switches.sampler().stats();
     }
 
@@ -373,16 +417,31 @@ fn forward_second(
 }
 
 /// A record of the context-switch sampler: waits it completes go to the unwinder, side-band
-/// records too.
+/// records too. With waits timed in the kernel, exits are left in `exited` for later
+/// (`apply_exits`).
 fn forward_switch(
     record: &Record<'_>,
     timing: &mut Timing,
     period: &mut Period,
     pipeline: &Pipeline<WaitStacks>,
+    exited: &mut Vec<u32>,
 ) {
+    if let (Record::Exit { tid, .. }, true) = (record, timing.in_kernel()) {
+        exited.push(*tid);
+        return;
+    }
     timing.record(record, period, |wait| send_wait(pipeline, wait));
     if !matches!(record, Record::Sample(_) | Record::Switch { .. }) {
         Event::side_band(record, |event| pipeline.send(event));
+    }
+}
+
+/// Threads that exited (waits timed in the kernel): they wait no more, and the unwinder
+/// forgets them.
+fn apply_exits(exited: &[u32], timing: &mut Timing, pipeline: &Pipeline<WaitStacks>) {
+    for &tid in exited {
+        timing.exited(tid);
+        pipeline.send(Event::ThreadExited { tid });
     }
 }
 
@@ -394,6 +453,26 @@ fn send_wait(pipeline: &Pipeline<WaitStacks>, wait: Wait) {
         kernel: Vec::new(),
         switched: Vec::new(),
         extra: Observed::OffCpu(wait.off_cpu),
+    });
+}
+
+/// The stack of a thread that woke one away on a sampled wait (kernel timing, `mutex`).
+fn send_woke(pipeline: &Pipeline<WaitStacks>, copy: StackCopy) {
+    let Some(wakee) = copy.woke else {
+        return;
+    };
+    pipeline.send(Event::Sample {
+        tid: copy.tid,
+        regs: copy.regs,
+        stack: copy.stack,
+        kernel: Vec::new(),
+        switched: Vec::new(),
+        // The wait it ended stands for as many waits as it was drawn for.
+        extra: Observed::Woke {
+            wakee,
+            time: copy.time,
+            weight: 1,
+        },
     });
 }
 
@@ -409,6 +488,12 @@ fn comments(
     let mut comments = vec![provenance(window)];
     comments.extend(timing.comments(SAMPLE_BUDGET));
     match second_event.as_deref() {
+        Some("sched_waking") if timing.in_kernel() => comments.push(format!(
+            "releases: the stack of the thread of the target that woke each sampled wait, \
+             copied at sched:sched_waking by a BPF program, paired with the \
+             wait; wakeups that ended waits not on a lock: {}",
+            stacks.not_on_lock()
+        )),
         Some("sched_waking") => comments.push(format!(
             "releases: sched_waking samples (the waker's stack), paired with the lock wait each \
              ended; wakeups that ended other waits: {}, of threads never identified (another \
@@ -430,7 +515,8 @@ fn comments(
         stacks.truncated(),
     ));
     comments.push(if timing.in_kernel() {
-        "threads: all, through one event per CPU whose samples the kernel keeps for the target"
+        "threads: all (the kernel's program sees every switch); mappings, names and exits from \
+         one event per CPU"
             .to_owned()
     } else {
         format!(

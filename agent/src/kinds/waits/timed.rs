@@ -1,24 +1,27 @@
-//! Waits the kernel timed (`timer`): only switches into a wait are sampled, and each drawn
-//! wait ends with a record of when the thread left, when it came back and what it stands for.
-//! A sample is paired with the end whose interval holds it.
+//! Waits the kernel timed (`timer`): each drawn wait starts with a departure (the thread's
+//! stack as it left) and ends with a record of when the thread left, when it came back and what
+//! it stands for. A departure is paired with the end whose interval holds it.
 //!
-//! The two come from different rings (the sample from the CPU the thread left, the end from
-//! the program's ring when it came back), so either may be read first: each thread's unpaired
-//! samples and ends are kept, a few of each, until the other side arrives.
+//! The two come from different rings, so either may be read first: each thread's unpaired
+//! departures and ends are kept, a few of each, until the other side arrives.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::timer::End;
+use super::timer::{self, End};
 use super::tracker::{OffCpu, Wait};
-use crate::sampler::{Record, Sample};
 use crate::unwind::Registers;
 
 /// Threads with unpaired samples or ends at most (a target has fewer threads than this).
 const MAX_THREADS: usize = 1 << 16;
 /// Stack bytes held by unpaired samples at most (the rest are counted, not profiled).
 const MAX_HELD_BYTES: usize = 128 << 20;
-/// Unpaired samples kept per thread: those of waits still open when the rings are read.
+/// Unpaired departures kept per thread: those of waits still open when the rings are read.
 const PER_THREAD: usize = 32;
+/// Unpaired ends kept per thread. Ends are read before departures, so each thread's ends of a
+/// whole read are held until its departures are read just after: 5 000 a second at the
+/// sampling budget, ~125 per 25 ms read, more when a read is late. An end whose departure
+/// never comes (the kernel sends none for a stack it could not copy) makes room at the limit.
+const ENDS_PER_THREAD: usize = 4096;
 /// Unpaired ends kept, all threads together. Ends are read before samples, so a pump's worth
 /// of each thread's drawn waits is held until its samples are read just after (up to the
 /// sampling budget times the pump's interval); 32 bytes each.
@@ -28,14 +31,14 @@ const MAX_ENDS: usize = 1 << 16;
 struct Departure {
     regs: Registers,
     stack: Vec<u8>,
-    /// When the sample was taken (a little after the thread left), or the window's start for a
-    /// thread already waiting then.
+    /// When the thread left (the wait's start, as the kernel noted it), or the window's start
+    /// for a thread already waiting then.
     time: u64,
     /// Already waiting when the window opened: its wait counts from then.
     parked: bool,
 }
 
-/// Pairs context-switch samples with the ends the kernel sends.
+/// Pairs the departures the kernel copies with the ends it sends.
 #[derive(Default)]
 pub struct TimedTracker {
     departures: HashMap<u32, VecDeque<Departure>>,
@@ -64,12 +67,17 @@ impl TimedTracker {
         );
     }
 
-    /// Follows one record of the context-switch sampler; a wait that ends here goes to `done`.
-    pub fn record(&mut self, record: &Record<'_>, mut done: impl FnMut(Wait)) {
-        match *record {
-            Record::Sample(ref sample) => self.left(sample, &mut done),
-            Record::Exit { tid, .. } => self.forget(tid),
-            _ => {}
+    /// A departure the kernel sent: it completes the end read before it, or waits for it.
+    pub fn departed(&mut self, departure: timer::StackCopy, mut done: impl FnMut(Wait)) {
+        let held = Departure {
+            regs: departure.regs,
+            stack: departure.stack,
+            time: departure.time,
+            parked: false,
+        };
+        match self.take_end(departure.tid, departure.time) {
+            Some(end) => done(held.timed(end)),
+            None => self.hold(departure.tid, held),
         }
     }
 
@@ -85,8 +93,14 @@ impl TimedTracker {
             // Its sample, if it comes, is left unpaired (counted then).
             return;
         }
+        let ends = self.ends.entry(end.tid).or_default();
+        if ends.len() >= ENDS_PER_THREAD {
+            // The oldest lost its departure (or never had one).
+            ends.pop_front();
+            self.held_ends = self.held_ends.saturating_sub(1);
+        }
         self.held_ends += 1;
-        self.ends.entry(end.tid).or_default().push_back(end);
+        ends.push_back(end);
     }
 
     /// The window closed at `until`: a thread still away on the wait of its last sample
@@ -115,26 +129,6 @@ impl TimedTracker {
                 })),
                 _ => self.abandoned += 1,
             }
-        }
-    }
-
-    fn left(&mut self, sample: &Sample<'_>, done: &mut impl FnMut(Wait)) {
-        if !sample.user_regs_available {
-            return;
-        }
-        let departure = Departure {
-            regs: Registers {
-                ip: sample.ip,
-                sp: sample.sp,
-                bp: sample.bp,
-            },
-            stack: sample.stack.to_vec(),
-            time: sample.time,
-            parked: false,
-        };
-        match self.take_end(sample.tid, sample.time) {
-            Some(end) => done(departure.timed(end)),
-            None => self.hold(sample.tid, departure),
         }
     }
 
@@ -188,7 +182,8 @@ impl TimedTracker {
         departures.push_back(departure);
     }
 
-    fn forget(&mut self, tid: u32) {
+    /// Thread `tid` exited: what is held of it is dropped.
+    pub fn forget(&mut self, tid: u32) {
         if let Some(departures) = self.departures.remove(&tid) {
             let freed: usize = departures.iter().map(|d| d.stack.len()).sum();
             self.held_bytes = self.held_bytes.saturating_sub(freed);
@@ -225,8 +220,19 @@ impl Departure {
 mod tests {
     use super::*;
 
-    fn sample(tid: u32, time: u64) -> Sample<'static> {
-        super::super::tracker::tests::sample(tid, time, 1)
+    /// What the kernel sends as `tid` leaves the CPU at `time`.
+    fn departure(tid: u32, time: u64) -> timer::StackCopy {
+        timer::StackCopy {
+            tid,
+            time,
+            regs: Registers {
+                ip: 0x40_1000,
+                sp: 0x7fff_0000,
+                bp: 0,
+            },
+            stack: vec![0; 64],
+            woke: None,
+        }
     }
 
     /// Registers of a thread parked at the window's start (never unwound here).
@@ -251,11 +257,11 @@ mod tests {
     fn a_sample_and_its_end_make_one_wait_whichever_is_read_first() {
         let mut tracker = TimedTracker::default();
         let mut waits = Vec::new();
-        tracker.record(&Record::Sample(sample(7, 1_010)), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 1_010), |w| waits.push(w.off_cpu));
         tracker.ended(end(7, 1_000, 5_000, 4), |w| waits.push(w.off_cpu));
         // The next wait's end is read before its sample.
         tracker.ended(end(7, 6_000, 6_500, 1), |w| waits.push(w.off_cpu));
-        tracker.record(&Record::Sample(sample(7, 6_002)), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 6_002), |w| waits.push(w.off_cpu));
         assert_eq!(
             waits,
             vec![
@@ -278,8 +284,8 @@ mod tests {
     fn a_later_sample_read_before_the_earlier_end_does_not_take_its_place() {
         let mut tracker = TimedTracker::default();
         let mut waits = Vec::new();
-        tracker.record(&Record::Sample(sample(7, 1_010)), |w| waits.push(w.off_cpu));
-        tracker.record(&Record::Sample(sample(7, 3_010)), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 1_010), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 3_010), |w| waits.push(w.off_cpu));
         tracker.ended(end(7, 1_000, 2_000, 1), |w| waits.push(w.off_cpu));
         tracker.ended(end(7, 3_000, 9_000, 1), |w| waits.push(w.off_cpu));
         let lengths: Vec<u64> = waits.iter().map(|w| w.nanoseconds).collect();
@@ -290,9 +296,9 @@ mod tests {
     fn a_sample_whose_end_was_lost_is_dropped_not_stretched() {
         let mut tracker = TimedTracker::default();
         let mut waits = Vec::new();
-        tracker.record(&Record::Sample(sample(7, 1_010)), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 1_010), |w| waits.push(w.off_cpu));
         // Its end (1_000..2_000) was dropped; the next wait's end comes.
-        tracker.record(&Record::Sample(sample(7, 3_010)), |w| waits.push(w.off_cpu));
+        tracker.departed(departure(7, 3_010), |w| waits.push(w.off_cpu));
         tracker.ended(end(7, 3_000, 4_000, 1), |w| waits.push(w.off_cpu));
         assert_eq!(waits.len(), 1);
         assert_eq!(waits[0].nanoseconds, 1_000);
@@ -308,7 +314,7 @@ mod tests {
             tracker.ended(end(7, k * 1_000, k * 1_000 + 600, 1), |w| waits.push(w));
         }
         for k in 0..500u64 {
-            tracker.record(&Record::Sample(sample(7, k * 1_000 + 5)), |w| waits.push(w));
+            tracker.departed(departure(7, k * 1_000 + 5), |w| waits.push(w));
         }
         assert_eq!(waits.len(), 500);
         assert!(waits.iter().all(|w| w.off_cpu.nanoseconds == 600));
@@ -336,7 +342,7 @@ mod tests {
     fn the_window_end_cuts_a_thread_still_away_and_drops_the_rest() {
         let mut tracker = TimedTracker::default();
         tracker.park(9, parked_regs(), vec![0; 8], 500);
-        tracker.record(&Record::Sample(sample(7, 1_010)), |_| {});
+        tracker.departed(departure(7, 1_010), |_| {});
         let mut cut = Vec::new();
         let away = |tid: u32| (tid == 9).then_some((500, 1));
         tracker.finish(10_500, away, |w| cut.push((w.tid, w.off_cpu.nanoseconds)));

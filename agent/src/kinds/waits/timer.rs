@@ -1,7 +1,10 @@
 //! Waits timed in the kernel. A BPF program (`agent/bpf/offcpu.bpf.c`) runs at every context
 //! switch: it notes when a thread of the target leaves the CPU to sleep, draws 1 wait in N to
-//! sample, and when the thread comes back sends the drawn wait's times here. A second program
-//! filters the target's context-switch event so that only drawn switches copy a stack.
+//! sample and copies a drawn one's registers and stack (a [`StackCopy`]), and when the thread
+//! comes back sends the drawn wait's times (an [`End`]). For `mutex`, a program at every wakeup
+//! copies the stack of a thread of the target that wakes one away on a drawn wait (the
+//! releaser of the lock it waited for). A third program filters `wall`'s per-CPU CPU-time
+//! events to the target's ticks.
 //!
 //! Without it, every switch of the target writes a record (what times its waits) and every
 //! sampled one copies a stack: ~2 µs per switch in these VMs, 12–15 % of the throughput of a
@@ -14,10 +17,11 @@ use std::os::fd::{AsFd, AsRawFd};
 use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{PerfEvent, TracePoint};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 
 use super::waking::tracepoint;
 use crate::probes::tracefs::field_offset;
+use crate::unwind::Registers;
 
 /// The compiled program (agent/build.rs).
 /// ELF is parsed in place: the bytes must be aligned as its headers are (aya's macro does it).
@@ -26,12 +30,19 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/of
 /// Slots of the program's `away` table (`AWAY_SLOTS`): thread `tid` is in slot `tid % AWAY_SLOTS`.
 const AWAY_SLOTS: u32 = 65536;
 
-/// The programs that filter perf events (`offcpu.bpf.c`).
-const SWITCH_FILTER: &str = "keep_sampled";
+/// The program that filters `wall`'s CPU-time events (`offcpu.bpf.c`).
 const TARGET_FILTER: &str = "keep_target";
 
-/// Where the program reads `sched_switch`'s fields (its `struct sched_switch_args`).
-const LAYOUT: [(&str, usize); 3] = [("prev_pid", 24), ("prev_state", 32), ("next_pid", 56)];
+/// The program's `STACK_PAGES` and page size: a copy holds at most this much stack.
+const STACK_PAGES: u32 = 9;
+const PAGE_BYTES: u32 = 4096;
+/// A copy's header (`struct stack_copy` before its stack).
+const COPY_HEADER: usize = 56;
+
+/// Where the programs read the tracepoints' fields (`struct sched_switch_args`,
+/// `struct sched_waking_args`).
+const SWITCH_LAYOUT: [(&str, usize); 3] = [("prev_pid", 24), ("prev_state", 32), ("next_pid", 56)];
+const WAKING_LAYOUT: [(&str, usize); 1] = [("pid", 24)];
 
 /// A drawn wait that ended: `tid` was off the CPU from `since` to `until` (CLOCK_MONOTONIC
 /// ns), and stands for `weight` waits.
@@ -43,6 +54,18 @@ pub struct End {
     pub until: u64,
 }
 
+/// Thread `tid`'s user registers and stack (from `regs.sp` up) at `time` (CLOCK_MONOTONIC ns):
+/// as it left the CPU on a drawn wait (whose `since` is `time`), or as it woke thread `woke`,
+/// away on a drawn wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackCopy {
+    pub tid: u32,
+    pub time: u64,
+    pub regs: Registers,
+    pub stack: Vec<u8>,
+    pub woke: Option<u32>,
+}
+
 /// Every wait of the target that ended while the program ran, drawn or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -52,12 +75,16 @@ pub struct Totals {
     pub dropped: u64,
     /// Waits lost: another thread of the target held their slot of the program's table.
     pub untracked: u64,
+    /// Stacks of drawn waits (or of their wakers) that could not be read or sent (the agent
+    /// read too slowly).
+    pub unsampled: u64,
 }
 
 /// The loaded programs, attached while this lives.
 pub struct KernelTimer {
     ebpf: Ebpf,
     ends: RingBuf<MapData>,
+    stacks: RingBuf<MapData>,
 }
 
 // The maps' values, laid out as the program's structs (offcpu.bpf.c).
@@ -66,6 +93,8 @@ pub struct KernelTimer {
 struct Config {
     tgid: u32,
     period: u32,
+    stack_pages: u32,
+    wakers: u32,
 }
 
 #[repr(C)]
@@ -84,9 +113,10 @@ struct RawTotals {
     nanoseconds: u64,
     dropped: u64,
     untracked: u64,
+    unsampled: u64,
 }
 
-// SAFETY: plain `repr(C)` integers with no padding (4+4, 8+4+4, 4×8 bytes): any bytes are a
+// SAFETY: plain `repr(C)` integers with no padding (4×4, 8+4+4, 5×8 bytes): any bytes are a
 // valid value, which is what `Pod` asks of types copied to and from the kernel's maps.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
@@ -95,33 +125,50 @@ unsafe impl aya::Pod for Away {}
 unsafe impl aya::Pod for RawTotals {}
 
 impl KernelTimer {
-    /// Loads the programs for process `pid` and attaches the switch program. Fails, saying
-    /// why, where BPF cannot do it: no CAP_BPF + CAP_PERFMON, no tracefs, a kernel whose
-    /// `sched_switch` differs, or an agent outside the initial PID namespace.
-    pub fn load(pid: u32) -> Result<KernelTimer> {
+    /// Loads the programs for process `pid` and attaches the switch program, which copies
+    /// `stack_bytes` of a stack (rounded up to pages, within the program's bound), and with
+    /// `wakers` the wakeup program. Fails, saying why, where BPF cannot do it: no CAP_BPF +
+    /// CAP_PERFMON, no tracefs, a kernel whose tracepoints differ, or an agent outside the
+    /// initial PID namespace.
+    pub fn load(pid: u32, stack_bytes: u32, wakers: bool) -> Result<KernelTimer> {
         // The program compares the kernel's thread ids with the target's.
         crate::proc::in_initial_pid_namespace()?;
-        check_layout()?;
-        let mut ebpf = Ebpf::load(OBJECT).context("cannot load the BPF programs")?;
+        check_layout("sched/sched_switch", &SWITCH_LAYOUT)?;
+        if wakers {
+            check_layout("sched/sched_waking", &WAKING_LAYOUT)?;
+        }
+        // A copy's scratch entry per CPU number the kernel may give (the possible CPUs can be
+        // numbered sparsely).
+        let slots = crate::sampler::highest_possible_cpu()
+            .context("cannot read the possible CPUs")?
+            .saturating_add(1);
+        // Two copies per drawn wait when wakers are copied too.
+        let ring = if wakers { 32 << 20 } else { 16 << 20 };
+        let mut ebpf = EbpfLoader::new()
+            .set_max_entries("scratch", slots)
+            .set_max_entries("stacks", ring)
+            .load(OBJECT)
+            .context("cannot load the BPF programs")?;
         let mut config: Array<_, Config> =
             Array::try_from(ebpf.map_mut("config").context("no config map")?)?;
         config.set(
             0,
             Config {
                 tgid: pid,
-                period: 1,
+                // Nothing drawn until the agent has measured the rate of waits (`set_period`).
+                period: 0,
+                stack_pages: stack_pages(stack_bytes),
+                wakers: u32::from(wakers),
             },
             0,
         )?;
-        for name in [SWITCH_FILTER, TARGET_FILTER] {
-            let filter: &mut PerfEvent = ebpf
-                .program_mut(name)
-                .with_context(|| format!("no {name} program"))?
-                .try_into()?;
-            filter
-                .load()
-                .with_context(|| format!("the kernel refused the BPF filter {name}"))?;
-        }
+        let filter: &mut PerfEvent = ebpf
+            .program_mut(TARGET_FILTER)
+            .with_context(|| format!("no {TARGET_FILTER} program"))?
+            .try_into()?;
+        filter
+            .load()
+            .with_context(|| format!("the kernel refused the BPF filter {TARGET_FILTER}"))?;
         let switch: &mut TracePoint = ebpf
             .program_mut("on_switch")
             .context("no on_switch program")?
@@ -132,26 +179,30 @@ impl KernelTimer {
         switch
             .attach("sched", "sched_switch")
             .context("cannot attach to sched:sched_switch")?;
+        if wakers {
+            let waking: &mut TracePoint = ebpf
+                .program_mut("on_waking")
+                .context("no on_waking program")?
+                .try_into()?;
+            waking
+                .load()
+                .context("the kernel refused the BPF wakeup program")?;
+            waking
+                .attach("sched", "sched_waking")
+                .context("cannot attach to sched:sched_waking")?;
+        }
         let ends = RingBuf::try_from(ebpf.take_map("ends").context("no ends map")?)?;
-        Ok(KernelTimer { ebpf, ends })
+        let stacks = RingBuf::try_from(ebpf.take_map("stacks").context("no stacks map")?)?;
+        Ok(KernelTimer { ebpf, ends, stacks })
     }
 
-    /// The filter of the context-switch events (`SamplerConfig::filter`): the target's drawn
-    /// switches into a wait. It stays open as long as this timer.
-    pub fn switch_filter(&self) -> Result<i32> {
-        self.filter_fd(SWITCH_FILTER)
-    }
-
-    /// The filter of CPU-time events: the target's ticks.
+    /// The filter of CPU-time events (`SamplerConfig::filter`): the target's ticks. It stays
+    /// open as long as this timer.
     pub fn target_filter(&self) -> Result<i32> {
-        self.filter_fd(TARGET_FILTER)
-    }
-
-    fn filter_fd(&self, name: &str) -> Result<i32> {
         let program: &PerfEvent = self
             .ebpf
-            .program(name)
-            .with_context(|| format!("no {name} program"))?
+            .program(TARGET_FILTER)
+            .with_context(|| format!("no {TARGET_FILTER} program"))?
             .try_into()?;
         Ok(program.fd()?.as_fd().as_raw_fd())
     }
@@ -224,6 +275,15 @@ impl KernelTimer {
         }
     }
 
+    /// Hands over the stacks the programs copied since the last call.
+    pub fn drain_stacks(&mut self, mut done: impl FnMut(StackCopy)) {
+        while let Some(item) = self.stacks.next() {
+            if let Some(copy) = decode_copy(&item) {
+                done(copy);
+            }
+        }
+    }
+
     /// The target's waits per second, measured over `span` (the program counts from its load).
     pub fn measure_rate(&self, span: std::time::Duration) -> f64 {
         let before = self.totals().waits;
@@ -243,6 +303,7 @@ impl KernelTimer {
                 sum.nanoseconds += cpu.nanoseconds;
                 sum.dropped += cpu.dropped;
                 sum.untracked += cpu.untracked;
+                sum.unsampled += cpu.unsampled;
             }
             Ok(sum)
         };
@@ -265,10 +326,39 @@ fn decode(bytes: &[u8]) -> Option<End> {
     })
 }
 
-/// The program reads `sched_switch`'s fields at fixed offsets: check them against tracefs.
-fn check_layout() -> Result<()> {
-    let (_, format, dir) = tracepoint("sched/sched_switch")?;
-    for (field, offset) in LAYOUT {
+/// A `stacks` entry (`struct stack_copy`: u32 tid, u32 pages, u64 time, ip, sp, bp, base, u32
+/// wakee, u32 pad, then `pages` pages of stack from `base`), its stack cut to start at `sp`.
+fn decode_copy(bytes: &[u8]) -> Option<StackCopy> {
+    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let pages = usize::try_from(u32_at(4)?.min(STACK_PAGES)).ok()?;
+    let (sp, base) = (u64_at(24)?, u64_at(40)?);
+    let copied = bytes.get(COPY_HEADER..COPY_HEADER + pages * PAGE_BYTES as usize)?;
+    let skip = usize::try_from(sp.checked_sub(base)?).ok()?;
+    let wakee = u32_at(48)?;
+    Some(StackCopy {
+        tid: u32_at(0)?,
+        time: u64_at(8)?,
+        regs: Registers {
+            ip: u64_at(16)?,
+            sp,
+            bp: u64_at(32)?,
+        },
+        stack: copied.get(skip..)?.to_vec(),
+        woke: (wakee != 0).then_some(wakee),
+    })
+}
+
+/// Pages the program copies for `stack_bytes` of stack above the stack pointer: the page it is
+/// in may hold only a word of it.
+fn stack_pages(stack_bytes: u32) -> u32 {
+    (stack_bytes.div_ceil(PAGE_BYTES) + 1).clamp(1, STACK_PAGES)
+}
+
+/// The programs read the tracepoint's fields at fixed offsets: check them against tracefs.
+fn check_layout(event: &str, layout: &[(&str, usize)]) -> Result<()> {
+    let (_, format, dir) = tracepoint(event)?;
+    for &(field, offset) in layout {
         let found = field_offset(&format, field);
         if found != Some(offset) {
             bail!(
@@ -301,5 +391,56 @@ mod tests {
             })
         );
         assert_eq!(decode(&bytes[..20]), None, "cut short");
+    }
+
+    fn copy_bytes(pages: u32, sp_in_page: u64, wakee: u32) -> Vec<u8> {
+        let base = 0x7fff_0000_0000u64;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&9u32.to_ne_bytes());
+        bytes.extend_from_slice(&pages.to_ne_bytes());
+        for word in [1_000, 0x40_1000, base + sp_in_page, base + 0x900, base] {
+            bytes.extend_from_slice(&u64::to_ne_bytes(word));
+        }
+        bytes.extend_from_slice(&wakee.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
+        let stack: Vec<u8> = (0..pages * PAGE_BYTES).map(|k| (k / 8) as u8).collect();
+        bytes.extend_from_slice(&stack);
+        bytes
+    }
+
+    #[test]
+    fn a_copy_s_stack_starts_at_its_stack_pointer() {
+        let copy = decode_copy(&copy_bytes(2, 0x810, 0)).unwrap();
+        assert_eq!(copy.tid, 9);
+        assert_eq!(copy.time, 1_000);
+        assert_eq!(copy.regs.ip, 0x40_1000);
+        assert_eq!(copy.regs.sp, 0x7fff_0000_0810);
+        assert_eq!(copy.stack.len(), 2 * 4096 - 0x810);
+        assert_eq!(copy.stack[0], (0x810 / 8) as u8);
+        assert_eq!(copy.woke, None, "a departure");
+        let waker = decode_copy(&copy_bytes(1, 0x10, 77)).unwrap();
+        assert_eq!(waker.woke, Some(77));
+    }
+
+    #[test]
+    fn a_malformed_copy_is_refused() {
+        let bytes = copy_bytes(2, 0x810, 0);
+        assert_eq!(decode_copy(&bytes[..bytes.len() - 1]), None, "cut short");
+        let mut below = copy_bytes(1, 0, 0);
+        // sp below base.
+        below[24..32].copy_from_slice(&0x7ffe_ffff_fff0u64.to_ne_bytes());
+        assert_eq!(decode_copy(&below), None);
+        // sp past the copy: refused, not a panic.
+        let mut past = copy_bytes(1, 0, 0);
+        past[24..32].copy_from_slice(&0x7fff_0000_2000u64.to_ne_bytes());
+        assert_eq!(decode_copy(&past), None);
+    }
+
+    #[test]
+    fn a_stack_size_is_rounded_up_to_pages_plus_the_stack_pointer_s_own() {
+        assert_eq!(stack_pages(32 << 10), 9);
+        assert_eq!(stack_pages(4096), 2);
+        assert_eq!(stack_pages(8), 2);
+        assert_eq!(stack_pages(u32::MAX), 9);
     }
 }

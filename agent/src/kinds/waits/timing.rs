@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::period::Period;
 use super::timed::TimedTracker;
-use super::timer::{KernelTimer, Totals};
+use super::timer::{KernelTimer, StackCopy, Totals};
 use super::tracker::{Tracker, Wait};
 use crate::proc::thread_state;
 use crate::sampler::Record;
@@ -33,12 +33,14 @@ pub enum Timing {
 }
 
 impl Timing {
-    /// In the kernel if the BPF program loads for `pid`, else by records (saying why).
-    pub fn choose(pid: u32) -> Timing {
+    /// In the kernel if the BPF program loads for `pid` (copying `stack_bytes` of each sampled
+    /// wait's stack, and with `wakers` of the stack that woke it), else by records (saying
+    /// why).
+    pub fn choose(pid: u32, stack_bytes: u32, wakers: bool) -> Timing {
         if std::env::var(FORCE_RECORDS).is_ok_and(|value| value == "records") {
             return Timing::from_records(format!("{FORCE_RECORDS}=records"));
         }
-        match KernelTimer::load(pid) {
+        match KernelTimer::load(pid, stack_bytes, wakers) {
             Ok(timer) => Timing::Kernel {
                 pid,
                 timer: Some(Box::new(timer)),
@@ -47,7 +49,7 @@ impl Timing {
             },
             Err(err) => {
                 tracing::debug!("waits timed by switch records: {err:#}");
-                Timing::from_records(format!("{err:#}"))
+                Timing::from_records(crate::bpf_log::in_one_line(&format!("{err:#}")))
             }
         }
     }
@@ -79,11 +81,6 @@ impl Timing {
         }
     }
 
-    /// The filter the context-switch events run (kernel timing only).
-    pub fn switch_filter(&self) -> Result<Option<i32>> {
-        self.timer().map(KernelTimer::switch_filter).transpose()
-    }
-
     /// The filter that keeps the target's ticks of per-CPU CPU-time events (kernel timing
     /// only: else `wall` samples CPU time with events of the target's own threads).
     pub fn target_filter(&self) -> Result<Option<i32>> {
@@ -103,7 +100,9 @@ impl Timing {
         }
     }
 
-    /// Follows a record of the context-switch sampler (counting switch-outs for `period`).
+    /// Follows a record of the context-switch sampler (records: counting switch-outs for
+    /// `period`); the kernel's timing takes nothing from the side-band sampler's but exits
+    /// (`exited`).
     pub fn record(&mut self, record: &Record<'_>, period: &mut Period, done: impl FnMut(Wait)) {
         match self {
             Timing::Records { tracker, .. } => {
@@ -112,12 +111,29 @@ impl Timing {
                 }
                 tracker.record(record, done);
             }
-            Timing::Kernel { tracker, .. } => tracker.record(record, done),
+            Timing::Kernel { tracker, .. } => {
+                if let Record::Exit { tid, .. } = *record {
+                    tracker.forget(tid);
+                }
+            }
         }
     }
 
-    /// Reads the ends the kernel sent (kernel timing), and counts its waits for `period`.
-    pub fn collect(&mut self, period: &mut Period, mut done: impl FnMut(Wait)) {
+    /// Thread `tid` exited: what is held of it waits for nothing more.
+    pub fn exited(&mut self, tid: u32) {
+        if let Timing::Kernel { tracker, .. } = self {
+            tracker.forget(tid);
+        }
+    }
+
+    /// Reads the ends and stacks the kernel sent (kernel timing): completed waits go to `done`,
+    /// the stacks of threads that woke one to `woke`. Counts the waits for `period`.
+    pub fn collect(
+        &mut self,
+        period: &mut Period,
+        mut done: impl FnMut(Wait),
+        mut woke: impl FnMut(StackCopy),
+    ) {
         let Timing::Kernel {
             timer: Some(timer),
             tracker,
@@ -127,7 +143,7 @@ impl Timing {
         else {
             return;
         };
-        timer.drain(|end| tracker.ended(end, &mut done));
+        pair(timer, tracker, &mut done, &mut woke);
         let totals = timer.totals();
         period.switched(totals.waits.saturating_sub(seen.waits));
         *seen = totals;
@@ -150,8 +166,14 @@ impl Timing {
         }
     }
 
-    /// The window closed at `until`: ends what is still open, and detaches the program.
-    pub fn finish(&mut self, until: u64, mut done: impl FnMut(Wait)) {
+    /// The window closed at `until`: ends what is still open, and detaches the program (the
+    /// last wakers' stacks go to `woke`).
+    pub fn finish(
+        &mut self,
+        until: u64,
+        mut done: impl FnMut(Wait),
+        mut woke: impl FnMut(StackCopy),
+    ) {
         match self {
             Timing::Records { tracker, .. } => tracker.finish(until, done),
             Timing::Kernel {
@@ -163,7 +185,7 @@ impl Timing {
                 let Some(mut timer) = timer.take() else {
                     return;
                 };
-                timer.drain(|end| tracker.ended(end, &mut done));
+                pair(&mut timer, tracker, &mut done, &mut woke);
                 *seen = timer.totals();
                 // A thread parked as waiting at the start that woke before the program noted
                 // it, and has run since without leaving the CPU, is not away: its state says.
@@ -198,17 +220,20 @@ impl Timing {
                 format!(
                     "event: context-switches into a wait, timed in the kernel (a BPF program at \
                      sched:sched_switch; preemptions are not waits): every wait up to {budget} \
-                     waits/s sampled with its stack, 1 in N beyond (each wait drawn at random, N \
-                     from the rate every 250 ms), each sample weighted by N"
+                     waits/s sampled with its stack (copied by the program), 1 in N beyond \
+                     (each wait drawn at random, N from the rate every 250 ms), each sample \
+                     weighted by N"
                 ),
                 format!(
                     "all waits that ended, timed in the kernel: {}, off-CPU {:.3}s; sampled \
-                     waits whose end the agent's ring had no room for: {}; samples left \
-                     unpaired (their end lost): {}; waits not tracked: {} (too \
-                     many stacks held), {} (the kernel's table had another thread in their slot)",
+                     waits whose end the agent's ring had no room for: {}, whose stack could not \
+                     be read or sent: {}; samples left unpaired (their end lost): {}; waits not \
+                     tracked: {} (too many stacks held), {} (the kernel's table had another \
+                     thread in their slot)",
                     seen.waits,
                     seen.nanoseconds as f64 / 1e9,
                     seen.dropped,
+                    seen.unsampled,
                     tracker.abandoned,
                     tracker.untracked,
                     seen.untracked
@@ -216,4 +241,20 @@ impl Timing {
             ],
         }
     }
+}
+
+/// Reads the kernel's ends, then its stacks: a departure is sent before its end, so every end
+/// read now has its departure in the ring read next; only waits still open when the rings are
+/// read wait for a later call. Wakers' stacks go to `woke`.
+fn pair(
+    timer: &mut KernelTimer,
+    tracker: &mut TimedTracker,
+    done: &mut impl FnMut(Wait),
+    woke: &mut impl FnMut(StackCopy),
+) {
+    timer.drain(|end| tracker.ended(end, &mut *done));
+    timer.drain_stacks(|copy| match copy.woke {
+        Some(_) => woke(copy),
+        None => tracker.departed(copy, &mut *done),
+    });
 }

@@ -249,7 +249,7 @@ impl Parked {
 pub(super) mod tests {
     use super::*;
 
-    /// A context-switch sample of thread `tid` at `time` (shared with `timed`'s tests).
+    /// A context-switch sample of thread `tid` at `time`.
     pub(in crate::kinds::waits) fn sample(tid: u32, time: u64, period: u64) -> Sample<'static> {
         Sample {
             pid: 1,
