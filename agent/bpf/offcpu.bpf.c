@@ -10,7 +10,10 @@
 //    now, and drawn for sampling (1 in `period`); a drawn one's user registers and stack are
 //    copied now and sent through `stacks` (current is the thread leaving);
 //  - a thread noted as away that comes back ends its wait: counted in `totals`, and sent to the
-//    agent through `ends` when it was drawn.
+//    agent through `ends` when it was drawn;
+//  - for `wall` (`config.runnable`), a thread of the target that leaves the CPU still runnable
+//    (preempted, yielding) is noted and drawn the same way: its time waiting for a CPU is no
+//    wait, but it is the thread's time, which a wall-clock profile shows whole.
 // `on_waking` (sched:sched_waking, attached for `mutex` only) runs at every wakeup of the machine,
 // in the thread that wakes: a thread of the target that wakes one away on a drawn wait (the
 // releaser of a lock, in futex(FUTEX_WAKE)) has its registers and stack copied and sent through
@@ -64,6 +67,8 @@ struct config {
 			   // while the agent measures the rate of waits)
 	__u32 stack_pages; // pages of a copied stack (at most STACK_PAGES)
 	__u32 wakers;      // on_waking copies wakers' stacks (else it is not attached anyway)
+	__u32 runnable;    // time spent runnable off the CPU is noted too (wall)
+	__u32 pad;
 };
 
 // A thread away, in slot tid % AWAY_SLOTS of `away`. An array, not a hash: its lookups compile
@@ -73,17 +78,21 @@ struct config {
 #define AWAY_SLOTS 65536
 
 struct away {
-	__u64 since;  // CLOCK_MONOTONIC ns
-	__u32 weight; // the waits a sample stands for (its period); 0: not drawn
-	__u32 tid;    // the slot's thread; 0: free
+	__u64 since;    // CLOCK_MONOTONIC ns
+	__u32 weight;   // the waits a sample stands for (its period); 0: not drawn
+	__u32 tid;      // the slot's thread; 0: free
+	__u32 runnable; // it left still runnable: waiting for a CPU, not a wait
+	__u32 pad;
 };
 
-// What `ends` carries: a drawn wait that ended.
+// What `ends` carries: a drawn wait (or runnable time) that ended.
 struct end {
 	__u32 tid;
 	__u32 weight;
 	__u64 since;
 	__u64 until;
+	__u32 runnable;
+	__u32 pad;
 };
 
 // What `stacks` carries: thread `tid`'s user registers (as it entered the kernel) and its stack
@@ -109,6 +118,8 @@ struct stack_copy {
 struct totals {
 	__u64 waits;       // every wait of the target that ended
 	__u64 nanoseconds; // their time off the CPU
+	__u64 preemptions; // every time spent runnable off the CPU that ended (when noted)
+	__u64 runnable_ns; // its time
 	__u64 dropped;     // drawn waits whose end did not fit `ends` (the agent reads too slowly)
 	__u64 untracked;   // waits lost: another thread of the target held their slot of `away`
 	__u64 unsampled;   // stacks of drawn waits (or of their wakers) that did not fit `stacks`, or
@@ -251,12 +262,17 @@ int on_switch(struct sched_switch_args *args)
 		now = bpf_ktime_get_ns();
 		__u64 since = back->since;
 		__u32 weight = back->weight;
+		__u32 runnable = back->runnable;
 		back->tid = 0;
 		back->weight = 0;
 		struct totals *sum = bpf_map_lookup_elem(&totals, &zero);
-		if (sum) {
+		__u64 away = now > since ? now - since : 0;
+		if (sum && runnable) {
+			sum->preemptions += 1;
+			sum->runnable_ns += away;
+		} else if (sum) {
 			sum->waits += 1;
-			sum->nanoseconds += now > since ? now - since : 0;
+			sum->nanoseconds += away;
 		}
 		if (weight) {
 			struct end *end = bpf_ringbuf_reserve(&ends, sizeof(*end), 0);
@@ -265,6 +281,8 @@ int on_switch(struct sched_switch_args *args)
 				end->weight = weight;
 				end->since = since;
 				end->until = now;
+				end->runnable = runnable;
+				end->pad = 0;
 				// The agent reads the ring on its own schedule: no wakeup per end.
 				bpf_ringbuf_submit(end, BPF_RB_NO_WAKEUP);
 			} else if (sum) {
@@ -280,8 +298,11 @@ int on_switch(struct sched_switch_args *args)
 	struct away *left = slot_of(prev);
 	if (!left)
 		return 1;
-	if (!(args->prev_state & SLEEPING_STATES) || (args->prev_state & EXITING_STATES)) {
-		// Preempted, yielding or exiting: no wait, and no sample.
+	__u32 sleeping = (args->prev_state & SLEEPING_STATES) != 0;
+	__u32 exiting = (args->prev_state & EXITING_STATES) != 0;
+	__u32 runnable = !sleeping && !exiting && cfg->runnable;
+	if (exiting || (!sleeping && !runnable)) {
+		// Exiting, or preempted or yielding where that is not noted: no wait, no sample.
 		if (left->tid == prev) {
 			left->tid = 0;
 			left->weight = 0;
@@ -300,6 +321,7 @@ int on_switch(struct sched_switch_args *args)
 	left->since = now;
 	left->weight = period <= 1 ? period : (bpf_get_prandom_u32() % period == 0 ? period : 0);
 	left->tid = prev;
+	left->runnable = runnable;
 	// A drawn wait whose stack could not be sent is not sampled: its end would pair with
 	// nothing, and its waker's copy would waste the ring.
 	if (left->weight && copy_stack(prev, 0, now, cfg->stack_pages))

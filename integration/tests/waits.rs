@@ -12,8 +12,8 @@ use std::time::Duration;
 use rprof_integration::{
     agent_bin, agent_command, assert_go_stacks_rooted, assert_one_line_error, assert_split,
     build_c, build_cpp, build_rust, comment_starting, cpu_time, exclusive, label, programs,
-    record_full, require_kernel_sampling_refused, sample_types, string, total, Measuring, Running,
-    Stacks, Target, AS_UNPRIVILEGED,
+    record_full, record_full_env, require_kernel_sampling_refused, sample_types, string, total,
+    Measuring, Running, Stacks, Target, AS_UNPRIVILEGED,
 };
 use rprof_proto::pb::{Profile, Sample};
 
@@ -418,6 +418,86 @@ fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
 /// on-CPU time in `wall`, under the user stack that made the system call with the call on top,
 /// as in the CPU profile. Sampled in user mode only, it went missing from the profile (neither
 /// on nor off the CPU).
+/// Three threads spinning on one CPU run a third of the time each and wait for the CPU the
+/// rest: no wait, but their time. `wall` shows it as `state` = `runnable`, so each thread's
+/// time adds up to the window, as in fgprof.
+#[test]
+fn wall_shows_the_time_threads_wait_for_a_cpu_as_runnable() {
+    let profile = spinners_sharing_a_cpu_in_wall(&[]);
+    assert!(
+        (profile.comment.iter())
+            .any(|&c| string(&profile, c).starts_with("preemptions (time runnable off the CPU")),
+        "{:?}",
+        profile.comment
+    );
+}
+
+#[test]
+fn wall_shows_runnable_time_the_same_where_switch_records_time_it() {
+    let profile = spinners_sharing_a_cpu_in_wall(TIMED_BY_RECORDS);
+    let timing = timing_comment(&profile);
+    assert!(timing.contains("record of every switch"), "{timing}");
+}
+
+/// Records `busy_threads 3` pinned to one CPU with wall, the agent run with `env`, and checks
+/// each spinning thread's time: on the CPU about a third, runnable about two thirds, the whole
+/// window in all, its runnable stacks in the spinning function.
+fn spinners_sharing_a_cpu_in_wall(env: &[(&str, &str)]) -> Profile {
+    let _cpu = exclusive();
+    let target = Target::spawn(&build_c("busy_threads", C_FLAGS), &["3"]);
+    pin_to_last_cpu(target.pid());
+    let recording = record_full_env(target.pid(), SECONDS, &["--profile", "wall"], env);
+    let profile = recording.profile;
+    println!("{}", recording.stdout);
+    let window = window_seconds(&profile) * 1e9;
+    let stacks = Stacks::new(&profile);
+    let mut spinners: std::collections::BTreeMap<&str, [f64; 3]> = Default::default();
+    for sample in &profile.sample {
+        let frames = stacks.frames(sample);
+        if !frames.contains(&"busy_caller") {
+            continue;
+        }
+        let Some(tid) = label(&profile, sample, "tid") else {
+            continue;
+        };
+        let state = match label(&profile, sample, "state") {
+            Some("on-cpu") => 0,
+            Some("runnable") => 1,
+            _ => 2,
+        };
+        spinners.entry(tid).or_default()[state] += sample.value[1] as f64;
+    }
+    assert_eq!(spinners.len(), 3, "spinning threads: {spinners:?}");
+    for (tid, [on, runnable, other]) in &spinners {
+        let all = on + runnable + other;
+        println!(
+            "thread {tid}: on the CPU {:.2} s, runnable {:.2} s, otherwise {:.2} s, of a {:.2} s \
+             window",
+            on / 1e9,
+            runnable / 1e9,
+            other / 1e9,
+            window / 1e9
+        );
+        assert!(
+            (0.85 * window..=1.15 * window).contains(&all),
+            "thread {tid}: {:.2} s in all, in a {:.2} s window",
+            all / 1e9,
+            window / 1e9
+        );
+        assert!(
+            (0.55..=0.78).contains(&(runnable / all)),
+            "thread {tid}: runnable {:.1} % of its time, two thirds expected",
+            100.0 * runnable / all
+        );
+        assert!(
+            *other <= 0.05 * all,
+            "thread {tid}: {:.2} s neither",
+            other / 1e9
+        );
+    }
+    profile
+}
+
 #[test]
 fn wall_counts_time_in_the_kernel_as_on_cpu_under_the_system_call() {
     let _cpu = exclusive();

@@ -30,7 +30,7 @@ pub enum View {
     /// `delay/nanoseconds`, label `wait`.
     Block,
     /// fgprof's wall-clock profile: every thread's time on and off the CPU, label `state`
-    /// (and `wait` off the CPU).
+    /// (`on-cpu`, `off-cpu` with `wait`, or `runnable`: preempted, waiting for a CPU).
     Wall {
         /// Nanoseconds of CPU time one CPU sample stands for.
         cpu_period: i64,
@@ -56,6 +56,8 @@ pub struct WaitStacks {
     pub not_synchronization: u64,
     /// Total off-CPU nanoseconds counted (weighted); for `mutex`, the delay attributed.
     pub off_cpu_ns: u64,
+    /// Total nanoseconds threads spent runnable off the CPU, counted (weighted; `wall`).
+    pub runnable_ns: u64,
     lost: u64,
     releases: Releases<WakerStack>,
     /// `wall` with time in the kernel sampled: each kernel call chain is kept as one frame,
@@ -71,6 +73,7 @@ impl WaitStacks {
             classifier: Classifier::default(),
             not_synchronization: 0,
             off_cpu_ns: 0,
+            runnable_ns: 0,
             lost: 0,
             releases: Releases::default(),
             collapse: None,
@@ -127,6 +130,10 @@ impl WaitStacks {
     }
 
     fn add_off_cpu(&mut self, sample: &Unwound<'_>, off_cpu: OffCpu) {
+        if off_cpu.runnable {
+            self.add_runnable(sample, off_cpu);
+            return;
+        }
         let wait = self.classifier.classify(sample.modules, sample.user);
         if self.view == View::Mutex {
             let ended = EndedWait {
@@ -158,6 +165,21 @@ impl WaitStacks {
 }
 
 impl WaitStacks {
+    /// Time the thread spent preempted, waiting for a CPU: no wait, but the thread's time, in
+    /// a wall-clock profile only (label `state` = `runnable`).
+    fn add_runnable(&mut self, sample: &Unwound<'_>, off_cpu: OffCpu) {
+        if !matches!(self.view, View::Wall { .. }) {
+            return;
+        }
+        let weight = i64::try_from(off_cpu.weight).unwrap_or(i64::MAX);
+        let nanoseconds = i64::try_from(off_cpu.nanoseconds).unwrap_or(i64::MAX);
+        let total = weight.saturating_mul(nanoseconds);
+        self.runnable_ns = self.runnable_ns.saturating_add(total.unsigned_abs());
+        let labels: &[(&str, &str)] = &[("state", "runnable")];
+        self.stacks
+            .add(&sample.stack_sample(labels), &[weight, total]);
+    }
+
     fn add_woke(&mut self, sample: &Unwound<'_>, wakee: u32, time: u64, weight: u64) {
         let stack = WakerStack {
             tid: sample.tid,

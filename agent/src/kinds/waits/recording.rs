@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::aggregate::{Observed, View, WaitStacks};
 use super::host_ids::HostIds;
 use super::period::{Period, SAMPLE_BUDGET};
-use super::timer::StackCopy;
+use super::timer::{Noting, StackCopy};
 use super::timing::Timing;
 use super::tracker::Wait;
 use super::waking::Waking;
@@ -67,7 +67,13 @@ impl WaitRecording {
     pub fn open(name: &'static str, view: View, request: &Request<'_>) -> Result<Self> {
         let pid = request.pid;
         let stack_bytes = request.stack_bytes.min(SWITCH_STACK_BYTES);
-        let mut timing = Timing::choose(pid, stack_bytes, view == View::Mutex);
+        let noting = Noting {
+            stack_bytes,
+            wakers: view == View::Mutex,
+            // Time spent runnable off the CPU is the thread's time too, which wall shows whole.
+            runnable: matches!(view, View::Wall { .. }),
+        };
+        let mut timing = Timing::choose(pid, noting);
         let mut period = Period::default();
         timing.warm_up(&mut period);
         let switches = match open_switches(pid, stack_bytes, view, &timing) {
@@ -76,7 +82,7 @@ impl WaitRecording {
             // descriptors, a policy): time the waits from records instead.
             Err(err) if timing.in_kernel() => {
                 tracing::debug!("no per-CPU side-band events: {err}");
-                timing = Timing::from_records(format!("per-CPU events refused: {err}"));
+                timing = Timing::from_records(format!("per-CPU events refused: {err}"), noting);
                 open_switches(pid, stack_bytes, view, &timing)?
             }
             Err(err) => return Err(err.into()),
@@ -504,10 +510,18 @@ fn comments(
         Some(cpu) => comments.push(format!("on-CPU: {cpu} samples")),
         None => {}
     }
+    let runnable = if stacks.runnable_ns > 0 {
+        format!(
+            ", runnable time (preempted, waiting for a CPU) {:.3}s",
+            stacks.runnable_ns as f64 / 1e9
+        )
+    } else {
+        String::new()
+    };
     comments.push(format!(
-        "waits: {}, off-CPU time {:.3}s; waits not on synchronization skipped: {}; lost \
-         records: {}; truncated stacks: {}; stacks deeper than their copy completed from the \
-         thread's live stack: {completed}",
+        "waits: {}, off-CPU time {:.3}s{runnable}; waits not on synchronization skipped: {}; \
+         lost records: {}; truncated stacks: {}; stacks deeper than their copy completed from \
+         the thread's live stack: {completed}",
         stacks.samples(),
         stacks.off_cpu_ns as f64 / 1e9,
         stacks.not_synchronization,

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::timer::{self, End};
+use super::timer::{self, End, StillAway};
 use super::tracker::{OffCpu, Wait};
 use crate::unwind::Registers;
 
@@ -104,12 +104,12 @@ impl TimedTracker {
     }
 
     /// The window closed at `until`: a thread still away on the wait of its last sample
-    /// (`away` tells since when, and its weight) has waited until then; other unpaired samples
-    /// lost their end.
+    /// (`away` tells since when, its weight, and whether it is runnable) has waited until then;
+    /// other unpaired samples lost their end.
     pub fn finish(
         &mut self,
         until: u64,
-        away: impl Fn(u32) -> Option<(u64, u64)>,
+        away: impl Fn(u32) -> Option<StillAway>,
         mut done: impl FnMut(Wait),
     ) {
         self.held_bytes = 0;
@@ -121,11 +121,12 @@ impl TimedTracker {
             };
             self.abandoned += departures.len() as u64;
             match away(tid) {
-                Some((since, weight)) if since <= last.time => done(last.timed(End {
+                Some(away) if away.since <= last.time => done(last.timed(End {
                     tid,
-                    weight,
-                    since,
-                    until: until.max(since),
+                    weight: away.weight,
+                    since: away.since,
+                    until: until.max(away.since),
+                    runnable: away.runnable,
                 })),
                 _ => self.abandoned += 1,
             }
@@ -211,6 +212,7 @@ impl Departure {
                 since,
                 nanoseconds: end.until.saturating_sub(since),
                 weight: end.weight.max(1),
+                runnable: end.runnable,
             },
         }
     }
@@ -250,6 +252,7 @@ mod tests {
             weight,
             since,
             until,
+            runnable: false,
         }
     }
 
@@ -268,12 +271,14 @@ mod tests {
                 OffCpu {
                     since: 1_000,
                     nanoseconds: 4_000,
-                    weight: 4
+                    weight: 4,
+                    runnable: false,
                 },
                 OffCpu {
                     since: 6_000,
                     nanoseconds: 500,
-                    weight: 1
+                    weight: 1,
+                    runnable: false,
                 }
             ]
         );
@@ -333,7 +338,8 @@ mod tests {
             vec![OffCpu {
                 since: 5_000,
                 nanoseconds: 3_000,
-                weight: 1
+                weight: 1,
+                runnable: false,
             }]
         );
     }
@@ -344,7 +350,13 @@ mod tests {
         tracker.park(9, parked_regs(), vec![0; 8], 500);
         tracker.departed(departure(7, 1_010), |_| {});
         let mut cut = Vec::new();
-        let away = |tid: u32| (tid == 9).then_some((500, 1));
+        let away = |tid: u32| {
+            (tid == 9).then_some(StillAway {
+                since: 500,
+                weight: 1,
+                runnable: false,
+            })
+        };
         tracker.finish(10_500, away, |w| cut.push((w.tid, w.off_cpu.nanoseconds)));
         assert_eq!(cut, vec![(9, 10_000)]);
         assert_eq!(tracker.abandoned, 1, "7's end never came and it is back");

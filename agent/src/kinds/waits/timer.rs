@@ -45,13 +45,34 @@ const SWITCH_LAYOUT: [(&str, usize); 3] = [("prev_pid", 24), ("prev_state", 32),
 const WAKING_LAYOUT: [(&str, usize); 1] = [("pid", 24)];
 
 /// A drawn wait that ended: `tid` was off the CPU from `since` to `until` (CLOCK_MONOTONIC
-/// ns), and stands for `weight` waits.
+/// ns), and stands for `weight` waits; `runnable`: it was no wait but time spent waiting for a
+/// CPU (preempted), noted for `wall`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct End {
     pub tid: u32,
     pub weight: u64,
     pub since: u64,
     pub until: u64,
+    pub runnable: bool,
+}
+
+/// A thread away on a drawn wait (or runnable time) now: since when, what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StillAway {
+    pub since: u64,
+    pub weight: u64,
+    pub runnable: bool,
+}
+
+/// What the programs note and copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Noting {
+    /// Bytes of each copied stack (rounded up to pages, within the program's bound).
+    pub stack_bytes: u32,
+    /// The stack of the thread that wakes each drawn wait (`mutex`).
+    pub wakers: bool,
+    /// Time threads spend runnable off the CPU, as waits are (`wall`).
+    pub runnable: bool,
 }
 
 /// Thread `tid`'s user registers and stack (from `regs.sp` up) at `time` (CLOCK_MONOTONIC ns):
@@ -71,6 +92,9 @@ pub struct StackCopy {
 pub struct Totals {
     pub waits: u64,
     pub nanoseconds: u64,
+    /// Times runnable off the CPU that ended (when noted), and their time.
+    pub preemptions: u64,
+    pub runnable_ns: u64,
     /// Drawn waits whose end the agent did not read in time (its ring was full).
     pub dropped: u64,
     /// Waits lost: another thread of the target held their slot of the program's table.
@@ -95,6 +119,8 @@ struct Config {
     period: u32,
     stack_pages: u32,
     wakers: u32,
+    runnable: u32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -104,6 +130,8 @@ struct Away {
     weight: u32,
     /// The slot's thread; 0: free.
     tid: u32,
+    runnable: u32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -111,12 +139,14 @@ struct Away {
 struct RawTotals {
     waits: u64,
     nanoseconds: u64,
+    preemptions: u64,
+    runnable_ns: u64,
     dropped: u64,
     untracked: u64,
     unsampled: u64,
 }
 
-// SAFETY: plain `repr(C)` integers with no padding (4×4, 8+4+4, 5×8 bytes): any bytes are a
+// SAFETY: plain `repr(C)` integers with no padding (6×4, 8+4×4, 7×8 bytes): any bytes are a
 // valid value, which is what `Pod` asks of types copied to and from the kernel's maps.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
@@ -125,12 +155,16 @@ unsafe impl aya::Pod for Away {}
 unsafe impl aya::Pod for RawTotals {}
 
 impl KernelTimer {
-    /// Loads the programs for process `pid` and attaches the switch program, which copies
-    /// `stack_bytes` of a stack (rounded up to pages, within the program's bound), and with
-    /// `wakers` the wakeup program. Fails, saying why, where BPF cannot do it: no CAP_BPF +
-    /// CAP_PERFMON, no tracefs, a kernel whose tracepoints differ, or an agent outside the
-    /// initial PID namespace.
-    pub fn load(pid: u32, stack_bytes: u32, wakers: bool) -> Result<KernelTimer> {
+    /// Loads the programs for process `pid` and attaches the switch program, and with
+    /// `noting.wakers` the wakeup program. Fails, saying why, where BPF cannot do it: no
+    /// CAP_BPF + CAP_PERFMON, no tracefs, a kernel whose tracepoints differ, or an agent outside
+    /// the initial PID namespace.
+    pub fn load(pid: u32, noting: Noting) -> Result<KernelTimer> {
+        let Noting {
+            stack_bytes,
+            wakers,
+            runnable,
+        } = noting;
         // The program compares the kernel's thread ids with the target's.
         crate::proc::in_initial_pid_namespace()?;
         check_layout("sched/sched_switch", &SWITCH_LAYOUT)?;
@@ -159,6 +193,8 @@ impl KernelTimer {
                 period: 0,
                 stack_pages: stack_pages(stack_bytes),
                 wakers: u32::from(wakers),
+                runnable: u32::from(runnable),
+                pad: 0,
             },
             0,
         )?;
@@ -240,6 +276,8 @@ impl KernelTimer {
                     since,
                     weight: 1,
                     tid,
+                    runnable: 0,
+                    pad: 0,
                 }
             } else {
                 // Another thread's (ids that share a slot): that one keeps it.
@@ -259,11 +297,16 @@ impl KernelTimer {
         )?)
     }
 
-    /// When `tid` left the CPU and what it stands for, if it is away now on a drawn wait.
-    pub fn still_away(&self, tid: u32) -> Option<(u64, u64)> {
+    /// When `tid` left the CPU, what it stands for and whether it is runnable, if it is away
+    /// now on a drawn wait (or runnable time).
+    pub fn still_away(&self, tid: u32) -> Option<StillAway> {
         let away: Array<&MapData, Away> = Array::try_from(self.ebpf.map("away")?).ok()?;
         let value = away.get(&(tid % AWAY_SLOTS), 0).ok()?;
-        (value.tid == tid && value.weight > 0).then_some((value.since, u64::from(value.weight)))
+        (value.tid == tid && value.weight > 0).then_some(StillAway {
+            since: value.since,
+            weight: u64::from(value.weight),
+            runnable: value.runnable != 0,
+        })
     }
 
     /// Hands over the ends the program sent since the last call.
@@ -284,12 +327,13 @@ impl KernelTimer {
         }
     }
 
-    /// The target's waits per second, measured over `span` (the program counts from its load).
+    /// The target's waits (and noted preemptions) per second, measured over `span` (the
+    /// program counts from its load).
     pub fn measure_rate(&self, span: std::time::Duration) -> f64 {
-        let before = self.totals().waits;
+        let before = self.totals().noted();
         std::thread::sleep(span);
-        let waits = self.totals().waits.saturating_sub(before);
-        waits as f64 / span.as_secs_f64()
+        let noted = self.totals().noted().saturating_sub(before);
+        noted as f64 / span.as_secs_f64()
     }
 
     /// The program's counts so far, all CPUs together.
@@ -301,6 +345,8 @@ impl KernelTimer {
             for cpu in map.get(&0, 0)?.iter() {
                 sum.waits += cpu.waits;
                 sum.nanoseconds += cpu.nanoseconds;
+                sum.preemptions += cpu.preemptions;
+                sum.runnable_ns += cpu.runnable_ns;
                 sum.dropped += cpu.dropped;
                 sum.untracked += cpu.untracked;
                 sum.unsampled += cpu.unsampled;
@@ -314,7 +360,15 @@ impl KernelTimer {
     }
 }
 
-/// An `ends` entry (`struct end`: u32 tid, u32 weight, u64 since, u64 until).
+impl Totals {
+    /// What the program drew from: waits, and preemptions where noted.
+    pub fn noted(&self) -> u64 {
+        self.waits.saturating_add(self.preemptions)
+    }
+}
+
+/// An `ends` entry (`struct end`: u32 tid, u32 weight, u64 since, u64 until, u32 runnable,
+/// u32 pad).
 fn decode(bytes: &[u8]) -> Option<End> {
     let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
@@ -323,6 +377,7 @@ fn decode(bytes: &[u8]) -> Option<End> {
         weight: u64::from(u32_at(4)?),
         since: u64_at(8)?,
         until: u64_at(16)?,
+        runnable: u32_at(24)? != 0,
     })
 }
 
@@ -381,16 +436,19 @@ mod tests {
         bytes.extend_from_slice(&3u32.to_ne_bytes());
         bytes.extend_from_slice(&1_000u64.to_ne_bytes());
         bytes.extend_from_slice(&5_000u64.to_ne_bytes());
+        bytes.extend_from_slice(&1u32.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
         assert_eq!(
             decode(&bytes),
             Some(End {
                 tid: 77,
                 weight: 3,
                 since: 1_000,
-                until: 5_000
+                until: 5_000,
+                runnable: true,
             })
         );
-        assert_eq!(decode(&bytes[..20]), None, "cut short");
+        assert_eq!(decode(&bytes[..26]), None, "cut short");
     }
 
     fn copy_bytes(pages: u32, sp_in_page: u64, wakee: u32) -> Vec<u8> {

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::period::Period;
 use super::timed::TimedTracker;
-use super::timer::{KernelTimer, StackCopy, Totals};
+use super::timer::{KernelTimer, Noting, StackCopy, Totals};
 use super::tracker::{Tracker, Wait};
 use crate::proc::thread_state;
 use crate::sampler::Record;
@@ -33,14 +33,13 @@ pub enum Timing {
 }
 
 impl Timing {
-    /// In the kernel if the BPF program loads for `pid` (copying `stack_bytes` of each sampled
-    /// wait's stack, and with `wakers` of the stack that woke it), else by records (saying
-    /// why).
-    pub fn choose(pid: u32, stack_bytes: u32, wakers: bool) -> Timing {
+    /// In the kernel if the BPF program loads for `pid` (noting and copying what `noting`
+    /// says), else by records (saying why).
+    pub fn choose(pid: u32, noting: Noting) -> Timing {
         if std::env::var(FORCE_RECORDS).is_ok_and(|value| value == "records") {
-            return Timing::from_records(format!("{FORCE_RECORDS}=records"));
+            return Timing::from_records(format!("{FORCE_RECORDS}=records"), noting);
         }
-        match KernelTimer::load(pid, stack_bytes, wakers) {
+        match KernelTimer::load(pid, noting) {
             Ok(timer) => Timing::Kernel {
                 pid,
                 timer: Some(Box::new(timer)),
@@ -49,15 +48,16 @@ impl Timing {
             },
             Err(err) => {
                 tracing::debug!("waits timed by switch records: {err:#}");
-                Timing::from_records(crate::bpf_log::in_one_line(&format!("{err:#}")))
+                Timing::from_records(crate::bpf_log::in_one_line(&format!("{err:#}")), noting)
             }
         }
     }
 
-    /// Timing from records, because of `why`.
-    pub fn from_records(why: String) -> Timing {
+    /// Timing from records, because of `why` (preemptions timed as runnable time as `noting`
+    /// says).
+    pub fn from_records(why: String, noting: Noting) -> Timing {
         Timing::Records {
-            tracker: Tracker::default(),
+            tracker: Tracker::new(noting.runnable),
             why,
         }
     }
@@ -145,7 +145,7 @@ impl Timing {
         };
         pair(timer, tracker, &mut done, &mut woke);
         let totals = timer.totals();
-        period.switched(totals.waits.saturating_sub(seen.waits));
+        period.switched(totals.noted().saturating_sub(seen.noted()));
         *seen = totals;
     }
 
@@ -188,11 +188,12 @@ impl Timing {
                 pair(&mut timer, tracker, &mut done, &mut woke);
                 *seen = timer.totals();
                 // A thread parked as waiting at the start that woke before the program noted
-                // it, and has run since without leaving the CPU, is not away: its state says.
+                // it, and has run since without leaving the CPU, is not away: its state says
+                // (one away runnable is 'R' anyway).
                 let away = |tid| {
                     timer
                         .still_away(tid)
-                        .filter(|_| thread_state(*pid, tid) != Some('R'))
+                        .filter(|away| away.runnable || thread_state(*pid, tid) != Some('R'))
                 };
                 tracker.finish(until, away, done);
             }
@@ -211,9 +212,15 @@ impl Timing {
                      {why})"
                 ),
                 format!(
-                    "preemptions (not waits) skipped: {}; open waits dropped when records were \
-                     lost: {}, not tracked (too many stacks held): {}",
-                    tracker.preempted, tracker.abandoned, tracker.untracked
+                    "preemptions (not waits) {}; open waits dropped when records were lost: {}, \
+                     not tracked (too many stacks held): {}",
+                    if tracker.times_runnable() {
+                        "timed as runnable time".to_owned()
+                    } else {
+                        format!("skipped: {}", tracker.preempted)
+                    },
+                    tracker.abandoned,
+                    tracker.untracked
                 ),
             ],
             Timing::Kernel { tracker, seen, .. } => vec![
@@ -238,7 +245,17 @@ impl Timing {
                     tracker.untracked,
                     seen.untracked
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain((seen.preemptions > 0).then(|| {
+                format!(
+                    "preemptions (time runnable off the CPU, no wait) noted and sampled as \
+                     waits are: {}, {:.3}s",
+                    seen.preemptions,
+                    seen.runnable_ns as f64 / 1e9
+                )
+            }))
+            .collect(),
         }
     }
 }

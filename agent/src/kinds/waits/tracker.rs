@@ -1,7 +1,8 @@
 //! Off-CPU intervals from context-switch sampling: a sample taken as a thread leaves the CPU
 //! holds its stack; the switch record that brings it back tells how long it was away. The pair
 //! is one wait, weighted by the sampling period the sample stands for. Switches the kernel
-//! marks as preemptions (the thread was still runnable) are not waits.
+//! marks as preemptions (the thread was still runnable) are not waits: they are dropped, or
+//! (`wall`) timed the same way as time spent runnable.
 //!
 //! Rings are per CPU: a thread that leaves the CPU on one and comes back on another may have
 //! its return read before its departure. Each thread's last returns are kept, and a departure
@@ -41,6 +42,8 @@ pub struct OffCpu {
     pub since: u64,
     pub nanoseconds: u64,
     pub weight: u64,
+    /// No wait: the thread was preempted, and waited for a CPU.
+    pub runnable: bool,
 }
 
 /// A thread off the CPU, with the stack it left with.
@@ -51,8 +54,11 @@ struct Parked {
     /// The switches it stands for: this one, and those of the thread not sampled since its
     /// last sample (every switch writes a record; only some are sampled).
     weight: u64,
-    /// Its switch-out record was read and was no preemption: a return ends it.
+    /// Its switch-out record was read and was no preemption (or one, noted as runnable): a
+    /// return ends it.
     confirmed: bool,
+    /// Left preempted, still runnable.
+    runnable: bool,
 }
 
 /// Pairs switch-out samples with switch-in records.
@@ -71,9 +77,24 @@ pub struct Tracker {
     pub abandoned: u64,
     /// Waits not tracked because too many stacks were held already.
     pub untracked: u64,
+    /// Preempted switches are timed as runnable time instead of dropped (`wall`).
+    runnable: bool,
 }
 
 impl Tracker {
+    /// A tracker that also times preemptions, as runnable time, with `runnable`.
+    pub fn new(runnable: bool) -> Tracker {
+        Tracker {
+            runnable,
+            ..Tracker::default()
+        }
+    }
+
+    /// Preemptions are timed as runnable time.
+    pub fn times_runnable(&self) -> bool {
+        self.runnable
+    }
+
     /// `tid` was already off the CPU at `since` (the window's start), with this stack.
     pub fn park(&mut self, tid: u32, regs: Registers, stack: Vec<u8>, since: u64) {
         self.insert(
@@ -84,6 +105,7 @@ impl Tracker {
                 since,
                 weight: 1,
                 confirmed: true,
+                runnable: false,
             },
         );
     }
@@ -132,8 +154,9 @@ impl Tracker {
         // This record is the sample's own: it stands for the switches since the last one.
         parked.weight = std::mem::take(unsampled).max(1);
         parked.confirmed = true;
+        parked.runnable = preempt;
         let since = parked.since;
-        if preempt {
+        if preempt && !self.runnable {
             self.release(tid);
             self.preempted += 1;
         } else if let Some(back) = self.take_return(tid, since) {
@@ -207,6 +230,7 @@ impl Tracker {
             since: sample.time,
             weight: 1,
             confirmed: false,
+            runnable: false,
         };
         self.insert(sample.tid, parked);
     }
@@ -240,6 +264,7 @@ impl Parked {
                 since: self.since,
                 nanoseconds: at.saturating_sub(self.since),
                 weight: self.weight,
+                runnable: self.runnable,
             },
         }
     }
@@ -302,7 +327,8 @@ pub(super) mod tests {
                 OffCpu {
                     since: 1_000,
                     nanoseconds: 4_000,
-                    weight: 3
+                    weight: 3,
+                    runnable: false,
                 }
             )]
         );
@@ -363,5 +389,24 @@ pub(super) mod tests {
         let mut cut = Vec::new();
         tracker.finish(10_500, |w| cut.push((w.tid, w.off_cpu.nanoseconds)));
         assert_eq!(cut, vec![(9, 10_000)]);
+    }
+
+    #[test]
+    fn for_wall_a_preemption_is_timed_as_runnable_time() {
+        let mut tracker = Tracker::new(true);
+        let mut waits = Vec::new();
+        tracker.record(&Record::Sample(sample(7, 1_000, 1)), |w| waits.push(w.off_cpu));
+        tracker.record(&switch(7, 1_000, true, true), |w| waits.push(w.off_cpu));
+        tracker.record(&switch(7, 2_500, false, false), |w| waits.push(w.off_cpu));
+        assert_eq!(
+            waits,
+            vec![OffCpu {
+                since: 1_000,
+                nanoseconds: 1_500,
+                weight: 1,
+                runnable: true,
+            }]
+        );
+        assert_eq!(tracker.preempted, 0);
     }
 }
