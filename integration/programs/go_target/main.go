@@ -14,34 +14,49 @@ import (
 	"strconv"
 )
 
-// work is the iterations per call: a few hundred microseconds.
+// work is the iterations per call on average: a few hundred microseconds. Each
+// call draws its own between work/2 and 3*work/2 (xorshift): a loop of fixed
+// period can lock in phase with per-thread CPU-time sampling, which fires every
+// so much of the thread's CPU time. The means are equal: the split stays 3:1.
 const work = 300000
 
 var sink uint64
 
 //go:noinline
-func hotA(seed uint64) uint64 {
+func hotA(seed uint64, n int) uint64 {
 	x := seed | 1
-	for i := 0; i < work; i++ {
+	for i := 0; i < n; i++ {
 		x = x*0x9e3779b97f4a7c15 + uint64(i)
 	}
 	return x
 }
 
 //go:noinline
-func hotB(seed uint64) uint64 {
+func hotB(seed uint64, n int) uint64 {
 	x := seed | 1
-	for i := 0; i < work; i++ {
+	for i := 0; i < n; i++ {
 		x = x*0xbf58476d1ce4e5b9 + uint64(i)
 	}
 	return x
 }
 
-func worker(started chan<- struct{}) {
+// draw returns the next call's iterations: work/2 + [0, work).
+func draw(state *uint64) int {
+	x := *state
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	*state = x
+	return work/2 + int(x%work)
+}
+
+func worker(started chan<- struct{}, id uint64) {
 	started <- struct{}{}
 	seed := uint64(1)
+	state := 0x2545f4914f6cdd1d + id
 	for {
-		seed = hotA(seed) ^ hotA(seed+1) ^ hotA(seed+2) ^ hotB(seed)
+		seed = hotA(seed, draw(&state)) ^ hotA(seed+1, draw(&state)) ^
+			hotA(seed+2, draw(&state)) ^ hotB(seed, draw(&state))
 		sink = seed
 	}
 }
@@ -58,7 +73,7 @@ func main() {
 	}
 	started := make(chan struct{})
 	for i := 0; i < workers; i++ {
-		go worker(started)
+		go worker(started, uint64(i))
 	}
 	for i := 0; i < workers; i++ {
 		<-started
