@@ -395,7 +395,9 @@ pub(super) mod tests {
     fn for_wall_a_preemption_is_timed_as_runnable_time() {
         let mut tracker = Tracker::new(true);
         let mut waits = Vec::new();
-        tracker.record(&Record::Sample(sample(7, 1_000, 1)), |w| waits.push(w.off_cpu));
+        tracker.record(&Record::Sample(sample(7, 1_000, 1)), |w| {
+            waits.push(w.off_cpu)
+        });
         tracker.record(&switch(7, 1_000, true, true), |w| waits.push(w.off_cpu));
         tracker.record(&switch(7, 2_500, false, false), |w| waits.push(w.off_cpu));
         assert_eq!(
