@@ -82,7 +82,7 @@ struct away {
 	__u32 weight;   // the waits a sample stands for (its period); 0: not drawn
 	__u32 tid;      // the slot's thread; 0: free
 	__u32 runnable; // it left still runnable: waiting for a CPU, not a wait
-	__u32 pad;
+	__u32 parked;   // noted by the agent (already waiting when the window opened), not here
 };
 
 // What `ends` carries: a drawn wait (or runnable time) that ended.
@@ -322,6 +322,7 @@ int on_switch(struct sched_switch_args *args)
 	left->weight = period <= 1 ? period : (bpf_get_prandom_u32() % period == 0 ? period : 0);
 	left->tid = prev;
 	left->runnable = runnable;
+	left->parked = 0;
 	// A drawn wait whose stack could not be sent is not sampled: its end would pair with
 	// nothing, and its waker's copy would waste the ring.
 	if (left->weight && copy_stack(prev, 0, now, cfg->stack_pages))

@@ -414,10 +414,6 @@ fn wall_splits_a_threads_time_on_and_off_the_cpu_and_names_each_wait() {
     }
 }
 
-/// A thread that spends most of its CPU time in the kernel (read() of /dev/zero): that time is
-/// on-CPU time in `wall`, under the user stack that made the system call with the call on top,
-/// as in the CPU profile. Sampled in user mode only, it went missing from the profile (neither
-/// on nor off the CPU).
 /// Three threads spinning on one CPU run a third of the time each and wait for the CPU the
 /// rest: no wait, but their time. `wall` shows it as `state` = `runnable`, so each thread's
 /// time adds up to the window, as in fgprof.
@@ -498,6 +494,10 @@ fn spinners_sharing_a_cpu_in_wall(env: &[(&str, &str)]) -> Profile {
     profile
 }
 
+/// A thread that spends most of its CPU time in the kernel (read() of /dev/zero): that time is
+/// on-CPU time in `wall`, under the user stack that made the system call with the call on top,
+/// as in the CPU profile. Sampled in user mode only, it went missing from the profile (neither
+/// on nor off the CPU).
 #[test]
 fn wall_counts_time_in_the_kernel_as_on_cpu_under_the_system_call() {
     let _cpu = exclusive();

@@ -355,6 +355,7 @@ mod tests {
                 since: 500,
                 weight: 1,
                 runnable: false,
+                parked: true,
             })
         };
         tracker.finish(10_500, away, |w| cut.push((w.tid, w.off_cpu.nanoseconds)));

@@ -62,6 +62,8 @@ pub struct StillAway {
     pub since: u64,
     pub weight: u64,
     pub runnable: bool,
+    /// Noted by the agent at the window's start, not by the program.
+    pub parked: bool,
 }
 
 /// What the programs note and copy.
@@ -131,7 +133,8 @@ struct Away {
     /// The slot's thread; 0: free.
     tid: u32,
     runnable: u32,
-    pad: u32,
+    /// Noted by `park`, not by the program.
+    parked: u32,
 }
 
 #[repr(C)]
@@ -267,7 +270,10 @@ impl KernelTimer {
         let result = self.away_mut().and_then(|mut away| {
             let slot = tid % AWAY_SLOTS;
             let held = away.get(&slot, 0)?;
-            let value = if held.tid == tid {
+            let value = if held.tid == tid && held.runnable != 0 {
+                // It woke and was preempted since the snapshot: the snapshot's stack is stale.
+                return Ok(());
+            } else if held.tid == tid {
                 // The program noted its wait, begun since the program was loaded, but may not
                 // have drawn it: the snapshot's stack stands for it, once.
                 Away { weight: 1, ..held }
@@ -277,7 +283,7 @@ impl KernelTimer {
                     weight: 1,
                     tid,
                     runnable: 0,
-                    pad: 0,
+                    parked: 1,
                 }
             } else {
                 // Another thread's (ids that share a slot): that one keeps it.
@@ -306,6 +312,7 @@ impl KernelTimer {
             since: value.since,
             weight: u64::from(value.weight),
             runnable: value.runnable != 0,
+            parked: value.parked != 0,
         })
     }
 

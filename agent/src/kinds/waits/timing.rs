@@ -188,12 +188,13 @@ impl Timing {
                 pair(&mut timer, tracker, &mut done, &mut woke);
                 *seen = timer.totals();
                 // A thread parked as waiting at the start that woke before the program noted
-                // it, and has run since without leaving the CPU, is not away: its state says
-                // (one away runnable is 'R' anyway).
+                // it, and has run since without leaving the CPU, is not away: its state says.
+                // What the program noted itself is away until it switches back in, 'R' or not
+                // (woken, it may still wait for a CPU).
                 let away = |tid| {
                     timer
                         .still_away(tid)
-                        .filter(|away| away.runnable || thread_state(*pid, tid) != Some('R'))
+                        .filter(|away| !away.parked || thread_state(*pid, tid) != Some('R'))
                 };
                 tracker.finish(until, away, done);
             }
@@ -226,10 +227,10 @@ impl Timing {
             Timing::Kernel { tracker, seen, .. } => vec![
                 format!(
                     "event: context-switches into a wait, timed in the kernel (a BPF program at \
-                     sched:sched_switch; preemptions are not waits): every wait up to {budget} \
-                     waits/s sampled with its stack (copied by the program), 1 in N beyond \
-                     (each wait drawn at random, N from the rate every 250 ms), each sample \
-                     weighted by N"
+                     sched:sched_switch; preemptions are not waits, and for wall are drawn with \
+                     them as runnable time): every wait up to {budget} waits/s sampled with its \
+                     stack (copied by the program), 1 in N beyond (each wait drawn at random, N \
+                     from the rate every 250 ms), each sample weighted by N"
                 ),
                 format!(
                     "all waits that ended, timed in the kernel: {}, off-CPU {:.3}s; sampled \

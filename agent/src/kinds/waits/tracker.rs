@@ -6,8 +6,8 @@
 //!
 //! Rings are per CPU: a thread that leaves the CPU on one and comes back on another may have
 //! its return read before its departure. Each thread's last returns are kept, and a departure
-//! confirmed as a wait (its switch-out record, which follows the sample in the same ring, is not
-//! a preemption) is paired with the first return after it, whichever came first.
+//! confirmed by its switch-out record (which follows the sample in the same ring, and says
+//! whether it was a preemption) is paired with the first return after it, whichever came first.
 //!
 //! Threads already waiting when the window opens are parked with the stack a snapshot found
 //! (blocked threads' stacks are read without stopping them), and threads still waiting when it
