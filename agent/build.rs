@@ -21,6 +21,8 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".to_owned());
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
     println!("cargo:rerun-if-env-changed=CLANG");
+    // Included by the programs.
+    println!("cargo:rerun-if-changed=bpf/user_regs.h");
     for (name, source, defines) in PROGRAMS {
         let source = format!("bpf/{source}.bpf.c");
         println!("cargo:rerun-if-changed={source}");

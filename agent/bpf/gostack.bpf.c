@@ -39,6 +39,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+#include "user_regs.h"
+
 // Bytes of the goroutine's stack copied, from its saved stack pointer up (bounded by the
 // stack's top). Handlers' stacks above the runtime are a few KiB deep.
 #define STACK_BYTES 16384
@@ -143,12 +145,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counts);
 } counts SEC(".maps");
-
-// x86-64's `struct pt_regs`, as the kernel saves user registers on entry (a stable layout).
-struct user_regs {
-	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
-	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
-};
 
 // The current task's FS base (x86-64's thread pointer), as the kernel keeps it for
 // arch_prctl(ARCH_SET_FS) and clone(CLONE_SETTLS), the ways glibc and Go set it. Declared with

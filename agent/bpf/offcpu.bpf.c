@@ -28,6 +28,8 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+#include "user_regs.h"
+
 // Pages of a departing thread's stack copied at most, from the page its stack pointer is in up
 // (the agent's `--stack-size` decides how many, in `config`); a copy stops at the first page
 // that cannot be read (the top of the thread's stack mapping).
@@ -183,12 +185,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct totals);
 } totals SEC(".maps");
-
-// x86-64's `struct pt_regs`, as the kernel saves user registers on entry (a stable layout).
-struct user_regs {
-	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
-	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
-};
 
 static __always_inline void count_unsampled(void)
 {

@@ -7,8 +7,8 @@
 //! One module per verb: [`record`], [`threads`], [`server`], [`top`]. See docs/ARCHITECTURE.md.
 
 pub mod architecture;
-pub mod bpf_log;
 pub mod cli;
+pub mod ebpf;
 pub mod flamegraph;
 pub mod frames;
 pub mod gostack;

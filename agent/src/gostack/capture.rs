@@ -1,13 +1,12 @@
 //! Loading the program that copies goroutine stacks, and reading what it sends.
 
-use std::os::fd::{AsFd, AsRawFd};
-
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::PerfEvent;
 use aya::Ebpf;
 use rprof_symbolizer::GoRuntimeLayout;
 
+use crate::ebpf::{perf_event_program_fd, u32_at, u64_at};
 use crate::unwind::{Registers, SwitchKind, SwitchedStack};
 
 /// The compiled program (agent/build.rs), aligned as its ELF headers need.
@@ -152,12 +151,7 @@ impl GoStackCapture {
     /// The program's descriptor, to attach to each CPU-time event (`PERF_EVENT_IOC_SET_BPF`);
     /// open as long as this lives.
     pub fn program_fd(&self) -> Result<i32> {
-        let program: &PerfEvent = self
-            .ebpf
-            .program(self.program)
-            .with_context(|| format!("no {} program", self.program))?
-            .try_into()?;
-        Ok(program.fd()?.as_fd().as_raw_fd())
+        perf_event_program_fd(&self.ebpf, self.program)
     }
 
     /// Hands over the stacks the program sent since the last call.
@@ -207,9 +201,9 @@ fn config_for(pid: u32, layout: &GoRuntimeLayout, tls_g: Option<i64>) -> Config 
 
 /// A `stacks` entry, as the program lays out `struct switched`; None if malformed.
 fn decode(bytes: &[u8]) -> Option<Captured> {
-    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
-    let kind = match u32_at(4)? {
+    let word32 = |at| u32_at(bytes, at);
+    let word64 = |at| u64_at(bytes, at);
+    let kind = match word32(4)? {
         0 => None,
         1 => Some(SwitchKind::Scheduled),
         2 => Some(SwitchKind::Vdso),
@@ -217,16 +211,16 @@ fn decode(bytes: &[u8]) -> Option<Captured> {
         4 => Some(SwitchKind::Signal),
         _ => return None,
     };
-    let len = usize::try_from(u64_at(40)?).ok()?;
+    let len = usize::try_from(word64(40)?).ok()?;
     let stack = bytes.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
     let regs = Registers {
-        ip: u64_at(16)?,
-        sp: u64_at(24)?,
-        bp: u64_at(32)?,
+        ip: word64(16)?,
+        sp: word64(24)?,
+        bp: word64(32)?,
     };
     Some(Captured {
-        tid: u32_at(0)?,
-        time: u64_at(8)?,
+        tid: word32(0)?,
+        time: word64(8)?,
         stack: kind.map(|kind| SwitchedStack {
             kind,
             regs,

@@ -102,7 +102,7 @@ impl GoStacks {
         })?;
         let unable = |err: anyhow::Error| {
             tracing::debug!("goroutine stacks not followed: {err:#}");
-            NotFollowed::Unable(crate::bpf_log::in_one_line(&format!("{err:#}")))
+            NotFollowed::Unable(crate::ebpf::in_one_line(&format!("{err:#}")))
         };
         let signals = std::env::var(SWITCH_OFF).map_or(true, |value| value != "nosignals");
         let tls_g = go.go_tls_g_offset();

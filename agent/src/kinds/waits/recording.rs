@@ -35,7 +35,7 @@ use crate::unwind::{ModuleSet, Registers, StackUnwinder};
 const PAIRING_WAIT: Duration = Duration::from_millis(20);
 
 /// The longest wait between two reads of the kernel program's rings, which wake no one: its
-/// departures ring holds ~90 ms of stacks at the sampling budget.
+/// `stacks` ring holds ~90 ms of copies at the sampling budget.
 const KERNEL_RING_WAIT: Duration = Duration::from_millis(25);
 
 pub struct WaitRecording {

@@ -12,14 +12,13 @@
 //! process while it is attached, and nothing once the recording closes it (the kernel detaches
 //! a program with the last descriptor, so also when the agent is killed).
 
-use std::os::fd::{AsFd, AsRawFd};
-
 use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{PerfEvent, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 
 use super::waking::tracepoint;
+use crate::ebpf::{perf_event_program_fd, u32_at, u64_at};
 use crate::probes::tracefs::field_offset;
 use crate::unwind::Registers;
 
@@ -238,12 +237,7 @@ impl KernelTimer {
     /// The filter of CPU-time events (`SamplerConfig::filter`): the target's ticks. It stays
     /// open as long as this timer.
     pub fn target_filter(&self) -> Result<i32> {
-        let program: &PerfEvent = self
-            .ebpf
-            .program(TARGET_FILTER)
-            .with_context(|| format!("no {TARGET_FILTER} program"))?
-            .try_into()?;
-        Ok(program.fd()?.as_fd().as_raw_fd())
+        perf_event_program_fd(&self.ebpf, TARGET_FILTER)
     }
 
     /// Samples 1 wait in `period` from now on (each standing for `period`).
@@ -377,34 +371,34 @@ impl Totals {
 /// An `ends` entry (`struct end`: u32 tid, u32 weight, u64 since, u64 until, u32 runnable,
 /// u32 pad).
 fn decode(bytes: &[u8]) -> Option<End> {
-    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let word32 = |at| u32_at(bytes, at);
+    let word64 = |at| u64_at(bytes, at);
     Some(End {
-        tid: u32_at(0)?,
-        weight: u64::from(u32_at(4)?),
-        since: u64_at(8)?,
-        until: u64_at(16)?,
-        runnable: u32_at(24)? != 0,
+        tid: word32(0)?,
+        weight: u64::from(word32(4)?),
+        since: word64(8)?,
+        until: word64(16)?,
+        runnable: word32(24)? != 0,
     })
 }
 
 /// A `stacks` entry (`struct stack_copy`: u32 tid, u32 pages, u64 time, ip, sp, bp, base, u32
 /// wakee, u32 pad, then `pages` pages of stack from `base`), its stack cut to start at `sp`.
 fn decode_copy(bytes: &[u8]) -> Option<StackCopy> {
-    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
-    let pages = usize::try_from(u32_at(4)?.min(STACK_PAGES)).ok()?;
-    let (sp, base) = (u64_at(24)?, u64_at(40)?);
+    let word32 = |at| u32_at(bytes, at);
+    let word64 = |at| u64_at(bytes, at);
+    let pages = usize::try_from(word32(4)?.min(STACK_PAGES)).ok()?;
+    let (sp, base) = (word64(24)?, word64(40)?);
     let copied = bytes.get(COPY_HEADER..COPY_HEADER + pages * PAGE_BYTES as usize)?;
     let skip = usize::try_from(sp.checked_sub(base)?).ok()?;
-    let wakee = u32_at(48)?;
+    let wakee = word32(48)?;
     Some(StackCopy {
-        tid: u32_at(0)?,
-        time: u64_at(8)?,
+        tid: word32(0)?,
+        time: word64(8)?,
         regs: Registers {
-            ip: u64_at(16)?,
+            ip: word64(16)?,
             sp,
-            bp: u64_at(32)?,
+            bp: word64(32)?,
         },
         stack: copied.get(skip..)?.to_vec(),
         woke: (wakee != 0).then_some(wakee),

@@ -48,7 +48,7 @@ impl Timing {
             },
             Err(err) => {
                 tracing::debug!("waits timed by switch records: {err:#}");
-                Timing::from_records(crate::bpf_log::in_one_line(&format!("{err:#}")), noting)
+                Timing::from_records(crate::ebpf::in_one_line(&format!("{err:#}")), noting)
             }
         }
     }
@@ -101,21 +101,14 @@ impl Timing {
     }
 
     /// Follows a record of the context-switch sampler (records: counting switch-outs for
-    /// `period`); the kernel's timing takes nothing from the side-band sampler's but exits
-    /// (`exited`).
+    /// `period`); the kernel's timing takes nothing from the side-band sampler's records but
+    /// exits, which come later (`exited`).
     pub fn record(&mut self, record: &Record<'_>, period: &mut Period, done: impl FnMut(Wait)) {
-        match self {
-            Timing::Records { tracker, .. } => {
-                if let Record::Switch { out: true, .. } = record {
-                    period.switched(1);
-                }
-                tracker.record(record, done);
+        if let Timing::Records { tracker, .. } = self {
+            if let Record::Switch { out: true, .. } = record {
+                period.switched(1);
             }
-            Timing::Kernel { tracker, .. } => {
-                if let Record::Exit { tid, .. } = *record {
-                    tracker.forget(tid);
-                }
-            }
+            tracker.record(record, done);
         }
     }
 

@@ -1,4 +1,36 @@
-//! The kernel's refusal of a BPF program, said in one line.
+//! What the agent's BPF loaders share (`gostack`, `kinds::waits::timer`): a loaded perf_event
+//! program's descriptor, the fields of the entries the programs send through their ring buffers,
+//! and the kernel's refusal of a program said in one line.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result};
+use aya::programs::PerfEvent;
+use aya::Ebpf;
+
+/// The descriptor of `ebpf`'s loaded perf_event program `name`, to attach to perf events
+/// (`PERF_EVENT_IOC_SET_BPF`); open as long as `ebpf` lives.
+pub fn perf_event_program_fd(ebpf: &Ebpf, name: &str) -> Result<i32> {
+    let program: &PerfEvent = ebpf
+        .program(name)
+        .with_context(|| format!("no {name} program"))?
+        .try_into()?;
+    Ok(program.fd()?.as_fd().as_raw_fd())
+}
+
+/// The native-endian `u32` at byte `at` of a ring entry; None past its end.
+pub fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The native-endian `u64` at byte `at` of a ring entry; None past its end.
+pub fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(
+        bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
 
 /// An error as a comment line: a refused program's message carries the verifier's whole log
 /// (thousands of lines); its first line, the verdict (the log's last lines but statistics) and
@@ -31,6 +63,15 @@ pub fn in_one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_past_an_entry_s_end_are_none() {
+        let bytes = [1, 0, 0, 0, 2, 0, 0, 0];
+        assert_eq!(u32_at(&bytes, 4), Some(u32::from_ne_bytes([2, 0, 0, 0])));
+        assert_eq!(u64_at(&bytes, 0), Some(u64::from_ne_bytes(bytes)));
+        assert_eq!(u32_at(&bytes, 5), None);
+        assert_eq!(u64_at(&bytes, usize::MAX), None);
+    }
 
     #[test]
     fn a_verifier_log_comes_down_to_its_first_line_and_verdict() {
