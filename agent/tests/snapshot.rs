@@ -467,7 +467,10 @@ fn snapshot_of_a_stopped_process_leaves_it_stopped() {
 
 #[test]
 fn signals_arriving_during_snapshots_are_all_delivered() {
-    const SIGNALS: usize = 1000;
+    // ~1 s of signals (one every ~200 µs) alone: long enough that several snapshots overlap
+    // them also when the other tests of this binary load the machine (with 1000, ~0.3 s, one
+    // CI run saw a single snapshot).
+    const SIGNALS: usize = 4000;
     let mut target = Target::spawn(&program("signals", SIGNALS_C), &[&SIGNALS.to_string()]);
     let pid = target.pid();
     let done = AtomicBool::new(false);
