@@ -26,10 +26,15 @@
  * free), so that CHURN_NS / CHURN_CALLS is what one churn call costs now; NOW: CLOCK_MONOTONIC,
  * ns.
  *
- * Prints "ready" once it runs. With a second argument "-v", also prints the rates every second
- * on stderr (for checking it by hand).
+ * Prints "ready" once it runs. With "-v", also prints the rates every second on stderr (for
+ * checking it by hand).
  *
- * Usage: leak_sites TOTALS_FILE [-v]
+ * With "--busy", the thread never sleeps: instead of waiting for each unit's deadline it
+ * computes for a fixed amount of work (about UNIT_US µs of CPU, calibrated at start), so it
+ * is busy on the CPU all the time, and calls made slower (traced) slow its whole pace, as in
+ * a server that is never idle. Its rates are then what it achieves, not what deadlines set.
+ *
+ * Usage: leak_sites TOTALS_FILE [-v] [--busy]
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -130,13 +135,45 @@ static void write_totals(const char *path)
         rename(tmp, path);
 }
 
+/* Work that does not allocate: `rounds` steps of a hash. */
+__attribute__((noinline)) static uint64_t compute(uint64_t rounds)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (uint64_t r = 0; r < rounds; r++)
+        h = (h ^ r) * 1099511628211ULL;
+    return h;
+}
+
+/* The rounds of compute() that take UNIT_US µs of this thread's CPU time. */
+static uint64_t unit_rounds(void)
+{
+    uint64_t rounds = 1024, spent = 0;
+    while (spent < 20000000u) { /* at least 20 ms of CPU */
+        rounds *= 2;
+        uint64_t start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        volatile uint64_t sink = compute(rounds);
+        (void)sink;
+        spent = clock_ns(CLOCK_THREAD_CPUTIME_ID) - start;
+    }
+    return (uint64_t)((double)rounds * UNIT_US * 1000.0 / (double)spent) + 1;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s TOTALS_FILE [-v]\n", argv[0]);
+    int verbose = 0, busy = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-v") == 0)
+            verbose = 1;
+        else if (strcmp(argv[i], "--busy") == 0)
+            busy = 1;
+        else
+            argc = 0;
+    }
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s TOTALS_FILE [-v] [--busy]\n", argv[0]);
         return 2;
     }
-    int verbose = argc == 3 && strcmp(argv[2], "-v") == 0;
+    uint64_t rounds = busy ? unit_rounds() : 0;
     /* Wake up on time: the rate is set by the deadlines. */
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     write_totals(argv[1]);
@@ -167,6 +204,11 @@ int main(int argc, char **argv)
                     (double)(figures[3] - last[3]) / (double)(figures[2] - last[2]));
             memcpy(last, figures, sizeof last);
             next_report += 1000000000u;
+        }
+        if (busy) {
+            volatile uint64_t sink = compute(rounds);
+            (void)sink;
+            continue;
         }
         /* Absolute deadlines: a late unit is followed by early ones, the rate holds. A unit
          * more than 100 ms late (the machine stalled) does not start a burst to catch up. */

@@ -3,6 +3,7 @@
 //! against what they measured over about the same window. Programs that measure more write
 //! `F1 F2 ... Fn NOW`, read with [`Measuring::figures`] and [`Measuring::record_with`].
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,9 +59,16 @@ impl Figures {
 
 impl Measuring {
     pub fn start(program: &Path) -> Measuring {
+        Measuring::start_with(program, &[])
+    }
+
+    /// `program TOTALS_FILE ARGS...`.
+    pub fn start_with(program: &Path, args: &[&str]) -> Measuring {
         let dir = tempfile::tempdir().expect("create a directory");
         let totals = dir.path().join("totals");
-        let target = Target::spawn(program, &[&totals]);
+        let mut argv: Vec<&OsStr> = vec![totals.as_os_str()];
+        argv.extend(args.iter().map(OsStr::new));
+        let target = Target::spawn(program, &argv);
         Measuring {
             target,
             totals,

@@ -17,12 +17,13 @@
 //! stack's frees were seen) is reported as 0. With `--exact` every call is seen: `c = 1` and
 //! the figures are counts.
 //!
-//! Wall time is the right measure of a target that keeps its pace inside windows (one that
-//! allocates at most some 100 k times a second). A thread that allocates flat out is slowed
-//! inside windows (each call traps), so windows see less of its work than their share of
-//! time: its figures come out low (docs/BENCHMARKS.md has the measured error). User CPU time
-//! would be the better measure for it, but the target's user time itself swells inside
-//! windows (trap returns), and sampling it finely enough costs more than the probes.
+//! Wall time is the right measure of a thread that keeps its pace inside windows. A thread
+//! busy on the CPU is slowed inside windows (each call traps), so windows see less of its work
+//! than their share of time: its coverage is the duty times its own share (`pace.rs`: its rate
+//! of own work inside windows over its rate outside, from its CPU time less its traps'). A
+//! thread that allocates flat out, whose traps took over half of its window time, is left
+//! uncorrected: its figures come out low, and the profile says so (docs/BENCHMARKS.md has the
+//! measured error).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -317,9 +318,9 @@ impl Ledger {
 
     /// The four estimates (alloc_objects, alloc_space, inuse_objects, inuse_space) of each
     /// allocation stack, in the order the stacks were first seen.
-    fn estimates(&self, duty: f64) -> Vec<(&Site, [f64; 4])> {
+    /// `own` holds the own share of each thread the probes slowed (1 for the others).
+    fn estimates(&self, duty: f64, own: &HashMap<u32, f64>) -> Vec<(&Site, [f64; 4])> {
         let coverage = self.coverage(duty);
-        let weight = 1.0 / coverage;
         let mut live_by_site: HashMap<(usize, u32), (f64, f64)> = HashMap::new();
         for live in self.live.values() {
             let scale = self.scale(live.window);
@@ -334,8 +335,13 @@ impl Ledger {
             raw.objects += objects as f64;
             raw.bytes += bytes as f64;
         }
-        // A free seen in a later window stands for 1/c frees.
-        let later = 1.0 - 1.0 / coverage;
+        // What one allocation seen from `tid` stands for, and what a free seen in a later
+        // window takes back (1/c frees, each of them one allocation).
+        let weights = |tid: &u32| {
+            let own = own.get(tid).copied().unwrap_or(1.0).clamp(1e-6, 1.0);
+            let weight = 1.0 / (coverage * own).clamp(1e-6, 1.0);
+            (weight, 1.0 - weight)
+        };
         let mut sites: Vec<(&Site, usize)> = self.sites.iter().map(|(s, &i)| (s, i)).collect();
         sites.sort_by_key(|&(_, index)| index);
         sites
@@ -343,6 +349,7 @@ impl Ledger {
             .map(|(site, index)| {
                 let mut values = [0f64; 4];
                 for (tid, raw) in &figures[index] {
+                    let (weight, later) = weights(tid);
                     let (live_objects, live_bytes) = live_by_site
                         .get(&(index, *tid))
                         .copied()
@@ -358,9 +365,15 @@ impl Ledger {
     }
 
     /// The profile: Go's heap sample types, `default` first shown.
-    pub fn build(&mut self, modules: &ModuleSet, meta: &Meta, duty: f64, default: &str) -> Profile {
+    pub fn build(
+        &mut self,
+        modules: &ModuleSet,
+        meta: &Meta,
+        (duty, own): (f64, &HashMap<u32, f64>),
+        default: &str,
+    ) -> Profile {
         let estimates: Vec<(Box<[u64]>, bool, [i64; 4])> = self
-            .estimates(duty)
+            .estimates(duty, own)
             .into_iter()
             .map(|(site, values)| {
                 (
@@ -395,12 +408,13 @@ impl Ledger {
     }
 
     /// Allocations seen from threads `tids`.
-    pub fn allocations_of(&self, tids: &std::collections::HashSet<u32>) -> u64 {
-        self.seen
-            .iter()
-            .filter(|(tid, _)| tids.contains(tid))
-            .map(|(_, seen)| seen)
-            .sum()
+    pub fn allocations_of<'a>(&self, tids: impl IntoIterator<Item = &'a u32>) -> u64 {
+        tids.into_iter().filter_map(|tid| self.seen.get(tid)).sum()
+    }
+
+    /// Allocations seen from thread `tid`.
+    pub fn seen_from(&self, tid: u32) -> u64 {
+        self.seen.get(&tid).copied().unwrap_or(0)
     }
 
     pub fn sites(&self) -> usize {
@@ -506,7 +520,7 @@ mod tests {
 
     fn by_site(ledger: &Ledger, wall_duty: f64) -> HashMap<Vec<u64>, [f64; 4]> {
         ledger
-            .estimates(wall_duty)
+            .estimates(wall_duty, &HashMap::new())
             .into_iter()
             .map(|(site, values)| (site.user.to_vec(), values))
             .collect()

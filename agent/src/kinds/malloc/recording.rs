@@ -12,7 +12,8 @@ use super::allocators::{find_allocators, AllocFunction};
 use super::functions::Call;
 use super::ledger::{Function, Hit, Ledger};
 use super::pace::Pace;
-use super::schedule::Schedule;
+use super::pace::MIN_OWN_SHARE;
+use super::schedule::{Schedule, COST_PER_HIT};
 use crate::probes::keeper::Keeper;
 use crate::probes::tracefs::{Defined, ProbeGroup};
 use crate::profile::Meta;
@@ -407,12 +408,21 @@ impl Recording for MallocRecording {
         let (mut ledger, unwinder) = self.pipeline.finish()?;
         let coverage = ledger.coverage(wall_duty);
         let counts = ledger.counts;
-        // Threads paced by the probes: their sampled figures are lower bounds.
-        let paced = if self.exact {
-            0
+        // Threads the probes slowed: scaled up for it, or lower bounds where they ran flat out.
+        let mut own = if self.exact {
+            HashMap::new()
         } else {
-            ledger.allocations_of(&self.pace.saturated())
+            self.pace.own_shares(|tid| ledger.seen_from(tid))
         };
+        let flat_out: Vec<u32> = own
+            .iter()
+            .filter(|&(_, &share)| share < MIN_OWN_SHARE)
+            .map(|(&tid, _)| tid)
+            .collect();
+        for tid in &flat_out {
+            own.remove(tid);
+        }
+        let paced = ledger.allocations_of(&flat_out);
         let paced_note = (paced > 0).then(|| {
             format!(
                 "{:.0}% of the allocations seen came from threads that ran flat out inside the \
@@ -421,6 +431,7 @@ impl Recording for MallocRecording {
                 percent(paced, counts.allocations)
             )
         });
+        let slowed_note = slowed_note(&own);
         let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
         allocators.dedup();
         let probed: Vec<String> = self
@@ -467,7 +478,11 @@ impl Recording for MallocRecording {
             ),
             "inuse: allocations made during the recording and live at its end".to_owned(),
         ];
-        let comments = comments.into_iter().chain(paced_note.clone()).collect();
+        let comments = comments
+            .into_iter()
+            .chain(slowed_note)
+            .chain(paced_note.clone())
+            .collect();
         let meta = Meta {
             start: window.start,
             duration: window.duration,
@@ -477,7 +492,7 @@ impl Recording for MallocRecording {
             View::Allocs => "alloc_space",
             View::Heap => "inuse_space",
         };
-        let profile = ledger.build(unwinder.modules(), &meta, wall_duty, default);
+        let profile = ledger.build(unwinder.modules(), &meta, (wall_duty, &own), default);
         let mut summary = format!(
             "{} allocations seen ({}) over {:.1}s{}, coverage {:.2}%, {} lost records, {} \
              allocation stacks",
@@ -504,6 +519,24 @@ impl Recording for MallocRecording {
             has_samples: counts.allocations > 0,
         })
     }
+}
+
+/// The profile's comment on the threads whose figures were scaled up for their traps.
+fn slowed_note(own: &HashMap<u32, f64>) -> Option<String> {
+    let least = own.values().copied().reduce(f64::min)? * 100.0;
+    let most = own.values().copied().reduce(f64::max)? * 100.0;
+    let (threads, did) = match own.len() {
+        1 => ("1 thread".to_owned(), format!("did {least:.0}% of its")),
+        n => (
+            format!("{n} threads"),
+            format!("did {least:.0}–{most:.0}% of their"),
+        ),
+    };
+    Some(format!(
+        "{threads} busy through the windows {did} usual work per second inside them (CPU time \
+         less {} µs per allocation seen for its traps): figures scaled up for it",
+        COST_PER_HIT.as_micros(),
+    ))
 }
 
 /// Hands a record to the ledger, counting entries and losses in `tally`.
