@@ -8,9 +8,9 @@
  * up to the bytes the program allocated.
  *
  * The program runs in units paced by absolute CLOCK_MONOTONIC deadlines (one every UNIT_US µs,
- * so its allocation rate stays the same however slow each call gets while traced): each unit
- * calls churn() CHURN_PER_UNIT times; every LEAK_EVERY units, leak_a() and leak_b() are called
- * once each, one right after the other. leak_a mallocs LEAK_A_SIZE bytes, leak_b LEAK_B_SIZE
+ * so its allocation rate stays the same however slow each call gets while traced; but see
+ * --busy below): each unit calls churn() CHURN_PER_UNIT times; every LEAK_EVERY units, leak_a()
+ * and leak_b() are called once each, one right after the other. leak_a mallocs LEAK_A_SIZE bytes, leak_b LEAK_B_SIZE
  * (3:1), and both keep the block for ever (linked into a list: a reachable leak, like a cache
  * that never evicts). churn mallocs a block whose size cycles through 32, 48 ... 176 bytes (the
  * same sequence in every unit), writes it, and frees the block it allocated CHURN_SLOTS calls
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
         else
             argc = 0;
     }
-    if (argc < 2) {
+    if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: %s TOTALS_FILE [-v] [--busy]\n", argv[0]);
         return 2;
     }

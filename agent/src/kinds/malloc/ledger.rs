@@ -31,6 +31,7 @@ use std::ops::Range;
 use rprof_proto::Profile;
 
 use super::functions::Call;
+use super::pace::MIN_OWN_SHARE;
 use crate::profile::{Meta, PseudoFrame, Shape, StackAggregate, StackSample};
 use crate::recording::{Aggregate, Unwound};
 use crate::unwind::{ModuleSet, UnwindEnd};
@@ -59,7 +60,7 @@ pub enum Hit {
         window: u32,
     },
     /// Memory at `ptr` was freed.
-    Free { ptr: u64, window: u32 },
+    Free { ptr: u64, window: u32, tid: u32 },
     /// Window `window` closed and all its records were read; the kernel dropped some (rings
     /// full): each record read stands for `scale` records.
     WindowEnd { window: u32, scale: f64 },
@@ -84,6 +85,9 @@ pub struct Ledger {
     current: HashMap<(usize, u32), (u64, u64)>,
     /// Windows whose records were lost in part, and the scale of each.
     scales: HashMap<u32, f64>,
+    /// Per (site, allocating thread, freeing thread): blocks seen allocated whose free was
+    /// seen in a later window, objects and bytes (scaled for records lost).
+    freed_later: HashMap<(usize, u32, u32), (f64, f64)>,
     /// Allocations seen per thread.
     seen: HashMap<u32, u64>,
     pending: HashMap<u32, Vec<Pending>>,
@@ -114,8 +118,6 @@ struct Site {
 struct Raw {
     objects: f64,
     bytes: f64,
-    freed_later_objects: f64,
-    freed_later_bytes: f64,
 }
 
 struct Pending {
@@ -144,6 +146,7 @@ impl Ledger {
             figures: Vec::new(),
             current: HashMap::new(),
             scales: HashMap::new(),
+            freed_later: HashMap::new(),
             seen: HashMap::new(),
             pending: HashMap::new(),
             live: HashMap::new(),
@@ -247,7 +250,7 @@ impl Ledger {
             // realloc's first argument, kept in `memptr` like every call's.
             let old = Some(call.memptr).filter(|&old| old != 0 && address.is_some());
             if let Some(old) = old {
-                self.freed(old, window);
+                self.freed(old, window, call.tid);
             }
         }
         let Some(address) = address else {
@@ -269,7 +272,7 @@ impl Ledger {
         );
     }
 
-    fn freed(&mut self, ptr: u64, window: u32) {
+    fn freed(&mut self, ptr: u64, window: u32, tid: u32) {
         if ptr == 0 {
             return;
         }
@@ -279,9 +282,12 @@ impl Ledger {
         };
         if live.window != window {
             let scale = self.scale(live.window);
-            let raw = self.figures[live.site].entry(live.tid).or_default();
-            raw.freed_later_objects += scale;
-            raw.freed_later_bytes += live.size as f64 * scale;
+            let freed = self
+                .freed_later
+                .entry((live.site, live.tid, tid))
+                .or_default();
+            freed.0 += scale;
+            freed.1 += live.size as f64 * scale;
         }
     }
 
@@ -335,29 +341,41 @@ impl Ledger {
             raw.objects += objects as f64;
             raw.bytes += bytes as f64;
         }
-        // What one allocation seen from `tid` stands for, and what a free seen in a later
-        // window takes back (1/c frees, each of them one allocation).
-        let weights = |tid: &u32| {
-            let own = own.get(tid).copied().unwrap_or(1.0).clamp(1e-6, 1.0);
-            let weight = 1.0 / (coverage * own).clamp(1e-6, 1.0);
-            (weight, 1.0 - weight)
+        // What one allocation, or free, seen from `tid` stands for: 1/p, p the share of the
+        // thread's calls the windows saw.
+        let weight = |tid: u32| {
+            let own = own
+                .get(&tid)
+                .copied()
+                .unwrap_or(1.0)
+                .clamp(MIN_OWN_SHARE, 1.0);
+            1.0 / seen_share(coverage, own)
         };
+        let mut inuse_by_site = live_by_site;
+        // A block seen allocated, and its free seen in a later window: counted live, less the
+        // frees the one seen stands for.
+        for (&(site, tid, freer), &(objects, bytes)) in &self.freed_later {
+            let later = 1.0 - weight(freer);
+            let entry = inuse_by_site.entry((site, tid)).or_default();
+            entry.0 += objects * later;
+            entry.1 += bytes * later;
+        }
         let mut sites: Vec<(&Site, usize)> = self.sites.iter().map(|(s, &i)| (s, i)).collect();
         sites.sort_by_key(|&(_, index)| index);
         sites
             .into_iter()
             .map(|(site, index)| {
                 let mut values = [0f64; 4];
-                for (tid, raw) in &figures[index] {
-                    let (weight, later) = weights(tid);
-                    let (live_objects, live_bytes) = live_by_site
-                        .get(&(index, *tid))
+                for (&tid, raw) in &figures[index] {
+                    let weight = weight(tid);
+                    let (inuse_objects, inuse_bytes) = inuse_by_site
+                        .get(&(index, tid))
                         .copied()
                         .unwrap_or_default();
                     values[0] += raw.objects * weight;
                     values[1] += raw.bytes * weight;
-                    values[2] += weight * (live_objects + raw.freed_later_objects * later);
-                    values[3] += weight * (live_bytes + raw.freed_later_bytes * later);
+                    values[2] += weight * inuse_objects;
+                    values[3] += weight * inuse_bytes;
                 }
                 (site, values.map(|v| v.max(0.0)))
             })
@@ -422,6 +440,13 @@ impl Ledger {
     }
 }
 
+/// The share of a thread's calls that windows open a share `coverage` of the time saw, the
+/// thread doing `own` of its usual work per second inside them.
+fn seen_share(coverage: f64, own: f64) -> f64 {
+    let inside = coverage * own;
+    (inside / (1.0 - coverage + inside)).clamp(1e-6, 1.0)
+}
+
 /// The pointer posix_memalign stored at `memptr`, if that lies in the stack copy taken when
 /// it returned (the caller's variable, usually).
 fn stored_pointer(memptr: u64, stack: Option<&(u64, Vec<u8>)>) -> Option<u64> {
@@ -452,7 +477,7 @@ impl Aggregate for Ledger {
     fn note(&mut self, hit: Hit) {
         match hit {
             Hit::Return { .. } => self.returned(hit),
-            Hit::Free { ptr, window } => self.freed(ptr, window),
+            Hit::Free { ptr, window, tid } => self.freed(ptr, window, tid),
             Hit::WindowEnd { window, scale } => self.window_ended(window, scale),
             Hit::Enter { .. } => {}
         }
@@ -519,8 +544,16 @@ mod tests {
     }
 
     fn by_site(ledger: &Ledger, wall_duty: f64) -> HashMap<Vec<u64>, [f64; 4]> {
+        by_site_slowed(ledger, wall_duty, &HashMap::new())
+    }
+
+    fn by_site_slowed(
+        ledger: &Ledger,
+        wall_duty: f64,
+        own: &HashMap<u32, f64>,
+    ) -> HashMap<Vec<u64>, [f64; 4]> {
         ledger
-            .estimates(wall_duty, &HashMap::new())
+            .estimates(wall_duty, own)
             .into_iter()
             .map(|(site, values)| (site.user.to_vec(), values))
             .collect()
@@ -535,6 +568,7 @@ mod tests {
         ledger.note(Hit::Free {
             ptr: 0xa1,
             window: 1,
+            tid: 1,
         });
         // realloc(0xb0, 500) moves the block: B's 100 bytes are freed, A's realloc site holds 500.
         allocate(&mut ledger, 1, &[0x1200, 0x2000], [0xb0, 500, 0], 0xc0, 1);
@@ -565,6 +599,7 @@ mod tests {
         ledger.note(Hit::Free {
             ptr: 0xa1,
             window: 1,
+            tid: 1,
         });
         // Freed in a later window: stands for 1/p frees.
         allocate(&mut ledger, 0, SITE_B, [10, 0, 0], 0xb0, 1);
@@ -572,6 +607,7 @@ mod tests {
         ledger.note(Hit::Free {
             ptr: 0xb0,
             window: 2,
+            tid: 1,
         });
         let sites = by_site(&ledger, 0.1);
         let a = sites[SITE_A];
@@ -586,6 +622,41 @@ mod tests {
         // B: 10 × (1 live + 1 freed later × (1 − 10)) < 0: reported as 0.
         assert_eq!(sites[SITE_B][2], 0.0);
         assert!((sites[SITE_B][1] - 200.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_slowed_threads_figures_are_scaled_by_the_share_of_its_calls_windows_saw() {
+        // Thread 1 (every allocation below) did 60 % of its usual work inside windows open
+        // 10 % of the time: they saw 0.06 / (0.9 + 0.06) of its calls, each standing for 16.
+        let mut ledger = ledger(false);
+        for address in 0xa0..0xab {
+            allocate(&mut ledger, 0, SITE_A, [100, 0, 0], address, 1);
+        }
+        // One block freed in a later window by thread 2, which kept its pace: that free
+        // stands for 10, so 16 × (10 live + 1 × (1 − 10)).
+        ledger.note(Hit::Free {
+            ptr: 0xa0,
+            window: 2,
+            tid: 2,
+        });
+        let own = HashMap::from([(1, 0.6)]);
+        let a = by_site_slowed(&ledger, 0.1, &own)[SITE_A];
+        let expected = [176.0, 17_600.0, 16.0, 1600.0];
+        for (value, expected) in a.iter().zip(expected) {
+            assert!((value - expected).abs() < 1e-6, "{a:?}");
+        }
+        // Freed by thread 1 itself, the free stands for 16: 16 × (10 − 15) < 0, reported 0.
+        ledger.note(Hit::Free {
+            ptr: 0xa1,
+            window: 2,
+            tid: 1,
+        });
+        assert_eq!(by_site_slowed(&ledger, 0.1, &own)[SITE_A][2], 0.0);
+        // An own share under MIN_OWN_SHARE is taken as MIN_OWN_SHARE (figures then lower
+        // bounds): 0.05 / (0.9 + 0.05) seen.
+        let flat_out = HashMap::from([(1, 0.1)]);
+        let a = by_site_slowed(&ledger, 0.1, &flat_out)[SITE_A];
+        assert!((a[0] - 11.0 * 19.0).abs() < 1e-6, "{a:?}");
     }
 
     #[test]
@@ -606,6 +677,7 @@ mod tests {
         ledger.note(Hit::Free {
             ptr: 0xa0,
             window: 2,
+            tid: 1,
         });
         let a = by_site(&ledger, 1.0)[SITE_A];
         assert_eq!(a, [3.0, 300.0, 1.0, 100.0]);

@@ -1,37 +1,60 @@
 //! Whether the probes set a thread's pace, and by how much. Inside a window every allocation
-//! traps ([`COST_PER_HIT`] with its free, against tens of nanoseconds without): a thread busy
+//! traps (~7 µs with its free on these VMs, against tens of nanoseconds without): a thread busy
 //! on the CPU then does less of its own work inside windows than outside, so the share of time
 //! windows were open overstates the share of its allocations they saw. Such a thread is
-//! recognised by its CPU time inside windows (schedstat, in nanoseconds): busy nearly all the
-//! window long. A thread that keeps its pace (it still has idle time inside windows) does the
-//! same work per second inside windows as outside, and the time share is the right measure
-//! for it. A busy thread that gets the CPU as often inside windows as outside (on a loaded
-//! machine, less than all the time) is paced too: it would have done more work with the CPU
-//! it had.
+//! recognised by schedstat (nanoseconds): inside windows it was runnable (on the CPU, or
+//! waiting for it on a loaded machine) nearly all the time. A thread that keeps its pace (it
+//! still has idle time inside windows) does the same work per second inside windows as
+//! outside, and the time share is the right measure for it.
 //!
-//! How much: a paced thread's own work inside windows is its CPU time there less its traps'
-//! (allocations seen × [`COST_PER_HIT`]). Its rate of own work inside windows over its rate
-//! outside ([`Pace::own_shares`]) is the share of its usual work windows saw per second open:
-//! its figures are scaled by its inverse. Where traps took over half of its window time (an
-//! allocator running flat out: ×25–×500 slower inside windows), that correction would rest on
-//! the modelled trap cost more than on what was measured: its figures are left uncorrected and
-//! called lower bounds.
+//! What a trap costs is measured on the threads that keep their pace: what they spend on the
+//! CPU inside windows beyond their usual share, per allocation seen ([`Pace::cost_per_hit`]).
+//!
+//! How much a paced thread was slowed: its own work inside windows is its CPU time there less
+//! its traps' (allocations seen × the cost of one). Its rate of own work inside windows over
+//! its rate outside ([`Pace::own_shares`]) scales the share of its work the windows saw (see
+//! `ledger.rs`). Where traps took over half of its window time (an allocator running flat out:
+//! ×25–×500 slower inside windows), the correction rests on the trap cost more than on what was
+//! measured: it is taken no further than [`MIN_OWN_SHARE`], and the figures are called lower
+//! bounds.
 
 use std::collections::{HashMap, HashSet};
-
-use super::schedule::COST_PER_HIT;
+use std::time::Duration;
 
 /// Threads followed per window at most (two /proc reads each per window).
 const MAX_THREADS: usize = 256;
-/// A thread is paced by the probes if it is on the CPU inside windows at least this share of
-/// the time it is outside them, and outside them at least [`BUSY`] of the time.
+/// A thread is paced by the probes if it was runnable at least this share of its window time,
+/// and on the CPU at least [`BUSY`] of the time outside windows.
 const SATURATED: f64 = 0.9;
 const BUSY: f64 = 0.25;
 /// Window time a thread must have been seen in before it is judged.
 const MIN_OBSERVED_NS: u64 = 10_000_000;
-/// A paced thread whose own work kept less than this share of its rate inside windows has
-/// figures too uncertain to correct (see the module's comment).
+/// A thread keeps its pace, for measuring what a trap costs, if it is on the CPU less than
+/// this share of the time outside windows and runnable less than [`SATURATED`] inside them.
+const KEEPS_PACE: f64 = 0.5;
+/// Allocations the threads that keep their pace must have been seen making before their cost
+/// is trusted, and the range it is trusted in (design-notes §8: 0.5 µs for a bare trap, 18 µs
+/// for a single-stepped one; more with stack copies).
+const MIN_CALIBRATION_HITS: f64 = 1000.0;
+const COST_RANGE_NS: (f64, f64) = (300.0, 100_000.0);
+/// The least own share a correction takes: below it, figures are lower bounds.
 pub const MIN_OWN_SHARE: f64 = 0.5;
+
+/// A thread's schedstat: nanoseconds on the CPU, and waiting for it.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Sched {
+    cpu: u64,
+    wait: u64,
+}
+
+/// What windows saw of one thread.
+#[derive(Debug, Default, Clone, Copy)]
+struct Inside {
+    sched: Sched,
+    window_ns: u64,
+    /// Allocations seen (records lost counted in).
+    hits: f64,
+}
 
 /// (CLOCK_MONOTONIC ns, the thread's CPU ns then).
 type Reading = (u64, u64);
@@ -39,13 +62,14 @@ type Reading = (u64, u64);
 /// CPU time of the target's threads inside windows.
 #[derive(Debug, Default)]
 pub struct Pace {
-    /// Per thread: CPU ns inside windows, window ns.
-    inside: HashMap<u32, (u64, u64)>,
+    inside: HashMap<u32, Inside>,
     /// Per thread: (time, CPU ns) when first and last read.
     span: HashMap<u32, (Reading, Reading)>,
-    /// The open window's threads with their CPU ns at its opening, and when it opened.
-    open: Vec<(u32, u64)>,
+    /// The open window's threads with their schedstat at its opening, and when it opened.
+    open: Vec<(u32, Sched)>,
     opened_at: u64,
+    /// The threads followed through the window that closed last: its hits are theirs.
+    last_followed: HashSet<u32>,
 }
 
 impl Pace {
@@ -55,25 +79,43 @@ impl Pace {
         self.open = tids
             .iter()
             .take(MAX_THREADS)
-            .filter_map(|&tid| Some((tid, cpu_ns(pid, tid)?)))
+            .filter_map(|&tid| Some((tid, sched(pid, tid)?)))
             .collect();
-        for &(tid, cpu) in &self.open {
-            self.span.entry(tid).or_insert(((at, cpu), (at, cpu))).1 = (at, cpu);
+        for &(tid, now) in &self.open {
+            self.span
+                .entry(tid)
+                .or_insert(((at, now.cpu), (at, now.cpu)))
+                .1 = (at, now.cpu);
         }
     }
 
     /// The window closed at `at`.
     pub fn closed(&mut self, pid: u32, at: u64) {
         let window = at.saturating_sub(self.opened_at);
+        self.last_followed.clear();
         for (tid, before) in std::mem::take(&mut self.open) {
-            let Some(after) = cpu_ns(pid, tid) else {
+            let Some(after) = sched(pid, tid) else {
                 continue;
             };
             let entry = self.inside.entry(tid).or_default();
-            entry.0 = entry.0.saturating_add(after.saturating_sub(before));
-            entry.1 = entry.1.saturating_add(window);
+            entry.sched.cpu += after.cpu.saturating_sub(before.cpu);
+            entry.sched.wait += after.wait.saturating_sub(before.wait);
+            entry.window_ns += window;
             if let Some(span) = self.span.get_mut(&tid) {
-                span.1 = (at, after);
+                span.1 = (at, after.cpu);
+            }
+            self.last_followed.insert(tid);
+        }
+    }
+
+    /// The allocations seen per thread in the window that closed last, each standing for
+    /// `scale` (records were lost): counted for the threads followed through it.
+    pub fn count_hits(&mut self, by_tid: &HashMap<u32, u64>, scale: f64) {
+        for (tid, &hits) in by_tid {
+            if self.last_followed.contains(tid) {
+                if let Some(entry) = self.inside.get_mut(tid) {
+                    entry.hits += hits as f64 * scale;
+                }
             }
         }
     }
@@ -84,82 +126,135 @@ impl Pace {
             .keys()
             .copied()
             .filter(|&tid| {
-                self.shares(tid).is_some_and(|(inside, outside)| {
-                    outside >= BUSY && inside >= SATURATED * outside
-                })
+                self.shares(tid)
+                    .is_some_and(|(runnable, outside)| outside >= BUSY && runnable >= SATURATED)
             })
             .collect()
     }
 
-    /// Per paced thread, with `seen(tid)` its allocations seen in windows: the rate of its own
+    /// What an allocation seen costs the target inside windows, measured on its threads that
+    /// keep their pace: their CPU time inside windows beyond their share outside, per
+    /// allocation they were seen making. `None` until they made enough.
+    pub fn cost_per_hit(&self) -> Option<Duration> {
+        let (mut extra_ns, mut hits) = (0.0, 0.0);
+        for (&tid, inside) in &self.inside {
+            let Some((runnable, outside)) = self.shares(tid) else {
+                continue;
+            };
+            if outside < KEEPS_PACE && runnable < SATURATED {
+                extra_ns += inside.sched.cpu as f64 - outside * inside.window_ns as f64;
+                hits += inside.hits;
+            }
+        }
+        if hits < MIN_CALIBRATION_HITS {
+            return None;
+        }
+        let ns = (extra_ns / hits).clamp(COST_RANGE_NS.0, COST_RANGE_NS.1);
+        Some(Duration::from_nanos(ns as u64))
+    }
+
+    /// Per paced thread, each allocation seen having cost it `per_hit`: the rate of its own
     /// work inside windows over its rate outside, at most 1.
-    pub fn own_shares(&self, seen: impl Fn(u32) -> u64) -> HashMap<u32, f64> {
+    pub fn own_shares(&self, per_hit: Duration) -> HashMap<u32, f64> {
         self.saturated()
             .into_iter()
             .filter_map(|tid| {
-                let &(cpu_in, window) = self.inside.get(&tid)?;
+                let inside = self.inside.get(&tid)?;
                 let (_, outside) = self.shares(tid)?;
-                let traps = seen(tid) as f64 * COST_PER_HIT.as_secs_f64() * 1e9;
-                let own_inside = (cpu_in as f64 - traps).max(0.0) / window as f64;
-                Some((tid, (own_inside / outside).min(1.0)))
+                let traps = inside.hits * per_hit.as_secs_f64() * 1e9;
+                let own = (inside.sched.cpu as f64 - traps).max(0.0) / inside.window_ns as f64;
+                Some((tid, (own / outside).min(1.0)))
             })
             .collect()
     }
 
-    /// A thread's share of time on the CPU inside windows and outside them, once it was seen
-    /// long enough in both.
+    /// A thread's share of its window time it was runnable (on the CPU or waiting for it),
+    /// and its share of time on the CPU outside windows, once it was seen long enough in both.
     fn shares(&self, tid: u32) -> Option<(f64, f64)> {
-        let &(cpu_in, window) = self.inside.get(&tid)?;
+        let inside = self.inside.get(&tid)?;
         let &((t0, c0), (t1, c1)) = self.span.get(&tid)?;
-        let time_out = t1.saturating_sub(t0).saturating_sub(window);
-        let cpu_out = c1.saturating_sub(c0).saturating_sub(cpu_in);
-        if window < MIN_OBSERVED_NS || time_out < MIN_OBSERVED_NS {
+        let time_out = t1.saturating_sub(t0).saturating_sub(inside.window_ns);
+        let cpu_out = c1.saturating_sub(c0).saturating_sub(inside.sched.cpu);
+        if inside.window_ns < MIN_OBSERVED_NS || time_out < MIN_OBSERVED_NS {
             return None;
         }
+        let runnable = inside.sched.cpu.saturating_add(inside.sched.wait);
         Some((
-            cpu_in as f64 / window as f64,
+            runnable as f64 / inside.window_ns as f64,
             cpu_out as f64 / time_out as f64,
         ))
     }
 }
 
-/// Thread `tid`'s CPU time so far, from `/proc/PID/task/TID/schedstat` (its first field).
-fn cpu_ns(pid: u32, tid: u32) -> Option<u64> {
+/// Thread `tid`'s schedstat so far, from `/proc/PID/task/TID/schedstat`: time on the CPU, time
+/// waiting for it, timeslices.
+fn sched(pid: u32, tid: u32) -> Option<Sched> {
     let path = format!("/proc/{pid}/task/{tid}/schedstat");
     let text =
         rprof_symbolizer::proc_dir::read_text_lossy(std::path::Path::new(&path), 128).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let mut fields = text
+        .split_whitespace()
+        .map(|field| field.parse::<u64>().ok());
+    Some(Sched {
+        cpu: fields.next()??,
+        wait: fields.next()??,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A thread seen for a second, `window_ms` of it inside windows.
+    fn thread(pace: &mut Pace, tid: u32, inside: (u64, u64, f64), cpu_total_ms: u64) {
+        let (cpu_ms, wait_ms, hits) = inside;
+        let ms = 1_000_000;
+        pace.inside.insert(
+            tid,
+            Inside {
+                sched: Sched {
+                    cpu: cpu_ms * ms,
+                    wait: wait_ms * ms,
+                },
+                window_ns: 20 * ms,
+                hits,
+            },
+        );
+        pace.span
+            .insert(tid, ((0, 0), (1000 * ms, cpu_total_ms * ms)));
+    }
+
     #[test]
-    fn a_thread_busy_through_its_windows_is_paced_by_the_probes() {
+    fn a_thread_runnable_through_its_windows_is_paced_by_the_probes() {
         let mut pace = Pace::default();
         // 1 s each; 20 ms of it inside windows.
-        let second = 1_000_000_000;
-        for (tid, cpu_in, cpu_total) in [
-            (1, 19_000_000, 990_000_000), // flat out
-            (2, 9_000_000, 450_000_000),  // flat out on a loaded machine: half a CPU
-            (3, 2_000_000, 30_000_000),   // keeps its pace: idle inside windows too
-            (4, 15_000_000, 100_000_000), // busier inside windows, idle outside
-        ] {
-            pace.inside.insert(tid, (cpu_in, 20_000_000));
-            pace.span.insert(tid, ((0, 0), (second, cpu_total)));
-        }
-        pace.inside.insert(5, (1_000_000, 1_000_000));
-        pace.span.insert(5, ((0, 0), (second, second)));
+        thread(&mut pace, 1, (19, 0, 140.0), 990); // flat out
+        thread(&mut pace, 2, (9, 10, 2000.0), 450); // on a loaded machine: half a CPU
+        thread(&mut pace, 3, (2, 0, 10.0), 30); // keeps its pace: idle inside windows too
+        thread(&mut pace, 4, (15, 0, 100.0), 100); // busier inside windows, idle outside
+        thread(&mut pace, 6, (17, 0, 1000.0), 507); // half a CPU, and 7 ms of traps
+        pace.inside.insert(
+            5,
+            Inside {
+                sched: Sched {
+                    cpu: 1_000_000,
+                    wait: 0,
+                },
+                window_ns: 1_000_000,
+                hits: 0.0,
+            },
+        );
+        pace.span
+            .insert(5, ((0, 0), (1_000_000_000, 1_000_000_000)));
         assert_eq!(
             pace.saturated(),
             HashSet::from([1, 2]),
-            "5: seen too briefly"
+            "3, 4, 6: idle inside windows; 5: seen too briefly"
         );
         // Thread 1 was seen allocating 140 times in its 20 ms of windows: 0.98 ms of traps, so
         // its own work ran at 90 % of its rate outside windows. Thread 2's 2 000: traps took
         // all of its window time.
-        let shares = pace.own_shares(|tid| if tid == 1 { 140 } else { 2000 });
+        let shares = pace.own_shares(Duration::from_micros(7));
         assert_eq!(shares.len(), 2);
         let own = (19.0 - 0.98) / 20.0 / (971.0 / 980.0);
         assert!((shares[&1] - own).abs() < 1e-6, "{shares:?}");
@@ -167,31 +262,47 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_thread_that_keeps_its_pace_keeps_its_whole_rate() {
-        // Half a CPU outside windows; inside, the same half plus 3 ms of traps (1 000 seen),
-        // so it looks saturated by its CPU time, but its own work kept its pace.
+    fn what_a_trap_costs_is_measured_on_the_threads_that_keep_their_pace() {
         let mut pace = Pace::default();
-        pace.inside.insert(7, (10_000_000 + 7_000_000, 20_000_000));
-        pace.span
-            .insert(7, ((0, 0), (1_000_000_000, 500_000_000 + 7_000_000)));
-        assert!(pace.saturated().contains(&7));
-        let shares = pace.own_shares(|_| 1000);
-        assert!((shares[&7] - 1.0).abs() < 1e-9, "{shares:?}");
+        // 20 % of a CPU outside windows; inside, 20 % + 8 ms of traps for 2 000 allocations.
+        thread(&mut pace, 1, (4 + 8, 0, 500.0), 196 + 12);
+        // Flat out: tells nothing of the cost.
+        thread(&mut pace, 2, (20, 0, 50_000.0), 1000);
+        assert_eq!(pace.cost_per_hit(), None, "too few allocations yet");
+        pace.inside.get_mut(&1).unwrap().hits = 2000.0;
+        let cost = pace.cost_per_hit().unwrap().as_nanos();
+        assert!((3990..=4010).contains(&cost), "{cost} ns");
     }
 
     #[test]
-    fn this_threads_cpu_time_is_read() {
+    fn hits_count_for_the_threads_followed_through_their_window() {
+        let mut pace = Pace::default();
+        let me = std::process::id();
+        let tid = u32::try_from(nix::unistd::gettid().as_raw()).unwrap();
+        pace.opened(me, &[tid], 0);
+        pace.closed(me, 20_000_000);
+        pace.count_hits(&HashMap::from([(tid, 10), (tid + 1, 5)]), 1.5);
+        assert_eq!(pace.inside[&tid].hits, 15.0);
+        assert!(!pace.inside.contains_key(&(tid + 1)), "not followed");
+    }
+
+    #[test]
+    fn this_threads_schedstat_is_read() {
         let pid = std::process::id();
         let tid = u32::try_from(nix::unistd::gettid().as_raw()).unwrap();
-        let before = cpu_ns(pid, tid).expect("schedstat");
+        let before = sched(pid, tid).expect("schedstat");
         // Spins until the counter moves on (bounded: a loaded machine gives us less CPU).
         let start = std::time::Instant::now();
         let mut after = before;
-        while after < before + 10_000_000 && start.elapsed().as_secs() < 20 {
+        while after.cpu < before.cpu + 10_000_000 && start.elapsed().as_secs() < 20 {
             std::hint::black_box(0u64);
-            after = cpu_ns(pid, tid).unwrap();
+            after = sched(pid, tid).unwrap();
         }
-        assert!(after >= before + 10_000_000, "{before} → {after}");
-        assert_eq!(cpu_ns(pid, u32::MAX), None);
+        assert!(
+            after.cpu >= before.cpu + 10_000_000,
+            "{before:?} → {after:?}"
+        );
+        assert!(after.wait >= before.wait);
+        assert_eq!(sched(pid, u32::MAX), None);
     }
 }

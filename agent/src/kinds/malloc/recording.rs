@@ -74,10 +74,15 @@ pub struct MallocRecording {
     pace: Pace,
 }
 
+/// Threads whose entries a window counts one by one, at most.
+const MAX_TALLIED_THREADS: usize = 4096;
+
 /// What the drain counted, for the schedule.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Tally {
     entries: u64,
+    /// Entries per thread.
+    by_tid: HashMap<u32, u64>,
     /// Every record of the window's probes.
     records: u64,
     lost: u64,
@@ -213,7 +218,7 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
         pace: Pace::default(),
     };
     if request.exact {
-        recording.open_window(Instant::now() + Duration::from_secs(u64::from(u32::MAX)))?;
+        recording.open_window(Duration::from_secs(u64::from(u32::MAX)))?;
     }
     Ok(recording)
 }
@@ -232,8 +237,9 @@ fn probe_id(role: &Role) -> u64 {
 }
 
 impl MallocRecording {
-    /// Opens the probes on every thread until `until`.
-    fn open_window(&mut self, until: Instant) -> Result<()> {
+    /// Opens the probes on every thread for `length` from when they are all open (opening
+    /// them takes a few milliseconds).
+    fn open_window(&mut self, length: Duration) -> Result<()> {
         let Some(pump) = &mut self.pump else {
             return Ok(());
         };
@@ -250,7 +256,7 @@ impl MallocRecording {
         self.pace.opened(self.pid, &armed.tids, armed.at);
         self.state = WindowState::Open {
             since: armed.at,
-            until,
+            until: Instant::now() + length,
         };
         Ok(())
     }
@@ -274,6 +280,10 @@ impl MallocRecording {
             scale: tally.scale(),
         }));
         pipeline.flush();
+        self.pace.count_hits(&tally.by_tid, tally.scale());
+        if let Some(cost) = self.pace.cost_per_hit() {
+            self.schedule.calibrated(cost);
+        }
         self.schedule.observed(tally.entries, tally.lost, open);
         let next = self.schedule.window();
         tracing::debug!(
@@ -282,6 +292,7 @@ impl MallocRecording {
             lost = tally.lost,
             ?next,
             duty = self.schedule.duty(),
+            cost_per_hit = ?self.pace.cost_per_hit(),
             "probe window closed"
         );
         self.state = WindowState::Closed {
@@ -296,7 +307,7 @@ impl MallocRecording {
             WindowState::Open { until, .. } if now >= until => self.close_window(),
             WindowState::Closed { until } if now >= until => {
                 let window = self.schedule.window();
-                if let Err(error) = self.open_window(now + window) {
+                if let Err(error) = self.open_window(window) {
                     tracing::warn!("cannot open the allocation probes: {error:#}");
                     self.state = WindowState::Closed {
                         until: now + Duration::from_secs(1),
@@ -394,6 +405,7 @@ impl Recording for MallocRecording {
                 window: self.windows,
                 scale: hits.scale(),
             }));
+            self.pace.count_hits(&hits.by_tid, hits.scale());
         }
         // The probes are out of the target: the keeper's hold can go.
         self.keeper = None;
@@ -408,20 +420,19 @@ impl Recording for MallocRecording {
         let (mut ledger, unwinder) = self.pipeline.finish()?;
         let coverage = ledger.coverage(wall_duty);
         let counts = ledger.counts;
-        // Threads the probes slowed: scaled up for it, or lower bounds where they ran flat out.
-        let mut own = if self.exact {
+        // Threads the probes slowed: scaled up for it (the ledger takes a share no lower than
+        // MIN_OWN_SHARE), and called lower bounds where they ran flat out.
+        let own = if self.exact {
             HashMap::new()
         } else {
-            self.pace.own_shares(|tid| ledger.seen_from(tid))
+            self.pace
+                .own_shares(self.pace.cost_per_hit().unwrap_or(COST_PER_HIT))
         };
         let flat_out: Vec<u32> = own
             .iter()
             .filter(|&(_, &share)| share < MIN_OWN_SHARE)
             .map(|(&tid, _)| tid)
             .collect();
-        for tid in &flat_out {
-            own.remove(tid);
-        }
         let paced = ledger.allocations_of(&flat_out);
         let paced_note = (paced > 0).then(|| {
             format!(
@@ -431,7 +442,7 @@ impl Recording for MallocRecording {
                 percent(paced, counts.allocations)
             )
         });
-        let slowed_note = slowed_note(&own);
+        let slowed_note = slowed_note(&own, self.pace.cost_per_hit());
         let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
         allocators.dedup();
         let probed: Vec<String> = self
@@ -456,9 +467,17 @@ impl Recording for MallocRecording {
             format!(
                 "mode: sampled, {} probe windows at random moments, open {:.3}% of the time; \
                  figures scaled by its inverse (an estimate: see rprof-agent's \
-                 docs/BENCHMARKS.md for its measured error)",
+                 docs/BENCHMARKS.md for its measured error); an allocation cost the target \
+                 {} inside windows",
                 self.windows,
-                coverage * 100.0
+                coverage * 100.0,
+                match self.pace.cost_per_hit() {
+                    Some(cost) => format!("{:.1} µs (measured)", cost.as_secs_f64() * 1e6),
+                    None => format!(
+                        "~{} µs (not measured: the model's)",
+                        COST_PER_HIT.as_micros()
+                    ),
+                }
             )
         };
         let comments = vec![
@@ -522,20 +541,36 @@ impl Recording for MallocRecording {
 }
 
 /// The profile's comment on the threads whose figures were scaled up for their traps.
-fn slowed_note(own: &HashMap<u32, f64>) -> Option<String> {
-    let least = own.values().copied().reduce(f64::min)? * 100.0;
-    let most = own.values().copied().reduce(f64::max)? * 100.0;
-    let (threads, did) = match own.len() {
+fn slowed_note(own: &HashMap<u32, f64>, measured: Option<Duration>) -> Option<String> {
+    // Those that kept their pace (share 1) were not scaled; flat-out ones have their note.
+    let slowed: Vec<f64> = own
+        .values()
+        .copied()
+        .filter(|share| (MIN_OWN_SHARE..0.995).contains(share))
+        .collect();
+    let least = slowed.iter().copied().reduce(f64::min)? * 100.0;
+    let most = slowed.iter().copied().reduce(f64::max)? * 100.0;
+    let (threads, did) = match slowed.len() {
         1 => ("1 thread".to_owned(), format!("did {least:.0}% of its")),
         n => (
             format!("{n} threads"),
             format!("did {least:.0}–{most:.0}% of their"),
         ),
     };
+    let cost = match measured {
+        Some(cost) => format!(
+            "{:.1} µs per allocation seen, measured on the threads that kept their pace",
+            cost.as_secs_f64() * 1e6
+        ),
+        None => format!(
+            "{} µs per allocation seen, the model's: no thread of the target was idle enough \
+             to measure it on",
+            COST_PER_HIT.as_micros()
+        ),
+    };
     Some(format!(
         "{threads} busy through the windows {did} usual work per second inside them (CPU time \
-         less {} µs per allocation seen for its traps): figures scaled up for it",
-        COST_PER_HIT.as_micros(),
+         less its traps': {cost}): figures scaled up for it",
     ))
 }
 
@@ -568,13 +603,17 @@ fn forward(
             };
             pipeline.send(Event::sample(&sample, hit));
             tally.entries += 1;
+            if tally.by_tid.len() < MAX_TALLIED_THREADS || tally.by_tid.contains_key(&sample.tid) {
+                *tally.by_tid.entry(sample.tid).or_default() += 1;
+            }
         }
         Some(Role::Return { function, probe }) => {
             pipeline.send(Event::Note(returned(&sample, *function, probe, window)));
         }
         Some(Role::Free { probe }) => {
             let ptr = probe.value(sample.raw, 0).unwrap_or(0);
-            pipeline.send(Event::Note(Hit::Free { ptr, window }));
+            let tid = sample.tid;
+            pipeline.send(Event::Note(Hit::Free { ptr, window, tid }));
         }
         None => {}
     }
