@@ -15,8 +15,10 @@
 
 use std::time::Duration;
 
-/// The share of the target's time the probes may cost it.
-pub const COST_BUDGET: f64 = 0.01;
+/// The share of the target's time the probes may cost it. At 1 % the typical bench target
+/// (8 000 allocations a second) lost 1.3 % per CPU-second, more than the model says (the
+/// windows' own cost varies); at 0.5 % its loss is within the bench's noise.
+pub const COST_BUDGET: f64 = 0.005;
 /// What one allocation costs the target inside a window: its entry trap with a 16 KiB stack
 /// copy, its return trap, and its free's trap. `scripts/bench-malloc` measured 6.8 µs on
 /// these VMs (the typical target, windows open half the time); design-notes §8 has the parts.
@@ -185,18 +187,18 @@ mod tests {
     fn windows_keep_the_cost_within_the_budget() {
         let schedule = Schedule::new();
         assert_eq!(schedule.window(), MIN_WINDOW, "cautious at first");
-        // 8 000 allocations a second (the typical bench target): ~13 % of the time, in
-        // windows of ~130 ms, one a second.
+        // 8 000 allocations a second (the typical bench target): ~7 % of the time, in
+        // windows of ~130 ms, one every 2 s.
         let typical = seeing(8000.0);
         let duty = typical.duty();
-        assert!((0.12..0.15).contains(&duty), "duty {duty}");
+        assert!((0.06..0.075).contains(&duty), "duty {duty}");
         assert!((cost(&typical, 8000.0) - COST_BUDGET).abs() < 1e-4);
         // 25 000 a second: the rings set the length (400 allocations); windows come more
         // often to spend the budget.
         let brisk = seeing(25_000.0);
         assert_eq!(brisk.window(), Duration::from_millis(16));
         assert!((cost(&brisk, 25_000.0) - COST_BUDGET).abs() < 1e-4);
-        assert!((0.02..0.04).contains(&brisk.duty()), "{}", brisk.duty());
+        assert!((0.01..0.02).contains(&brisk.duty()), "{}", brisk.duty());
         // 150 000 a second (a flat-out allocator, slowed by its traps): short windows, as
         // many as the budget pays for.
         let busy = seeing(150_000.0);
