@@ -32,7 +32,7 @@
  * With "--busy", the thread never sleeps: instead of waiting for each unit's deadline it
  * computes for a fixed amount of work (about UNIT_US µs of CPU, calibrated at start), so it
  * is busy on the CPU all the time, and calls made slower (traced) slow its whole pace, as in
- * a server that is never idle. Its rates are then what it achieves, not what deadlines set.
+ * a batch job. Its rates are then what it achieves, not what deadlines set.
  *
  * Usage: leak_sites TOTALS_FILE [-v] [--busy]
  */

@@ -1,32 +1,37 @@
-//! Whether the probes set a thread's pace, and by how much. Inside a window every allocation
-//! traps (~7 µs with its free on these VMs, against tens of nanoseconds without): a thread busy
-//! on the CPU then does less of its own work inside windows than outside, so the share of time
-//! windows were open overstates the share of its allocations they saw. Such a thread is
-//! recognised by schedstat (nanoseconds): inside windows it was runnable (on the CPU, or
-//! waiting for it on a loaded machine) nearly all the time. A thread that keeps its pace (it
-//! still has idle time inside windows) does the same work per second inside windows as
-//! outside, and the time share is the right measure for it.
+//! How much the probes slowed each thread of the target. Inside a window every allocation
+//! traps (~7 µs with its free on these VMs, against tens of nanoseconds without), and a thread
+//! whose work is paced by its own progress (a loop that computes, a batch job, a worker that
+//! sleeps between items, threads taking turns at a lock such as CPython's GIL) does less of its
+//! work inside windows than outside: the share of time windows were open overstates the share
+//! of its allocations they saw. A thread paced from outside (a server waiting for requests)
+//! does the same work per second inside windows as outside, on more CPU time.
 //!
-//! What a trap costs is measured on the threads that keep their pace: what they spend on the
-//! CPU inside windows beyond their usual share, per allocation seen ([`Pace::cost_per_hit`]).
+//! Both are measured the same way, from schedstat (nanoseconds): a thread's own work inside
+//! windows is its CPU time there less its traps' (allocations seen × the cost of one), and its
+//! rate of own work inside windows over its rate of CPU use outside ([`Pace::own_shares`]) is
+//! 1 for a thread paced from outside and less for one the traps slowed; its figures are
+//! scaled by it (`ledger.rs`). Where traps took over half of its usual rate (an allocator
+//! running flat out: ×25–×500 slower inside windows), the correction rests on the trap cost
+//! more than on what was measured: it is taken no further than [`MIN_OWN_SHARE`], and the
+//! figures are called lower bounds.
 //!
-//! How much a paced thread was slowed: its own work inside windows is its CPU time there less
-//! its traps' (allocations seen × the cost of one). Its rate of own work inside windows over
-//! its rate outside ([`Pace::own_shares`]) scales the share of its work the windows saw (see
-//! `ledger.rs`). Where traps took over half of its window time (an allocator running flat out:
-//! ×25–×500 slower inside windows), the correction rests on the trap cost more than on what was
-//! measured: it is taken no further than [`MIN_OWN_SHARE`], and the figures are called lower
-//! bounds.
+//! What a trap costs is measured on the threads with idle time: what they spend on the CPU
+//! inside windows beyond their usual share, per allocation seen ([`Pace::cost_per_hit`]). For
+//! threads paced from outside that is the cost; a thread slowed by its traps spends less than
+//! that on the CPU, so the measure is at most the cost, and a correction made with it never
+//! scales figures up by more than the traps took.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Threads followed per window at most (two /proc reads each per window).
 const MAX_THREADS: usize = 256;
-/// A thread is paced by the probes if it was runnable at least this share of its window time,
-/// and on the CPU at least [`BUSY`] of the time outside windows.
+/// A thread runnable (on the CPU or waiting for it) this share of its window time has no idle
+/// time to measure what a trap costs on.
 const SATURATED: f64 = 0.9;
-const BUSY: f64 = 0.25;
+/// A thread on the CPU less than this share of the time outside windows is not corrected: its
+/// rates are too small to compare.
+const MIN_CPU_SHARE: f64 = 0.02;
 /// Window time a thread must have been seen in before it is judged.
 const MIN_OBSERVED_NS: u64 = 10_000_000;
 /// A thread keeps its pace, for measuring what a trap costs, if it is on the CPU less than
@@ -120,21 +125,10 @@ impl Pace {
         }
     }
 
-    /// The threads the probes set the pace of.
-    pub fn saturated(&self) -> HashSet<u32> {
-        self.inside
-            .keys()
-            .copied()
-            .filter(|&tid| {
-                self.shares(tid)
-                    .is_some_and(|(runnable, outside)| outside >= BUSY && runnable >= SATURATED)
-            })
-            .collect()
-    }
-
     /// What an allocation seen costs the target inside windows, measured on its threads that
-    /// keep their pace: their CPU time inside windows beyond their share outside, per
-    /// allocation they were seen making. `None` until they made enough.
+    /// have idle time: their CPU time inside windows beyond their share outside, per
+    /// allocation they were seen making (at most the cost: see the module's comment). `None`
+    /// until they made enough.
     pub fn cost_per_hit(&self) -> Option<Duration> {
         let (mut extra_ns, mut hits) = (0.0, 0.0);
         for (&tid, inside) in &self.inside {
@@ -153,17 +147,32 @@ impl Pace {
         Some(Duration::from_nanos(ns as u64))
     }
 
-    /// Per paced thread, each allocation seen having cost it `per_hit`: the rate of its own
-    /// work inside windows over its rate outside, at most 1.
+    /// Per thread, each allocation seen having cost it `per_hit`: the rate of its own work
+    /// inside windows over its rate outside, at most 1.
     pub fn own_shares(&self, per_hit: Duration) -> HashMap<u32, f64> {
-        self.saturated()
-            .into_iter()
-            .filter_map(|tid| {
-                let inside = self.inside.get(&tid)?;
+        self.inside
+            .iter()
+            .filter_map(|(&tid, inside)| {
                 let (_, outside) = self.shares(tid)?;
+                if outside < MIN_CPU_SHARE {
+                    return None;
+                }
                 let traps = inside.hits * per_hit.as_secs_f64() * 1e9;
                 let own = (inside.sched.cpu as f64 - traps).max(0.0) / inside.window_ns as f64;
                 Some((tid, (own / outside).min(1.0)))
+            })
+            .collect()
+    }
+
+    /// Per thread, each allocation seen having cost it `per_hit`: the share of its window time
+    /// its traps took.
+    pub fn trap_shares(&self, per_hit: Duration) -> HashMap<u32, f64> {
+        self.inside
+            .iter()
+            .filter(|(_, inside)| inside.window_ns >= MIN_OBSERVED_NS)
+            .map(|(&tid, inside)| {
+                let traps = inside.hits * per_hit.as_secs_f64() * 1e9;
+                (tid, (traps / inside.window_ns as f64).min(1.0))
             })
             .collect()
     }
@@ -225,16 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_runnable_through_its_windows_is_paced_by_the_probes() {
+    fn the_share_of_its_work_a_thread_kept_inside_windows_is_measured() {
         let mut pace = Pace::default();
-        // 1 s each; 20 ms of it inside windows.
-        thread(&mut pace, 1, (19, 0, 140.0), 990); // flat out
-        thread(&mut pace, 2, (9, 10, 2000.0), 450); // on a loaded machine: half a CPU
-        thread(&mut pace, 3, (2, 0, 10.0), 30); // keeps its pace: idle inside windows too
-        thread(&mut pace, 4, (15, 0, 100.0), 100); // busier inside windows, idle outside
-        thread(&mut pace, 6, (17, 0, 1000.0), 507); // half a CPU, and 7 ms of traps
+        // 1 s each; 20 ms of it inside windows; each allocation costs 7 µs.
+        thread(&mut pace, 1, (19, 0, 140.0), 990); // flat out, slowed 10 %
+        thread(&mut pace, 2, (9, 10, 2000.0), 450); // on a loaded machine, all traps
+        thread(&mut pace, 3, (17, 0, 1000.0), 507); // half a CPU, and 7 ms of traps: paced
+                                                    // from outside
+        thread(&mut pace, 4, (6, 0, 250.0), 306); // a third of a CPU outside, slowed
+        thread(&mut pace, 5, (0, 0, 0.0), 10); // nearly idle: not compared
         pace.inside.insert(
-            5,
+            6,
             Inside {
                 sched: Sched {
                     cpu: 1_000_000,
@@ -245,20 +255,28 @@ mod tests {
             },
         );
         pace.span
-            .insert(5, ((0, 0), (1_000_000_000, 1_000_000_000)));
-        assert_eq!(
-            pace.saturated(),
-            HashSet::from([1, 2]),
-            "3, 4, 6: idle inside windows; 5: seen too briefly"
-        );
-        // Thread 1 was seen allocating 140 times in its 20 ms of windows: 0.98 ms of traps, so
-        // its own work ran at 90 % of its rate outside windows. Thread 2's 2 000: traps took
-        // all of its window time.
+            .insert(6, ((0, 0), (1_000_000_000, 1_000_000_000)));
         let shares = pace.own_shares(Duration::from_micros(7));
-        assert_eq!(shares.len(), 2);
-        let own = (19.0 - 0.98) / 20.0 / (971.0 / 980.0);
-        assert!((shares[&1] - own).abs() < 1e-6, "{shares:?}");
-        assert_eq!(shares[&2], 0.0);
+        let mut tids: Vec<u32> = shares.keys().copied().collect();
+        tids.sort();
+        assert_eq!(tids, [1, 2, 3, 4], "5: idle; 6: seen too briefly");
+        let close = |tid: u32, expected: f64| {
+            assert!((shares[&tid] - expected).abs() < 1e-6, "{tid}: {shares:?}");
+        };
+        close(1, (19.0 - 0.98) / 20.0 / (971.0 / 980.0));
+        close(2, 0.0);
+        close(3, 1.0);
+        close(4, (6.0 - 1.75) / 20.0 / (300.0 / 980.0));
+    }
+
+    #[test]
+    fn the_share_of_window_time_traps_took_is_known_per_thread() {
+        let mut pace = Pace::default();
+        thread(&mut pace, 1, (19, 0, 1000.0), 990);
+        thread(&mut pace, 2, (1, 0, 10.0), 50);
+        let shares = pace.trap_shares(Duration::from_micros(7));
+        assert!((shares[&1] - 0.35).abs() < 1e-9, "{shares:?}");
+        assert!((shares[&2] - 0.0035).abs() < 1e-9, "{shares:?}");
     }
 
     #[test]
@@ -266,7 +284,7 @@ mod tests {
         let mut pace = Pace::default();
         // 20 % of a CPU outside windows; inside, 20 % + 8 ms of traps for 2 000 allocations.
         thread(&mut pace, 1, (4 + 8, 0, 500.0), 196 + 12);
-        // Flat out: tells nothing of the cost.
+        // No idle time: tells nothing of the cost.
         thread(&mut pace, 2, (20, 0, 50_000.0), 1000);
         assert_eq!(pace.cost_per_hit(), None, "too few allocations yet");
         pace.inside.get_mut(&1).unwrap().hits = 2000.0;

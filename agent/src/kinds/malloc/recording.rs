@@ -443,6 +443,22 @@ impl Recording for MallocRecording {
             )
         });
         let slowed_note = slowed_note(&own, self.pace.cost_per_hit());
+        // Threads whose traps took a good share of their window time, not flat out: their own
+        // code may have slowed more than their CPU time shows (traps also slow the code around
+        // them), which no correction here can see.
+        let per_hit = self.pace.cost_per_hit().unwrap_or(COST_PER_HIT);
+        let trapped: Vec<(u32, f64)> = if self.exact {
+            Vec::new()
+        } else {
+            self.pace
+                .trap_shares(per_hit)
+                .into_iter()
+                .filter(|(tid, share)| *share >= NOTABLE_TRAP_SHARE && !flat_out.contains(tid))
+                .collect()
+        };
+        let trapped_note = trapped_note(&trapped, |tids| {
+            percent(ledger.allocations_of(tids), counts.allocations)
+        });
         let mut allocators: Vec<&str> = self.functions.iter().map(|f| f.allocator).collect();
         allocators.dedup();
         let probed: Vec<String> = self
@@ -472,7 +488,10 @@ impl Recording for MallocRecording {
                 self.windows,
                 coverage * 100.0,
                 match self.pace.cost_per_hit() {
-                    Some(cost) => format!("{:.1} µs (measured)", cost.as_secs_f64() * 1e6),
+                    Some(cost) => format!(
+                        "{:.1} µs (measured on its threads with idle time)",
+                        cost.as_secs_f64() * 1e6
+                    ),
                     None => format!(
                         "~{} µs (not measured: the model's)",
                         COST_PER_HIT.as_micros()
@@ -500,6 +519,7 @@ impl Recording for MallocRecording {
         let comments = comments
             .into_iter()
             .chain(slowed_note)
+            .chain(trapped_note.clone())
             .chain(paced_note.clone())
             .collect();
         let meta = Meta {
@@ -523,6 +543,10 @@ impl Recording for MallocRecording {
             counts.lost,
             ledger.sites(),
         );
+        if let Some(note) = trapped_note {
+            summary.push_str("; warning: ");
+            summary.push_str(&note);
+        }
         if let Some(note) = paced_note {
             summary.push_str("; warning: ");
             summary.push_str(&note);
@@ -541,6 +565,30 @@ impl Recording for MallocRecording {
 }
 
 /// The profile's comment on the threads whose figures were scaled up for their traps.
+/// The share of a thread's window time its traps may take before its figures are called
+/// possibly low.
+const NOTABLE_TRAP_SHARE: f64 = 0.1;
+
+/// The warning for threads whose traps took [`NOTABLE_TRAP_SHARE`] or more of their window
+/// time; `share_of_seen` gives the percentage of the allocations seen that came from them.
+fn trapped_note(trapped: &[(u32, f64)], share_of_seen: impl Fn(&[u32]) -> f64) -> Option<String> {
+    let least = trapped.iter().map(|&(_, s)| s).reduce(f64::min)? * 100.0;
+    let most = trapped.iter().map(|&(_, s)| s).reduce(f64::max)? * 100.0;
+    let tids: Vec<u32> = trapped.iter().map(|&(tid, _)| tid).collect();
+    let took = if most - least < 1.0 {
+        format!("{most:.0}%")
+    } else {
+        format!("{least:.0}–{most:.0}%")
+    };
+    Some(format!(
+        "{:.0}% of the allocations seen came from threads whose traps took {took} of their time \
+         inside windows: their work there may have slowed more than their CPU time shows \
+         (traps also slow the code around them; not so if requests set their pace), so their \
+         figures may be low — compare with --exact, or the growth profile",
+        share_of_seen(&tids)
+    ))
+}
+
 fn slowed_note(own: &HashMap<u32, f64>, measured: Option<Duration>) -> Option<String> {
     // Those that kept their pace (share 1) were not scaled; flat-out ones have their note.
     let slowed: Vec<f64> = own
@@ -559,17 +607,17 @@ fn slowed_note(own: &HashMap<u32, f64>, measured: Option<Duration>) -> Option<St
     };
     let cost = match measured {
         Some(cost) => format!(
-            "{:.1} µs per allocation seen, measured on the threads that kept their pace",
+            "{:.1} µs per allocation seen, measured on the threads with idle time",
             cost.as_secs_f64() * 1e6
         ),
         None => format!(
-            "{} µs per allocation seen, the model's: no thread of the target was idle enough \
+            "{} µs per allocation seen, the model's: no thread of the target had the idle time \
              to measure it on",
             COST_PER_HIT.as_micros()
         ),
     };
     Some(format!(
-        "{threads} busy through the windows {did} usual work per second inside them (CPU time \
+        "{threads} slowed by the probes {did} usual work per second inside windows (CPU time \
          less its traps': {cost}): figures scaled up for it",
     ))
 }
