@@ -10,8 +10,8 @@
  * The program runs in units paced by absolute CLOCK_MONOTONIC deadlines (one every UNIT_US µs,
  * so its allocation rate stays the same however slow each call gets while traced; but see
  * --busy below): each unit calls churn() CHURN_PER_UNIT times; every LEAK_EVERY units, leak_a()
- * and leak_b() are called once each, one right after the other. leak_a mallocs LEAK_A_SIZE bytes, leak_b LEAK_B_SIZE
- * (3:1), and both keep the block for ever (linked into a list: a reachable leak, like a cache
+ * and leak_b() are called once each, one right after the other. leak_a mallocs LEAK_A_SIZE
+ * bytes, leak_b LEAK_B_SIZE (3:1), and both keep the block for ever (linked into a list: a reachable leak, like a cache
  * that never evicts). churn mallocs a block whose size cycles through 32, 48 ... 176 bytes (the
  * same sequence in every unit), writes it, and frees the block it allocated CHURN_SLOTS calls
  * earlier: at most CHURN_SLOTS churn blocks are live at any time. Nothing else allocates after

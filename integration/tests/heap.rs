@@ -26,7 +26,7 @@ use rprof_integration::{
 };
 use rprof_proto::pb::{Profile, Sample};
 
-/// Recording window, seconds: sampled windows open every 0.25–2 s, depending on the rate.
+/// Recording window, seconds: sampled windows open every 0.5–2 s, depending on the rate.
 const SECONDS: u32 = 5;
 
 /// The sample types of both kinds, in order, and their indices.

@@ -6,24 +6,20 @@
 //!
 //! Windows catch every call made while they are open, and open at random moments for a share
 //! `c` of the recording (the duty, measured from when the probes were enabled to when they
-//! were disabled). Each allocation seen stands for `1/c` of its kind: alloc_objects and
-//! alloc_space are the sums scaled so (Horvitz-Thompson).
+//! were disabled). A thread that keeps its pace inside windows has a share `p = c` of its calls
+//! seen; one that the traps slowed, doing a share `own` of its usual work per second inside
+//! windows (`pace.rs`), has `p = c·own / (1 − c + c·own)` seen (`own` is taken no lower than
+//! [`MIN_OWN_SHARE`]; below it the figures are lower bounds). Each allocation seen from a
+//! thread stands for `1/p` of its kind: alloc_objects and alloc_space are the sums scaled so
+//! (Horvitz-Thompson).
 //!
 //! inuse counts the allocations made during the recording still live at its end. An
 //! allocation seen in a window and not freed in it may be freed later, when no window is
-//! open: its free is then seen with probability `c`. Counting it as live, less `1/c` for a
-//! free seen in a later window, is unbiased: `1 − X/c` has expectation 0 for a freed
-//! allocation and is 1 for a live one. Per stack, a negative estimate (possible when few of a
-//! stack's frees were seen) is reported as 0. With `--exact` every call is seen: `c = 1` and
-//! the figures are counts.
-//!
-//! Wall time is the right measure of a thread that keeps its pace inside windows. A thread
-//! busy on the CPU is slowed inside windows (each call traps), so windows see less of its work
-//! than their share of time: its coverage is the duty times its own share (`pace.rs`: its rate
-//! of own work inside windows over its rate outside, from its CPU time less its traps'). A
-//! thread that allocates flat out, whose traps took over half of its window time, is left
-//! uncorrected: its figures come out low, and the profile says so (docs/BENCHMARKS.md has the
-//! measured error).
+//! open: its free is then seen with probability `q`, the freeing thread's `p`. Counting it as
+//! live, less `1/q` for a free seen in a later window, is unbiased: `1 − X/q` has expectation 0
+//! for a freed allocation and is 1 for a live one. Per stack, a negative estimate (possible
+//! when few of a stack's frees were seen) is reported as 0. With `--exact` every call is seen:
+//! `p = 1` and the figures are counts.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -39,6 +35,8 @@ use crate::unwind::{ModuleSet, UnwindEnd};
 /// Live allocations followed at most (about 64 MiB of ledger): past it, new ones are counted
 /// in alloc_* but not followed to their free.
 const MAX_LIVE: usize = 1 << 20;
+/// (site, allocating thread, freeing thread) triples followed apart at most.
+const MAX_FREED_LATER: usize = 1 << 16;
 /// Calls in flight per thread at most (an allocator calling itself, signal handlers).
 const MAX_PENDING: usize = 16;
 
@@ -282,10 +280,12 @@ impl Ledger {
         };
         if live.window != window {
             let scale = self.scale(live.window);
-            let freed = self
-                .freed_later
-                .entry((live.site, live.tid, tid))
-                .or_default();
+            // Bounded: past it, frees count as if by a thread that kept its pace (tid 0).
+            let mut key = (live.site, live.tid, tid);
+            if self.freed_later.len() >= MAX_FREED_LATER && !self.freed_later.contains_key(&key) {
+                key.2 = 0;
+            }
+            let freed = self.freed_later.entry(key).or_default();
             freed.0 += scale;
             freed.1 += live.size as f64 * scale;
         }
@@ -428,11 +428,6 @@ impl Ledger {
     /// Allocations seen from threads `tids`.
     pub fn allocations_of<'a>(&self, tids: impl IntoIterator<Item = &'a u32>) -> u64 {
         tids.into_iter().filter_map(|tid| self.seen.get(tid)).sum()
-    }
-
-    /// Allocations seen from thread `tid`.
-    pub fn seen_from(&self, tid: u32) -> u64 {
-        self.seen.get(&tid).copied().unwrap_or(0)
     }
 
     pub fn sites(&self) -> usize {

@@ -37,11 +37,17 @@ const MIN_OBSERVED_NS: u64 = 10_000_000;
 /// A thread keeps its pace, for measuring what a trap costs, if it is on the CPU less than
 /// this share of the time outside windows and runnable less than [`SATURATED`] inside them.
 const KEEPS_PACE: f64 = 0.5;
-/// Allocations the threads that keep their pace must have been seen making before their cost
-/// is trusted, and the range it is trusted in (design-notes §8: 0.5 µs for a bare trap, 18 µs
-/// for a single-stepped one; more with stack copies).
-const MIN_CALIBRATION_HITS: f64 = 1000.0;
+/// Calls the threads with idle time must have been seen making before their cost is trusted,
+/// and the range it is trusted in (design-notes §8: 0.5 µs for a bare trap, 18 µs for a
+/// single-stepped one; more with stack copies).
+const MIN_CALIBRATION_CALLS: f64 = 2000.0;
 const COST_RANGE_NS: (f64, f64) = (300.0, 100_000.0);
+/// How well a trap's cost is known, relatively, and the error in a thread's own share that
+/// this may cause before the share is left unmeasured.
+const COST_UNCERTAINTY: f64 = 0.25;
+const MAX_OWN_ERROR: f64 = 0.1;
+/// Threads followed at most (a target that keeps starting threads would grow these tables).
+const MAX_TRACKED: usize = 4096;
 /// The least own share a correction takes: below it, figures are lower bounds.
 pub const MIN_OWN_SHARE: f64 = 0.5;
 
@@ -52,13 +58,27 @@ struct Sched {
     wait: u64,
 }
 
+/// How the probes slowed one thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slowing {
+    /// The share of its usual work per second it kept inside windows (1 where not measured).
+    pub own: f64,
+    /// The share of its window time its traps took.
+    pub traps: f64,
+    /// Whether `own` was measured: not where the trap cost's uncertainty, over the thread's
+    /// small CPU share, would decide it.
+    pub measured: bool,
+    /// Runnable nearly all of its window time.
+    pub saturated: bool,
+}
+
 /// What windows saw of one thread.
 #[derive(Debug, Default, Clone, Copy)]
 struct Inside {
     sched: Sched,
     window_ns: u64,
-    /// Allocations seen (records lost counted in).
-    hits: f64,
+    /// Calls seen, allocations and frees (records lost counted in).
+    calls: f64,
 }
 
 /// (CLOCK_MONOTONIC ns, the thread's CPU ns then).
@@ -87,10 +107,19 @@ impl Pace {
             .filter_map(|&tid| Some((tid, sched(pid, tid)?)))
             .collect();
         for &(tid, now) in &self.open {
-            self.span
+            if self.span.len() >= MAX_TRACKED && !self.span.contains_key(&tid) {
+                continue;
+            }
+            let span = self
+                .span
                 .entry(tid)
-                .or_insert(((at, now.cpu), (at, now.cpu)))
-                .1 = (at, now.cpu);
+                .or_insert(((at, now.cpu), (at, now.cpu)));
+            if now.cpu < span.1 .1 {
+                // A new thread under a reused id: start over.
+                *span = ((at, now.cpu), (at, now.cpu));
+                self.inside.remove(&tid);
+            }
+            span.1 = (at, now.cpu);
         }
     }
 
@@ -102,6 +131,9 @@ impl Pace {
             let Some(after) = sched(pid, tid) else {
                 continue;
             };
+            if !self.span.contains_key(&tid) {
+                continue; // Not tracked (too many threads).
+            }
             let entry = self.inside.entry(tid).or_default();
             entry.sched.cpu += after.cpu.saturating_sub(before.cpu);
             entry.sched.wait += after.wait.saturating_sub(before.wait);
@@ -113,68 +145,88 @@ impl Pace {
         }
     }
 
-    /// The allocations seen per thread in the window that closed last, each standing for
-    /// `scale` (records were lost): counted for the threads followed through it.
-    pub fn count_hits(&mut self, by_tid: &HashMap<u32, u64>, scale: f64) {
-        for (tid, &hits) in by_tid {
+    /// The calls seen per thread (allocations and frees) in the window that closed last, each
+    /// standing for `scale` (records were lost): counted for the threads followed through it.
+    pub fn count_calls(&mut self, by_tid: &HashMap<u32, u64>, scale: f64) {
+        for (tid, &calls) in by_tid {
             if self.last_followed.contains(tid) {
                 if let Some(entry) = self.inside.get_mut(tid) {
-                    entry.hits += hits as f64 * scale;
+                    entry.calls += calls as f64 * scale;
                 }
             }
         }
     }
 
-    /// What an allocation seen costs the target inside windows, measured on its threads that
-    /// have idle time: their CPU time inside windows beyond their share outside, per
-    /// allocation they were seen making (at most the cost: see the module's comment). `None`
-    /// until they made enough.
-    pub fn cost_per_hit(&self) -> Option<Duration> {
-        let (mut extra_ns, mut hits) = (0.0, 0.0);
+    /// What a call seen (an allocation or a free) costs the target inside windows, measured on
+    /// its threads with idle time, but for `excluding`: their CPU time inside windows beyond
+    /// their share outside, per call they were seen making (at most the cost: see the module's
+    /// comment). `None` until they made enough, or if what they show is out of all reason.
+    pub fn cost_per_call(&self, excluding: Option<u32>) -> Option<Duration> {
+        let (mut extra_ns, mut calls) = (0.0, 0.0);
         for (&tid, inside) in &self.inside {
+            if Some(tid) == excluding || inside.calls <= 0.0 {
+                continue;
+            }
             let Some((runnable, outside)) = self.shares(tid) else {
                 continue;
             };
             if outside < KEEPS_PACE && runnable < SATURATED {
                 extra_ns += inside.sched.cpu as f64 - outside * inside.window_ns as f64;
-                hits += inside.hits;
+                calls += inside.calls;
             }
         }
-        if hits < MIN_CALIBRATION_HITS {
+        if calls < MIN_CALIBRATION_CALLS {
             return None;
         }
-        let ns = (extra_ns / hits).clamp(COST_RANGE_NS.0, COST_RANGE_NS.1);
-        Some(Duration::from_nanos(ns as u64))
+        let ns = extra_ns / calls;
+        (COST_RANGE_NS.0..=COST_RANGE_NS.1)
+            .contains(&ns)
+            .then(|| Duration::from_nanos(ns as u64))
     }
 
-    /// Per thread, each allocation seen having cost it `per_hit`: the rate of its own work
-    /// inside windows over its rate outside, at most 1.
-    pub fn own_shares(&self, per_hit: Duration) -> HashMap<u32, f64> {
-        self.inside
-            .iter()
-            .filter_map(|(&tid, inside)| {
-                let (_, outside) = self.shares(tid)?;
-                if outside < MIN_CPU_SHARE {
-                    return None;
-                }
-                let traps = inside.hits * per_hit.as_secs_f64() * 1e9;
-                let own = (inside.sched.cpu as f64 - traps).max(0.0) / inside.window_ns as f64;
-                Some((tid, (own / outside).min(1.0)))
-            })
-            .collect()
-    }
-
-    /// Per thread, each allocation seen having cost it `per_hit`: the share of its window time
-    /// its traps took.
-    pub fn trap_shares(&self, per_hit: Duration) -> HashMap<u32, f64> {
+    /// How the probes slowed each thread seen long enough, a call costing what the other
+    /// threads show (`cost_per_call`), or `model_per_call`.
+    pub fn slowing(&self, model_per_call: Duration) -> HashMap<u32, Slowing> {
         self.inside
             .iter()
             .filter(|(_, inside)| inside.window_ns >= MIN_OBSERVED_NS)
             .map(|(&tid, inside)| {
-                let traps = inside.hits * per_hit.as_secs_f64() * 1e9;
-                (tid, (traps / inside.window_ns as f64).min(1.0))
+                let per_call = self.cost_per_call(Some(tid)).unwrap_or(model_per_call);
+                let window = inside.window_ns as f64;
+                let traps = (inside.calls * per_call.as_secs_f64() * 1e9 / window).min(1.0);
+                (tid, self.slowed(tid, inside, traps))
             })
             .collect()
+    }
+
+    fn slowed(&self, tid: u32, inside: &Inside, traps: f64) -> Slowing {
+        let unmeasured = Slowing {
+            own: 1.0,
+            traps,
+            measured: false,
+            saturated: false,
+        };
+        let Some((runnable, outside)) = self.shares(tid) else {
+            return unmeasured;
+        };
+        let saturated = runnable >= SATURATED;
+        if outside < MIN_CPU_SHARE {
+            return Slowing {
+                saturated,
+                ..unmeasured
+            };
+        }
+        let cpu_inside = inside.sched.cpu as f64 / inside.window_ns as f64;
+        let own = ((cpu_inside - traps) / outside).clamp(0.0, 1.0);
+        // The trap cost is known to some 25 %; divided by a small CPU share, that error would
+        // decide the result, unless the thread plainly ran flat out.
+        let measured = COST_UNCERTAINTY * traps / outside <= MAX_OWN_ERROR || own < MIN_OWN_SHARE;
+        Slowing {
+            own: if measured { own } else { 1.0 },
+            traps,
+            measured,
+            saturated,
+        }
     }
 
     /// A thread's share of its window time it was runnable (on the CPU or waiting for it),
@@ -214,9 +266,10 @@ fn sched(pid: u32, tid: u32) -> Option<Sched> {
 mod tests {
     use super::*;
 
-    /// A thread seen for a second, `window_ms` of it inside windows.
+    /// A thread seen for a second, 20 ms of it inside windows: (CPU ms and wait ms inside,
+    /// calls seen), CPU ms in all.
     fn thread(pace: &mut Pace, tid: u32, inside: (u64, u64, f64), cpu_total_ms: u64) {
-        let (cpu_ms, wait_ms, hits) = inside;
+        let (cpu_ms, wait_ms, calls) = inside;
         let ms = 1_000_000;
         pace.inside.insert(
             tid,
@@ -226,7 +279,7 @@ mod tests {
                     wait: wait_ms * ms,
                 },
                 window_ns: 20 * ms,
-                hits,
+                calls,
             },
         );
         pace.span
@@ -236,71 +289,73 @@ mod tests {
     #[test]
     fn the_share_of_its_work_a_thread_kept_inside_windows_is_measured() {
         let mut pace = Pace::default();
-        // 1 s each; 20 ms of it inside windows; each allocation costs 7 µs.
-        thread(&mut pace, 1, (19, 0, 140.0), 990); // flat out, slowed 10 %
-        thread(&mut pace, 2, (9, 10, 2000.0), 450); // on a loaded machine, all traps
-        thread(&mut pace, 3, (17, 0, 1000.0), 507); // half a CPU, and 7 ms of traps: paced
-                                                    // from outside
-        thread(&mut pace, 4, (6, 0, 250.0), 306); // a third of a CPU outside, slowed
+        // 1 s each; 20 ms of it inside windows; each call costs 3.5 µs.
+        thread(&mut pace, 1, (19, 0, 280.0), 990); // never idle, slowed 10 %
+        thread(&mut pace, 2, (9, 10, 4000.0), 450); // on a loaded machine, all traps
+        thread(&mut pace, 4, (12, 0, 500.0), 600); // 60 % of a CPU outside, slowed
         thread(&mut pace, 5, (0, 0, 0.0), 10); // nearly idle: not compared
-        pace.inside.insert(
-            6,
-            Inside {
-                sched: Sched {
-                    cpu: 1_000_000,
-                    wait: 0,
-                },
-                window_ns: 1_000_000,
-                hits: 0.0,
-            },
-        );
-        pace.span
-            .insert(6, ((0, 0), (1_000_000_000, 1_000_000_000)));
-        let shares = pace.own_shares(Duration::from_micros(7));
-        let mut tids: Vec<u32> = shares.keys().copied().collect();
+        thread(&mut pace, 7, (4, 0, 800.0), 100); // 10 % of a CPU, traps 14 %: unmeasurable
+        pace.inside.get_mut(&5).unwrap().window_ns = 1_000_000; // and seen too briefly
+        let slowing = pace.slowing(Duration::from_nanos(3500));
+        let mut tids: Vec<u32> = slowing.keys().copied().collect();
         tids.sort();
-        assert_eq!(tids, [1, 2, 3, 4], "5: idle; 6: seen too briefly");
+        assert_eq!(tids, [1, 2, 4, 7], "5: seen too briefly");
         let close = |tid: u32, expected: f64| {
-            assert!((shares[&tid] - expected).abs() < 1e-6, "{tid}: {shares:?}");
+            assert!(
+                (slowing[&tid].own - expected).abs() < 1e-6,
+                "{tid}: {slowing:?}"
+            );
         };
         close(1, (19.0 - 0.98) / 20.0 / (971.0 / 980.0));
         close(2, 0.0);
-        close(3, 1.0);
-        close(4, (6.0 - 1.75) / 20.0 / (300.0 / 980.0));
+        assert!(slowing[&2].measured && slowing[&2].saturated);
+        close(4, (12.0 - 1.75) / 20.0 / (588.0 / 980.0));
+        assert!(!slowing[&7].measured && slowing[&7].own == 1.0);
+        assert!((slowing[&7].traps - 0.14).abs() < 1e-9);
     }
 
     #[test]
-    fn the_share_of_window_time_traps_took_is_known_per_thread() {
+    fn a_thread_paced_from_outside_keeps_its_whole_rate() {
+        // Half a CPU outside windows; inside, the same half plus 3 ms of traps (1 000 calls of
+        // 3 µs, measured on another thread with idle time).
         let mut pace = Pace::default();
-        thread(&mut pace, 1, (19, 0, 1000.0), 990);
-        thread(&mut pace, 2, (1, 0, 10.0), 50);
-        let shares = pace.trap_shares(Duration::from_micros(7));
-        assert!((shares[&1] - 0.35).abs() < 1e-9, "{shares:?}");
-        assert!((shares[&2] - 0.0035).abs() < 1e-9, "{shares:?}");
+        thread(&mut pace, 3, (10 + 3, 0, 1000.0), 490 + 13);
+        thread(&mut pace, 8, (4 + 6, 0, 2000.0), 196 + 10);
+        let slowing = pace.slowing(Duration::from_micros(7));
+        assert!((slowing[&3].own - 1.0).abs() < 1e-9, "{slowing:?}");
+        assert!(!slowing[&3].saturated);
     }
 
     #[test]
-    fn what_a_trap_costs_is_measured_on_the_threads_that_keep_their_pace() {
+    fn what_a_trap_costs_is_measured_on_the_threads_with_idle_time() {
         let mut pace = Pace::default();
-        // 20 % of a CPU outside windows; inside, 20 % + 8 ms of traps for 2 000 allocations.
+        // 20 % of a CPU outside windows; inside, 20 % + 8 ms of traps for 2 000 calls.
         thread(&mut pace, 1, (4 + 8, 0, 500.0), 196 + 12);
         // No idle time: tells nothing of the cost.
         thread(&mut pace, 2, (20, 0, 50_000.0), 1000);
-        assert_eq!(pace.cost_per_hit(), None, "too few allocations yet");
-        pace.inside.get_mut(&1).unwrap().hits = 2000.0;
-        let cost = pace.cost_per_hit().unwrap().as_nanos();
+        assert_eq!(pace.cost_per_call(None), None, "too few calls yet");
+        pace.inside.get_mut(&1).unwrap().calls = 2000.0;
+        let cost = pace.cost_per_call(None).unwrap().as_nanos();
         assert!((3990..=4010).contains(&cost), "{cost} ns");
+        assert_eq!(
+            pace.cost_per_call(Some(1)),
+            None,
+            "not from the thread itself"
+        );
+        // A thread whose CPU time did not rise inside windows shows nothing.
+        thread(&mut pace, 1, (4, 0, 2000.0), 200);
+        assert_eq!(pace.cost_per_call(None), None);
     }
 
     #[test]
-    fn hits_count_for_the_threads_followed_through_their_window() {
+    fn calls_count_for_the_threads_followed_through_their_window() {
         let mut pace = Pace::default();
         let me = std::process::id();
         let tid = u32::try_from(nix::unistd::gettid().as_raw()).unwrap();
         pace.opened(me, &[tid], 0);
         pace.closed(me, 20_000_000);
-        pace.count_hits(&HashMap::from([(tid, 10), (tid + 1, 5)]), 1.5);
-        assert_eq!(pace.inside[&tid].hits, 15.0);
+        pace.count_calls(&HashMap::from([(tid, 10), (tid + 1, 5)]), 1.5);
+        assert_eq!(pace.inside[&tid].calls, 15.0);
         assert!(!pace.inside.contains_key(&(tid + 1)), "not followed");
     }
 

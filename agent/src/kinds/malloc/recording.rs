@@ -12,7 +12,7 @@ use super::allocators::{find_allocators, AllocFunction};
 use super::functions::Call;
 use super::ledger::{Function, Hit, Ledger};
 use super::pace::Pace;
-use super::pace::MIN_OWN_SHARE;
+use super::pace::{Slowing, MIN_OWN_SHARE};
 use super::schedule::{Schedule, COST_PER_HIT};
 use crate::probes::keeper::Keeper;
 use crate::probes::tracefs::{Defined, ProbeGroup};
@@ -81,7 +81,7 @@ const MAX_TALLIED_THREADS: usize = 4096;
 #[derive(Debug, Default)]
 struct Tally {
     entries: u64,
-    /// Entries per thread.
+    /// Calls (allocations and frees) per thread.
     by_tid: HashMap<u32, u64>,
     /// Every record of the window's probes.
     records: u64,
@@ -89,6 +89,13 @@ struct Tally {
 }
 
 impl Tally {
+    /// A call (allocation or free) seen from `tid`.
+    fn count_call(&mut self, tid: u32) {
+        if self.by_tid.len() < MAX_TALLIED_THREADS || self.by_tid.contains_key(&tid) {
+            *self.by_tid.entry(tid).or_default() += 1;
+        }
+    }
+
     /// What each record read stands for, some having been lost.
     fn scale(&self) -> f64 {
         if self.records == 0 {
@@ -280,9 +287,9 @@ impl MallocRecording {
             scale: tally.scale(),
         }));
         pipeline.flush();
-        self.pace.count_hits(&tally.by_tid, tally.scale());
-        if let Some(cost) = self.pace.cost_per_hit() {
-            self.schedule.calibrated(cost);
+        self.pace.count_calls(&tally.by_tid, tally.scale());
+        if let Some(per_call) = self.pace.cost_per_call(None) {
+            self.schedule.calibrated(per_call * 2);
         }
         self.schedule.observed(tally.entries, tally.lost, open);
         let next = self.schedule.window();
@@ -292,7 +299,7 @@ impl MallocRecording {
             lost = tally.lost,
             ?next,
             duty = self.schedule.duty(),
-            cost_per_hit = ?self.pace.cost_per_hit(),
+            cost_per_call = ?self.pace.cost_per_call(None),
             "probe window closed"
         );
         self.state = WindowState::Closed {
@@ -405,7 +412,7 @@ impl Recording for MallocRecording {
                 window: self.windows,
                 scale: hits.scale(),
             }));
-            self.pace.count_hits(&hits.by_tid, hits.scale());
+            self.pace.count_calls(&hits.by_tid, hits.scale());
         }
         // The probes are out of the target: the keeper's hold can go.
         self.keeper = None;
@@ -422,15 +429,15 @@ impl Recording for MallocRecording {
         let counts = ledger.counts;
         // Threads the probes slowed: scaled up for it (the ledger takes a share no lower than
         // MIN_OWN_SHARE), and called lower bounds where they ran flat out.
-        let own = if self.exact {
+        let slowing = if self.exact {
             HashMap::new()
         } else {
-            self.pace
-                .own_shares(self.pace.cost_per_hit().unwrap_or(COST_PER_HIT))
+            self.pace.slowing(COST_PER_HIT / 2)
         };
-        let flat_out: Vec<u32> = own
+        let own: HashMap<u32, f64> = slowing.iter().map(|(&tid, s)| (tid, s.own)).collect();
+        let flat_out: Vec<u32> = slowing
             .iter()
-            .filter(|&(_, &share)| share < MIN_OWN_SHARE)
+            .filter(|(_, s)| s.own < MIN_OWN_SHARE)
             .map(|(&tid, _)| tid)
             .collect();
         let paced = ledger.allocations_of(&flat_out);
@@ -442,20 +449,20 @@ impl Recording for MallocRecording {
                 percent(paced, counts.allocations)
             )
         });
-        let slowed_note = slowed_note(&own, self.pace.cost_per_hit());
-        // Threads whose traps took a good share of their window time, not flat out: their own
-        // code may have slowed more than their CPU time shows (traps also slow the code around
-        // them), which no correction here can see.
-        let per_hit = self.pace.cost_per_hit().unwrap_or(COST_PER_HIT);
-        let trapped: Vec<(u32, f64)> = if self.exact {
-            Vec::new()
-        } else {
-            self.pace
-                .trap_shares(per_hit)
-                .into_iter()
-                .filter(|(tid, share)| *share >= NOTABLE_TRAP_SHARE && !flat_out.contains(tid))
-                .collect()
-        };
+        let measured = self.pace.cost_per_call(None).map(|per_call| per_call * 2);
+        let slowed_note = slowed_note(&slowing, measured);
+        // Threads whose traps took a good share of their window time, not flat out, and not
+        // shown to keep their pace: their own code may have slowed more than their CPU time
+        // shows (traps also slow the code around them), which no correction here can see.
+        let trapped: Vec<(u32, f64)> = slowing
+            .iter()
+            .filter(|(_, s)| {
+                s.traps >= NOTABLE_TRAP_SHARE
+                    && s.own >= MIN_OWN_SHARE
+                    && (s.own < KEPT_PACE || !s.measured || s.saturated)
+            })
+            .map(|(&tid, s)| (tid, s.traps))
+            .collect();
         let trapped_note = trapped_note(&trapped, |tids| {
             percent(ledger.allocations_of(tids), counts.allocations)
         });
@@ -487,9 +494,9 @@ impl Recording for MallocRecording {
                  {} inside windows",
                 self.windows,
                 coverage * 100.0,
-                match self.pace.cost_per_hit() {
+                match measured {
                     Some(cost) => format!(
-                        "{:.1} µs (measured on its threads with idle time)",
+                        "at least {:.1} µs (measured on its threads with idle time)",
                         cost.as_secs_f64() * 1e6
                     ),
                     None => format!(
@@ -566,8 +573,9 @@ impl Recording for MallocRecording {
 
 /// The profile's comment on the threads whose figures were scaled up for their traps.
 /// The share of a thread's window time its traps may take before its figures are called
-/// possibly low.
+/// possibly low, and the own share above which a thread kept its pace.
 const NOTABLE_TRAP_SHARE: f64 = 0.1;
+const KEPT_PACE: f64 = 0.995;
 
 /// The warning for threads whose traps took [`NOTABLE_TRAP_SHARE`] or more of their window
 /// time; `share_of_seen` gives the percentage of the allocations seen that came from them.
@@ -589,12 +597,14 @@ fn trapped_note(trapped: &[(u32, f64)], share_of_seen: impl Fn(&[u32]) -> f64) -
     ))
 }
 
-fn slowed_note(own: &HashMap<u32, f64>, measured: Option<Duration>) -> Option<String> {
-    // Those that kept their pace (share 1) were not scaled; flat-out ones have their note.
-    let slowed: Vec<f64> = own
+/// The profile's comment on the threads whose figures were scaled up for their traps;
+/// `measured` is what an allocation was measured to cost, if it was.
+fn slowed_note(slowing: &HashMap<u32, Slowing>, measured: Option<Duration>) -> Option<String> {
+    // Those that kept their pace were not scaled; flat-out ones have their note.
+    let slowed: Vec<f64> = slowing
         .values()
-        .copied()
-        .filter(|share| (MIN_OWN_SHARE..0.995).contains(share))
+        .filter(|s| s.measured && (MIN_OWN_SHARE..KEPT_PACE).contains(&s.own))
+        .map(|s| s.own)
         .collect();
     let least = slowed.iter().copied().reduce(f64::min)? * 100.0;
     let most = slowed.iter().copied().reduce(f64::max)? * 100.0;
@@ -607,12 +617,13 @@ fn slowed_note(own: &HashMap<u32, f64>, measured: Option<Duration>) -> Option<St
     };
     let cost = match measured {
         Some(cost) => format!(
-            "{:.1} µs per allocation seen, measured on the threads with idle time",
+            "at least {:.1} µs per allocation with its free, measured on the threads with idle \
+             time",
             cost.as_secs_f64() * 1e6
         ),
         None => format!(
-            "{} µs per allocation seen, the model's: no thread of the target had the idle time \
-             to measure it on",
+            "{} µs per allocation with its free, the model's: no thread of the target had the \
+             idle time to measure it on",
             COST_PER_HIT.as_micros()
         ),
     };
@@ -651,9 +662,7 @@ fn forward(
             };
             pipeline.send(Event::sample(&sample, hit));
             tally.entries += 1;
-            if tally.by_tid.len() < MAX_TALLIED_THREADS || tally.by_tid.contains_key(&sample.tid) {
-                *tally.by_tid.entry(sample.tid).or_default() += 1;
-            }
+            tally.count_call(sample.tid);
         }
         Some(Role::Return { function, probe }) => {
             pipeline.send(Event::Note(returned(&sample, *function, probe, window)));
@@ -662,6 +671,7 @@ fn forward(
             let ptr = probe.value(sample.raw, 0).unwrap_or(0);
             let tid = sample.tid;
             pipeline.send(Event::Note(Hit::Free { ptr, window, tid }));
+            tally.count_call(tid);
         }
         None => {}
     }

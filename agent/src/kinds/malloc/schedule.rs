@@ -7,7 +7,7 @@
 //! kernel writes the breakpoints into the target's pages as it opens and takes them out as it
 //! closes). A window lasts long enough for its allocations to cost 3 times its opening (so
 //! that opening is worth it), but no longer than the rings hold; windows then come as often as
-//! the budget pays for, at most 4 a second and with probes open at most half the time. A
+//! the budget pays for, at most 2 a second and with probes open at most half the time. A
 //! target that allocates little is watched half the time; a malloc-heavy one in short windows
 //! (it runs many times slower inside them, so it pays about the duty). Each window's length
 //! and the gap before it are chosen before it opens, from earlier windows only: a window cut
@@ -30,8 +30,9 @@ pub const COST_PER_HIT: Duration = Duration::from_micros(7);
 const COST_PER_WINDOW: Duration = Duration::from_micros(2500);
 /// A window's allocations should cost the target this many times what opening it does.
 const HITS_COST_PER_WINDOW_COST: f64 = 3.0;
-/// The mean time from a window's opening to the next one's, at least: at most 4 a second.
-const MIN_PERIOD: Duration = Duration::from_millis(250);
+/// The mean time from a window's opening to the next one's, at least: at most 2 a second (the
+/// budget allows no more anyway: [`COST_PER_WINDOW`] / [`COST_BUDGET`]).
+const MIN_PERIOD: Duration = Duration::from_millis(500);
 /// The share of time probes are open at most, and the longest window.
 const MAX_DUTY: f64 = 0.5;
 const MAX_WINDOW: Duration = Duration::from_millis(500);
