@@ -146,6 +146,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub exact: bool,
 
+    /// allocs/heap (sampled): the share of the target's time, in percent, the probes may cost
+    /// it [default: 0.5]. More opens windows more often: more allocations seen, the figures
+    /// more precise. At most 50.
+    #[arg(long, value_name = "PERCENT", conflicts_with = "exact", value_parser = overhead_percent)]
+    pub max_overhead: Option<f64>,
+
     /// Bytes of user stack copied with each sample [default: the most a sample can carry, ~64 KiB].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8..=65_440))]
     pub stack_size: Option<u32>,
@@ -210,4 +216,33 @@ pub struct ServeArgs {
     /// the snapshot is taken (by default such a thread is stopped with ptrace, briefly).
     #[arg(long)]
     pub nonblocking: bool,
+}
+
+/// `--max-overhead`: a percentage above 0 and at most 50.
+fn overhead_percent(text: &str) -> Result<f64, String> {
+    let percent: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage (e.g. 2 or 0.5)"))?;
+    if percent > 0.0 && percent <= 50.0 {
+        Ok(percent)
+    } else {
+        Err(format!(
+            "{percent} is out of range: more than 0, at most 50"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overhead_is_a_percentage_within_reason() {
+        assert_eq!(overhead_percent("2"), Ok(2.0));
+        assert_eq!(overhead_percent("0.5%"), Ok(0.5));
+        assert!(overhead_percent("0").is_err());
+        assert!(overhead_percent("80").is_err());
+        assert!(overhead_percent("lots").is_err());
+    }
 }

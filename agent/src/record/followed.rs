@@ -103,6 +103,7 @@ impl Opener<'_> {
                 .unwrap_or(crate::sampler::DEFAULT_STACK_BYTES),
             kernel: args.kernel,
             exact: args.exact,
+            max_overhead: args.max_overhead.map(|percent| percent / 100.0),
             symbolizer: &self.symbolizer,
         };
         let mut recordings: Recordings = Vec::new();

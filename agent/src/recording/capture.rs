@@ -38,6 +38,7 @@ pub fn capture(
         stack_bytes: DEFAULT_STACK_BYTES,
         kernel: false,
         exact: false,
+        max_overhead: None,
         symbolizer,
     };
     let mut recording = spec.kind.open(&request)?;

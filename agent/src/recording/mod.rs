@@ -52,6 +52,9 @@ pub struct Request<'a> {
     pub kernel: bool,
     /// Trace every call instead of sampling (kinds that probe calls: allocs, heap).
     pub exact: bool,
+    /// The share of the target's time sampled probes may cost it (allocs, heap), if not the
+    /// kind's own default.
+    pub max_overhead: Option<f64>,
     /// One cache of parsed binaries, shared by every profile of the process.
     pub symbolizer: &'a Arc<Symbolizer>,
 }

@@ -216,11 +216,16 @@ impl Pace {
                 ..unmeasured
             };
         }
-        let cpu_inside = inside.sched.cpu as f64 / inside.window_ns as f64;
+        // A thread is on one CPU at most; schedstat's tick-grained count can say more.
+        let cpu_inside = (inside.sched.cpu as f64 / inside.window_ns as f64).min(1.0);
         let own = ((cpu_inside - traps) / outside).clamp(0.0, 1.0);
         // The trap cost is known to some 25 %; divided by a small CPU share, that error would
-        // decide the result, unless the thread plainly ran flat out.
-        let measured = COST_UNCERTAINTY * traps / outside <= MAX_OWN_ERROR || own < MIN_OWN_SHARE;
+        // decide the result, unless the thread plainly ran flat out: traps took most of its
+        // window time, or it was runnable all along and most of its work was gone. (schedstat
+        // counts a running thread's time at scheduler ticks, so a short window's CPU time is
+        // coarse: traps are the surer sign.)
+        let flat_out = traps >= MIN_OWN_SHARE || (saturated && own < MIN_OWN_SHARE);
+        let measured = COST_UNCERTAINTY * traps / outside <= MAX_OWN_ERROR || flat_out;
         Slowing {
             own: if measured { own } else { 1.0 },
             traps,
@@ -295,11 +300,13 @@ mod tests {
         thread(&mut pace, 4, (12, 0, 500.0), 600); // 60 % of a CPU outside, slowed
         thread(&mut pace, 5, (0, 0, 0.0), 10); // nearly idle: not compared
         thread(&mut pace, 7, (4, 0, 800.0), 100); // 10 % of a CPU, traps 14 %: unmeasurable
+        thread(&mut pace, 9, (3, 0, 800.0), 100); // the same, its own share seemingly < 0.5
+        thread(&mut pace, 10, (14, 0, 4000.0), 990); // traps took 70 %: flat out
         pace.inside.get_mut(&5).unwrap().window_ns = 1_000_000; // and seen too briefly
         let slowing = pace.slowing(Duration::from_nanos(3500));
         let mut tids: Vec<u32> = slowing.keys().copied().collect();
         tids.sort();
-        assert_eq!(tids, [1, 2, 4, 7], "5: seen too briefly");
+        assert_eq!(tids, [1, 2, 4, 7, 9, 10], "5: seen too briefly");
         let close = |tid: u32, expected: f64| {
             assert!(
                 (slowing[&tid].own - expected).abs() < 1e-6,
@@ -312,6 +319,11 @@ mod tests {
         close(4, (12.0 - 1.75) / 20.0 / (588.0 / 980.0));
         assert!(!slowing[&7].measured && slowing[&7].own == 1.0);
         assert!((slowing[&7].traps - 0.14).abs() < 1e-9);
+        assert!(
+            !slowing[&9].measured && slowing[&9].own == 1.0,
+            "not flat out: idle most of the time"
+        );
+        assert!(slowing[&10].measured && slowing[&10].own < MIN_OWN_SHARE);
     }
 
     #[test]

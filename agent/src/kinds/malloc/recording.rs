@@ -13,7 +13,7 @@ use super::functions::Call;
 use super::ledger::{Function, Hit, Ledger};
 use super::pace::Pace;
 use super::pace::{Slowing, MIN_OWN_SHARE};
-use super::schedule::{Schedule, COST_PER_HIT};
+use super::schedule::{Schedule, COST_BUDGET, COST_PER_HIT};
 use crate::probes::keeper::Keeper;
 use crate::probes::tracefs::{Defined, ProbeGroup};
 use crate::profile::Meta;
@@ -215,7 +215,7 @@ pub fn open(request: &Request<'_>, view: View) -> Result<MallocRecording> {
         ids: HashMap::new(),
         pump: Some(Pump::new(sampler)),
         pipeline,
-        schedule: Schedule::new(),
+        schedule: Schedule::new(request.max_overhead.unwrap_or(COST_BUDGET)),
         state: WindowState::Closed { until: now },
         keeper: Some(keeper),
         _group: group,

@@ -7,7 +7,7 @@
 //! kernel writes the breakpoints into the target's pages as it opens and takes them out as it
 //! closes). A window lasts long enough for its allocations to cost 3 times its opening (so
 //! that opening is worth it), but no longer than the rings hold; windows then come as often as
-//! the budget pays for, at most 2 a second and with probes open at most half the time. A
+//! the budget pays for (2 a second at most with the default budget), and with probes open at most half the time. A
 //! target that allocates little is watched half the time; a malloc-heavy one in short windows
 //! (it runs many times slower inside them, so it pays about the duty). Each window's length
 //! and the gap before it are chosen before it opens, from earlier windows only: a window cut
@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-/// The share of the target's time the probes may cost it. At 1 % the typical bench target
+/// The share of the target's time the probes may cost it, unless the user says otherwise
+/// (`--max-overhead`). At 1 % the typical bench target
 /// (8 000 allocations a second) lost 1.3 % per CPU-second, more than the model says (the
 /// windows' own cost varies); at 0.5 % its loss is within the bench's noise.
 pub const COST_BUDGET: f64 = 0.005;
@@ -30,9 +31,9 @@ pub const COST_PER_HIT: Duration = Duration::from_micros(7);
 const COST_PER_WINDOW: Duration = Duration::from_micros(2500);
 /// A window's allocations should cost the target this many times what opening it does.
 const HITS_COST_PER_WINDOW_COST: f64 = 3.0;
-/// The mean time from a window's opening to the next one's, at least: at most 2 a second (the
-/// budget allows no more anyway: [`COST_PER_WINDOW`] / [`COST_BUDGET`]).
-const MIN_PERIOD: Duration = Duration::from_millis(500);
+/// The mean time from a window's opening to the next one's, at least: at most 10 a second
+/// (the default budget allows 2: [`COST_PER_WINDOW`] / [`COST_BUDGET`]).
+const MIN_PERIOD: Duration = Duration::from_millis(100);
 /// The share of time probes are open at most, and the longest window.
 const MAX_DUTY: f64 = 0.5;
 const MAX_WINDOW: Duration = Duration::from_millis(500);
@@ -54,6 +55,8 @@ pub struct Schedule {
     last: Option<(f64, Duration)>,
     /// What an allocation costs the target inside a window.
     cost_per_hit: Duration,
+    /// The share of the target's time the probes may cost it.
+    budget: f64,
     random: u64,
 }
 
@@ -62,17 +65,19 @@ const FORGET: f64 = 0.7;
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self::new()
+        Self::new(COST_BUDGET)
     }
 }
 
 impl Schedule {
-    pub fn new() -> Schedule {
+    /// A schedule whose probes cost the target about `budget` of its time.
+    pub fn new(budget: f64) -> Schedule {
         let seed = u64::from(std::process::id()) << 32 ^ crate::sampler::monotonic_ns();
         Schedule {
             seen: None,
             last: None,
             cost_per_hit: COST_PER_HIT,
+            budget,
             random: seed | 1,
         }
     }
@@ -157,7 +162,7 @@ impl Schedule {
             .min(grown.as_secs_f64())
             .max(MIN_WINDOW.as_secs_f64());
         // As often as the budget pays for the window and its allocations.
-        let period = ((opening + window * cost_when_open) / COST_BUDGET)
+        let period = ((opening + window * cost_when_open) / self.budget.max(1e-6))
             .max(window / MAX_DUTY)
             .max(MIN_PERIOD.as_secs_f64());
         (
@@ -172,7 +177,7 @@ mod tests {
     use super::*;
 
     fn seeing(rate: f64) -> Schedule {
-        let mut schedule = Schedule::new();
+        let mut schedule = Schedule::default();
         for _ in 0..30 {
             schedule.observed((rate / 2.0) as u64, 0, MAX_WINDOW);
         }
@@ -188,7 +193,7 @@ mod tests {
 
     #[test]
     fn windows_keep_the_cost_within_the_budget() {
-        let schedule = Schedule::new();
+        let schedule = Schedule::default();
         assert_eq!(schedule.window(), MIN_WINDOW, "cautious at first");
         // 8 000 allocations a second (the typical bench target): ~7 % of the time, in
         // windows of ~130 ms, one every 2 s.
@@ -217,7 +222,7 @@ mod tests {
         assert_eq!(light.duty(), MAX_DUTY);
         // Nothing allocated in the first windows: long ones, to catch what comes, but not at
         // once.
-        let mut idle = Schedule::new();
+        let mut idle = Schedule::default();
         idle.observed(0, 0, MIN_WINDOW);
         assert_eq!(idle.window(), MIN_WINDOW * MAX_GROWTH);
         let idle = seeing(0.0);
@@ -230,18 +235,42 @@ mod tests {
             "{:?}",
             waking.window()
         );
-        let mut lossy = Schedule::new();
+        let mut lossy = Schedule::default();
         lossy.observed(10, 30_000, Duration::from_millis(2));
         assert!(
             lossy.window() <= Duration::from_millis(2),
             "lost records count as calls"
         );
         // A first window too short to tell does not outweigh the next ones.
-        let mut settling = Schedule::new();
+        let mut settling = Schedule::default();
         settling.observed(2, 0, Duration::from_millis(1));
         settling.observed(3700, 0, Duration::from_millis(480));
         let rate = settling.rate().unwrap();
         assert!((7000.0..8000.0).contains(&rate), "{rate}");
+    }
+
+    #[test]
+    fn a_larger_budget_opens_windows_more_often() {
+        let mut generous = Schedule::new(0.04);
+        for _ in 0..30 {
+            generous.observed(12_500, 0, MAX_WINDOW);
+        }
+        let default = seeing(25_000.0);
+        assert_eq!(
+            generous.window(),
+            default.window(),
+            "the rings set the length"
+        );
+        assert!(
+            generous.duty() > 6.0 * default.duty(),
+            "{}",
+            generous.duty()
+        );
+        let (window, period) = generous.plan();
+        let cost = (COST_PER_WINDOW.as_secs_f64()
+            + window.as_secs_f64() * 25_000.0 * COST_PER_HIT.as_secs_f64())
+            / period.as_secs_f64();
+        assert!((cost - 0.04).abs() < 1e-3, "{cost}");
     }
 
     #[test]
