@@ -105,9 +105,12 @@ fn functions_in(
     if !symbols.iter().any(|(name, _)| *name == "malloc") {
         return Vec::new();
     }
-    let markers: Vec<&str> = find_functions(&data, MARKERS)
-        .into_iter()
-        .map(|(name, _)| name)
+    // One marker at a time: an allocator aliases them (tcmalloc's `tc_malloc` and
+    // `__libc_malloc` are its `malloc`), and a lookup of several keeps one name per address.
+    let markers: Vec<&str> = MARKERS
+        .iter()
+        .copied()
+        .filter(|marker| !find_functions(&data, &[marker]).is_empty())
         .collect();
     let allocator = allocator_name(&markers);
     let file = Arc::new(file);
